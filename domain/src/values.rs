@@ -375,6 +375,112 @@ pub struct WorkflowRef {
 )]
 pub struct CostMicros(pub u64);
 
+/// How a rendition reaches the preset's aspect ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FitMode {
+    /// Crop around the subject.
+    CropToSubject,
+    /// Pad with the background colour.
+    Pad,
+}
+
+/// The background of a rendition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", content = "colour", rename_all = "snake_case")]
+pub enum Background {
+    /// Keep the generated background.
+    Keep,
+    /// Pure white (#FFFFFF).
+    White,
+    /// A solid colour.
+    Colour(Colour),
+}
+
+/// The colour space a rendition is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColourSpace {
+    /// sRGB, the web default.
+    Srgb,
+    /// Display P3.
+    DisplayP3,
+}
+
+/// What a channel requires of an image: the numbers a formatting step needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChannelPresetSpec {
+    /// Long edge in pixels.
+    pub long_edge_px: u32,
+    /// Target aspect ratio.
+    pub aspect_ratio: AspectRatio,
+    /// How to reach it.
+    pub fit: FitMode,
+    /// Background treatment.
+    pub background: Background,
+    /// File format.
+    pub format: ImageFormat,
+    /// Encoder quality 1..=100 (ignored by lossless formats).
+    pub quality: u8,
+    /// Colour space.
+    pub colour_space: ColourSpace,
+    /// Largest accepted file, in bytes, if the channel has a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// File naming pattern, e.g. `{sku}_{view}_{n}.jpg`; placeholders `{sku}`,
+    /// `{view}`, `{n}`, `{preset}`, `{prediction}`.
+    pub naming_pattern: String,
+}
+
+impl ChannelPresetSpec {
+    /// Checks the numbers and the naming pattern, explaining the first problem.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        if !OutputSpec::LONG_EDGE_PX.contains(&self.long_edge_px) {
+            return Err(InvalidValue::new(
+                "long edge",
+                &self.long_edge_px.to_string(),
+                "it must be between 256 and 8192 pixels",
+            ));
+        }
+        if !(1..=100).contains(&self.quality) {
+            return Err(InvalidValue::new("quality", &self.quality.to_string(), "it must be 1 to 100"));
+        }
+        if self.max_bytes == Some(0) {
+            return Err(InvalidValue::new("maximum file size", "0", "leave it out or give a positive size"));
+        }
+        let pattern = &self.naming_pattern;
+        if pattern.is_empty()
+            || pattern.len() > 200
+            || pattern.contains(['/', '\\'])
+            || pattern.contains("..")
+        {
+            return Err(InvalidValue::new(
+                "naming pattern",
+                pattern,
+                "give a file name of at most 200 characters without '/', '\\' or '..'",
+            ));
+        }
+        let mut rest = pattern.as_str();
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| InvalidValue::new("naming pattern", pattern, "a '{' has no matching '}'"))?;
+            let placeholder = &rest[open + 1..open + close];
+            if !["sku", "view", "n", "preset", "prediction"].contains(&placeholder) {
+                return Err(InvalidValue::new(
+                    "naming pattern",
+                    pattern,
+                    format!(
+                        "unknown placeholder {{{placeholder}}}; use {{sku}}, {{view}}, {{n}}, {{preset}} or {{prediction}}"
+                    ),
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,6 +538,34 @@ mod tests {
         let ratio = AspectRatio::parse("1:1").expect("valid");
         assert!(OutputSpec::new(ratio, 2048, ImageFormat::Jpeg).is_ok());
         assert!(OutputSpec::new(ratio, 100, ImageFormat::Jpeg).is_err());
+    }
+
+    fn preset() -> ChannelPresetSpec {
+        ChannelPresetSpec {
+            long_edge_px: 2000,
+            aspect_ratio: AspectRatio::parse("1:1").expect("valid"),
+            fit: FitMode::Pad,
+            background: Background::White,
+            format: ImageFormat::Jpeg,
+            quality: 90,
+            colour_space: ColourSpace::Srgb,
+            max_bytes: Some(10_000_000),
+            naming_pattern: "{sku}_{view}_{n}.jpg".into(),
+        }
+    }
+
+    #[test]
+    fn a_channel_preset_with_known_placeholders_is_valid() {
+        assert_eq!(preset().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_channel_preset_with_an_unknown_placeholder_or_a_path_is_refused() {
+        for bad in ["{colour}.jpg", "../x.jpg", "a/b.jpg", "{sku", ""] {
+            let spec = ChannelPresetSpec { naming_pattern: bad.into(), ..preset() };
+            assert!(spec.validate().is_err(), "{bad}");
+        }
+        assert!(ChannelPresetSpec { quality: 0, ..preset() }.validate().is_err());
     }
 
     #[test]
