@@ -1,1 +1,252 @@
-//! Filled below.
+//! Command handling: load the aggregate, `decide`, append, retry on conflict.
+//!
+//! [`CommandHandler::execute`] is the write path of GPS. It replays the
+//! aggregate's events from the log, lets the pure domain decide, and appends the
+//! resulting events with optimistic concurrency. A conflict (another writer got
+//! there first) reloads and decides again, a bounded number of times, then
+//! reports [`CommandError::Conflict`]. A command whose id is already in the
+//! aggregate's history is not applied again: the earlier result is returned.
+//!
+//! Architecture invariant: the outside world (the time, generated ids, other
+//! aggregates' state) reaches `decide` only through the command and its
+//! [`CommandMeta`]; this crate depends on no sqlx or axum.
+
+use std::time::Duration;
+
+use gps_domain::ids::BrandId;
+use gps_domain::wire::{self, DecodeError, EventEnvelope};
+use gps_domain::{Aggregate, DomainError};
+use gps_nats::{
+    AggregateAddress, AppendError, AppendRequest, EventLog, ExpectedPosition, LoadError, NewEvent,
+};
+
+pub use gps_nats::CommandMeta;
+
+/// How many times a command is decided again after a conflict before giving up.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Why a command was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The domain refused it: a business reason the caller can act on.
+    #[error("{address}: {error}")]
+    Rejected {
+        /// The aggregate addressed.
+        address: String,
+        /// The business reason.
+        error: DomainError,
+    },
+    /// Other writers kept changing the aggregate; nothing was written.
+    #[error("{address} kept changing while this command was decided ({attempts} attempts); try again")]
+    Conflict {
+        /// The aggregate addressed.
+        address: String,
+        /// How many times it was tried.
+        attempts: u32,
+    },
+    /// The command id was used before for a different command.
+    #[error("command id {command_id} was already used for another command; send a new command with a new id")]
+    CommandIdReused {
+        /// The id.
+        command_id: String,
+    },
+    /// The command or its metadata is malformed.
+    #[error("invalid command: {0}")]
+    Invalid(String),
+    /// A stored event of the aggregate cannot be decoded by this build.
+    #[error("{address}: a stored event cannot be read: {message}")]
+    Corrupt {
+        /// The aggregate addressed.
+        address: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The event log is unreachable or failed; retrying with the same command id is safe.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct Outcome<A: Aggregate> {
+    /// The events this command appended (or had appended earlier, when
+    /// `already_applied`); empty when the command changed nothing.
+    pub events: Vec<EventEnvelope>,
+    /// The stream sequence a reader must reach to see this command's effect.
+    pub stream_sequence: u64,
+    /// The aggregate's version after the command.
+    pub aggregate_version: u64,
+    /// True when this command id had been applied before and nothing new was written.
+    pub already_applied: bool,
+    /// How many times the command was decided (1 without conflicts).
+    pub attempts: u32,
+    /// The aggregate's state after the command.
+    pub state: A,
+}
+
+/// An aggregate's state as loaded from the log, with its position.
+#[derive(Debug, Clone)]
+pub struct Loaded<A: Aggregate> {
+    /// The state.
+    pub state: A,
+    /// Where it stands in the log.
+    pub position: ExpectedPosition,
+    /// The stored envelopes it was rebuilt from.
+    pub envelopes: Vec<EventEnvelope>,
+}
+
+/// Runs commands against the event log.
+#[derive(Debug, Clone)]
+pub struct CommandHandler {
+    log: EventLog,
+    max_attempts: u32,
+}
+
+impl CommandHandler {
+    /// A handler over `log` with the default retry budget.
+    pub fn new(log: EventLog) -> Self {
+        CommandHandler { log, max_attempts: DEFAULT_MAX_ATTEMPTS }
+    }
+
+    /// Sets how many times a command is decided before a conflict is reported.
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// The address of aggregate `id` of type `A` in `brand`, or a clear error.
+    pub fn address<A: Aggregate>(brand: &BrandId, id: &str) -> Result<AggregateAddress, CommandError> {
+        AggregateAddress::new(brand.clone(), A::KIND, id).map_err(|e| CommandError::Invalid(e.to_string()))
+    }
+
+    /// Loads an aggregate's state by replaying its events.
+    pub async fn load<A: Aggregate>(&self, address: &AggregateAddress) -> Result<Loaded<A>, CommandError> {
+        let loaded = self.log.load(address).await.map_err(|e| load_error(address, e))?;
+        let mut state = A::default();
+        for envelope in &loaded.events {
+            let event = decode_event::<A>(address, envelope)?;
+            state = state.evolve(&event);
+        }
+        Ok(Loaded { state, position: loaded.position, envelopes: loaded.events })
+    }
+
+    /// Decides `command` against the aggregate at `address` and appends the
+    /// result, retrying on conflicts. Safe to repeat with the same command id.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+        meta: &CommandMeta,
+        command: &A::Command,
+    ) -> Result<Outcome<A>, CommandError> {
+        if address.kind() != A::KIND {
+            return Err(CommandError::Invalid(format!("a {} command cannot be sent to {address}", A::KIND)));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let loaded = self.load::<A>(address).await?;
+            let earlier: Vec<EventEnvelope> =
+                loaded.envelopes.iter().filter(|e| e.command_id == meta.command_id).cloned().collect();
+            if !earlier.is_empty() {
+                return Ok(Outcome {
+                    stream_sequence: earlier.last().and_then(|e| e.stream_sequence).unwrap_or(0),
+                    aggregate_version: loaded.position.aggregate_version,
+                    events: earlier,
+                    already_applied: true,
+                    attempts: attempt,
+                    state: loaded.state,
+                });
+            }
+            let decided = loaded
+                .state
+                .decide(command)
+                .map_err(|error| CommandError::Rejected { address: describe(address), error })?;
+            if decided.is_empty() {
+                return Ok(Outcome {
+                    events: Vec::new(),
+                    stream_sequence: loaded.position.last_subject_sequence,
+                    aggregate_version: loaded.position.aggregate_version,
+                    already_applied: false,
+                    attempts: attempt,
+                    state: loaded.state,
+                });
+            }
+            let request = AppendRequest {
+                address: address.clone(),
+                expected: loaded.position.clone(),
+                command: meta.clone(),
+                events: decided.iter().map(|event| NewEvent::from(wire::encode(event))).collect(),
+            };
+            match self.log.append(request).await {
+                Ok(appended) => {
+                    let state = decided.iter().fold(loaded.state, |state, event| state.evolve(event));
+                    let position = appended.position();
+                    return Ok(Outcome {
+                        stream_sequence: position.last_subject_sequence,
+                        aggregate_version: position.aggregate_version,
+                        events: appended.envelopes,
+                        already_applied: appended.already_appended,
+                        attempts: attempt,
+                        state,
+                    });
+                }
+                Err(AppendError::Conflict { .. }) if attempt < self.max_attempts => {
+                    tracing::debug!(%address, attempt, "conflict; reloading and deciding again");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(AppendError::Conflict { .. }) => {
+                    return Err(CommandError::Conflict { address: describe(address), attempts: attempt });
+                }
+                Err(AppendError::CommandIdReused { command_id }) => {
+                    return Err(CommandError::CommandIdReused { command_id });
+                }
+                Err(AppendError::Invalid(message)) => return Err(CommandError::Invalid(message)),
+                Err(error @ AppendError::Unavailable { .. }) => {
+                    return Err(CommandError::Unavailable(error.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// A short, jittered pause so racing writers do not collide again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let base = 2u64.saturating_pow(attempt.min(6));
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % (base + 1);
+    Duration::from_millis(base + jitter)
+}
+
+fn describe(address: &AggregateAddress) -> String {
+    address.to_string()
+}
+
+fn load_error(address: &AggregateAddress, error: LoadError) -> CommandError {
+    match error {
+        LoadError::Unavailable { .. } => CommandError::Unavailable(error.to_string()),
+        LoadError::Corrupt { .. } => {
+            CommandError::Corrupt { address: describe(address), message: error.to_string() }
+        }
+    }
+}
+
+/// Decodes one stored envelope into the aggregate's event type.
+pub fn decode_event<A: Aggregate>(
+    address: &AggregateAddress,
+    envelope: &EventEnvelope,
+) -> Result<A::Event, CommandError> {
+    wire::decode::<A::Event>(&envelope.event_type, envelope.schema_version, envelope.payload.clone()).map_err(
+        |error: DecodeError| CommandError::Corrupt {
+            address: describe(address),
+            message: format!(
+                "event {} (stream sequence {}): {error}",
+                envelope.event_id,
+                envelope.stream_sequence.unwrap_or(0)
+            ),
+        },
+    )
+}

@@ -183,7 +183,7 @@ pub struct Product {
 
 impl Product {
     fn existing(&self) -> Result<&ProductCreated, DomainError> {
-        self.details.as_ref().ok_or_else(|| DomainError::NotFound { kind: AggregateKind::Product })
+        self.details.as_ref().ok_or(DomainError::NotFound { kind: AggregateKind::Product })
     }
 
     fn editable(&self) -> Result<&ProductCreated, DomainError> {

