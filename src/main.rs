@@ -1,1 +1,124 @@
-fn main() {}
+//! `gps`, the one binary of GPS.
+//!
+//! - `gps up`: the whole platform in one process on embedded defaults (it
+//!   starts the pinned nats-server unless `NATS_URL` names one).
+//! - `gps log provision|verify`: operate the event log.
+//! - `gps bench append|load`: write-path benchmarks (figures, not tests).
+//!
+//! The binary is thin: it reads settings and calls the crates' `run`
+//! functions. It must not hold business rules (those live in `gps-domain`).
+
+mod bench;
+mod config;
+mod up;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(name = "gps", version, about = "GPS, the Generative Production System")]
+struct Cli {
+    /// A TOML settings file (default: $GPS_CONFIG, else built-in defaults).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the whole platform in one process.
+    Up {
+        /// HTTP port (overrides GPS_PORT and the settings file).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Operates the event log.
+    Log {
+        #[command(subcommand)]
+        action: LogAction,
+    },
+    /// Measures the write path; prints one JSON object per line.
+    Bench {
+        #[command(subcommand)]
+        workload: bench::Workload,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogAction {
+    /// Creates the GPS_EVENTS stream if missing and reports drift.
+    Provision {
+        /// Also update the settings JetStream allows to change.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Walks the whole log and verifies every aggregate's hash chain.
+    Verify {
+        /// Only this subject filter, e.g. gps.evt.acme.>
+        #[arg(long)]
+        filter: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GPS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up { port } => {
+                if let Some(port) = port {
+                    settings.http_addr.set_port(port);
+                }
+                up::run(settings).await
+            }
+            Command::Log { action } => log_command(settings, action).await,
+            Command::Bench { workload } => bench::run(workload).await,
+        }
+    })
+}
+
+async fn log_command(settings: Settings, action: LogAction) -> anyhow::Result<()> {
+    let (log, _server) = up::connect_event_log(&settings).await?;
+    match action {
+        LogAction::Provision { repair } => {
+            let report = if repair {
+                gps_nats::stream::repair(log.jetstream(), log.settings()).await?
+            } else {
+                log.provision().await?
+            };
+            println!("stream {}: {}", log.settings().name, if report.created { "created" } else { "exists" });
+            for drift in &report.drift {
+                println!("drift: {} is {} (expected {})", drift.field, drift.actual, drift.expected);
+            }
+            if report.drift.is_empty() {
+                println!("configuration matches what GPS expects");
+            }
+            Ok(())
+        }
+        LogAction::Verify { filter } => {
+            let report = log.verify_chains(filter).await?;
+            println!("checked {} events of {} aggregates", report.events_checked, report.aggregates);
+            match report.first_break {
+                None => {
+                    println!("every hash chain verifies");
+                    Ok(())
+                }
+                Some(chain_break) => anyhow::bail!("hash chain broken at {chain_break}"),
+            }
+        }
+    }
+}

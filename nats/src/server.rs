@@ -135,6 +135,18 @@ impl LocalServer {
         let _ = self.child.kill().await;
     }
 
+    /// Stops the server cleanly (SIGTERM, so it flushes its store), and kills it
+    /// if it has not exited within `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+            if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
+                return;
+            }
+        }
+        self.kill().await;
+    }
+
     /// Starts the server again on the same port and storage.
     pub async fn restart(&mut self) -> Result<(), ServerError> {
         self.kill().await;

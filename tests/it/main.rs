@@ -5,3 +5,4 @@
 mod command_path;
 mod event_log;
 mod harness;
+mod tidy;

@@ -1,0 +1,475 @@
+//! `gps bench`: write-path benchmarks. Each run starts its own pinned
+//! nats-server on fresh storage and prints one JSON object per line:
+//!
+//! - W1: appends with optimistic concurrency to many aggregates from many
+//!   writers, next to the raw JetStream rate of the same payloads and headers
+//!   measured in the same run (`ratio_to_raw`), for each fsync setting.
+//! - W2: one hot aggregate, several writers doing load-decide-append.
+//! - W3: loading aggregates of 10 / 1,000 / 10,000 events.
+//!
+//! Figures, not assertions: build with `--release` for meaningful numbers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use clap::{Subcommand, ValueEnum};
+use gps_commands::{CommandError, CommandHandler};
+use gps_domain::AggregateKind;
+use gps_domain::ids::{BrandId, ProductId};
+use gps_domain::product::{Product, ProductCommand, ProductDetailsUpdated, ProductEvent};
+use gps_domain::values::{Category, Name, Sku};
+use gps_domain::wire::{self, Actor};
+use gps_nats::server::{LocalServer, LocalServerOptions, locate_binary};
+use gps_nats::{
+    AggregateAddress, AppendRequest, CommandMeta, EventLog, ExpectedPosition, NewEvent, StreamSettings,
+};
+use serde_json::json;
+
+/// A benchmark to run.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Workload {
+    /// W1 (many aggregates, many writers, vs raw JetStream) and W2 (one hot aggregate).
+    Append {
+        /// W1: number of aggregates.
+        #[arg(long, default_value_t = 10_000)]
+        aggregates: usize,
+        /// W1: concurrent writers.
+        #[arg(long, default_value_t = 32)]
+        writers: usize,
+        /// W1: events appended to each aggregate (one command each).
+        #[arg(long, default_value_t = 2)]
+        events_per_aggregate: usize,
+        /// W2: concurrent writers on the hot aggregate.
+        #[arg(long, default_value_t = 8)]
+        hot_writers: usize,
+        /// W2: commands per hot writer.
+        #[arg(long, default_value_t = 50)]
+        hot_commands: usize,
+        /// Which fsync settings to measure W1 under.
+        #[arg(long, value_enum, num_args = 1.., default_values_t = [SyncMode::Default, SyncMode::Always])]
+        sync: Vec<SyncMode>,
+    },
+    /// W3: load aggregates of the given sizes.
+    Load {
+        /// Aggregate sizes in events.
+        #[arg(long, num_args = 1.., default_values_t = [10, 1_000, 10_000])]
+        sizes: Vec<usize>,
+        /// Timed loads per size.
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
+    },
+}
+
+/// The server's fsync setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SyncMode {
+    /// JetStream's default: fsync every 2 minutes (acknowledged writes can be
+    /// lost on power failure).
+    Default,
+    /// `sync_interval: always`, the shipped production setting.
+    Always,
+}
+
+impl SyncMode {
+    fn name(self) -> &'static str {
+        match self {
+            SyncMode::Default => "default",
+            SyncMode::Always => "always",
+        }
+    }
+}
+
+/// Runs a workload and prints its figures.
+pub(crate) async fn run(workload: Workload) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("note: this is a debug build; run `cargo run --release -- bench …` for meaningful figures");
+    }
+    match workload {
+        Workload::Append { aggregates, writers, events_per_aggregate, hot_writers, hot_commands, sync } => {
+            for mode in sync {
+                let bench = BenchServer::start(mode).await?;
+                w1(&bench, aggregates.max(1), writers.max(1), events_per_aggregate.max(1)).await?;
+            }
+            let bench = BenchServer::start(SyncMode::Default).await?;
+            w2(&bench, hot_writers.max(1), hot_commands.max(1)).await
+        }
+        Workload::Load { sizes, repeats } => {
+            let bench = BenchServer::start(SyncMode::Default).await?;
+            w3(&bench, &sizes, repeats.max(1)).await
+        }
+    }
+}
+
+/// A private server on temporary storage, removed afterwards.
+struct BenchServer {
+    server: LocalServer,
+    dir: std::path::PathBuf,
+    sync: SyncMode,
+}
+
+impl BenchServer {
+    async fn start(sync: SyncMode) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("gps-bench-{}", uuid::Uuid::new_v4().simple()));
+        let server = LocalServer::start(LocalServerOptions {
+            binary: locate_binary()?,
+            store_dir: dir.clone(),
+            port: None,
+            sync_always: sync == SyncMode::Always,
+        })
+        .await?;
+        Ok(BenchServer { server, dir, sync })
+    }
+
+    async fn event_log(&self) -> anyhow::Result<EventLog> {
+        let client = gps_nats::connect(self.server.url(), "gps-bench").await?;
+        let log = EventLog::new(client, StreamSettings::default());
+        log.provision().await?;
+        Ok(log)
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn brand() -> BrandId {
+    BrandId::parse("bench").expect("valid brand")
+}
+
+fn actor() -> Actor {
+    Actor::System("bench".into())
+}
+
+/// A realistic event: a product's attributes change.
+fn sample_event(n: usize) -> NewEvent {
+    let event = ProductEvent::DetailsUpdated(ProductDetailsUpdated {
+        name: Some(Name::parse(format!("Linen midi dress {n}")).expect("name")),
+        category: None,
+        attributes: Some(BTreeMap::from([
+            ("colour".to_owned(), "black".to_owned()),
+            ("material".to_owned(), "100% linen".to_owned()),
+            ("fit".to_owned(), "relaxed".to_owned()),
+            ("length".to_owned(), "midi".to_owned()),
+        ])),
+    });
+    NewEvent::from(wire::encode(&event))
+}
+
+/// Percentile of sorted durations, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+struct Figures {
+    events: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    conflicts: usize,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `writers` tasks; writer `w` owns aggregates `w, w + writers, …` and
+/// appends `rounds` events to each, one command per event.
+async fn run_writers<F, Fut>(
+    aggregates: usize,
+    writers: usize,
+    rounds: usize,
+    append: F,
+) -> anyhow::Result<Figures>
+where
+    F: Fn(usize, usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<Result<u64, ()>>> + Send,
+{
+    let append = Arc::new(append);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(writers);
+    for writer in 0..writers {
+        let append = append.clone();
+        tasks.push(tokio::spawn(async move {
+            let owned: Vec<usize> = (writer..aggregates).step_by(writers).collect();
+            let mut last_sequences = vec![0u64; owned.len()];
+            let mut latencies = Vec::with_capacity(owned.len() * rounds);
+            let mut conflicts = 0;
+            for round in 0..rounds {
+                for (slot, aggregate) in owned.iter().enumerate() {
+                    let begun = Instant::now();
+                    match append(*aggregate, round, last_sequences[slot]).await? {
+                        Ok(sequence) => last_sequences[slot] = sequence,
+                        Err(()) => conflicts += 1,
+                    }
+                    latencies.push(begun.elapsed());
+                }
+            }
+            anyhow::Ok((latencies, conflicts))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        let (mut own, own_conflicts) = task.await.context("writer task")??;
+        latencies.append(&mut own);
+        conflicts += own_conflicts;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Ok(Figures { events: latencies.len(), elapsed, latencies, conflicts })
+}
+
+async fn w1(bench: &BenchServer, aggregates: usize, writers: usize, rounds: usize) -> anyhow::Result<()> {
+    let log = bench.event_log().await?;
+    // A representative stored body, so raw JetStream publishes the same bytes.
+    let probe = log
+        .append(AppendRequest {
+            address: AggregateAddress::new(brand(), AggregateKind::Product, "probe")?,
+            expected: ExpectedPosition::new_aggregate(),
+            command: CommandMeta::generated(actor()),
+            events: vec![sample_event(0)],
+        })
+        .await?;
+    let mut stored = probe.envelopes[0].clone();
+    stored.stream_sequence = None;
+    let body = Bytes::from(serde_json::to_vec(&stored)?);
+
+    let raw = {
+        let jetstream = log.jetstream().clone();
+        let body = body.clone();
+        run_writers(aggregates, writers, rounds, move |aggregate, round, last_sequence| {
+            let jetstream = jetstream.clone();
+            let body = body.clone();
+            async move {
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Msg-Id", format!("raw-{aggregate}-{round}").as_str());
+                headers.insert("Nats-Expected-Last-Subject-Sequence", last_sequence.to_string().as_str());
+                headers.insert(gps_nats::HEADER_EVENT_TYPE, "product.details_updated");
+                headers.insert(gps_nats::HEADER_SCHEMA_VERSION, "1");
+                let subject = format!("gps.evt.bench.product.raw-{aggregate}");
+                let ack = jetstream.publish_with_headers(subject, headers, body).await?.await;
+                Ok(match ack {
+                    Ok(ack) => Ok(ack.sequence),
+                    Err(_) => Err(()),
+                })
+            }
+        })
+        .await?
+    };
+
+    let ours = {
+        let log = log.clone();
+        run_writers(aggregates, writers, rounds, move |aggregate, round, last_sequence| {
+            let log = log.clone();
+            async move {
+                let address =
+                    AggregateAddress::new(brand(), AggregateKind::Product, format!("p-{aggregate}"))?;
+                // Writers own their aggregates, so the position is known
+                // without a load; W2 measures load-decide-append.
+                let expected = if last_sequence == 0 {
+                    ExpectedPosition::new_aggregate()
+                } else {
+                    ExpectedPosition {
+                        last_subject_sequence: last_sequence,
+                        aggregate_version: round as u64,
+                        last_hash: String::new(),
+                    }
+                };
+                let result = log
+                    .append(AppendRequest {
+                        address,
+                        expected,
+                        command: CommandMeta::new(format!("cmd-{aggregate}-{round}"), actor()),
+                        events: vec![sample_event(round)],
+                    })
+                    .await;
+                Ok(match result {
+                    Ok(appended) => Ok(appended.last_sequence()),
+                    Err(gps_nats::AppendError::Conflict { .. }) => Err(()),
+                    Err(other) => return Err(other.into()),
+                })
+            }
+        })
+        .await?
+    };
+
+    println!(
+        "{}",
+        json!({
+            "workload": "W1",
+            "what": "append with OCC, one event per command, to many aggregates from concurrent writers",
+            "sync": bench.sync.name(),
+            "aggregates": aggregates,
+            "writers": writers,
+            "events": ours.events,
+            "payload_bytes": body.len(),
+            "events_per_sec": round2(ours.rate()),
+            "p50_ms": round2(percentile_ms(&ours.latencies, 0.50)),
+            "p99_ms": round2(percentile_ms(&ours.latencies, 0.99)),
+            "conflicts": ours.conflicts,
+            "raw_events_per_sec": round2(raw.rate()),
+            "raw_p50_ms": round2(percentile_ms(&raw.latencies, 0.50)),
+            "raw_p99_ms": round2(percentile_ms(&raw.latencies, 0.99)),
+            "raw_conflicts": raw.conflicts,
+            "ratio_to_raw": round2(ours.rate() / raw.rate()),
+        })
+    );
+    Ok(())
+}
+
+async fn w2(bench: &BenchServer, writers: usize, commands: usize) -> anyhow::Result<()> {
+    let handler = CommandHandler::new(bench.event_log().await?).with_max_attempts(1000);
+    let address = CommandHandler::address::<Product>(&brand(), "hot")?;
+    let create = ProductCommand::CreateProduct {
+        product_id: ProductId::parse("hot")?,
+        brand_id: brand(),
+        sku: Sku::parse("HOT-1")?,
+        name: Name::parse("Hot product")?,
+        category: Category::parse("dresses")?,
+        attributes: BTreeMap::new(),
+    };
+    handler.execute::<Product>(&address, &CommandMeta::generated(actor()), &create).await?;
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let handler = handler.clone();
+        let address = address.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut successes, mut retries, mut gave_up) = (0u64, 0u64, 0u64);
+            for n in 0..commands {
+                let command = ProductCommand::UpdateProductDetails {
+                    name: Some(Name::parse(format!("name {writer}-{n}")).expect("name")),
+                    category: None,
+                    attributes: None,
+                };
+                let begun = Instant::now();
+                match handler.execute::<Product>(&address, &CommandMeta::generated(actor()), &command).await {
+                    Ok(outcome) => {
+                        successes += 1;
+                        retries += u64::from(outcome.attempts - 1);
+                    }
+                    Err(CommandError::Conflict { attempts, .. }) => {
+                        gave_up += 1;
+                        retries += u64::from(attempts - 1);
+                    }
+                    Err(other) => return Err(anyhow::Error::from(other)),
+                }
+                latencies.push(begun.elapsed());
+            }
+            anyhow::Ok((latencies, successes, retries, gave_up))
+        }));
+    }
+    let (mut latencies, mut successes, mut retries, mut gave_up) = (Vec::new(), 0, 0, 0);
+    for task in tasks {
+        let (mut own, s, r, g) = task.await.context("writer task")??;
+        latencies.append(&mut own);
+        successes += s;
+        retries += r;
+        gave_up += g;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let final_version = handler.load::<Product>(&address).await?.position.aggregate_version;
+    println!(
+        "{}",
+        json!({
+            "workload": "W2",
+            "what": "one hot aggregate, concurrent load-decide-append commands",
+            "writers": writers,
+            "commands": writers * commands,
+            "successes": successes,
+            "gave_up": gave_up,
+            "retries": retries,
+            "commands_per_sec": round2(successes as f64 / elapsed.as_secs_f64()),
+            "p50_ms": round2(percentile_ms(&latencies, 0.50)),
+            "p99_ms": round2(percentile_ms(&latencies, 0.99)),
+            "final_version": final_version,
+            "lost_updates": (successes + 1) as i64 - final_version as i64,
+        })
+    );
+    Ok(())
+}
+
+async fn w3(bench: &BenchServer, sizes: &[usize], repeats: usize) -> anyhow::Result<()> {
+    let log = bench.event_log().await?;
+    let handler = CommandHandler::new(log.clone());
+    for &size in sizes {
+        let id = format!("load-{size}");
+        let address = CommandHandler::address::<Product>(&brand(), &id)?;
+        let create = ProductCommand::CreateProduct {
+            product_id: ProductId::parse(&id)?,
+            brand_id: brand(),
+            sku: Sku::parse(format!("LOAD-{size}"))?,
+            name: Name::parse("Loaded product")?,
+            category: Category::parse("dresses")?,
+            attributes: BTreeMap::new(),
+        };
+        let mut position =
+            handler.execute::<Product>(&address, &CommandMeta::generated(actor()), &create).await?;
+        let mut written = 1;
+        let mut expected = handler.load::<Product>(&address).await?.position;
+        while written < size {
+            let chunk = (size - written).min(gps_nats::log::MAX_EVENTS_PER_APPEND);
+            let appended = log
+                .append(AppendRequest {
+                    address: address.clone(),
+                    expected: expected.clone(),
+                    command: CommandMeta::generated(actor()),
+                    events: (0..chunk).map(|n| sample_event(written + n)).collect(),
+                })
+                .await?;
+            expected = appended.position();
+            written += chunk;
+        }
+        position.aggregate_version = expected.aggregate_version;
+
+        let mut raw = Vec::with_capacity(repeats);
+        let mut replayed = Vec::with_capacity(repeats);
+        for _ in 0..repeats {
+            let begun = Instant::now();
+            let loaded = log.load(&address).await?;
+            raw.push(begun.elapsed());
+            anyhow::ensure!(loaded.events.len() == size, "loaded {} of {size} events", loaded.events.len());
+            let begun = Instant::now();
+            let state = handler.load::<Product>(&address).await?;
+            replayed.push(begun.elapsed());
+            anyhow::ensure!(
+                state.position.aggregate_version == position.aggregate_version,
+                "replay mismatch"
+            );
+        }
+        raw.sort();
+        replayed.sort();
+        println!(
+            "{}",
+            json!({
+                "workload": "W3",
+                "what": "load one aggregate: read its events (load_ms) and also decode and replay them (replay_ms)",
+                "events": size,
+                "repeats": repeats,
+                "load_ms_p50": round2(percentile_ms(&raw, 0.50)),
+                "load_ms_p95": round2(percentile_ms(&raw, 0.95)),
+                "replay_ms_p50": round2(percentile_ms(&replayed, 0.50)),
+                "replay_ms_p95": round2(percentile_ms(&replayed, 0.95)),
+            })
+        );
+    }
+    Ok(())
+}
