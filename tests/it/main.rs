@@ -4,5 +4,6 @@
 
 mod command_path;
 mod event_log;
+mod gps_up;
 mod harness;
 mod tidy;
