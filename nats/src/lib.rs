@@ -36,6 +36,8 @@ pub const HEADER_EVENT_TYPE: &str = "Gps-Event-Type";
 pub const HEADER_SCHEMA_VERSION: &str = "Gps-Schema-Version";
 /// Header carrying the event's aggregate version.
 pub const HEADER_AGGREGATE_VERSION: &str = "Gps-Aggregate-Version";
+/// JetStream's deduplication header; the command id on a command's first event.
+pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 /// Header carrying the command id on every event of a command (the first
 /// message also carries it as `Nats-Msg-Id`).
 pub const HEADER_COMMAND_ID: &str = "Gps-Command-Id";

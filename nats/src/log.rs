@@ -29,8 +29,8 @@ use crate::chain::{ChainBreak, ChainVerifier, seal};
 use crate::stream::{ProvisionReport, StreamSettings, provision};
 use crate::subjects::{AggregateAddress, EVENT_SUBJECT_PREFIX};
 use crate::{
-    AppendError, HEADER_AGGREGATE_VERSION, HEADER_COMMAND_ID, HEADER_EVENT_TYPE, HEADER_SCHEMA_VERSION,
-    LoadError, ProvisionError,
+    AppendError, HEADER_AGGREGATE_VERSION, HEADER_COMMAND_ID, HEADER_EVENT_TYPE, HEADER_MSG_ID,
+    HEADER_SCHEMA_VERSION, LoadError, ProvisionError,
 };
 
 /// The most events one command may append to one aggregate (the server's
@@ -673,7 +673,7 @@ fn headers_for(
         // Only the first message of a command carries the concurrency check and
         // the message id: the server checks both against the stream as it was
         // before the batch.
-        headers.insert("Nats-Msg-Id", envelope.command_id.as_str());
+        headers.insert(HEADER_MSG_ID, envelope.command_id.as_str());
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",
             expected.last_subject_sequence.to_string().as_str(),

@@ -8,6 +8,9 @@ use async_nats::jetstream::{self, stream};
 use crate::ProvisionError;
 use crate::subjects::EVENT_SUBJECT_PREFIX;
 
+/// The name of the event log stream in every deployment.
+pub const STREAM_NAME: &str = "GPS_EVENTS";
+
 /// The settings of the event log stream that deployments choose.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamSettings {

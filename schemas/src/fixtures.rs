@@ -13,7 +13,6 @@
 //! from the very types the fixtures decode into.
 
 mod sample;
-mod sha256;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,7 +31,7 @@ use gps_domain::{AggregateKind, DomainEvent};
 use serde_json::Value;
 
 use crate::{FIXTURES_DIR, fixture_file, render, schemas_dir, sorted_catalog};
-use sha256::sha256_hex;
+use gps_nats::chain::canonical_json;
 
 /// Decodes a payload into its aggregate's event enum and encodes it again.
 fn decode_and_encode(
@@ -62,38 +61,6 @@ fn decode_and_encode(
     }
 }
 
-/// Writes `value` as JSON with sorted object keys and no whitespace: the bytes the
-/// hash chain covers (the same rule as `gps_nats::chain::canonical_json`).
-fn canonical_json(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical_json(&Value::String(key.clone()), out);
-                out.push(b':');
-                canonical_json(&map[key], out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical_json(item, out);
-            }
-            out.push(b']');
-        }
-        scalar => out.extend(serde_json::to_vec(scalar).unwrap_or_default()),
-    }
-}
-
 /// The hash an envelope must carry: sha256 over its `prev_hash` (as hex text)
 /// followed by the canonical JSON of the envelope without `hash` and `stream_sequence`.
 fn chain_hash(envelope: &Value) -> String {
@@ -105,6 +72,12 @@ fn chain_hash(envelope: &Value) -> String {
     let mut bytes = body["prev_hash"].as_str().unwrap_or_default().as_bytes().to_vec();
     canonical_json(&body, &mut bytes);
     sha256_hex(&bytes)
+}
+
+/// Lowercase hex sha256 of `data`.
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Every fixture on disk by file name, parsed.

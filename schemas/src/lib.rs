@@ -42,20 +42,13 @@ mod fixtures;
 
 /// The base URL of every `$id` in the generated schemas.
 pub const SCHEMA_BASE_URL: &str = "https://gps.example/schemas/";
-/// The JetStream stream holding the event log.
-pub const STREAM_NAME: &str = "GPS_EVENTS";
-/// The prefix of every event subject: `gps.evt.<brand>.<aggregate>.<id>`.
-pub const SUBJECT_PREFIX: &str = "gps.evt";
-/// Header naming the event type.
-pub const HEADER_EVENT_TYPE: &str = "Gps-Event-Type";
-/// Header carrying the payload's schema version.
-pub const HEADER_SCHEMA_VERSION: &str = "Gps-Schema-Version";
-/// Header carrying the event's aggregate version.
-pub const HEADER_AGGREGATE_VERSION: &str = "Gps-Aggregate-Version";
-/// Header carrying the id of the command that produced the event.
-pub const HEADER_COMMAND_ID: &str = "Gps-Command-Id";
-/// JetStream's deduplication header; set to the command id on a command's first event.
-pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+// The log's names come from gps-nats, the crate that writes them, so the
+// documents cannot drift from what is on the wire.
+pub use gps_nats::stream::STREAM_NAME;
+pub use gps_nats::subjects::EVENT_SUBJECT_PREFIX as SUBJECT_PREFIX;
+pub use gps_nats::{
+    HEADER_AGGREGATE_VERSION, HEADER_COMMAND_ID, HEADER_EVENT_TYPE, HEADER_MSG_ID, HEADER_SCHEMA_VERSION,
+};
 
 /// The envelope schema's file, relative to `schemas/`.
 pub const ENVELOPE_FILE: &str = "envelope.v1.schema.json";
