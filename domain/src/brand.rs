@@ -17,14 +17,13 @@
 //! [`Brand::role_of`] and [`Brand::api_client_role`]); this aggregate only keeps
 //! the facts consistent.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ApiClientId, BrandId, InvalidValue, MemberId};
-use crate::values::{Channel, ChannelPresetSpec, Name, Text};
+use crate::ids::{ApiClientId, BrandId, MemberId};
+use crate::values::{Channel, ChannelPresetSpec, Name, Text, checked_string};
 use crate::{Aggregate, AggregateKind, DomainError};
 
 /// The most members one brand may have.
@@ -34,173 +33,90 @@ pub const MAX_API_CLIENTS: usize = 100;
 /// The most channel presets one brand may define at a time.
 pub const MAX_CHANNEL_PRESETS: usize = 100;
 
-/// An email address, checked for its shape and stored lowercase.
-///
-/// Only the shape is checked (one `@`, a plausible local part, a dotted domain);
-/// whether mail arrives is proven by an invitation, not here. The whole address
-/// is lowercased so that `Ana@Example.com` and `ana@example.com` count as the same
-/// person: mail providers treat them alike in practice.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Email(String);
-
-impl Email {
-    /// The longest accepted address, in bytes (RFC 5321's path limit).
-    pub const MAX_LEN: usize = 254;
-
-    /// Trims, checks the shape and lowercases an address.
-    pub fn parse(input: impl AsRef<str>) -> Result<Self, InvalidValue> {
-        let raw = input.as_ref();
-        let refuse = |reason: &str| InvalidValue::new("email address", raw, reason);
-        let address = raw.trim();
-        if address.is_empty() {
-            return Err(refuse("it is empty; write it as name@example.com"));
-        }
-        if address.len() > Self::MAX_LEN {
-            return Err(refuse("it is longer than 254 characters"));
-        }
-        let (local, domain) = match address.split_once('@') {
-            Some((local, domain)) if !domain.contains('@') => (local, domain),
-            _ => return Err(refuse("it needs exactly one '@', as in name@example.com")),
-        };
-        if local.is_empty() || local.len() > 64 {
-            return Err(refuse("the part before '@' must be 1 to 64 characters long"));
-        }
-        let local_ok = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
-        if !local.chars().all(local_ok)
-            || local.starts_with('.')
-            || local.ends_with('.')
-            || local.contains("..")
-        {
-            return Err(refuse(
-                "the part before '@' may hold letters, digits and . _ % + - (no spaces, quotes, brackets or '..')",
-            ));
-        }
-        let labels: Vec<&str> = domain.split('.').collect();
-        let label_ok = |label: &&str| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        };
-        if labels.len() < 2 || !labels.iter().all(label_ok) {
-            return Err(refuse("the part after '@' must be a domain such as example.com"));
-        }
-        if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
-            return Err(refuse("the part after '@' must be a domain name, not an IP address"));
-        }
-        Ok(Email(address.to_lowercase()))
+checked_string!(
+    /// An email address, checked for its shape and stored lowercase.
+    ///
+    /// Only the shape is checked (one `@`, a plausible local part, a dotted domain);
+    /// whether mail arrives is proven by an invitation, not here. The whole address
+    /// is lowercased so that `Ana@Example.com` and `ana@example.com` count as the same
+    /// person: mail providers treat them alike in practice.
+    Email, "email address", check_email,
+    {
+        "type": "string",
+        "format": "email",
+        "maxLength": 254,
+        "description": "An email address, lowercase."
     }
+);
 
-    /// The address.
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// The longest accepted email address, in bytes (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+
+fn check_email(raw: &str) -> Result<String, String> {
+    let refuse = |reason: &str| reason.to_owned();
+    let address = raw.trim();
+    if address.is_empty() {
+        return Err(refuse("it is empty; write it as name@example.com"));
     }
+    if address.len() > MAX_EMAIL_LEN {
+        return Err(refuse("it is longer than 254 characters"));
+    }
+    let (local, domain) = match address.split_once('@') {
+        Some((local, domain)) if !domain.contains('@') => (local, domain),
+        _ => return Err(refuse("it needs exactly one '@', as in name@example.com")),
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Err(refuse("the part before '@' must be 1 to 64 characters long"));
+    }
+    let local_ok = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    if !local.chars().all(local_ok) || local.starts_with('.') || local.ends_with('.') || local.contains("..")
+    {
+        return Err(refuse(
+            "the part before '@' may hold letters, digits and . _ % + - (no spaces, quotes, brackets or '..')",
+        ));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |label: &&str| {
+        (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return Err(refuse("the part after '@' must be a domain such as example.com"));
+    }
+    if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+        return Err(refuse("the part after '@' must be a domain name, not an IP address"));
+    }
+    Ok(address.to_lowercase())
 }
 
-impl std::fmt::Display for Email {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+checked_string!(
+    /// The public fingerprint of an API client's key: 8 to 24 ASCII letters, digits,
+    /// `-` or `_`, e.g. the `gps_3f9a1c2e` a key starts with.
+    ///
+    /// Long enough to tell keys apart in a list, deliberately too short to be a full
+    /// hash of the secret: events are immutable and replicated to every consumer, so
+    /// they must never carry material that helps to recover or verify a secret.
+    KeyFingerprint, "key fingerprint", check_key_fingerprint,
+    {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]{8,24}$",
+        "description": "The public fingerprint of an API key; never the secret or its hash."
     }
-}
+);
 
-impl TryFrom<String> for Email {
-    type Error = InvalidValue;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(value)
-    }
-}
+/// The accepted length of a key fingerprint, in characters.
+pub const KEY_FINGERPRINT_LEN: std::ops::RangeInclusive<usize> = 8..=24;
 
-impl From<Email> for String {
-    fn from(value: Email) -> String {
-        value.0
+fn check_key_fingerprint(input: &str) -> Result<String, String> {
+    if !KEY_FINGERPRINT_LEN.contains(&input.len()) {
+        return Err("give the key's 8 to 24 character public prefix, never the secret or its hash".into());
     }
-}
-
-impl JsonSchema for Email {
-    fn schema_name() -> Cow<'static, str> {
-        Cow::Borrowed("Email")
+    if let Some(c) = input.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+        return Err(format!("it contains {c:?}; only letters, digits, '-' and '_' are allowed"));
     }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "format": "email",
-            "maxLength": 254,
-            "description": "An email address, lowercase."
-        })
-    }
-}
-
-/// The public fingerprint of an API client's key: 8 to 24 ASCII letters, digits,
-/// `-` or `_`, e.g. the `gps_3f9a1c2e` a key starts with.
-///
-/// Long enough to tell keys apart in a list, deliberately too short to be a full
-/// hash of the secret: events are immutable and replicated to every consumer, so
-/// they must never carry material that helps to recover or verify a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct KeyFingerprint(String);
-
-impl KeyFingerprint {
-    /// The accepted length range, in characters.
-    pub const LEN: std::ops::RangeInclusive<usize> = 8..=24;
-
-    /// Parses a fingerprint, refusing anything that could be a secret or its hash.
-    pub fn parse(input: impl AsRef<str>) -> Result<Self, InvalidValue> {
-        let input = input.as_ref();
-        if !Self::LEN.contains(&input.len()) {
-            return Err(InvalidValue::new(
-                "key fingerprint",
-                input,
-                "give the key's 8 to 24 character public prefix, never the secret or its hash",
-            ));
-        }
-        if let Some(c) = input.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-            return Err(InvalidValue::new(
-                "key fingerprint",
-                input,
-                format!("it contains {c:?}; only letters, digits, '-' and '_' are allowed"),
-            ));
-        }
-        Ok(KeyFingerprint(input.to_owned()))
-    }
-
-    /// The fingerprint.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for KeyFingerprint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for KeyFingerprint {
-    type Error = InvalidValue;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(value)
-    }
-}
-
-impl From<KeyFingerprint> for String {
-    fn from(value: KeyFingerprint) -> String {
-        value.0
-    }
-}
-
-impl JsonSchema for KeyFingerprint {
-    fn schema_name() -> Cow<'static, str> {
-        Cow::Borrowed("KeyFingerprint")
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "pattern": "^[A-Za-z0-9_-]{8,24}$",
-            "description": "The public fingerprint of an API key; never the secret or its hash."
-        })
-    }
+    Ok(input.to_owned())
 }
 
 /// What a member or API client may do for the brand.

@@ -17,13 +17,12 @@
 //! from its environment or secret store), never the secrets themselves: events are
 //! immutable and widely read, so a secret in one could never be removed.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BrandId, ExportId, InvalidValue, PredictionId, RenditionId};
+use crate::ids::{BrandId, ExportId, PredictionId, RenditionId};
 use crate::prediction::ReviewState;
 use crate::values::{AssetRef, Channel, ChannelPresetSpec, ContentHash, Text};
 use crate::{Aggregate, AggregateKind, DomainError};
@@ -33,60 +32,7 @@ pub const MAX_PREDICTIONS: usize = 1000;
 /// The most prediction ids one rejection message names before summarising.
 const NAMED_IN_MESSAGES: usize = 20;
 
-/// Declares a string newtype checked by a function `fn(&str) -> Result<String, String>`
-/// (the same shape as the checked strings of [`crate::values`]).
-macro_rules! checked_string {
-    ($(#[$meta:meta])* $name:ident, $what:literal, $check:path, $schema:tt) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Parses the value, explaining any refusal.
-            pub fn parse(input: impl AsRef<str>) -> Result<Self, InvalidValue> {
-                let input = input.as_ref();
-                match $check(input) {
-                    Ok(normalized) => Ok(Self(normalized)),
-                    Err(reason) => Err(InvalidValue::new($what, input, reason)),
-                }
-            }
-
-            /// The value as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = InvalidValue;
-            fn try_from(value: String) -> Result<Self, Self::Error> {
-                Self::parse(value)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-
-        impl JsonSchema for $name {
-            fn schema_name() -> Cow<'static, str> {
-                Cow::Borrowed(stringify!($name))
-            }
-            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!($schema)
-            }
-        }
-    };
-}
+use crate::values::checked_string;
 
 fn check_bucket(input: &str) -> Result<String, String> {
     if !(3..=63).contains(&input.len()) {

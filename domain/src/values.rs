@@ -91,21 +91,23 @@ bounded_text!(
     Text, "text", 10_000
 );
 
-/// Declares a string newtype checked by a function `fn(&str) -> Result<(), String>`.
+/// Declares a string newtype checked by a function
+/// `fn(&str) -> Result<String, String>` that returns the normalized value or
+/// the reason for refusing it. Shared by every module with such values.
 macro_rules! checked_string {
     ($(#[$meta:meta])* $name:ident, $what:literal, $check:path, $schema:tt) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
         impl $name {
             /// Parses the value, explaining any refusal.
-            pub fn parse(input: impl AsRef<str>) -> Result<Self, InvalidValue> {
+            pub fn parse(input: impl AsRef<str>) -> Result<Self, $crate::ids::InvalidValue> {
                 let input = input.as_ref();
                 match $check(input) {
                     Ok(normalized) => Ok(Self(normalized)),
-                    Err(reason) => Err(InvalidValue::new($what, input, reason)),
+                    Err(reason) => Err($crate::ids::InvalidValue::new($what, input, reason)),
                 }
             }
 
@@ -122,7 +124,7 @@ macro_rules! checked_string {
         }
 
         impl TryFrom<String> for $name {
-            type Error = InvalidValue;
+            type Error = $crate::ids::InvalidValue;
             fn try_from(value: String) -> Result<Self, Self::Error> {
                 Self::parse(value)
             }
@@ -134,9 +136,9 @@ macro_rules! checked_string {
             }
         }
 
-        impl JsonSchema for $name {
-            fn schema_name() -> Cow<'static, str> {
-                Cow::Borrowed(stringify!($name))
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
             }
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
                 schemars::json_schema!($schema)
@@ -144,6 +146,7 @@ macro_rules! checked_string {
         }
     };
 }
+pub(crate) use checked_string;
 
 fn check_sku(input: &str) -> Result<String, String> {
     let sku = input.trim();
