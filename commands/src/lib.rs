@@ -17,13 +17,17 @@ use gps_domain::ids::BrandId;
 use gps_domain::wire::{self, DecodeError, EventEnvelope};
 use gps_domain::{Aggregate, DomainError};
 use gps_nats::{
-    AggregateAddress, AppendError, AppendRequest, EventLog, ExpectedPosition, LoadError, NewEvent,
+    AggregateAddress, AppendError, AppendRequest, EventLog, ExpectedPosition, LoadError, NewEvent, Snapshot,
 };
 
 pub use gps_nats::CommandMeta;
 
 /// How many times a command is decided again after a conflict before giving up.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// A load that replays at least this many events stores a snapshot, so the
+/// next load replays fewer.
+pub const DEFAULT_SNAPSHOT_EVERY: usize = 100;
 
 /// Why a command was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +95,20 @@ pub struct Loaded<A: Aggregate> {
     pub state: A,
     /// Where it stands in the log.
     pub position: ExpectedPosition,
-    /// The stored envelopes it was rebuilt from.
+    /// The stored envelopes replayed: all of them, or those after the snapshot.
     pub envelopes: Vec<EventEnvelope>,
+    /// The snapshot the state started from, if one was used.
+    pub snapshot: Option<ExpectedPosition>,
+    /// Command ids the snapshot remembers (its events are not in `envelopes`).
+    pub snapshot_command_ids: Vec<String>,
+}
+
+impl<A: Aggregate> Loaded<A> {
+    /// Whether the command `command_id` is already part of this aggregate.
+    fn applied(&self, command_id: &str) -> bool {
+        self.envelopes.iter().any(|e| e.command_id == command_id)
+            || self.snapshot_command_ids.iter().any(|id| id == command_id)
+    }
 }
 
 /// Runs commands against the event log.
@@ -100,12 +116,24 @@ pub struct Loaded<A: Aggregate> {
 pub struct CommandHandler {
     log: EventLog,
     max_attempts: u32,
+    snapshot_every: Option<usize>,
 }
 
 impl CommandHandler {
     /// A handler over `log` with the default retry budget.
     pub fn new(log: EventLog) -> Self {
-        CommandHandler { log, max_attempts: DEFAULT_MAX_ATTEMPTS }
+        CommandHandler {
+            log,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            snapshot_every: Some(DEFAULT_SNAPSHOT_EVERY),
+        }
+    }
+
+    /// Uses snapshots, storing one when a load replays at least `every` events;
+    /// `None` always replays every event (and stores no snapshot).
+    pub fn with_snapshots(mut self, every: Option<usize>) -> Self {
+        self.snapshot_every = every.map(|every| every.max(1));
+        self
     }
 
     /// Sets how many times a command is decided before a conflict is reported.
@@ -124,15 +152,99 @@ impl CommandHandler {
         AggregateAddress::new(brand.clone(), A::KIND, id).map_err(|e| CommandError::Invalid(e.to_string()))
     }
 
-    /// Loads an aggregate's state by replaying its events.
+    /// Loads an aggregate's state: from its snapshot and the events after it
+    /// when there is a usable snapshot, else by replaying every event.
     pub async fn load<A: Aggregate>(&self, address: &AggregateAddress) -> Result<Loaded<A>, CommandError> {
-        let loaded = self.log.load(address).await.map_err(|e| load_error(address, e))?;
-        let mut state = A::default();
-        for envelope in &loaded.events {
-            let event = decode_event::<A>(address, envelope)?;
-            state = state.evolve(&event);
+        if let Some(every) = self.snapshot_every
+            && let Some(loaded) = self.load_from_snapshot::<A>(address).await?
+        {
+            if loaded.envelopes.len() >= every {
+                self.store_snapshot(address, &loaded).await;
+            }
+            return Ok(loaded);
         }
-        Ok(Loaded { state, position: loaded.position, envelopes: loaded.events })
+        let stream = self.log.load(address).await.map_err(|e| load_error(address, e))?;
+        let loaded = Loaded {
+            state: replay::<A>(address, A::default(), &stream.events)?,
+            position: stream.position,
+            envelopes: stream.events,
+            snapshot: None,
+            snapshot_command_ids: Vec::new(),
+        };
+        if self.snapshot_every.is_some_and(|every| loaded.envelopes.len() >= every) {
+            self.store_snapshot(address, &loaded).await;
+        }
+        Ok(loaded)
+    }
+
+    /// The state from the aggregate's snapshot plus the events after it; `None`
+    /// when there is no snapshot this build can trust.
+    async fn load_from_snapshot<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+    ) -> Result<Option<Loaded<A>>, CommandError> {
+        let snapshot = match self.log.load_snapshot(address).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                tracing::warn!(%address, %error, "snapshot store unavailable; replaying every event");
+                return Ok(None);
+            }
+        };
+        if snapshot.state_version != A::STATE_VERSION || snapshot.aggregate_type != A::KIND.as_str() {
+            return Ok(None);
+        }
+        let state: A = match serde_json::from_value(snapshot.state) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%address, %error, "ignoring a snapshot this build cannot read");
+                return Ok(None);
+            }
+        };
+        let anchor = snapshot.position;
+        let Some(tail) =
+            self.log.load_after_anchor(address, anchor.clone()).await.map_err(|e| load_error(address, e))?
+        else {
+            tracing::warn!(%address, "ignoring a snapshot whose last event is not in the log");
+            return Ok(None);
+        };
+        Ok(Some(Loaded {
+            state: replay::<A>(address, state, &tail.events)?,
+            position: tail.position,
+            envelopes: tail.events,
+            snapshot: Some(anchor),
+            snapshot_command_ids: snapshot.recent_command_ids,
+        }))
+    }
+
+    /// Stores the loaded state as the aggregate's snapshot. A failure only
+    /// costs the next load time, so it is logged, not returned.
+    async fn store_snapshot<A: Aggregate>(&self, address: &AggregateAddress, loaded: &Loaded<A>) {
+        let mut command_ids = loaded.snapshot_command_ids.clone();
+        for envelope in &loaded.envelopes {
+            if command_ids.last() != Some(&envelope.command_id) {
+                command_ids.push(envelope.command_id.clone());
+            }
+        }
+        let excess = command_ids.len().saturating_sub(gps_nats::snapshots::RECENT_COMMAND_IDS);
+        command_ids.drain(..excess);
+        let state = match serde_json::to_value(&loaded.state) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%address, %error, "state does not serialize; no snapshot stored");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            aggregate_type: A::KIND.as_str().to_owned(),
+            state_version: A::STATE_VERSION,
+            position: loaded.position.clone(),
+            recent_command_ids: command_ids,
+            state,
+        };
+        if let Err(error) = self.log.save_snapshot(address, &snapshot).await {
+            tracing::warn!(%address, %error, "snapshot not stored");
+        }
     }
 
     /// Decides `command` against the aggregate at `address` and appends the
@@ -150,11 +262,16 @@ impl CommandHandler {
         loop {
             attempt += 1;
             let loaded = self.load::<A>(address).await?;
-            let earlier: Vec<EventEnvelope> =
-                loaded.envelopes.iter().filter(|e| e.command_id == meta.command_id).cloned().collect();
-            if !earlier.is_empty() {
+            if loaded.applied(&meta.command_id) {
+                // Its events may predate the snapshot; then the current position
+                // is a safe (later) sequence for a reader to wait for.
+                let earlier: Vec<EventEnvelope> =
+                    loaded.envelopes.iter().filter(|e| e.command_id == meta.command_id).cloned().collect();
                 return Ok(Outcome {
-                    stream_sequence: earlier.last().and_then(|e| e.stream_sequence).unwrap_or(0),
+                    stream_sequence: earlier
+                        .last()
+                        .and_then(|e| e.stream_sequence)
+                        .unwrap_or(loaded.position.last_subject_sequence),
                     aggregate_version: loaded.position.aggregate_version,
                     events: earlier,
                     already_applied: true,
@@ -232,6 +349,17 @@ fn load_error(address: &AggregateAddress, error: LoadError) -> CommandError {
             CommandError::Corrupt { address: describe(address), message: error.to_string() }
         }
     }
+}
+
+/// Folds stored envelopes into `state`.
+fn replay<A: Aggregate>(
+    address: &AggregateAddress,
+    state: A,
+    envelopes: &[EventEnvelope],
+) -> Result<A, CommandError> {
+    envelopes
+        .iter()
+        .try_fold(state, |state, envelope| Ok(state.evolve(&decode_event::<A>(address, envelope)?)))
 }
 
 /// Decodes one stored envelope into the aggregate's event type.

@@ -136,9 +136,16 @@ pub trait DomainEvent:
 
 /// An event-sourced aggregate: state rebuilt from its events, commands decided
 /// against that state.
-pub trait Aggregate: Default + Clone + Debug + Send + Sync + 'static {
+///
+/// The state is serializable so it can be snapshotted: a snapshot is a cache of
+/// "the state after event N", never a source of truth.
+pub trait Aggregate: Default + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The kind, and so the subject token, of this aggregate.
     const KIND: AggregateKind;
+    /// The version of the state's shape and of `evolve`'s meaning. Bump it when
+    /// either changes: snapshots written by another version are ignored and the
+    /// state is rebuilt from the events.
+    const STATE_VERSION: u32;
     /// The imperative commands this aggregate accepts.
     type Command: Clone + Debug + Send + Sync;
     /// The past-tense events this aggregate records.

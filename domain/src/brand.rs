@@ -367,7 +367,7 @@ crate::domain_events! {
 }
 
 /// A member as the state keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
     /// Display name.
     pub display_name: Name,
@@ -379,7 +379,7 @@ pub struct Member {
 
 /// An API client as the state keeps it; revoked clients stay, so their id and
 /// fingerprint are never reused.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiClient {
     /// What the client is.
     pub name: Name,
@@ -392,7 +392,7 @@ pub struct ApiClient {
 }
 
 /// A channel preset as the state keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelPreset {
     /// The current version.
     pub version: u32,
@@ -401,7 +401,7 @@ pub struct ChannelPreset {
 }
 
 /// The state of a brand, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Brand {
     /// Present once created; the name follows renames.
     pub details: Option<BrandCreated>,
@@ -471,6 +471,7 @@ fn check_preset(channel: &Channel, spec: &ChannelPresetSpec) -> Result<(), Domai
 
 impl Aggregate for Brand {
     const KIND: AggregateKind = AggregateKind::Brand;
+    const STATE_VERSION: u32 = 1;
     type Command = BrandCommand;
     type Event = BrandEvent;
 
@@ -1292,5 +1293,6 @@ mod tests {
         assert_eq!(state.api_client_role(&client_id("pim")), Some(Role::Producer));
         assert_eq!(state.api_client_role(&client_id("dam")), None);
         assert_eq!(state.channel_preset(&channel("web-pdp")), Some((2, &spec(85))));
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 }

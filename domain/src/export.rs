@@ -377,7 +377,7 @@ crate::domain_events! {
 }
 
 /// A rendition as the state keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rendition {
     /// What was produced.
     pub produced: ExportRenditionProduced,
@@ -386,7 +386,7 @@ pub struct Rendition {
 }
 
 /// The state of an export, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Export {
     request: Option<ExportRequested>,
     status: Option<ExportStatus>,
@@ -504,6 +504,7 @@ fn check_candidates(candidates: &[ExportCandidate]) -> Result<(), DomainError> {
 
 impl Aggregate for Export {
     const KIND: AggregateKind = AggregateKind::Export;
+    const STATE_VERSION: u32 = 1;
     type Command = ExportCommand;
     type Event = ExportEvent;
 
@@ -1264,6 +1265,7 @@ mod tests {
         assert_eq!(state.renditions().len(), 2);
         assert!(state.renditions().values().all(|r| r.delivered_to.is_some()));
         assert_eq!(Export::default().status(), None);
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 
     #[test]

@@ -373,7 +373,7 @@ crate::domain_events! {
 }
 
 /// The state of a generation, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
     request: Option<GenerationRequested>,
     status: Option<GenerationStatus>,
@@ -513,6 +513,7 @@ fn check_request(request: &GenerationRequested) -> Result<(), DomainError> {
 
 impl Aggregate for Generation {
     const KIND: AggregateKind = AggregateKind::Generation;
+    const STATE_VERSION: u32 = 1;
     type Command = GenerationCommand;
     type Event = GenerationEvent;
 
@@ -1315,6 +1316,7 @@ mod tests {
         assert_eq!(state.predictions(), &[prediction("pr1"), prediction("pr2")]);
         assert_eq!(state.request().map(|r| r.variants), Some(4));
         assert_eq!(Generation::default().status(), None);
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 
     #[test]

@@ -234,7 +234,7 @@ crate::domain_events! {
 }
 
 /// The state of a look, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Look {
     /// Present once created; kept current by later events.
     pub details: Option<LookCreated>,
@@ -371,6 +371,7 @@ fn check_guidelines(guidelines: &LookGuidelines) -> Result<(), DomainError> {
 
 impl Aggregate for Look {
     const KIND: AggregateKind = AggregateKind::Look;
+    const STATE_VERSION: u32 = 1;
     type Command = LookCommand;
     type Event = LookEvent;
 
@@ -1116,6 +1117,7 @@ mod tests {
             })
         );
         assert!(!state.removed);
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 
     #[test]

@@ -339,7 +339,7 @@ crate::domain_events! {
 }
 
 /// The state of a prediction, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     produced: Option<PredictionProduced>,
     review: Option<ReviewState>,
@@ -410,6 +410,7 @@ fn revision_already_requested(prediction_id: &PredictionId) -> DomainError {
 
 impl Aggregate for Prediction {
     const KIND: AggregateKind = AggregateKind::Prediction;
+    const STATE_VERSION: u32 = 1;
     type Command = PredictionCommand;
     type Event = PredictionEvent;
 
@@ -983,6 +984,7 @@ mod tests {
         assert_eq!(state.rejection_reason(), None);
         assert_eq!(state.produced().map(|p| p.variant_index), Some(0));
         assert_eq!(Prediction::default().review_state(), None);
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 
     #[test]

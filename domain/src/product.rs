@@ -162,7 +162,7 @@ crate::domain_events! {
 }
 
 /// A product image as the state keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductImage {
     /// The stored asset.
     pub asset: AssetRef,
@@ -171,7 +171,7 @@ pub struct ProductImage {
 }
 
 /// The state of a product, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Product {
     /// Present once created.
     pub details: Option<ProductCreated>,
@@ -217,6 +217,7 @@ fn check_attributes(attributes: &BTreeMap<String, String>) -> Result<(), DomainE
 
 impl Aggregate for Product {
     const KIND: AggregateKind = AggregateKind::Product;
+    const STATE_VERSION: u32 = 1;
     type Command = ProductCommand;
     type Event = ProductEvent;
 
@@ -531,5 +532,6 @@ mod tests {
         let state = Product::replay(&[created(), image_added("front", 1), image_added("back", 2)]);
         assert_eq!(state.images.len(), 2);
         assert!(!state.archived);
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 }

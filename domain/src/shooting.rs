@@ -102,7 +102,7 @@ pub enum ShootingStatus {
 
 /// A look as the command path found it when launching: the shooting only needs
 /// its id and its own shot types.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookAtLaunch {
     /// The look.
     pub look_id: LookId,
@@ -264,7 +264,7 @@ crate::domain_events! {
 
 /// What other aggregates need to know about a shooting: the command path loads
 /// the shooting and passes this into every Look command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShootingView {
     /// The shooting's id.
     pub shooting_id: ShootingId,
@@ -309,7 +309,7 @@ impl ShootingView {
 }
 
 /// The state of a shooting, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Shooting {
     /// Present once created.
     pub current: Option<ShootingView>,
@@ -377,6 +377,7 @@ fn check_rules(rules: &ShootingRules, output: &OutputSpec) -> Result<(), DomainE
 
 impl Aggregate for Shooting {
     const KIND: AggregateKind = AggregateKind::Shooting;
+    const STATE_VERSION: u32 = 1;
     type Command = ShootingCommand;
     type Event = ShootingEvent;
 
@@ -1099,6 +1100,7 @@ pub(crate) mod tests {
         assert_eq!(view.name.as_str(), "Summer 25 v2");
         assert_eq!(state.launched_looks.len(), 1);
         assert_eq!(Shooting::replay(&[]).view(), None);
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 
     #[test]

@@ -218,7 +218,7 @@ crate::domain_events! {
 }
 
 /// The state of a style, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Style {
     /// Present once created; `version` and `definition` follow revisions.
     pub details: Option<StyleCreated>,
@@ -244,6 +244,7 @@ impl Style {
 
 impl Aggregate for Style {
     const KIND: AggregateKind = AggregateKind::Style;
+    const STATE_VERSION: u32 = 1;
     type Command = StyleCommand;
     type Event = StyleEvent;
 
@@ -545,5 +546,6 @@ mod tests {
         ]);
         assert_eq!(state.current(), Some((3, &definition())));
         assert!(state.archived);
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 }

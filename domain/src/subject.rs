@@ -158,7 +158,7 @@ crate::domain_events! {
 }
 
 /// A base image as the state keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaseImage {
     /// The stored asset.
     pub asset: AssetRef,
@@ -169,7 +169,7 @@ pub struct BaseImage {
 }
 
 /// The state of a subject, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Subject {
     /// Present once created; the description follows updates.
     pub details: Option<SubjectCreated>,
@@ -204,6 +204,7 @@ impl Subject {
 
 impl Aggregate for Subject {
     const KIND: AggregateKind = AggregateKind::Subject;
+    const STATE_VERSION: u32 = 1;
     type Command = SubjectCommand;
     type Event = SubjectEvent;
 
@@ -519,7 +520,8 @@ mod tests {
             SubjectDescriptionUpdated { description: text("Woman, thirties") }.into(),
         ]);
         assert_eq!(state.base_images.keys().map(ImageId::as_str).collect::<Vec<_>>(), ["back"]);
-        assert_eq!(state.details.map(|d| d.description), Some(text("Woman, thirties")));
+        assert_eq!(state.details.as_ref().map(|d| &d.description), Some(&text("Woman, thirties")));
         assert_eq!(state.retired, None);
+        crate::testing::assert_snapshot_round_trip(&state);
     }
 }

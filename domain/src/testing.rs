@@ -46,6 +46,15 @@ impl<A: Aggregate> When<A> {
     }
 }
 
+/// Asserts a state survives the trip through its snapshot form unchanged, so a
+/// loaded snapshot is the same state that replaying would build.
+#[track_caller]
+pub(crate) fn assert_snapshot_round_trip<A: Aggregate + PartialEq>(state: &A) {
+    let json = serde_json::to_value(state).expect("a state serializes");
+    let back: A = serde_json::from_value(json).expect("a snapshot deserializes");
+    assert_eq!(&back, state, "the snapshot round trip changed the state");
+}
+
 /// A distinct asset reference per seed.
 pub(crate) fn asset(seed: u8) -> AssetRef {
     AssetRef {

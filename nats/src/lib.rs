@@ -8,6 +8,7 @@
 //! - [`chain`]: canonical bytes and the per-aggregate hash chain, and its verification.
 //! - [`log`]: [`EventLog`]: append with optimistic concurrency (one message or one
 //!   atomic batch per command), load an aggregate's events, durable consumers.
+//! - [`snapshots`]: the latest state of long aggregates, a cache anchored to an event.
 //!
 //! Architecture invariant: this crate knows JetStream and the envelope, not the
 //! business rules; it depends on no sqlx or axum. Everything else in GPS reaches
@@ -18,6 +19,7 @@ pub mod connect;
 pub mod error;
 pub mod log;
 pub mod server;
+pub mod snapshots;
 pub mod stream;
 pub mod subjects;
 
@@ -27,6 +29,7 @@ pub use error::{AppendError, ConnectError, LoadError, ProvisionError};
 pub use log::{
     AppendRequest, Appended, ChainReport, CommandMeta, EventLog, ExpectedPosition, LoadedStream, NewEvent,
 };
+pub use snapshots::Snapshot;
 pub use stream::{Drift, ProvisionReport, StreamSettings};
 pub use subjects::AggregateAddress;
 

@@ -49,7 +49,7 @@ const WRONG_LAST_SEQUENCE: u64 = 10071;
 const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
 
 /// Where an aggregate stands in the log: what an append must find to succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct ExpectedPosition {
     /// Stream sequence of the aggregate's last event; 0 for a new aggregate.
     pub last_subject_sequence: u64,
@@ -411,22 +411,61 @@ impl EventLog {
         self.load_after(address, ExpectedPosition::new_aggregate()).await
     }
 
-    /// Loads the events of an aggregate that follow a known position (e.g. a
-    /// snapshot's), oldest first.
+    /// Loads the events of an aggregate that follow a known position, oldest first.
     pub async fn load_after(
         &self,
         address: &AggregateAddress,
         from: ExpectedPosition,
     ) -> Result<LoadedStream, LoadError> {
+        Ok(self
+            .read_tail(address, from, false)
+            .await?
+            .unwrap_or_else(|| unreachable!("unanchored reads always answer")))
+    }
+
+    /// Loads the events that follow a position taken from a snapshot, after
+    /// checking that the position is real: the event at its sequence must be
+    /// this aggregate's, with the same version and hash. `None` when it is not
+    /// (the snapshot does not belong to this log and must be ignored).
+    pub async fn load_after_anchor(
+        &self,
+        address: &AggregateAddress,
+        anchor: ExpectedPosition,
+    ) -> Result<Option<LoadedStream>, LoadError> {
+        if anchor.last_subject_sequence == 0 {
+            return self.load(address).await.map(Some);
+        }
+        self.read_tail(address, anchor, true).await
+    }
+
+    async fn read_tail(
+        &self,
+        address: &AggregateAddress,
+        from: ExpectedPosition,
+        anchored: bool,
+    ) -> Result<Option<LoadedStream>, LoadError> {
         let subject = address.subject();
         let mut events = Vec::new();
         let mut position = from;
+        // An anchored read starts at the anchor itself (one request checks it
+        // and reads what follows); a plain read starts after it.
+        let mut check_anchor = anchored;
         loop {
-            let batch =
-                self.direct_get_batch(&subject, position.last_subject_sequence + 1, LOAD_BATCH).await?;
+            let start = position.last_subject_sequence + u64::from(!check_anchor);
+            let batch = self.direct_get_batch(&subject, start, LOAD_BATCH).await?;
             let received = batch.len();
             for message in batch {
                 let envelope = decode_envelope(&message)?;
+                if check_anchor {
+                    check_anchor = false;
+                    let matches = message.sequence == position.last_subject_sequence
+                        && envelope.aggregate_version == position.aggregate_version
+                        && envelope.hash == position.last_hash;
+                    if !matches {
+                        return Ok(None);
+                    }
+                    continue;
+                }
                 position = ExpectedPosition {
                     last_subject_sequence: message.sequence,
                     aggregate_version: envelope.aggregate_version,
@@ -434,11 +473,15 @@ impl EventLog {
                 };
                 events.push(envelope);
             }
+            if check_anchor {
+                // The anchor's sequence holds nothing of this aggregate.
+                return Ok(None);
+            }
             if received < LOAD_BATCH {
                 break;
             }
         }
-        Ok(LoadedStream { events, position })
+        Ok(Some(LoadedStream { events, position }))
     }
 
     /// Reads up to `max` messages of `subject` from stream sequence `from` on,

@@ -6,4 +6,5 @@ mod command_path;
 mod event_log;
 mod gps_up;
 mod harness;
+mod snapshots;
 mod tidy;
