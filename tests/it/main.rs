@@ -6,5 +6,6 @@ mod command_path;
 mod event_log;
 mod gps_up;
 mod harness;
+mod nats_config;
 mod snapshots;
 mod tidy;
