@@ -409,7 +409,10 @@ async fn w2(bench: &BenchServer, writers: usize, commands: usize) -> anyhow::Res
 
 async fn w3(bench: &BenchServer, sizes: &[usize], repeats: usize) -> anyhow::Result<()> {
     let log = bench.event_log().await?;
-    let handler = CommandHandler::new(log.clone());
+    // Writes and full replays without snapshots; `snapshotting` measures loads
+    // that start from a snapshot.
+    let handler = CommandHandler::new(log.clone()).with_snapshots(None);
+    let snapshotting = CommandHandler::new(log.clone());
     for &size in sizes {
         let id = format!("load-{size}");
         let address = CommandHandler::address::<Product>(&brand(), &id)?;
@@ -455,19 +458,35 @@ async fn w3(bench: &BenchServer, sizes: &[usize], repeats: usize) -> anyhow::Res
                 "replay mismatch"
             );
         }
+        // The first load stores the snapshot; the timed ones start from it.
+        snapshotting.load::<Product>(&address).await?;
+        let mut from_snapshot = Vec::with_capacity(repeats);
+        for _ in 0..repeats {
+            let begun = Instant::now();
+            let state = snapshotting.load::<Product>(&address).await?;
+            from_snapshot.push(begun.elapsed());
+            anyhow::ensure!(
+                state.position.aggregate_version == position.aggregate_version,
+                "snapshot mismatch"
+            );
+        }
         raw.sort();
         replayed.sort();
+        from_snapshot.sort();
         println!(
             "{}",
             json!({
                 "workload": "W3",
-                "what": "load one aggregate: read its events (load_ms) and also decode and replay them (replay_ms)",
+                "what": "load one aggregate: read its events (load_ms), read, decode and replay them (replay_ms), \
+                         or start from its snapshot (snapshot_ms; sizes under 100 events store no snapshot)",
                 "events": size,
                 "repeats": repeats,
                 "load_ms_p50": round2(percentile_ms(&raw, 0.50)),
                 "load_ms_p95": round2(percentile_ms(&raw, 0.95)),
                 "replay_ms_p50": round2(percentile_ms(&replayed, 0.50)),
                 "replay_ms_p95": round2(percentile_ms(&replayed, 0.95)),
+                "snapshot_ms_p50": round2(percentile_ms(&from_snapshot, 0.50)),
+                "snapshot_ms_p95": round2(percentile_ms(&from_snapshot, 0.95)),
             })
         );
     }
