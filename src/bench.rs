@@ -185,19 +185,31 @@ impl Figures {
     fn rate(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Adds another run's figures (for interleaved repetitions).
+    fn merge(mut self, other: Figures) -> Figures {
+        self.events += other.events;
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        self.latencies.sort();
+        self.conflicts += other.conflicts;
+        self
+    }
 }
 
 /// Runs `writers` tasks; writer `w` owns aggregates `w, w + writers, …` and
-/// appends `rounds` events to each, one command per event.
-async fn run_writers<F, Fut>(
+/// appends `rounds` events to each, one command per event. `S` is what a writer
+/// remembers of each aggregate between its appends (e.g. its position).
+async fn run_writers<S, F, Fut>(
     aggregates: usize,
     writers: usize,
     rounds: usize,
     append: F,
 ) -> anyhow::Result<Figures>
 where
-    F: Fn(usize, usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<Result<u64, ()>>> + Send,
+    S: Default + Clone + Send + 'static,
+    F: Fn(usize, usize, S) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<Result<S, ()>>> + Send,
 {
     let append = Arc::new(append);
     let started = Instant::now();
@@ -206,14 +218,14 @@ where
         let append = append.clone();
         tasks.push(tokio::spawn(async move {
             let owned: Vec<usize> = (writer..aggregates).step_by(writers).collect();
-            let mut last_sequences = vec![0u64; owned.len()];
+            let mut states = vec![S::default(); owned.len()];
             let mut latencies = Vec::with_capacity(owned.len() * rounds);
             let mut conflicts = 0;
             for round in 0..rounds {
                 for (slot, aggregate) in owned.iter().enumerate() {
                     let begun = Instant::now();
-                    match append(*aggregate, round, last_sequences[slot]).await? {
-                        Ok(sequence) => last_sequences[slot] = sequence,
+                    match append(*aggregate, round, states[slot].clone()).await? {
+                        Ok(state) => states[slot] = state,
                         Err(()) => conflicts += 1,
                     }
                     latencies.push(begun.elapsed());
@@ -234,6 +246,68 @@ where
     Ok(Figures { events: latencies.len(), elapsed, latencies, conflicts })
 }
 
+/// Raw JetStream: the same body and concurrency headers, no GPS code.
+async fn raw_run(
+    log: &EventLog,
+    body: &Bytes,
+    phase: &'static str,
+    aggregates: usize,
+    writers: usize,
+    rounds: usize,
+) -> anyhow::Result<Figures> {
+    let jetstream = log.jetstream().clone();
+    let body = body.clone();
+    run_writers(aggregates, writers, rounds, move |aggregate, round, last_sequence: u64| {
+        let jetstream = jetstream.clone();
+        let body = body.clone();
+        async move {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("raw-{phase}-{aggregate}-{round}").as_str());
+            headers.insert("Nats-Expected-Last-Subject-Sequence", last_sequence.to_string().as_str());
+            headers.insert(gps_nats::HEADER_EVENT_TYPE, "product.details_updated");
+            headers.insert(gps_nats::HEADER_SCHEMA_VERSION, "1");
+            let subject = format!("gps.evt.bench.product.raw-{phase}-{aggregate}");
+            let ack = jetstream.publish_with_headers(subject, headers, body).await?.await;
+            Ok(ack.map(|ack| ack.sequence).map_err(|_| ()))
+        }
+    })
+    .await
+}
+
+/// GPS: `EventLog::append` builds, seals and publishes the envelope.
+async fn gps_run(
+    log: &EventLog,
+    phase: &'static str,
+    aggregates: usize,
+    writers: usize,
+    rounds: usize,
+) -> anyhow::Result<Figures> {
+    let log = log.clone();
+    run_writers(aggregates, writers, rounds, move |aggregate, round, position: Option<ExpectedPosition>| {
+        let log = log.clone();
+        async move {
+            let address =
+                AggregateAddress::new(brand(), AggregateKind::Product, format!("p-{phase}-{aggregate}"))?;
+            // Writers own their aggregates, so the position is known without a
+            // load; W2 measures load-decide-append.
+            let result = log
+                .append(AppendRequest {
+                    address,
+                    expected: position.unwrap_or_else(ExpectedPosition::new_aggregate),
+                    command: CommandMeta::new(format!("cmd-{phase}-{aggregate}-{round}"), actor()),
+                    events: vec![sample_event(round)],
+                })
+                .await;
+            match result {
+                Ok(appended) => Ok(Ok(Some(appended.position()))),
+                Err(gps_nats::AppendError::Conflict { .. }) => Ok(Err(())),
+                Err(other) => Err(other.into()),
+            }
+        }
+    })
+    .await
+}
+
 async fn w1(bench: &BenchServer, aggregates: usize, writers: usize, rounds: usize) -> anyhow::Result<()> {
     let log = bench.event_log().await?;
     // A representative stored body, so raw JetStream publishes the same bytes.
@@ -249,64 +323,12 @@ async fn w1(bench: &BenchServer, aggregates: usize, writers: usize, rounds: usiz
     stored.stream_sequence = None;
     let body = Bytes::from(serde_json::to_vec(&stored)?);
 
-    let raw = {
-        let jetstream = log.jetstream().clone();
-        let body = body.clone();
-        run_writers(aggregates, writers, rounds, move |aggregate, round, last_sequence| {
-            let jetstream = jetstream.clone();
-            let body = body.clone();
-            async move {
-                let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", format!("raw-{aggregate}-{round}").as_str());
-                headers.insert("Nats-Expected-Last-Subject-Sequence", last_sequence.to_string().as_str());
-                headers.insert(gps_nats::HEADER_EVENT_TYPE, "product.details_updated");
-                headers.insert(gps_nats::HEADER_SCHEMA_VERSION, "1");
-                let subject = format!("gps.evt.bench.product.raw-{aggregate}");
-                let ack = jetstream.publish_with_headers(subject, headers, body).await?.await;
-                Ok(match ack {
-                    Ok(ack) => Ok(ack.sequence),
-                    Err(_) => Err(()),
-                })
-            }
-        })
-        .await?
-    };
-
-    let ours = {
-        let log = log.clone();
-        run_writers(aggregates, writers, rounds, move |aggregate, round, last_sequence| {
-            let log = log.clone();
-            async move {
-                let address =
-                    AggregateAddress::new(brand(), AggregateKind::Product, format!("p-{aggregate}"))?;
-                // Writers own their aggregates, so the position is known
-                // without a load; W2 measures load-decide-append.
-                let expected = if last_sequence == 0 {
-                    ExpectedPosition::new_aggregate()
-                } else {
-                    ExpectedPosition {
-                        last_subject_sequence: last_sequence,
-                        aggregate_version: round as u64,
-                        last_hash: String::new(),
-                    }
-                };
-                let result = log
-                    .append(AppendRequest {
-                        address,
-                        expected,
-                        command: CommandMeta::new(format!("cmd-{aggregate}-{round}"), actor()),
-                        events: vec![sample_event(round)],
-                    })
-                    .await;
-                Ok(match result {
-                    Ok(appended) => Ok(appended.last_sequence()),
-                    Err(gps_nats::AppendError::Conflict { .. }) => Err(()),
-                    Err(other) => return Err(other.into()),
-                })
-            }
-        })
-        .await?
-    };
+    // Raw and GPS runs alternate, twice each, so neither profits from running
+    // on a smaller stream or a warmer server.
+    let raw = raw_run(&log, &body, "a", aggregates, writers, rounds).await?;
+    let ours = gps_run(&log, "a", aggregates, writers, rounds).await?;
+    let raw = raw.merge(raw_run(&log, &body, "b", aggregates, writers, rounds).await?);
+    let ours = ours.merge(gps_run(&log, "b", aggregates, writers, rounds).await?);
 
     println!(
         "{}",

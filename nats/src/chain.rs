@@ -56,11 +56,75 @@ pub fn canonical_bytes(envelope: &EventEnvelope) -> Vec<u8> {
     out
 }
 
-/// The hash an envelope must carry, given its `prev_hash` and other fields.
+/// The envelope fields the hash covers, in sorted key order, so serializing
+/// this struct writes the canonical bytes directly, without building a JSON
+/// tree first (the hash is on the write path of every event).
+#[derive(serde::Serialize)]
+struct HashedFields<'a> {
+    actor: Value,
+    aggregate_id: &'a str,
+    aggregate_type: &'a str,
+    aggregate_version: u64,
+    brand: &'a str,
+    causation_id: &'a str,
+    command_id: &'a str,
+    correlation_id: &'a str,
+    event_id: &'a str,
+    event_type: &'a str,
+    occurred_at: &'a str,
+    // serde_json's map is sorted (its `preserve_order` feature is off in this
+    // workspace), so a payload value serializes with sorted keys at every
+    // depth; the `fast_and_reference_canonical_bytes_agree` test guards it.
+    payload: &'a Value,
+    prev_hash: &'a str,
+    schema_version: u32,
+}
+
+/// Feeds serialized bytes straight into the hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hashed_fields(envelope: &EventEnvelope) -> HashedFields<'_> {
+    HashedFields {
+        actor: serde_json::to_value(&envelope.actor).unwrap_or(Value::Null),
+        aggregate_id: &envelope.aggregate_id,
+        aggregate_type: &envelope.aggregate_type,
+        aggregate_version: envelope.aggregate_version,
+        brand: &envelope.brand,
+        causation_id: &envelope.causation_id,
+        command_id: &envelope.command_id,
+        correlation_id: &envelope.correlation_id,
+        event_id: &envelope.event_id,
+        event_type: &envelope.event_type,
+        occurred_at: &envelope.occurred_at,
+        payload: &envelope.payload,
+        prev_hash: &envelope.prev_hash,
+        schema_version: envelope.schema_version,
+    }
+}
+
+/// The hash an envelope must carry, given its `prev_hash` and other fields:
+/// sha256 over `prev_hash` followed by [`canonical_bytes`].
 pub fn compute_hash(envelope: &EventEnvelope) -> String {
     let mut hasher = Sha256::new();
     hasher.update(envelope.prev_hash.as_bytes());
-    hasher.update(canonical_bytes(envelope));
+    if serde_json::to_writer(HashWriter(&mut hasher), &hashed_fields(envelope)).is_err() {
+        // Serializing plain strings and numbers cannot fail; should it ever,
+        // fall back to the reference form rather than hash partial bytes.
+        let mut hasher = Sha256::new();
+        hasher.update(envelope.prev_hash.as_bytes());
+        hasher.update(canonical_bytes(envelope));
+        return hex::encode(hasher.finalize());
+    }
     hex::encode(hasher.finalize())
 }
 
@@ -193,6 +257,21 @@ mod tests {
         let mut out = Vec::new();
         canonical_json(&value, &mut out);
         assert_eq!(String::from_utf8(out).expect("utf8"), r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#);
+    }
+
+    #[test]
+    fn fast_and_reference_canonical_bytes_agree() {
+        let payload: Value =
+            serde_json::from_str(r#"{"z":{"b":[{"y":1,"x":"é\"q"}],"a":null},"m":1.5,"a":true}"#)
+                .expect("json");
+        let mut envelope = envelope(7, GENESIS_HASH, payload);
+        envelope.actor = Actor::Member(gps_domain::ids::MemberId::parse("ana").expect("id"));
+        let mut fast = Vec::new();
+        serde_json::to_writer(&mut fast, &hashed_fields(&envelope)).expect("serialize");
+        assert_eq!(
+            String::from_utf8(fast).expect("utf8"),
+            String::from_utf8(canonical_bytes(&envelope)).expect("utf8")
+        );
     }
 
     #[test]

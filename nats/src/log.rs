@@ -256,7 +256,7 @@ impl EventLog {
     }
 
     /// Appends one command's events to one aggregate, all or nothing.
-    pub async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
+    pub async fn append(&self, mut request: AppendRequest) -> Result<Appended, AppendError> {
         let subject = request.address.subject();
         if request.events.is_empty() {
             return Err(AppendError::Invalid("a command must append at least one event".into()));
@@ -275,7 +275,8 @@ impl EventLog {
                 "a command id is 1 to 128 characters without whitespace (e.g. a UUID)".into(),
             ));
         }
-        let envelopes = build_envelopes(&request);
+        let envelopes =
+            build_envelopes(&request.address, &request.expected, &request.command, &mut request.events);
         let bodies: Vec<Bytes> = envelopes
             .iter()
             .map(|envelope| serde_json::to_vec(envelope).map(Bytes::from))
@@ -657,32 +658,38 @@ fn parse_wrong_last_sequence(description: &str) -> Option<u64> {
     description.rsplit(':').next().and_then(|s| s.trim().parse().ok())
 }
 
-fn build_envelopes(request: &AppendRequest) -> Vec<EventEnvelope> {
-    let occurred_at = request
-        .command
+/// Builds and seals the envelopes of a command's events. The payloads are
+/// moved out of `events` (leaving nulls); only their count is needed later.
+fn build_envelopes(
+    address: &AggregateAddress,
+    expected: &ExpectedPosition,
+    command: &CommandMeta,
+    events: &mut [NewEvent],
+) -> Vec<EventEnvelope> {
+    let occurred_at = command
         .occurred_at
         .to_offset(time::UtcOffset::UTC)
         .format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
-    let mut prev_hash = request.expected.last_hash.clone();
-    let mut envelopes = Vec::with_capacity(request.events.len());
-    for (index, event) in request.events.iter().enumerate() {
+    let mut prev_hash = expected.last_hash.clone();
+    let mut envelopes = Vec::with_capacity(events.len());
+    for (index, event) in events.iter_mut().enumerate() {
         let mut envelope = EventEnvelope {
             event_id: uuid::Uuid::now_v7().to_string(),
             event_type: event.event_type.clone(),
             schema_version: event.schema_version,
-            brand: request.address.brand().to_string(),
-            aggregate_type: request.address.kind().as_str().to_owned(),
-            aggregate_id: request.address.id().to_owned(),
-            aggregate_version: request.expected.aggregate_version + index as u64 + 1,
+            brand: address.brand().to_string(),
+            aggregate_type: address.kind().as_str().to_owned(),
+            aggregate_id: address.id().to_owned(),
+            aggregate_version: expected.aggregate_version + index as u64 + 1,
             occurred_at: occurred_at.clone(),
-            actor: request.command.actor.clone(),
-            command_id: request.command.command_id.clone(),
-            correlation_id: request.command.correlation_id.clone(),
-            causation_id: request.command.causation_id.clone(),
+            actor: command.actor.clone(),
+            command_id: command.command_id.clone(),
+            correlation_id: command.correlation_id.clone(),
+            causation_id: command.causation_id.clone(),
             prev_hash,
             hash: String::new(),
-            payload: event.payload.clone(),
+            payload: std::mem::take(&mut event.payload),
             stream_sequence: None,
         };
         seal(&mut envelope);
