@@ -36,6 +36,18 @@ pub(crate) struct NatsSettings {
     pub(crate) duplicate_window: Duration,
     /// Stream replicas: 1 on one node, 3 in a cluster. `GPS_NATS_REPLICAS`.
     pub(crate) replicas: usize,
+    /// Log in as this user (`NATS_USER`, or `nats.user` in the file)...
+    pub(crate) user: Option<String>,
+    /// ...with this password, read from `NATS_PASSWORD` only: secrets stay
+    /// out of files.
+    pub(crate) password: Option<gps_nats::Password>,
+}
+
+impl NatsSettings {
+    /// The login, when a user is configured.
+    pub(crate) fn credentials(&self) -> Option<gps_nats::Credentials> {
+        Some(gps_nats::Credentials { user: self.user.clone()?, password: self.password.clone()? })
+    }
 }
 
 impl Default for Settings {
@@ -49,6 +61,8 @@ impl Default for Settings {
                 embedded_sync_always: true,
                 duplicate_window: Duration::from_secs(10 * 60),
                 replicas: 1,
+                user: None,
+                password: None,
             },
         }
     }
@@ -73,6 +87,7 @@ struct FileNats {
     embedded_sync_always: Option<bool>,
     duplicate_window_secs: Option<u64>,
     replicas: Option<usize>,
+    user: Option<String>,
 }
 
 impl Settings {
@@ -93,7 +108,16 @@ impl Settings {
     }
 
     fn apply_file(&mut self, text: &str) -> anyhow::Result<()> {
-        let file: FileSettings = toml::from_str(text).context("not valid GPS settings")?;
+        let file: FileSettings = toml::from_str(text)
+            .map_err(|error| {
+                let hint = if error.to_string().contains("unknown field `password`") {
+                    " (passwords are read from the environment only: set NATS_PASSWORD)"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("{error}{hint}")
+            })
+            .context("not valid GPS settings")?;
         if let Some(addr) = file.http_addr {
             self.http_addr = parse_addr("http_addr", &addr)?;
         }
@@ -116,7 +140,10 @@ impl Settings {
         if let Some(replicas) = nats.replicas {
             self.nats.replicas = replicas;
         }
-        self.check()
+        if let Some(user) = nats.user {
+            self.nats.user = Some(user);
+        }
+        self.check_without_password()
     }
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
@@ -145,10 +172,23 @@ impl Settings {
         if let Some(replicas) = env("GPS_NATS_REPLICAS") {
             self.nats.replicas = parse_number("GPS_NATS_REPLICAS", &replicas)?;
         }
-        self.check()
+        if let Some(user) = env("NATS_USER") {
+            self.nats.user = Some(user);
+        }
+        if let Some(password) = env("NATS_PASSWORD") {
+            self.nats.password = Some(gps_nats::Password::new(password));
+        }
+        self.check_without_password()?;
+        match (&self.nats.user, &self.nats.password) {
+            (Some(user), None) => bail!("NATS user {user:?} is configured but NATS_PASSWORD is not set"),
+            (None, Some(_)) => bail!("NATS_PASSWORD is set but no NATS user; set NATS_USER too"),
+            _ => Ok(()),
+        }
     }
 
-    fn check(&self) -> anyhow::Result<()> {
+    /// Checks what the file alone can settle (the password comes later, from
+    /// the environment).
+    fn check_without_password(&self) -> anyhow::Result<()> {
         if !matches!(self.nats.replicas, 1 | 3 | 5) {
             bail!("nats replicas is {}; use 1 on a single node, 3 or 5 in a cluster", self.nats.replicas);
         }
@@ -205,6 +245,9 @@ mod tests {
     fn a_misspelt_setting_in_the_file_is_reported() {
         let error = Settings::default().apply_file("htp_addr = \"x\"").expect_err("unknown field");
         assert!(format!("{error:#}").contains("htp_addr"), "{error:#}");
+        let error =
+            Settings::default().apply_file("[nats]\npassword = \"x\"").expect_err("no passwords in files");
+        assert!(format!("{error:#}").contains("NATS_PASSWORD"), "{error:#}");
     }
 
     #[test]
@@ -215,5 +258,23 @@ mod tests {
         let env = |name: &str| (name == "NATS_URL").then(|| "http://x".to_owned());
         assert!(Settings::default().apply_env(&env).is_err());
         assert!(Settings::default().apply_env(&no_env).is_ok());
+    }
+
+    #[test]
+    fn a_nats_user_needs_a_password_from_the_environment_and_it_never_prints() {
+        let user_only = |name: &str| (name == "NATS_USER").then(|| "gateway".to_owned());
+        let error = Settings::default().apply_env(&user_only).expect_err("password missing");
+        assert!(error.to_string().contains("NATS_PASSWORD"), "{error}");
+        let both = |name: &str| match name {
+            "NATS_USER" => Some("gateway".to_owned()),
+            "NATS_PASSWORD" => Some("s3cret-value".to_owned()),
+            _ => None,
+        };
+        let mut settings = Settings::default();
+        settings.apply_env(&both).expect("valid");
+        let credentials = settings.nats.credentials().expect("credentials");
+        assert_eq!(credentials.user, "gateway");
+        assert_eq!(credentials.password.expose(), "s3cret-value");
+        assert!(!format!("{settings:?}").contains("s3cret"));
     }
 }

@@ -37,7 +37,8 @@ pub(crate) async fn connect_event_log(
             (server.url().to_owned(), Some(server))
         }
     };
-    let client = gps_nats::connect(&url, "gps").await?;
+    let credentials = settings.nats.credentials();
+    let client = gps_nats::connect_with(&url, "gps", credentials.as_ref()).await?;
     let stream = StreamSettings {
         duplicate_window: settings.nats.duplicate_window,
         replicas: settings.nats.replicas,

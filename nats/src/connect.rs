@@ -55,9 +55,62 @@ pub fn check_version(url: &str, reported: &str) -> Result<ServerVersion, Connect
     }
 }
 
+/// A password that never prints: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The password itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A NATS user and password (see `nats/config/accounts.conf` for the roles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user, e.g. `gateway`.
+    pub user: String,
+    /// Its password.
+    pub password: Password,
+}
+
 /// Connects to `url` and refuses servers older than 2.12 or without JetStream.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
-    let client = async_nats::ConnectOptions::new()
+    connect_with(url, name, None).await
+}
+
+/// [`connect`], logging in as `credentials` when given.
+pub async fn connect_with(
+    url: &str,
+    name: &str,
+    credentials: Option<&Credentials>,
+) -> Result<async_nats::Client, ConnectError> {
+    let options = match credentials {
+        Some(credentials) => async_nats::ConnectOptions::with_user_and_password(
+            credentials.user.clone(),
+            credentials.password.expose().to_owned(),
+        ),
+        None => async_nats::ConnectOptions::new(),
+    };
+    let client = options
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))
@@ -76,6 +129,13 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_never_prints() {
+        let credentials = Credentials { user: "gateway".into(), password: Password::new("s3cret-value") };
+        assert!(!format!("{credentials:?}").contains("s3cret"));
+        assert_eq!(Password::new("x").to_string(), "***");
+    }
 
     #[test]
     fn versions_parse_with_or_without_prefix_and_suffix() {

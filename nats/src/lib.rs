@@ -24,7 +24,7 @@ pub mod stream;
 pub mod subjects;
 
 pub use chain::ChainBreak;
-pub use connect::{MIN_SERVER_VERSION, ServerVersion, connect};
+pub use connect::{Credentials, MIN_SERVER_VERSION, Password, ServerVersion, connect, connect_with};
 pub use error::{AppendError, ConnectError, LoadError, ProvisionError};
 pub use log::{
     AppendRequest, Appended, ChainReport, CommandMeta, EventLog, ExpectedPosition, LoadedStream, NewEvent,

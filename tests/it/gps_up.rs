@@ -10,15 +10,15 @@ use tokio::process::{Child, Command};
 
 use crate::harness::{TestNats, old_nats_binary};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-fn temp_dir() -> PathBuf {
+pub(crate) fn temp_dir() -> PathBuf {
     std::env::temp_dir().join(format!("gps-up-{}", uuid::Uuid::new_v4().simple()))
 }
 
-fn gps(data_dir: &PathBuf, http_port: u16) -> Command {
+pub(crate) fn gps(data_dir: &PathBuf, http_port: u16) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gps"));
     command
         .arg("up")
@@ -45,7 +45,7 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-async fn wait_healthy(child: &mut Child, port: u16) -> serde_json::Value {
+pub(crate) async fn wait_healthy(child: &mut Child, port: u16) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().expect("poll") {
@@ -63,7 +63,7 @@ async fn wait_healthy(child: &mut Child, port: u16) -> serde_json::Value {
     }
 }
 
-async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) async fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().expect("running");
     Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await.expect("kill");
     tokio::time::timeout(Duration::from_secs(15), child.wait())

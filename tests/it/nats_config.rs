@@ -86,6 +86,38 @@ async fn the_single_node_config_starts_and_the_gateway_provisions_the_log_and_ap
 }
 
 #[tokio::test]
+async fn gps_up_logs_in_with_the_user_and_password_from_its_environment() {
+    use crate::gps_up::{gps, temp_dir, terminate, wait_healthy};
+    let passwords = Passwords::generate();
+    let root = TempRoot::new();
+    let node = single_node(&root, &passwords).await;
+    let data_dir = temp_dir();
+
+    let http_port = free_port();
+    let mut child = gps(&data_dir, http_port)
+        .env("NATS_URL", node.url())
+        .env("NATS_USER", "gateway")
+        .env("NATS_PASSWORD", &passwords.by_role["gateway"])
+        .spawn()
+        .expect("spawn gps");
+    assert_eq!(wait_healthy(&mut child, http_port).await["status"], "ok");
+    assert!(terminate(&mut child).await.success());
+
+    let output = gps(&data_dir, free_port())
+        .env("NATS_URL", node.url())
+        .env("NATS_USER", "gateway")
+        .env("NATS_PASSWORD", "tnot-the-password")
+        .spawn()
+        .expect("spawn gps")
+        .wait_with_output();
+    let output = tokio::time::timeout(SETTLE, output).await.expect("gps exits").expect("output");
+    assert!(!output.status.success(), "a wrong password must stop gps up");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+    assert!(!stderr.contains("tnot-the-password"), "the password must not be printed: {stderr}");
+}
+
+#[tokio::test]
 async fn the_cluster_config_forms_three_nodes_and_keeps_its_log_when_the_stream_leader_is_killed() {
     let passwords = Passwords::generate();
     let root = TempRoot::new();
