@@ -748,8 +748,11 @@ impl Aggregate for Brand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::given;
-    use crate::values::{AspectRatio, Background, ColourSpace, FitMode, ImageFormat};
+    use crate::testing::{given, preset_spec};
+
+    fn spec(quality: u8) -> ChannelPresetSpec {
+        ChannelPresetSpec { quality, naming_pattern: "{sku}_{n}.jpg".into(), ..preset_spec() }
+    }
 
     fn id(member: &str) -> MemberId {
         MemberId::parse(member).expect("member id")
@@ -773,20 +776,6 @@ mod tests {
 
     fn channel(text: &str) -> Channel {
         Channel::parse(text).expect("channel")
-    }
-
-    fn spec(quality: u8) -> ChannelPresetSpec {
-        ChannelPresetSpec {
-            long_edge_px: 2000,
-            aspect_ratio: AspectRatio::parse("1:1").expect("ratio"),
-            fit: FitMode::Pad,
-            background: Background::White,
-            format: ImageFormat::Jpeg,
-            quality,
-            colour_space: ColourSpace::Srgb,
-            max_bytes: None,
-            naming_pattern: "{sku}_{n}.jpg".into(),
-        }
     }
 
     fn created() -> BrandEvent {

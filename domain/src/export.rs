@@ -729,8 +729,7 @@ impl Aggregate for Export {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{asset, given};
-    use crate::values::{AspectRatio, Background, ColourSpace, FitMode, ImageFormat};
+    use crate::testing::{asset, given, preset_spec as preset};
 
     fn prediction(id: &str) -> PredictionId {
         PredictionId::parse(id).expect("id")
@@ -742,20 +741,6 @@ mod tests {
 
     fn text(s: &str) -> Text {
         Text::parse(s).expect("text")
-    }
-
-    fn preset() -> ChannelPresetSpec {
-        ChannelPresetSpec {
-            long_edge_px: 2000,
-            aspect_ratio: AspectRatio::parse("1:1").expect("ratio"),
-            fit: FitMode::Pad,
-            background: Background::White,
-            format: ImageFormat::Jpeg,
-            quality: 90,
-            colour_space: ColourSpace::Srgb,
-            max_bytes: None,
-            naming_pattern: "{sku}_{view}_{n}.jpg".into(),
-        }
     }
 
     fn s3() -> ExportDestination {

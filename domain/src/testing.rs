@@ -1,6 +1,8 @@
 //! Given / when / then helpers for aggregate tests.
 
-use crate::values::{AssetRef, ContentHash};
+use crate::values::{
+    AspectRatio, AssetRef, Background, ChannelPresetSpec, ColourSpace, ContentHash, FitMode, ImageFormat,
+};
 use crate::{Aggregate, DomainError};
 
 /// A state rebuilt from past events, ready for a command.
@@ -63,5 +65,20 @@ pub(crate) fn asset(seed: u8) -> AssetRef {
         bytes: 1000 + u64::from(seed),
         width: Some(2000),
         height: Some(2500),
+    }
+}
+
+/// A valid square JPEG preset on white, for tests to vary with `..preset_spec()`.
+pub(crate) fn preset_spec() -> ChannelPresetSpec {
+    ChannelPresetSpec {
+        long_edge_px: 2000,
+        aspect_ratio: AspectRatio::parse("1:1").expect("ratio"),
+        fit: FitMode::Pad,
+        background: Background::White,
+        format: ImageFormat::Jpeg,
+        quality: 90,
+        colour_space: ColourSpace::Srgb,
+        max_bytes: None,
+        naming_pattern: "{sku}_{view}_{n}.jpg".into(),
     }
 }

@@ -544,17 +544,7 @@ mod tests {
     }
 
     fn preset() -> ChannelPresetSpec {
-        ChannelPresetSpec {
-            long_edge_px: 2000,
-            aspect_ratio: AspectRatio::parse("1:1").expect("valid"),
-            fit: FitMode::Pad,
-            background: Background::White,
-            format: ImageFormat::Jpeg,
-            quality: 90,
-            colour_space: ColourSpace::Srgb,
-            max_bytes: Some(10_000_000),
-            naming_pattern: "{sku}_{view}_{n}.jpg".into(),
-        }
+        ChannelPresetSpec { max_bytes: Some(10_000_000), ..crate::testing::preset_spec() }
     }
 
     #[test]
