@@ -4,6 +4,7 @@
 
 mod command_path;
 mod event_log;
+mod faults;
 mod gps_up;
 mod harness;
 mod nats_config;
