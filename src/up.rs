@@ -13,8 +13,15 @@ use crate::config::Settings;
 pub(crate) async fn connect_event_log(
     settings: &Settings,
 ) -> anyhow::Result<(EventLog, Option<LocalServer>)> {
+    let embedded_url = format!("nats://127.0.0.1:{}", settings.nats.embedded_port);
     let (url, server) = match &settings.nats.url {
         Some(url) => (url.clone(), None),
+        // The embedded server of a running `gps up` (e.g. for `gps log verify`
+        // next to it): use it rather than fail to start a second one.
+        None if gps_nats::connect(&embedded_url, "gps-probe").await.is_ok() => {
+            tracing::info!(url = %embedded_url, "using the nats-server already running on the embedded port");
+            (embedded_url, None)
+        }
         None => {
             let binary = locate_binary()?;
             let store_dir = settings.data_dir.join("nats");
