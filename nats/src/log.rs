@@ -14,6 +14,7 @@
 //! `next_by_subj`), one request per thousand events and no consumer to create,
 //! so an empty or small aggregate costs one round trip.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
@@ -213,9 +214,13 @@ struct StoredMessage {
     payload: Bytes,
 }
 
-/// The event log on JetStream.
+/// The event log on JetStream. Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct EventLog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     client: Client,
     jetstream: jetstream::Context,
     settings: StreamSettings,
@@ -223,7 +228,7 @@ pub struct EventLog {
 
 impl std::fmt::Debug for EventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLog").field("stream", &self.settings.name).finish()
+        f.debug_struct("EventLog").field("stream", &self.shared.settings.name).finish()
     }
 }
 
@@ -232,27 +237,27 @@ impl EventLog {
     /// server version).
     pub fn new(client: Client, settings: StreamSettings) -> Self {
         let jetstream = jetstream::new(client.clone());
-        EventLog { client, jetstream, settings }
+        EventLog { shared: Arc::new(Shared { client, jetstream, settings }) }
     }
 
     /// Creates the stream if missing and reports drift from the expected settings.
     pub async fn provision(&self) -> Result<ProvisionReport, ProvisionError> {
-        provision(&self.jetstream, &self.settings).await
+        provision(&self.shared.jetstream, &self.shared.settings).await
     }
 
     /// The underlying client (for live, non-durable subjects).
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.shared.client
     }
 
     /// The JetStream context.
     pub fn jetstream(&self) -> &jetstream::Context {
-        &self.jetstream
+        &self.shared.jetstream
     }
 
     /// The stream settings in use.
     pub fn settings(&self) -> &StreamSettings {
-        &self.settings
+        &self.shared.settings
     }
 
     /// Appends one command's events to one aggregate, all or nothing.
@@ -345,9 +350,9 @@ impl EventLog {
             if index == last {
                 return self.request(subject, headers, body, &request.address).await;
             }
-            self.client.publish_with_headers(subject.to_owned(), headers, body).await.map_err(|e| {
-                AppendError::Unavailable { address: request.address.to_string(), message: e.to_string() }
-            })?;
+            self.shared.client.publish_with_headers(subject.to_owned(), headers, body).await.map_err(
+                |e| AppendError::Unavailable { address: request.address.to_string(), message: e.to_string() },
+            )?;
         }
         unreachable!("a batch has at least one message")
     }
@@ -362,6 +367,7 @@ impl EventLog {
         let unavailable =
             |message: String| AppendError::Unavailable { address: address.to_string(), message };
         let reply = self
+            .shared
             .client
             .request_with_headers(subject.to_owned(), headers, body)
             .await
@@ -494,13 +500,14 @@ impl EventLog {
         max: usize,
     ) -> Result<Vec<StoredMessage>, LoadError> {
         let unavailable = |message: String| LoadError::Unavailable { subject: subject.to_owned(), message };
-        let inbox = self.client.new_inbox();
+        let inbox = self.shared.client.new_inbox();
         let mut replies =
-            self.client.subscribe(inbox.clone()).await.map_err(|e| unavailable(e.to_string()))?;
+            self.shared.client.subscribe(inbox.clone()).await.map_err(|e| unavailable(e.to_string()))?;
         let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": max });
-        self.client
+        self.shared
+            .client
             .publish_with_reply(
-                format!("$JS.API.DIRECT.GET.{}", self.settings.name),
+                format!("$JS.API.DIRECT.GET.{}", self.shared.settings.name),
                 inbox,
                 Bytes::from(request.to_string()),
             )
@@ -520,7 +527,7 @@ impl EventLog {
                     503 => {
                         return Err(unavailable(format!(
                             "no JetStream stream {} answers (is it provisioned, with allow_direct?)",
-                            self.settings.name
+                            self.shared.settings.name
                         )));
                     }
                     other => {
@@ -561,8 +568,14 @@ impl EventLog {
         filters: Vec<String>,
         start_after: u64,
     ) -> Result<consumer::PullConsumer, ProvisionError> {
-        let api = |message: String| ProvisionError::Api { stream: self.settings.name.clone(), message };
-        let stream = self.jetstream.get_stream(&self.settings.name).await.map_err(|e| api(e.to_string()))?;
+        let api =
+            |message: String| ProvisionError::Api { stream: self.shared.settings.name.clone(), message };
+        let stream = self
+            .shared
+            .jetstream
+            .get_stream(&self.shared.settings.name)
+            .await
+            .map_err(|e| api(e.to_string()))?;
         let deliver_policy = if start_after == 0 {
             consumer::DeliverPolicy::All
         } else {
@@ -585,8 +598,12 @@ impl EventLog {
         let unavailable =
             |message: String| LoadError::Unavailable { subject: filter_subject.clone(), message };
         let mut verifier = ChainVerifier::new();
-        let mut stream =
-            self.jetstream.get_stream(&self.settings.name).await.map_err(|e| unavailable(e.to_string()))?;
+        let mut stream = self
+            .shared
+            .jetstream
+            .get_stream(&self.shared.settings.name)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         let info = stream.info().await.map_err(|e| unavailable(e.to_string()))?;
         let last_sequence = info.state.last_sequence;
         if info.state.messages == 0 {
