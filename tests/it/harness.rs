@@ -58,3 +58,92 @@ pub(crate) fn old_nats_binary() -> PathBuf {
 pub(crate) fn brand() -> BrandId {
     BrandId::parse("acme").expect("valid brand")
 }
+
+/// The Postgres server the machine runs (trust auth), overridable for other setups.
+pub(crate) fn postgres_admin_url() -> String {
+    std::env::var("GPS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database on the local Postgres server, dropped when the value is dropped.
+pub(crate) struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    /// Creates `gps_test_<random>`.
+    pub(crate) async fn create() -> Self {
+        use sqlx::Connection;
+        let admin_url = postgres_admin_url();
+        let name = format!("gps_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("cannot reach Postgres at {admin_url} (set GPS_TEST_POSTGRES_URL): {e}")
+        });
+        // The name is generated above from hex digits only, so it is safe to splice.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = match admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("GPS_TEST_POSTGRES_URL must end with a database name"),
+        };
+        TestDb { name, url }
+    }
+
+    /// The database's URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop runs outside async context guarantees, so a small runtime on its
+        // own thread does the clean-up; WITH (FORCE) ends leftover connections.
+        let name = self.name.clone();
+        let admin_url = postgres_admin_url();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn a_test_database_is_created_empty_and_dropped_afterwards() {
+    use sqlx::Connection;
+    let db = TestDb::create().await;
+    let name = db.url().rsplit('/').next().expect("name").to_owned();
+    {
+        let mut connection = sqlx::PgConnection::connect(db.url()).await.expect("connect");
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .expect("count");
+        assert_eq!(tables, 0);
+    }
+    drop(db);
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await.expect("admin");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "the test database is dropped");
+}
