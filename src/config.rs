@@ -19,6 +19,11 @@ pub(crate) struct Settings {
     pub(crate) data_dir: PathBuf,
     /// NATS settings.
     pub(crate) nats: NatsSettings,
+    /// The Postgres database of the read models and the gateway's credentials
+    /// (`DATABASE_URL`; created if missing).
+    pub(crate) database_url: String,
+    /// Mark the session cookie `Secure` (behind HTTPS). `GPS_COOKIE_SECURE`.
+    pub(crate) cookie_secure: bool,
 }
 
 /// How GPS reaches NATS.
@@ -64,6 +69,8 @@ impl Default for Settings {
                 user: None,
                 password: None,
             },
+            database_url: "postgres://postgres@127.0.0.1:5432/gps_read".into(),
+            cookie_secure: false,
         }
     }
 }
@@ -75,6 +82,8 @@ impl Default for Settings {
 struct FileSettings {
     http_addr: Option<String>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    cookie_secure: Option<bool>,
     #[serde(default)]
     nats: FileNats,
 }
@@ -124,6 +133,12 @@ impl Settings {
         if let Some(dir) = file.data_dir {
             self.data_dir = dir;
         }
+        if let Some(url) = file.database_url {
+            self.database_url = url;
+        }
+        if let Some(secure) = file.cookie_secure {
+            self.cookie_secure = secure;
+        }
         let nats = file.nats;
         if let Some(url) = nats.url {
             self.nats.url = Some(url);
@@ -155,6 +170,12 @@ impl Settings {
         }
         if let Some(dir) = env("GPS_DATA_DIR") {
             self.data_dir = PathBuf::from(dir);
+        }
+        if let Some(url) = env("DATABASE_URL") {
+            self.database_url = url;
+        }
+        if let Some(secure) = env("GPS_COOKIE_SECURE") {
+            self.cookie_secure = parse_bool("GPS_COOKIE_SECURE", &secure)?;
         }
         if let Some(url) = env("NATS_URL") {
             self.nats.url = Some(url);
@@ -194,6 +215,11 @@ impl Settings {
         }
         if self.nats.duplicate_window < Duration::from_secs(1) {
             bail!("the duplicate window must be at least 1 second; it deduplicates retried commands");
+        }
+        if !(self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+            bail!(
+                "the database URL must start with postgres://, e.g. postgres://user@127.0.0.1:5432/gps_read"
+            );
         }
         if let Some(url) = &self.nats.url
             && !(url.starts_with("nats://") || url.starts_with("tls://"))

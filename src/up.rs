@@ -67,16 +67,61 @@ pub(crate) async fn connect_event_log(
     Ok((log, server))
 }
 
+/// Connects to the database, creating it when missing, and prepares the
+/// gateway's `auth` schema.
+pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(&settings.database_url)
+        .with_context(|| format!("the database URL {:?} is not valid", settings.database_url))?;
+    let database = options.get_database().unwrap_or("postgres").to_owned();
+    anyhow::ensure!(
+        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "database name {database:?} must be letters, digits and '_'"
+    );
+    let mut admin = options.clone().database("postgres").connect().await.with_context(|| {
+        format!(
+            "cannot reach Postgres for {}; set DATABASE_URL",
+            settings.database_url.split('@').next_back().unwrap_or("")
+        )
+    })?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&database)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        // Checked above to be letters, digits and '_', so safe to splice.
+        match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => tracing::info!(%database, "database created"),
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P04") => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect_with(options).await?;
+    gps_gateway::auth::migrate(&pool).await.context("preparing the auth schema")?;
+    Ok(pool)
+}
+
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let (log, mut server) = connect_event_log(&settings).await?;
+    let db = connect_database(&settings).await?;
     let listener = tokio::net::TcpListener::bind(settings.http_addr).await.with_context(|| {
         format!("cannot listen on {}; use --port or GPS_PORT for another port", settings.http_addr)
     })?;
     let addr = listener.local_addr()?;
     tracing::info!("GPS is up: http://{addr}/healthz");
     println!("GPS is up: http://{addr}/healthz (Ctrl-C stops it)");
-    gps_gateway::run(listener, gps_gateway::AppState { log }, shutdown_signal()).await?;
+    let state = gps_gateway::AppState {
+        commands: gps_commands::CommandHandler::new(log.clone()),
+        log,
+        db,
+        cookie_secure: settings.cookie_secure,
+    };
+    gps_gateway::run(listener, state, shutdown_signal()).await?;
     if let Some(server) = server.as_mut() {
         server.stop(Duration::from_secs(5)).await;
     }

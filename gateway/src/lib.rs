@@ -1,5 +1,8 @@
-//! The GPS gateway: the HTTP face of the platform. At this stage it serves the
-//! health endpoint; the REST API, uploads, the CDN route, live updates and the
+//! The GPS gateway: the HTTP face of the platform.
+//!
+//! Layout: [`error`] (`ApiError`, problem documents), [`auth`] (users,
+//! sessions, API keys, roles per brand), `routes` (the `/api/v1` commands),
+//! and `/healthz` here. Queries, uploads, the CDN route, live updates and the
 //! UI join it in later issues.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
@@ -7,23 +10,41 @@
 //! `gps-commands`. The router comes from [`app`], and [`run`] serves it on a
 //! listener the caller bound (tests bind port 0).
 
+pub mod auth;
+pub mod error;
+mod routes;
+
 use std::future::Future;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use gps_commands::CommandHandler;
 use gps_nats::EventLog;
 use serde::Serialize;
 use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use routes::{Accepted, IDEMPOTENCY_KEY_HEADER, STREAM_SEQUENCE_HEADER};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The event log (its client also tells whether NATS is connected).
     pub log: EventLog,
+    /// The command path.
+    pub commands: CommandHandler,
+    /// The gateway's database (the `auth` schema; read models later).
+    pub db: sqlx::PgPool,
+    /// Mark the session cookie `Secure` (HTTPS deployments).
+    pub cookie_secure: bool,
 }
+
+/// The header carrying each request's id, in responses and logs.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The body of `GET /healthz`.
 #[derive(Debug, Serialize)]
@@ -43,7 +64,45 @@ pub struct Health {
 
 /// The router with every route.
 pub fn app(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(routes::router())
+        .layer(middleware::from_fn(request_log))
+        .with_state(state)
+}
+
+/// Gives every request an id (its own `x-request-id` if sane, else a new
+/// one), returns it, and logs each request once; a 5xx's internal detail is
+/// logged here and never sent to the client.
+async fn request_log(mut request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let status = response.status();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match response.extensions().get::<error::LoggedDetail>() {
+        Some(detail) => {
+            tracing::error!(%request_id, %method, %path, status = status.as_u16(), elapsed_ms, detail = %detail.0, "request failed")
+        }
+        None => tracing::info!(%request_id, %method, %path, status = status.as_u16(), elapsed_ms, "request"),
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes.

@@ -75,9 +75,13 @@ pub(crate) async fn terminate(child: &mut Child) -> std::process::ExitStatus {
 #[tokio::test]
 async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
     let data_dir = temp_dir();
+    let db = crate::harness::TestDb::create().await;
     let http_port = free_port();
-    let mut child =
-        gps(&data_dir, http_port).env("GPS_NATS_PORT", free_port().to_string()).spawn().expect("spawn gps");
+    let mut child = gps(&data_dir, http_port)
+        .env("DATABASE_URL", db.url())
+        .env("GPS_NATS_PORT", free_port().to_string())
+        .spawn()
+        .expect("spawn gps");
     let health = wait_healthy(&mut child, http_port).await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["nats"], "connected");
@@ -92,8 +96,13 @@ async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
 async fn gps_up_uses_the_server_named_by_nats_url() {
     let nats = TestNats::start().await;
     let data_dir = temp_dir();
+    let db = crate::harness::TestDb::create().await;
     let http_port = free_port();
-    let mut child = gps(&data_dir, http_port).env("NATS_URL", nats.server.url()).spawn().expect("spawn gps");
+    let mut child = gps(&data_dir, http_port)
+        .env("DATABASE_URL", db.url())
+        .env("NATS_URL", nats.server.url())
+        .spawn()
+        .expect("spawn gps");
     let health = wait_healthy(&mut child, http_port).await;
     assert_eq!(health["status"], "ok");
     assert!(!data_dir.join("nats").exists(), "no embedded server when NATS_URL is set");
@@ -108,7 +117,12 @@ async fn gps_up_uses_the_server_named_by_nats_url() {
 async fn gps_up_refuses_a_nats_server_older_than_2_12_and_says_why() {
     let old = TestNats::start_binary(old_nats_binary()).await;
     let data_dir = temp_dir();
-    let child = gps(&data_dir, free_port()).env("NATS_URL", old.server.url()).spawn().expect("spawn gps");
+    let db = crate::harness::TestDb::create().await;
+    let child = gps(&data_dir, free_port())
+        .env("DATABASE_URL", db.url())
+        .env("NATS_URL", old.server.url())
+        .spawn()
+        .expect("spawn gps");
     let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("gps up exits")

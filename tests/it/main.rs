@@ -5,8 +5,10 @@
 mod command_path;
 mod event_log;
 mod faults;
+mod gateway;
 mod gps_up;
 mod harness;
+mod http;
 mod nats_config;
 mod snapshots;
 mod tidy;

@@ -92,9 +92,11 @@ async fn gps_up_logs_in_with_the_user_and_password_from_its_environment() {
     let root = TempRoot::new();
     let node = single_node(&root, &passwords).await;
     let data_dir = temp_dir();
+    let db = crate::harness::TestDb::create().await;
 
     let http_port = free_port();
     let mut child = gps(&data_dir, http_port)
+        .env("DATABASE_URL", db.url())
         .env("NATS_URL", node.url())
         .env("NATS_USER", "gateway")
         .env("NATS_PASSWORD", &passwords.by_role["gateway"])
@@ -104,6 +106,7 @@ async fn gps_up_logs_in_with_the_user_and_password_from_its_environment() {
     assert!(terminate(&mut child).await.success());
 
     let output = gps(&data_dir, free_port())
+        .env("DATABASE_URL", db.url())
         .env("NATS_URL", node.url())
         .env("NATS_USER", "gateway")
         .env("NATS_PASSWORD", "tnot-the-password")

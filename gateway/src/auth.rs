@@ -1,0 +1,440 @@
+//! Who is calling: users (email + password, argon2id; a session cookie) and
+//! machine clients (API keys, stored hashed, shown once). Credentials are
+//! gateway-owned mutable state in the `auth` schema, never events.
+//!
+//! What a caller may do in a brand is decided by the Brand aggregate itself
+//! (membership and roles are events), loaded from the log on each request, so
+//! a revoked role or key stops working at once.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use gps_domain::brand::{Brand, Role};
+use gps_domain::ids::{ApiClientId, BrandId, MemberId};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use time::{Duration, OffsetDateTime};
+
+use crate::{ApiError, AppState};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "gps_session";
+/// The header carrying the CSRF token on cookie-authenticated writes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a session lasts.
+pub const SESSION_LIFETIME: Duration = Duration::days(7);
+/// The shortest accepted password.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Runs the gateway's migrations in the `auth` schema.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut connection = pool.acquire().await?;
+    sqlx::query("CREATE SCHEMA IF NOT EXISTS auth").execute(&mut *connection).await?;
+    sqlx::query("SET search_path TO auth").execute(&mut *connection).await?;
+    let result = sqlx::migrate!("./migrations/auth").run(&mut *connection).await;
+    // The connection goes back to the pool; leave it as it came.
+    sqlx::query("SET search_path TO DEFAULT").execute(&mut *connection).await?;
+    result.map_err(|e| sqlx::Error::Migrate(Box::new(e)))
+}
+
+/// The lowercase hex sha256 of `text`.
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// `bytes` random bytes from the OS, hex encoded.
+pub fn random_token(bytes: usize) -> Result<String, ApiError> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buffer))
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+}
+
+/// Whether `password` matches the stored PHC string.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    use argon2::password_hash::phc::PasswordHash;
+    match PasswordHash::new(stored) {
+        Ok(parsed) => argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Checks a new password, explaining a refusal.
+pub fn check_new_password(password: &str) -> Result<(), ApiError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(ApiError::field(
+            "password",
+            format!("it is {chars} characters long; use at least {MIN_PASSWORD_CHARS}"),
+        ));
+    }
+    if chars > 1024 {
+        return Err(ApiError::field("password", "it is longer than 1024 characters"));
+    }
+    Ok(())
+}
+
+/// A stored user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct User {
+    /// The user's id, also their member id in brands.
+    pub user_id: String,
+    /// Their email address.
+    pub email: String,
+    /// Their display name.
+    pub display_name: String,
+}
+
+/// Creates a user account. The id must be a valid member id; the email is
+/// normalised like brand membership emails.
+pub async fn create_user(
+    pool: &PgPool,
+    user_id: &MemberId,
+    email: &gps_domain::brand::Email,
+    display_name: &gps_domain::values::Name,
+    password: &str,
+) -> Result<User, ApiError> {
+    check_new_password(password)?;
+    // argon2 takes tens of milliseconds of CPU on purpose; keep it off the
+    // async workers.
+    let owned = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&owned))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let inserted = sqlx::query(
+        "INSERT INTO auth.users (user_id, email, display_name, password_hash) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id.as_str())
+    .bind(email.as_str())
+    .bind(display_name.as_str())
+    .bind(hash)
+    .execute(pool)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::Conflict(format!("a user with id {user_id} or email {email} already exists")));
+    }
+    Ok(User {
+        user_id: user_id.to_string(),
+        email: email.to_string(),
+        display_name: display_name.to_string(),
+    })
+}
+
+/// Looks a user up by email.
+pub async fn user_by_email(pool: &PgPool, email: &str) -> Result<Option<User>, ApiError> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT user_id, email, display_name FROM auth.users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(user_id, email, display_name)| User { user_id, email, display_name }))
+}
+
+/// Checks an email and password; on success opens a session and returns the
+/// cookie token and the CSRF token.
+pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<(User, String, String), ApiError> {
+    let row: Option<(String, String, String, String)> = sqlx::query_as(
+        "SELECT user_id, email, display_name, password_hash FROM auth.users WHERE email = lower(trim($1))",
+    )
+    .bind(email)
+    .fetch_optional(pool)
+    .await?;
+    // Verify against a dummy hash when the user is unknown, so timing does not
+    // tell which emails have accounts.
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let (user, stored) = match row {
+        Some((user_id, email, display_name, hash)) => (Some(User { user_id, email, display_name }), hash),
+        None => {
+            let dummy = DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default());
+            (None, dummy.clone())
+        }
+    };
+    let password = password.to_owned();
+    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let user = match (user, valid) {
+        (Some(user), true) => user,
+        _ => return Err(ApiError::Unauthenticated("the email or the password is not right".into())),
+    };
+    let token = random_token(32)?;
+    let csrf = random_token(16)?;
+    sqlx::query(
+        "INSERT INTO auth.sessions (token_hash, user_id, csrf_token, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(sha256_hex(&token))
+    .bind(&user.user_id)
+    .bind(&csrf)
+    .bind(OffsetDateTime::now_utc() + SESSION_LIFETIME)
+    .execute(pool)
+    .await?;
+    Ok((user, token, csrf))
+}
+
+/// Ends a session.
+pub async fn sign_out(pool: &PgPool, token: &str) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM auth.sessions WHERE token_hash = $1")
+        .bind(sha256_hex(token))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A new API key: `gps_<prefix>_<secret>`. Only its hash is stored.
+pub async fn issue_api_key(
+    pool: &PgPool,
+    brand: &BrandId,
+    api_client_id: &ApiClientId,
+) -> Result<(String, String), ApiError> {
+    let prefix = format!("gps_{}", random_token(6)?);
+    let key = format!("{prefix}_{}", random_token(32)?);
+    sqlx::query(
+        "INSERT INTO auth.api_keys (key_prefix, brand, api_client_id, secret_hash) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&prefix)
+    .bind(brand.as_str())
+    .bind(api_client_id.as_str())
+    .bind(sha256_hex(&key))
+    .execute(pool)
+    .await?;
+    Ok((prefix, key))
+}
+
+/// Marks an API key revoked (the Brand aggregate also records the revocation).
+pub async fn revoke_api_key(
+    pool: &PgPool,
+    brand: &BrandId,
+    api_client_id: &ApiClientId,
+) -> Result<(), ApiError> {
+    sqlx::query("UPDATE auth.api_keys SET revoked_at = now() WHERE brand = $1 AND api_client_id = $2")
+        .bind(brand.as_str())
+        .bind(api_client_id.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A person signed in with a session cookie.
+    User {
+        /// Their user (and member) id.
+        user_id: MemberId,
+    },
+    /// A machine client with an API key of one brand.
+    ApiClient {
+        /// The brand the key belongs to.
+        brand: BrandId,
+        /// The client.
+        api_client_id: ApiClientId,
+    },
+}
+
+impl Principal {
+    /// The actor recorded on the events this caller causes.
+    pub fn actor(&self) -> gps_domain::wire::Actor {
+        match self {
+            Principal::User { user_id } => gps_domain::wire::Actor::Member(user_id.clone()),
+            Principal::ApiClient { api_client_id, .. } => {
+                gps_domain::wire::Actor::ApiClient(api_client_id.clone())
+            }
+        }
+    }
+
+    /// A stable text naming the caller, used to scope idempotency keys.
+    pub fn scope(&self) -> String {
+        match self {
+            Principal::User { user_id } => format!("u-{user_id}"),
+            Principal::ApiClient { brand, api_client_id } => format!("k-{brand}-{api_client_id}"),
+        }
+    }
+}
+
+fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    parts.headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|value| {
+        value.split(';').find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_owned())
+        })
+    })
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(authorization) = parts.headers.get(header::AUTHORIZATION) {
+            let value = authorization
+                .to_str()
+                .map_err(|_| ApiError::Unauthenticated("the Authorization header is not text".into()))?;
+            let key = value.strip_prefix("Bearer ").ok_or_else(|| {
+                ApiError::Unauthenticated("use `Authorization: Bearer <API key>` for API keys".into())
+            })?;
+            return api_client(&state.db, key.trim()).await;
+        }
+        let Some(token) = cookie(parts, SESSION_COOKIE) else {
+            return Err(ApiError::Unauthenticated(
+                "sign in (POST /api/v1/session) or send an API key as `Authorization: Bearer <key>`".into(),
+            ));
+        };
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT user_id, csrf_token FROM auth.sessions WHERE token_hash = $1 AND expires_at > now()",
+        )
+        .bind(sha256_hex(&token))
+        .fetch_optional(&state.db)
+        .await?;
+        let Some((user_id, csrf)) = row else {
+            return Err(ApiError::Unauthenticated(
+                "the session has expired or was ended; sign in again".into(),
+            ));
+        };
+        // A cookie travels with cross-site requests; a write must also prove it
+        // comes from our UI by echoing the session's CSRF token.
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe {
+            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if sent != Some(csrf.as_str()) {
+                return Err(ApiError::Forbidden(format!(
+                    "a write with a session cookie needs the {CSRF_HEADER} header returned at sign-in"
+                )));
+            }
+        }
+        let user_id = MemberId::parse(user_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Principal::User { user_id })
+    }
+}
+
+async fn api_client(pool: &PgPool, key: &str) -> Result<Principal, ApiError> {
+    let invalid = || ApiError::Unauthenticated("the API key is not valid or was revoked".into());
+    let prefix = key.rsplit_once('_').map(|(prefix, _)| prefix).ok_or_else(invalid)?;
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT brand, api_client_id, secret_hash FROM auth.api_keys WHERE key_prefix = $1 AND revoked_at IS NULL",
+    )
+    .bind(prefix)
+    .fetch_optional(pool)
+    .await?;
+    let (brand, api_client_id, secret_hash) = row.ok_or_else(invalid)?;
+    // Constant-time comparison of the hashes.
+    let presented = sha256_hex(key);
+    let equal = presented.len() == secret_hash.len()
+        && presented.bytes().zip(secret_hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !equal {
+        return Err(invalid());
+    }
+    Ok(Principal::ApiClient {
+        brand: BrandId::parse(brand).map_err(|e| ApiError::Internal(e.to_string()))?,
+        api_client_id: ApiClientId::parse(api_client_id).map_err(|e| ApiError::Internal(e.to_string()))?,
+    })
+}
+
+/// What a request wants to do in a brand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// See the brand's data.
+    Read,
+    /// Create and change products, subjects, styles, shootings, looks; run
+    /// generations and exports.
+    Produce,
+    /// Approve, reject, request revisions, comment.
+    Review,
+    /// Manage members, API clients and channel presets.
+    Administer,
+}
+
+/// Whether `role` may perform `action`.
+pub fn allows(role: Role, action: Action) -> bool {
+    match action {
+        Action::Read => true,
+        Action::Produce => matches!(role, Role::Owner | Role::Producer),
+        Action::Review => matches!(role, Role::Owner | Role::Producer | Role::Reviewer),
+        Action::Administer => matches!(role, Role::Owner),
+    }
+}
+
+/// The caller's role in `brand`, checked against `action`. A caller who is
+/// not a member gets "not found": the brand's existence is not revealed.
+pub async fn authorize(
+    state: &AppState,
+    principal: &Principal,
+    brand: &BrandId,
+    action: Action,
+) -> Result<Role, ApiError> {
+    let not_found = || ApiError::NotFound(format!("brand {brand} not found"));
+    if let Principal::ApiClient { brand: own, .. } = principal
+        && own != brand
+    {
+        return Err(not_found());
+    }
+    let address = gps_commands::CommandHandler::address::<Brand>(brand, brand.as_str())?;
+    let loaded = state.commands.load::<Brand>(&address).await?;
+    let role = match principal {
+        Principal::User { user_id } => loaded.state.role_of(user_id),
+        Principal::ApiClient { api_client_id, .. } => loaded.state.api_client_role(api_client_id),
+    }
+    .ok_or_else(not_found)?;
+    if allows(role, action) {
+        Ok(role)
+    } else {
+        Err(ApiError::Forbidden(
+            format!("your role in brand {brand} ({role:?}) does not allow this").to_lowercase(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_only_against_its_own_hash() {
+        let hash = hash_password("correct horse battery").expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &hash));
+        assert!(!verify_password("correct horse batterY", &hash));
+        assert!(!verify_password("anything", "not a hash"));
+    }
+
+    #[test]
+    fn short_passwords_are_refused_with_the_limit_named() {
+        let error = check_new_password("short").expect_err("short");
+        assert!(error.to_string().contains("12"), "{error}");
+    }
+
+    #[test]
+    fn each_role_may_do_what_it_is_for() {
+        use Action::*;
+        let table = [
+            (Role::Owner, [Read, Produce, Review, Administer].as_slice(), [].as_slice()),
+            (Role::Producer, &[Read, Produce, Review], &[Administer]),
+            (Role::Reviewer, &[Read, Review], &[Produce, Administer]),
+            (Role::Viewer, &[Read], &[Produce, Review, Administer]),
+            (Role::Auditor, &[Read], &[Produce, Review, Administer]),
+        ];
+        for (role, allowed, denied) in table {
+            for action in allowed {
+                assert!(allows(role, *action), "{role:?} {action:?}");
+            }
+            for action in denied {
+                assert!(!allows(role, *action), "{role:?} {action:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_hex_of_the_asked_length() {
+        let a = random_token(32).expect("token");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, random_token(32).expect("token"));
+    }
+}

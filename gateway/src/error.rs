@@ -1,0 +1,179 @@
+//! `ApiError`: every failure of the HTTP API, as an RFC 9457 problem document
+//! (`application/problem+json`). Each variant decides its status. Domain
+//! rejections become 404/409/422 with the domain's readable message, validation
+//! names the field, infrastructure failures are 500/503 without internals (the
+//! details are logged by the request middleware, under the request id).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gps_commands::CommandError;
+use gps_domain::DomainError;
+use serde::Serialize;
+
+/// A failure of an API request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A request value is malformed; `field` names it.
+    #[error("{field}: {message}")]
+    Validation {
+        /// The JSON field, header or path segment.
+        field: String,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+    /// No credentials, or credentials that are not valid.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but the role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource does not exist, or the caller may not know it exists.
+    #[error("{0}")]
+    NotFound(String),
+    /// The domain refused the command for the state it is in.
+    #[error("{0}")]
+    Rejected(String),
+    /// The command breaks a business rule.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Concurrent changes kept colliding, or an id was reused.
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (NATS, Postgres) is unavailable; retrying may help.
+    #[error("service unavailable")]
+    Unavailable(String),
+    /// A bug or an unexpected failure.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON body of an error response.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// Shorthand for a validation error.
+    pub fn field(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        ApiError::Validation { field: field.into(), message: message.to_string() }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Rejected(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The detail for the log; for 5xx it is not sent to the client.
+    pub fn log_detail(&self) -> Option<&str> {
+        match self {
+            ApiError::Unavailable(detail) | ApiError::Internal(detail) => Some(detail),
+            _ => None,
+        }
+    }
+
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Validation { .. } => ("https://gps.example/problems/validation", "Invalid request"),
+            ApiError::Unauthenticated(_) => {
+                ("https://gps.example/problems/unauthenticated", "Sign in required")
+            }
+            ApiError::Forbidden(_) => ("https://gps.example/problems/forbidden", "Not allowed for your role"),
+            ApiError::NotFound(_) => ("https://gps.example/problems/not-found", "Not found"),
+            ApiError::Rejected(_) => {
+                ("https://gps.example/problems/rejected", "Not possible in the current state")
+            }
+            ApiError::Unprocessable(_) => ("https://gps.example/problems/rule", "Breaks a business rule"),
+            ApiError::Conflict(_) => ("https://gps.example/problems/conflict", "Conflict"),
+            ApiError::Unavailable(_) => ("https://gps.example/problems/unavailable", "Service unavailable"),
+            ApiError::Internal(_) => ("https://gps.example/problems/internal", "Internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (kind, title) = self.kind();
+        let detail = match &self {
+            ApiError::Unavailable(_) => {
+                "a dependency is unavailable; retry shortly (with the same Idempotency-Key for commands)"
+                    .to_owned()
+            }
+            ApiError::Internal(_) => {
+                "something went wrong on our side; it has been logged with the request id".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let field = match &self {
+            ApiError::Validation { field, .. } => Some(field.as_str()),
+            _ => None,
+        };
+        let body = Problem { kind, title, status: status.as_u16(), detail, field };
+        let mut response = (status, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        // The middleware logs 5xx details; the client never sees them.
+        if let Some(detail) = self.log_detail() {
+            response.extensions_mut().insert(LoggedDetail(detail.to_owned()));
+        }
+        response
+    }
+}
+
+/// The internal detail of a 5xx, handed to the logging middleware.
+#[derive(Debug, Clone)]
+pub struct LoggedDetail(pub String);
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Rejected { error: DomainError::NotFound { .. }, address } => {
+                ApiError::NotFound(format!("{address} does not exist"))
+            }
+            CommandError::Rejected { error: DomainError::AlreadyExists { kind, id }, .. } => {
+                ApiError::Conflict(format!("{kind} {id} already exists"))
+            }
+            CommandError::Rejected { error: DomainError::InvalidState(message), .. } => {
+                ApiError::Rejected(message)
+            }
+            CommandError::Rejected { error: DomainError::RuleViolated(message), .. } => {
+                ApiError::Unprocessable(message)
+            }
+            CommandError::Conflict { .. } | CommandError::CommandIdReused { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
+            CommandError::Invalid(message) => ApiError::field("request", message),
+            CommandError::Corrupt { .. } => ApiError::Internal(error.to_string()),
+            CommandError::Unavailable(message) => ApiError::Unavailable(message),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                ApiError::Unavailable(format!("database: {error}"))
+            }
+            other => ApiError::Internal(format!("database: {other}")),
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! The `/api/v1` routes: sessions, brands with their members and API clients,
+//! and products. Each handler parses the request into domain values (naming the
+//! field on error), checks the caller's role in the brand, and runs one command
+//! through `gps-commands`. Command responses carry the stream sequence, so a
+//! reader can ask to see at least that.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, patch, post, put};
+use axum::{Json, Router};
+use gps_commands::{CommandHandler, Outcome};
+use gps_domain::Aggregate;
+use gps_domain::brand::{Brand, BrandCommand, Email, KeyFingerprint, Role};
+use gps_domain::ids::{ApiClientId, BrandId, MemberId, ProductId};
+use gps_domain::product::{Product, ProductCommand};
+use gps_domain::values::{Category, Name, Sku, Text};
+use gps_nats::CommandMeta;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{self, Action, Principal, SESSION_COOKIE};
+use crate::{ApiError, AppState};
+
+/// The header a command's response carries its stream sequence in.
+pub const STREAM_SEQUENCE_HEADER: &str = "gps-stream-sequence";
+/// The header that makes a command idempotent: its value becomes the command id.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Every `/api/v1` route.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/session", post(sign_in).delete(sign_out))
+        .route("/api/v1/me", axum::routing::get(me))
+        .route("/api/v1/brands", post(create_brand))
+        .route("/api/v1/brands/{brand}/members", post(add_member))
+        .route("/api/v1/brands/{brand}/members/{member}", delete(remove_member))
+        .route("/api/v1/brands/{brand}/members/{member}/role", put(change_role))
+        .route("/api/v1/brands/{brand}/api-clients", post(register_api_client))
+        .route("/api/v1/brands/{brand}/api-clients/{client}", delete(revoke_api_client))
+        .route("/api/v1/brands/{brand}/products", post(create_product))
+        .route("/api/v1/brands/{brand}/products/{product}", patch(update_product))
+        .route("/api/v1/brands/{brand}/products/{product}/archive", post(archive_product))
+        .route("/api/v1/brands/{brand}/products/{product}/restore", post(restore_product))
+}
+
+/// A JSON body whose rejections are problem documents naming what is wrong.
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::field("content-type", "send the body as JSON with `Content-Type: application/json`")
+        }
+        // serde's message names the field and what it expected.
+        other => ApiError::field("body", other.body_text()),
+    }
+}
+
+/// What a command did, as the API reports it.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    /// The id of the resource the command addressed.
+    pub id: String,
+    /// The stream sequence to wait for to read this command's effect.
+    pub stream_sequence: u64,
+    /// The resource's version after the command.
+    pub version: u64,
+    /// How many events the command recorded (0 when it changed nothing).
+    pub events: usize,
+    /// True when this Idempotency-Key had been used for this command before.
+    pub already_applied: bool,
+}
+
+impl Accepted {
+    fn from_outcome<A: Aggregate>(id: &str, outcome: &Outcome<A>) -> Self {
+        Accepted {
+            id: id.to_owned(),
+            stream_sequence: outcome.stream_sequence,
+            version: outcome.aggregate_version,
+            events: outcome.events.len(),
+            already_applied: outcome.already_applied,
+        }
+    }
+
+    fn respond(self, created: bool) -> Response {
+        let status = if created && !self.already_applied { StatusCode::CREATED } else { StatusCode::OK };
+        let sequence = HeaderValue::from(self.stream_sequence);
+        let mut response = (status, Json(self)).into_response();
+        response.headers_mut().insert(STREAM_SEQUENCE_HEADER, sequence);
+        response
+    }
+}
+
+/// The command metadata of a request: the Idempotency-Key (scoped to the
+/// caller, so two callers cannot collide) or a fresh id.
+fn command_meta(principal: &Principal, headers: &HeaderMap) -> Result<CommandMeta, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(CommandMeta::generated(principal.actor()));
+    };
+    let key = value.to_str().map_err(|_| ApiError::field("Idempotency-Key", "it must be ASCII text"))?;
+    if key.is_empty() || key.len() > 64 || key.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "give 1 to 64 visible ASCII characters without spaces, e.g. a UUID",
+        ));
+    }
+    Ok(CommandMeta::new(format!("{}:{key}", principal.scope()), principal.actor()))
+}
+
+fn parse<T, E: std::fmt::Display>(field: &str, result: Result<T, E>) -> Result<T, ApiError> {
+    result.map_err(|error| ApiError::field(field, error))
+}
+
+fn brand_id(raw: &str) -> Result<BrandId, ApiError> {
+    // An unparseable brand in the path cannot exist: answer like any unknown brand.
+    BrandId::parse(raw).map_err(|_| ApiError::NotFound(format!("brand {raw} not found")))
+}
+
+async fn execute<A: Aggregate>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    brand: &BrandId,
+    id: &str,
+    command: A::Command,
+) -> Result<Accepted, ApiError> {
+    let meta = command_meta(principal, headers)?;
+    let address = CommandHandler::address::<A>(brand, id)?;
+    let outcome = state.commands.execute::<A>(&address, &meta, &command).await?;
+    Ok(Accepted::from_outcome(id, &outcome))
+}
+
+// ---------------------------------------------------------------------------
+// Sessions.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SignedIn {
+    user: auth::User,
+    /// Send it back as `x-csrf-token` on every write made with the cookie.
+    csrf_token: String,
+}
+
+async fn sign_in(State(state): State<AppState>, Body(body): Body<SignIn>) -> Result<Response, ApiError> {
+    let (user, token, csrf_token) = auth::sign_in(&state.db, &body.email, &body.password).await?;
+    let secure = if state.cookie_secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        auth::SESSION_LIFETIME.whole_seconds()
+    );
+    let mut response = Json(SignedIn { user, csrf_token }).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    Ok(response)
+}
+
+async fn sign_out(headers: HeaderMap, State(state): State<AppState>) -> Result<Response, ApiError> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(&format!("{SESSION_COOKIE}=")).map(str::to_owned));
+    if let Some(token) = token {
+        auth::sign_out(&state.db, &token).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("gps_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    Ok(response)
+}
+
+#[derive(Debug, Serialize)]
+struct Me {
+    kind: &'static str,
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brand: Option<String>,
+}
+
+async fn me(principal: Principal) -> Json<Me> {
+    Json(match principal {
+        Principal::User { user_id } => Me { kind: "user", id: user_id.to_string(), brand: None },
+        Principal::ApiClient { brand, api_client_id } => {
+            Me { kind: "api_client", id: api_client_id.to_string(), brand: Some(brand.to_string()) }
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Brands, members, API clients.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBrand {
+    brand_id: String,
+    name: String,
+}
+
+async fn create_brand(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Body(body): Body<CreateBrand>,
+) -> Result<Response, ApiError> {
+    let Principal::User { user_id } = &principal else {
+        return Err(ApiError::Forbidden("API clients belong to one brand and cannot create brands".into()));
+    };
+    let brand = parse("brand_id", BrandId::parse(&body.brand_id))?;
+    let name = parse("name", Name::parse(&body.name))?;
+    let user = user_of(&state, user_id).await?;
+    let command = BrandCommand::CreateBrand {
+        brand_id: brand.clone(),
+        name,
+        owner_member_id: user_id.clone(),
+        owner_display_name: parse("display_name", Name::parse(&user.display_name))?,
+        owner_email: parse("email", Email::parse(&user.email))?,
+    };
+    let id = brand.to_string();
+    Ok(execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?.respond(true))
+}
+
+async fn user_of(state: &AppState, user_id: &MemberId) -> Result<auth::User, ApiError> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT user_id, email, display_name FROM auth.users WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_optional(&state.db)
+            .await?;
+    row.map(|(user_id, email, display_name)| auth::User { user_id, email, display_name })
+        .ok_or_else(|| ApiError::Unauthenticated("your account no longer exists".into()))
+}
+
+fn parse_role(raw: &str) -> Result<Role, ApiError> {
+    serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+        .map_err(|_| ApiError::field("role", "use owner, producer, reviewer, viewer or auditor"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    email: String,
+    role: String,
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(brand): Path<String>,
+    Body(body): Body<AddMember>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    let email = parse("email", Email::parse(&body.email))?;
+    let role = parse_role(&body.role)?;
+    let user = auth::user_by_email(&state.db, email.as_str()).await?.ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "no account uses {email}; create one first (gps admin create-user), then add it"
+        ))
+    })?;
+    let member_id = parse("email", MemberId::parse(&user.user_id))?;
+    let command = BrandCommand::AddMember {
+        member_id: member_id.clone(),
+        display_name: parse("display_name", Name::parse(&user.display_name))?,
+        email,
+        role,
+    };
+    let id = brand.to_string();
+    let mut accepted = execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?;
+    accepted.id = member_id.to_string();
+    Ok(accepted.respond(true))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRole {
+    role: String,
+}
+
+async fn change_role(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, member)): Path<(String, String)>,
+    Body(body): Body<ChangeRole>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    let member_id = parse("member", MemberId::parse(&member))?;
+    let role = parse_role(&body.role)?;
+    let id = brand.to_string();
+    let command = BrandCommand::ChangeMemberRole { member_id, role };
+    Ok(execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, member)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    let member_id = parse("member", MemberId::parse(&member))?;
+    let id = brand.to_string();
+    let command = BrandCommand::RemoveMember { member_id };
+    Ok(execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterApiClient {
+    #[serde(default)]
+    api_client_id: Option<String>,
+    name: String,
+    role: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RegisteredApiClient {
+    #[serde(flatten)]
+    accepted: Accepted,
+    /// The key, shown this once; only its hash is kept.
+    api_key: String,
+}
+
+async fn register_api_client(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(brand): Path<String>,
+    Body(body): Body<RegisterApiClient>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    let client_id = match body.api_client_id {
+        Some(raw) => parse("api_client_id", ApiClientId::parse(raw))?,
+        None => parse("api_client_id", ApiClientId::parse(uuid::Uuid::new_v4().simple().to_string()))?,
+    };
+    let name = parse("name", Name::parse(&body.name))?;
+    let role = parse_role(&body.role)?;
+    // The key exists only once the event is recorded; a refused command
+    // removes it again.
+    let (prefix, key) = auth::issue_api_key(&state.db, &brand, &client_id).await?;
+    let command = BrandCommand::RegisterApiClient {
+        api_client_id: client_id.clone(),
+        name,
+        role,
+        key_fingerprint: parse("key", KeyFingerprint::parse(&prefix))?,
+    };
+    let id = brand.to_string();
+    match execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await {
+        Ok(mut accepted) => {
+            accepted.id = client_id.to_string();
+            let status = if accepted.already_applied { StatusCode::OK } else { StatusCode::CREATED };
+            let sequence = HeaderValue::from(accepted.stream_sequence);
+            let mut response = (status, Json(RegisteredApiClient { accepted, api_key: key })).into_response();
+            response.headers_mut().insert(STREAM_SEQUENCE_HEADER, sequence);
+            Ok(response)
+        }
+        Err(error) => {
+            sqlx::query("DELETE FROM auth.api_keys WHERE key_prefix = $1")
+                .bind(&prefix)
+                .execute(&state.db)
+                .await?;
+            Err(error)
+        }
+    }
+}
+
+async fn revoke_api_client(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, client)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    let api_client_id = parse("client", ApiClientId::parse(&client))?;
+    let id = brand.to_string();
+    let command = BrandCommand::RevokeApiClient { api_client_id: api_client_id.clone(), reason: None };
+    let accepted = execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?;
+    auth::revoke_api_key(&state.db, &brand, &api_client_id).await?;
+    Ok(accepted.respond(false))
+}
+
+// ---------------------------------------------------------------------------
+// Products.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProduct {
+    #[serde(default)]
+    product_id: Option<String>,
+    sku: String,
+    name: String,
+    category: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+async fn create_product(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(brand): Path<String>,
+    Body(body): Body<CreateProduct>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Produce).await?;
+    let product_id = match body.product_id {
+        Some(raw) => parse("product_id", ProductId::parse(raw))?,
+        None => parse("product_id", ProductId::parse(uuid::Uuid::now_v7().simple().to_string()))?,
+    };
+    let command = ProductCommand::CreateProduct {
+        product_id: product_id.clone(),
+        brand_id: brand.clone(),
+        sku: parse("sku", Sku::parse(&body.sku))?,
+        name: parse("name", Name::parse(&body.name))?,
+        category: parse("category", Category::parse(&body.category))?,
+        attributes: body.attributes,
+    };
+    let id = product_id.to_string();
+    Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, command).await?.respond(true))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateProduct {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    attributes: Option<BTreeMap<String, String>>,
+}
+
+async fn update_product(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, product)): Path<(String, String)>,
+    Body(body): Body<UpdateProduct>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Produce).await?;
+    let product_id = parse("product", ProductId::parse(&product))?;
+    let command = ProductCommand::UpdateProductDetails {
+        name: body.name.map(|raw| parse("name", Name::parse(raw))).transpose()?,
+        category: body.category.map(|raw| parse("category", Category::parse(raw))).transpose()?,
+        attributes: body.attributes,
+    };
+    let id = product_id.to_string();
+    Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Archive {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn archive_product(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, product)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Produce).await?;
+    let product_id = parse("product", ProductId::parse(&product))?;
+    // The body is optional: archiving needs no reason.
+    let archive: Archive =
+        if body.is_empty() { Archive::default() } else { parse("body", serde_json::from_slice(&body))? };
+    let reason = archive.reason;
+    let command = ProductCommand::ArchiveProduct {
+        reason: reason.map(|raw| parse("reason", Text::parse(raw))).transpose()?,
+    };
+    let id = product_id.to_string();
+    Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
+}
+
+async fn restore_product(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, product)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, Action::Produce).await?;
+    let product_id = parse("product", ProductId::parse(&product))?;
+    let id = product_id.to_string();
+    Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, ProductCommand::RestoreProduct)
+        .await?
+        .respond(false))
+}

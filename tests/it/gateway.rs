@@ -1,0 +1,404 @@
+//! The HTTP API on port 0 against real NATS and Postgres: sessions, API keys,
+//! roles and tenant isolation, command round trips, idempotency and errors.
+
+use gps_commands::CommandHandler;
+use gps_domain::brand::Email;
+use gps_domain::ids::MemberId;
+use gps_domain::product::Product;
+use gps_domain::values::Name;
+use gps_gateway::AppState;
+use serde_json::json;
+
+use crate::harness::{TestDb, TestNats, brand};
+use crate::http::{Response, request};
+
+/// A gateway serving on a free port, with its own NATS and database.
+struct TestGateway {
+    port: u16,
+    state: AppState,
+    _nats: TestNats,
+    _db: TestDb,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Someone signed in through the API.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    fn headers(&self) -> Vec<(&str, &str)> {
+        vec![("Cookie", self.cookie.as_str()), ("x-csrf-token", self.csrf.as_str())]
+    }
+}
+
+impl TestGateway {
+    async fn start() -> Self {
+        let nats = TestNats::start().await;
+        let log = nats.event_log().await;
+        let db = TestDb::create().await;
+        let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
+        gps_gateway::auth::migrate(&pool).await.expect("migrate");
+        let state =
+            AppState { commands: CommandHandler::new(log.clone()), log, db: pool, cookie_secure: false };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = state.clone();
+        tokio::spawn(async move {
+            let _ = gps_gateway::run(listener, served, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        TestGateway { port, state, _nats: nats, _db: db, _stop: stop }
+    }
+
+    async fn user(&self, id: &str) -> Session {
+        let email = format!("{id}@example.com");
+        gps_gateway::auth::create_user(
+            &self.state.db,
+            &MemberId::parse(id).expect("id"),
+            &Email::parse(&email).expect("email"),
+            &Name::parse(format!("User {id}")).expect("name"),
+            "a long enough password",
+        )
+        .await
+        .expect("create user");
+        let response = self
+            .call(
+                "POST",
+                "/api/v1/session",
+                &[],
+                Some(json!({"email": email, "password": "a long enough password"})),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        let cookie =
+            response.header("set-cookie").expect("cookie").split(';').next().expect("pair").to_owned();
+        assert!(
+            response
+                .header("set-cookie")
+                .is_some_and(|c| c.contains("HttpOnly") && c.contains("SameSite=Strict"))
+        );
+        let csrf = response.json()["csrf_token"].as_str().expect("csrf").to_owned();
+        Session { cookie, csrf }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> Response {
+        request(self.port, method, path, headers, body.as_ref()).await
+    }
+
+    async fn as_user(
+        &self,
+        session: &Session,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Response {
+        self.call(method, path, &session.headers(), body).await
+    }
+
+    /// A brand owned by a new user; returns the owner's session.
+    async fn brand_with_owner(&self, brand: &str, owner: &str) -> Session {
+        let session = self.user(owner).await;
+        let created = self
+            .as_user(&session, "POST", "/api/v1/brands", Some(json!({"brand_id": brand, "name": "Brand"})))
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        session
+    }
+}
+
+fn product(id: &str) -> serde_json::Value {
+    json!({"product_id": id, "sku": format!("SKU-{id}"), "name": "Linen dress", "category": "dresses", "attributes": {"colour": "black"}})
+}
+
+#[tokio::test]
+async fn a_signed_in_owner_creates_a_brand_and_a_product_and_gets_the_stream_sequence() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let created = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(product("p1"))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let body = created.json();
+    assert_eq!(body["id"], "p1");
+    let sequence = body["stream_sequence"].as_u64().expect("sequence");
+    assert_eq!(created.header("gps-stream-sequence"), Some(sequence.to_string().as_str()));
+    assert!(created.header("x-request-id").is_some());
+
+    let address = CommandHandler::address::<Product>(&brand(), "p1").expect("address");
+    let loaded = gateway.state.commands.load::<Product>(&address).await.expect("load");
+    assert_eq!(loaded.position.last_subject_sequence, sequence);
+    assert_eq!(
+        loaded.envelopes[0].actor,
+        gps_domain::wire::Actor::Member(MemberId::parse("ana").expect("id"))
+    );
+
+    let renamed = gateway
+        .as_user(&owner, "PATCH", "/api/v1/brands/acme/products/p1", Some(json!({"name": "Silk dress"})))
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(renamed.json()["version"], 2);
+    let archived = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products/p1/archive", None).await;
+    assert_eq!(archived.status, 200, "{}", archived.body);
+    let edit_archived =
+        gateway.as_user(&owner, "PATCH", "/api/v1/brands/acme/products/p1", Some(json!({"name": "X"}))).await;
+    assert_eq!(edit_archived.status, 409, "{}", edit_archived.body);
+    assert!(edit_archived.json()["detail"].as_str().is_some_and(|d| d.contains("restore")));
+    assert_eq!(edit_archived.header("content-type"), Some("application/problem+json"));
+}
+
+#[tokio::test]
+async fn requests_without_valid_credentials_or_without_the_csrf_token_are_refused() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let anonymous = gateway.call("POST", "/api/v1/brands/acme/products", &[], Some(product("p1"))).await;
+    assert_eq!(anonymous.status, 401);
+    let forged = gateway
+        .call(
+            "POST",
+            "/api/v1/brands/acme/products",
+            &[("Cookie", "gps_session=forged")],
+            Some(product("p1")),
+        )
+        .await;
+    assert_eq!(forged.status, 401);
+    let no_csrf = gateway
+        .call(
+            "POST",
+            "/api/v1/brands/acme/products",
+            &[("Cookie", owner.cookie.as_str())],
+            Some(product("p1")),
+        )
+        .await;
+    assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
+    let wrong_password = gateway
+        .call(
+            "POST",
+            "/api/v1/session",
+            &[],
+            Some(json!({"email": "ana@example.com", "password": "not the password!"})),
+        )
+        .await;
+    assert_eq!(wrong_password.status, 401);
+    let unknown = gateway
+        .call(
+            "POST",
+            "/api/v1/session",
+            &[],
+            Some(json!({"email": "nobody@example.com", "password": "not the password!"})),
+        )
+        .await;
+    assert_eq!(
+        unknown.json()["detail"],
+        wrong_password.json()["detail"],
+        "the answer does not reveal which emails exist"
+    );
+
+    let signed_out = gateway.as_user(&owner, "DELETE", "/api/v1/session", None).await;
+    assert_eq!(signed_out.status, 204);
+    assert_eq!(
+        gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(product("p1"))).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_user_of_one_brand_cannot_see_or_change_another_brand_not_even_its_existence() {
+    let gateway = TestGateway::start().await;
+    let _ana = gateway.brand_with_owner("acme", "ana").await;
+    let bob = gateway.brand_with_owner("other", "bob").await;
+    let foreign = gateway.as_user(&bob, "POST", "/api/v1/brands/acme/products", Some(product("p1"))).await;
+    let missing = gateway.as_user(&bob, "POST", "/api/v1/brands/nowhere/products", Some(product("p1"))).await;
+    assert_eq!(foreign.status, 404);
+    assert_eq!(missing.status, 404);
+    assert_eq!(foreign.json()["title"], missing.json()["title"]);
+    for (method, path, body) in [
+        ("POST", "/api/v1/brands/acme/members", Some(json!({"email": "bob@example.com", "role": "owner"}))),
+        ("PUT", "/api/v1/brands/acme/members/ana/role", Some(json!({"role": "viewer"}))),
+        ("DELETE", "/api/v1/brands/acme/members/ana", None),
+        ("POST", "/api/v1/brands/acme/api-clients", Some(json!({"name": "sneaky", "role": "owner"}))),
+        ("PATCH", "/api/v1/brands/acme/products/p1", Some(json!({"name": "x"}))),
+    ] {
+        assert_eq!(gateway.as_user(&bob, method, path, body).await.status, 404, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn each_role_may_do_only_what_it_is_for() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let viewer = gateway.user("vic").await;
+    let producer = gateway.user("pat").await;
+    for (email, role) in [("vic@example.com", "viewer"), ("pat@example.com", "producer")] {
+        let added = gateway
+            .as_user(
+                &owner,
+                "POST",
+                "/api/v1/brands/acme/members",
+                Some(json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(added.status, 201, "{}", added.body);
+    }
+    assert_eq!(
+        gateway.as_user(&viewer, "POST", "/api/v1/brands/acme/products", Some(product("p1"))).await.status,
+        403
+    );
+    assert_eq!(
+        gateway.as_user(&producer, "POST", "/api/v1/brands/acme/products", Some(product("p1"))).await.status,
+        201
+    );
+    let promote = gateway
+        .as_user(&producer, "PUT", "/api/v1/brands/acme/members/vic/role", Some(json!({"role": "owner"})))
+        .await;
+    assert_eq!(promote.status, 403);
+    // The owner promotes the viewer, who can then produce.
+    let promoted = gateway
+        .as_user(&owner, "PUT", "/api/v1/brands/acme/members/vic/role", Some(json!({"role": "producer"})))
+        .await;
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    assert_eq!(
+        gateway.as_user(&viewer, "POST", "/api/v1/brands/acme/products", Some(product("p2"))).await.status,
+        201
+    );
+    // The last owner cannot leave.
+    let leave = gateway.as_user(&owner, "DELETE", "/api/v1/brands/acme/members/ana", None).await;
+    assert_eq!(leave.status, 422, "{}", leave.body);
+    let unknown = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/members",
+            Some(json!({"email": "zed@example.com", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(unknown.status, 422);
+}
+
+#[tokio::test]
+async fn an_api_key_acts_for_its_brand_only_and_stops_working_when_revoked() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let _other = gateway.brand_with_owner("other", "bob").await;
+    let registered = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/api-clients",
+            Some(json!({"api_client_id": "pim", "name": "PIM sync", "role": "producer"})),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let key = registered.json()["api_key"].as_str().expect("key").to_owned();
+    let bearer = format!("Bearer {key}");
+    let auth = [("Authorization", bearer.as_str())];
+
+    let created = gateway.call("POST", "/api/v1/brands/acme/products", &auth, Some(product("p1"))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        gateway.call("POST", "/api/v1/brands/other/products", &auth, Some(product("p1"))).await.status,
+        404
+    );
+    assert_eq!(
+        gateway
+            .call("POST", "/api/v1/brands", &auth, Some(json!({"brand_id": "x", "name": "X"})))
+            .await
+            .status,
+        403
+    );
+    let tampered = format!("Bearer {}0", &key[..key.len() - 1]);
+    assert_eq!(
+        gateway
+            .call(
+                "POST",
+                "/api/v1/brands/acme/products",
+                &[("Authorization", tampered.as_str())],
+                Some(product("p2"))
+            )
+            .await
+            .status,
+        401
+    );
+
+    // Neither the key nor its hash is in any event.
+    let log = gateway.state.commands.log();
+    let brand_events = log
+        .load(&CommandHandler::address::<gps_domain::brand::Brand>(&brand(), "acme").expect("address"))
+        .await
+        .expect("load");
+    let text = serde_json::to_string(&brand_events.events).expect("json");
+    assert!(!text.contains(&key[key.len() - 20..]), "no secret in events");
+
+    let revoked = gateway.as_user(&owner, "DELETE", "/api/v1/brands/acme/api-clients/pim", None).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(
+        gateway.call("POST", "/api/v1/brands/acme/products", &auth, Some(product("p3"))).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_applies_the_command_once() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let mut headers = owner.headers();
+    headers.push(("Idempotency-Key", "create-p1-once"));
+    let first = gateway.call("POST", "/api/v1/brands/acme/products", &headers, Some(product("p1"))).await;
+    let second = gateway.call("POST", "/api/v1/brands/acme/products", &headers, Some(product("p1"))).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.json()["already_applied"], true);
+    assert_eq!(first.json()["stream_sequence"], second.json()["stream_sequence"]);
+    // Without the key, the same request is a new command, refused by the domain.
+    let again = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(product("p1"))).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let bad_key = [owner.headers(), vec![("Idempotency-Key", "has space")]].concat();
+    assert_eq!(
+        gateway.call("POST", "/api/v1/brands/acme/products", &bad_key, Some(product("p2"))).await.status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_400_that_names_the_field() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let mut bad_sku = product("p1");
+    bad_sku["sku"] = json!("has space");
+    let response = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(bad_sku)).await;
+    assert_eq!(response.status, 400);
+    assert_eq!(response.json()["field"], "sku");
+    let bad_id = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(product("p.1"))).await;
+    assert_eq!(bad_id.json()["field"], "product_id");
+    let missing =
+        gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(json!({"sku": "A"}))).await;
+    assert_eq!(missing.status, 400);
+    assert!(missing.json()["detail"].as_str().is_some_and(|d| d.contains("name")), "{}", missing.body);
+    let unknown = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/products",
+            Some(json!({"sku": "A", "name": "n", "category": "c", "colour": "red"})),
+        )
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.json()["detail"].as_str().is_some_and(|d| d.contains("colour")), "{}", unknown.body);
+    let bad_role = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/members",
+            Some(json!({"email": "x@example.com", "role": "boss"})),
+        )
+        .await;
+    assert_eq!(bad_role.json()["field"], "role");
+}
