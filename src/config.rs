@@ -24,6 +24,10 @@ pub(crate) struct Settings {
     pub(crate) database_url: String,
     /// Mark the session cookie `Secure` (behind HTTPS). `GPS_COOKIE_SECURE`.
     pub(crate) cookie_secure: bool,
+    /// On an installation without accounts, `gps up` creates the `demo` brand
+    /// and its owner with a random password. `GPS_SEED_DEMO`; turn it off in
+    /// production.
+    pub(crate) seed_demo: bool,
 }
 
 /// How GPS reaches NATS.
@@ -71,6 +75,7 @@ impl Default for Settings {
             },
             database_url: "postgres://postgres@127.0.0.1:5432/gps_read".into(),
             cookie_secure: false,
+            seed_demo: true,
         }
     }
 }
@@ -84,6 +89,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     cookie_secure: Option<bool>,
+    seed_demo: Option<bool>,
     #[serde(default)]
     nats: FileNats,
 }
@@ -139,6 +145,9 @@ impl Settings {
         if let Some(secure) = file.cookie_secure {
             self.cookie_secure = secure;
         }
+        if let Some(seed) = file.seed_demo {
+            self.seed_demo = seed;
+        }
         let nats = file.nats;
         if let Some(url) = nats.url {
             self.nats.url = Some(url);
@@ -176,6 +185,9 @@ impl Settings {
         }
         if let Some(secure) = env("GPS_COOKIE_SECURE") {
             self.cookie_secure = parse_bool("GPS_COOKIE_SECURE", &secure)?;
+        }
+        if let Some(seed) = env("GPS_SEED_DEMO") {
+            self.seed_demo = parse_bool("GPS_SEED_DEMO", &seed)?;
         }
         if let Some(url) = env("NATS_URL") {
             self.nats.url = Some(url);

@@ -3,11 +3,13 @@
 //! - `gps up`: the whole platform in one process on embedded defaults (it
 //!   starts the pinned nats-server unless `NATS_URL` names one).
 //! - `gps log provision|verify`: operate the event log.
+//! - `gps admin create-user`: accounts and brand membership.
 //! - `gps bench append|load`: write-path benchmarks (figures, not tests).
 //!
 //! The binary is thin: it reads settings and calls the crates' `run`
 //! functions. It must not hold business rules (those live in `gps-domain`).
 
+mod admin;
 mod bench;
 mod config;
 mod up;
@@ -41,6 +43,11 @@ enum Command {
     Log {
         #[command(subcommand)]
         action: LogAction,
+    },
+    /// Operator tasks: user accounts.
+    Admin {
+        #[command(subcommand)]
+        action: admin::AdminAction,
     },
     /// Measures the write path; prints one JSON object per line.
     Bench {
@@ -86,6 +93,7 @@ fn main() -> anyhow::Result<()> {
                 up::run(settings).await
             }
             Command::Log { action } => log_command(settings, action).await,
+            Command::Admin { action } => admin::run(settings, action).await,
             Command::Bench { workload } => bench::run(workload).await,
         }
     })

@@ -109,18 +109,32 @@ pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<sqlx
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let (log, mut server) = connect_event_log(&settings).await?;
     let db = connect_database(&settings).await?;
+    let commands = gps_commands::CommandHandler::new(log.clone());
+    let demo = if settings.seed_demo {
+        crate::admin::seed_demo(&commands, &db, &settings.data_dir).await.context("seeding the demo brand")?
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(settings.http_addr).await.with_context(|| {
         format!("cannot listen on {}; use --port or GPS_PORT for another port", settings.http_addr)
     })?;
     let addr = listener.local_addr()?;
     tracing::info!("GPS is up: http://{addr}/healthz");
     println!("GPS is up: http://{addr}/healthz (Ctrl-C stops it)");
-    let state = gps_gateway::AppState {
-        commands: gps_commands::CommandHandler::new(log.clone()),
-        log,
-        db,
-        cookie_secure: settings.cookie_secure,
-    };
+    match demo {
+        Some((email, password)) => println!(
+            "demo brand `demo` created; sign in with POST http://{addr}/api/v1/session \
+             {{\"email\": \"{email}\", \"password\": \"{password}\"}} \
+             (also in {})",
+            settings.data_dir.join("demo-credentials.txt").display()
+        ),
+        None if settings.seed_demo => println!(
+            "accounts exist; the demo credentials, if this installation made them, are in {}",
+            settings.data_dir.join("demo-credentials.txt").display()
+        ),
+        None => {}
+    }
+    let state = gps_gateway::AppState { commands, log, db, cookie_secure: settings.cookie_secure };
     gps_gateway::run(listener, state, shutdown_signal()).await?;
     if let Some(server) = server.as_mut() {
         server.stop(Duration::from_secs(5)).await;

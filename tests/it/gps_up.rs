@@ -88,8 +88,97 @@ async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
     assert_eq!(health["stream"], "GPS_EVENTS");
     assert!(data_dir.join("nats").is_dir(), "the embedded server keeps its store in the data directory");
     assert_eq!(http_get(http_port, "/nope").await.map(|(status, _)| status), Some(404));
+
+    // The demo owner's credentials work: sign in and create a product.
+    let credentials_file = data_dir.join("demo-credentials.txt");
+    let credentials = std::fs::read_to_string(&credentials_file).expect("demo credentials written");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&credentials_file).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "only the operator may read the demo password");
+    }
+    let field = |name: &str| {
+        credentials.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).expect(name).to_owned()
+    };
+    let (email, password) = (field("email"), field("password"));
+    let signed_in = crate::http::request(
+        http_port,
+        "POST",
+        "/api/v1/session",
+        &[],
+        Some(&serde_json::json!({"email": email, "password": password})),
+    )
+    .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let cookie = signed_in.header("set-cookie").and_then(|c| c.split(';').next()).expect("cookie").to_owned();
+    let csrf = signed_in.json()["csrf_token"].as_str().expect("csrf").to_owned();
+    let product = serde_json::json!({"sku": "DEMO-1", "name": "Demo dress", "category": "dresses"});
+    let created = crate::http::request(
+        http_port,
+        "POST",
+        "/api/v1/brands/demo/products",
+        &[("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())],
+        Some(&product),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
     assert!(terminate(&mut child).await.success());
+
+    // A second start finds the accounts and seeds nothing new.
+    let mut again = gps(&data_dir, http_port)
+        .env("DATABASE_URL", db.url())
+        .env("GPS_NATS_PORT", free_port().to_string())
+        .spawn()
+        .expect("spawn gps");
+    wait_healthy(&mut again, http_port).await;
+    assert!(terminate(&mut again).await.success());
+    assert_eq!(std::fs::read_to_string(&credentials_file).expect("file"), credentials);
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn gps_admin_creates_a_user_who_owns_a_new_brand_and_refuses_a_short_password() {
+    let nats = TestNats::start().await;
+    let db = crate::harness::TestDb::create().await;
+    let admin = |password: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gps"));
+        command
+            .args(["admin", "create-user", "--email", "Ana@Example.com", "--name", "Ana", "--brand", "acme"])
+            .env("DATABASE_URL", db.url())
+            .env("NATS_URL", nats.server.url())
+            .env("GPS_ADMIN_PASSWORD", password)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    };
+    let short = admin("short").output().await.expect("run");
+    assert!(!short.status.success());
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("at least 12"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+
+    let created = admin("a long enough password").output().await.expect("run");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
+    let (user, _, _) = gps_gateway::auth::sign_in(&pool, "ana@example.com", "a long enough password")
+        .await
+        .expect("sign in");
+    assert_eq!(user.user_id, "ana");
+    let handler = gps_commands::CommandHandler::new(nats.event_log().await);
+    let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
+    let address =
+        gps_commands::CommandHandler::address::<gps_domain::brand::Brand>(&brand, "acme").expect("address");
+    let state = handler.load::<gps_domain::brand::Brand>(&address).await.expect("load").state;
+    assert_eq!(
+        state.role_of(&gps_domain::ids::MemberId::parse("ana").expect("id")),
+        Some(gps_domain::brand::Role::Owner)
+    );
+
+    let again = admin("a long enough password").output().await.expect("run");
+    assert!(!again.status.success(), "the same account twice is refused");
 }
 
 #[tokio::test]
