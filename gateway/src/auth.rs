@@ -84,7 +84,7 @@ pub fn check_new_password(password: &str) -> Result<(), ApiError> {
 }
 
 /// A stored user.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct User {
     /// The user's id, also their member id in brands.
     pub user_id: String,

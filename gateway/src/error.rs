@@ -48,16 +48,21 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The JSON body of an error response.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
+/// The JSON body of an error response (RFC 9457 problem details).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
     #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    /// A short summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong in this request, for a person.
+    pub detail: String,
+    /// For validation errors: the field, header or path segment at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -122,10 +127,16 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let field = match &self {
-            ApiError::Validation { field, .. } => Some(field.as_str()),
+            ApiError::Validation { field, .. } => Some(field.clone()),
             _ => None,
         };
-        let body = Problem { kind, title, status: status.as_u16(), detail, field };
+        let body = Problem {
+            kind: kind.to_owned(),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            field,
+        };
         let mut response = (status, Json(body)).into_response();
         response
             .headers_mut()

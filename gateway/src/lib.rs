@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod openapi;
 mod routes;
 
 use std::future::Future;
@@ -66,6 +67,7 @@ pub struct Health {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/api/v1/openapi.json", get(openapi_json))
         .merge(routes::router())
         .layer(middleware::from_fn(request_log))
         .with_state(state)
@@ -112,6 +114,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::document())
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

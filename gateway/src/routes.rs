@@ -21,13 +21,52 @@ use gps_domain::values::{Category, Name, Sku, Text};
 use gps_nats::CommandMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, Action, Principal, SESSION_COOKIE};
+use crate::auth::{self, Principal, SESSION_COOKIE};
 use crate::{ApiError, AppState};
 
 /// The header a command's response carries its stream sequence in.
 pub const STREAM_SEQUENCE_HEADER: &str = "gps-stream-sequence";
 /// The header that makes a command idempotent: its value becomes the command id.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The action each brand-scoped operation requires. Handlers authorize with
+/// these constants, and the OpenAPI document publishes them as `x-gps-action`
+/// (by operation id), so clients and the tenant-isolation tests read one truth.
+pub(crate) mod actions {
+    use crate::auth::Action;
+
+    /// `add_member` requires this.
+    pub(crate) const ADD_MEMBER: Action = Action::Administer;
+    /// `remove_member` requires this.
+    pub(crate) const REMOVE_MEMBER: Action = Action::Administer;
+    /// `change_role` requires this.
+    pub(crate) const CHANGE_ROLE: Action = Action::Administer;
+    /// `register_api_client` requires this.
+    pub(crate) const REGISTER_API_CLIENT: Action = Action::Administer;
+    /// `revoke_api_client` requires this.
+    pub(crate) const REVOKE_API_CLIENT: Action = Action::Administer;
+    /// `create_product` requires this.
+    pub(crate) const CREATE_PRODUCT: Action = Action::Produce;
+    /// `update_product` requires this.
+    pub(crate) const UPDATE_PRODUCT: Action = Action::Produce;
+    /// `archive_product` requires this.
+    pub(crate) const ARCHIVE_PRODUCT: Action = Action::Produce;
+    /// `restore_product` requires this.
+    pub(crate) const RESTORE_PRODUCT: Action = Action::Produce;
+
+    /// Operation id → required action.
+    pub(crate) const BY_OPERATION: &[(&str, Action)] = &[
+        ("add_member", ADD_MEMBER),
+        ("remove_member", REMOVE_MEMBER),
+        ("change_role", CHANGE_ROLE),
+        ("register_api_client", REGISTER_API_CLIENT),
+        ("revoke_api_client", REVOKE_API_CLIENT),
+        ("create_product", CREATE_PRODUCT),
+        ("update_product", UPDATE_PRODUCT),
+        ("archive_product", ARCHIVE_PRODUCT),
+        ("restore_product", RESTORE_PRODUCT),
+    ];
+}
 
 /// Every `/api/v1` route.
 pub(crate) fn router() -> Router<AppState> {
@@ -71,7 +110,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 /// What a command did, as the API reports it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The id of the resource the command addressed.
     pub id: String,
@@ -147,21 +186,25 @@ async fn execute<A: Aggregate>(
 // ---------------------------------------------------------------------------
 // Sessions.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignIn {
+pub(crate) struct SignIn {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Serialize)]
-struct SignedIn {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SignedIn {
     user: auth::User,
     /// Send it back as `x-csrf-token` on every write made with the cookie.
     csrf_token: String,
 }
 
-async fn sign_in(State(state): State<AppState>, Body(body): Body<SignIn>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignIn, responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn sign_in(
+    State(state): State<AppState>,
+    Body(body): Body<SignIn>,
+) -> Result<Response, ApiError> {
     let (user, token, csrf_token) = auth::sign_in(&state.db, &body.email, &body.password).await?;
     let secure = if state.cookie_secure { "; Secure" } else { "" };
     let cookie = format!(
@@ -176,7 +219,11 @@ async fn sign_in(State(state): State<AppState>, Body(body): Body<SignIn>) -> Res
     Ok(response)
 }
 
-async fn sign_out(headers: HeaderMap, State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204, description = "Signed out")))]
+pub(crate) async fn sign_out(
+    headers: HeaderMap,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
     let token = headers
         .get_all(header::COOKIE)
         .iter()
@@ -194,15 +241,16 @@ async fn sign_out(headers: HeaderMap, State(state): State<AppState>) -> Result<R
     Ok(response)
 }
 
-#[derive(Debug, Serialize)]
-struct Me {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Me {
     kind: &'static str,
     id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     brand: Option<String>,
 }
 
-async fn me(principal: Principal) -> Json<Me> {
+#[utoipa::path(get, path = "/api/v1/me", tag = "session", responses((status = 200, description = "Who is calling", body = Me), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn me(principal: Principal) -> Json<Me> {
     Json(match principal {
         Principal::User { user_id } => Me { kind: "user", id: user_id.to_string(), brand: None },
         Principal::ApiClient { brand, api_client_id } => {
@@ -214,14 +262,15 @@ async fn me(principal: Principal) -> Json<Me> {
 // ---------------------------------------------------------------------------
 // Brands, members, API clients.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBrand {
+pub(crate) struct CreateBrand {
     brand_id: String,
     name: String,
 }
 
-async fn create_brand(
+#[utoipa::path(post, path = "/api/v1/brands", tag = "brands", request_body = CreateBrand, responses((status = 201, description = "Brand created; the caller is its owner", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn create_brand(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -244,7 +293,7 @@ async fn create_brand(
     Ok(execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?.respond(true))
 }
 
-async fn user_of(state: &AppState, user_id: &MemberId) -> Result<auth::User, ApiError> {
+pub(crate) async fn user_of(state: &AppState, user_id: &MemberId) -> Result<auth::User, ApiError> {
     let row: Option<(String, String, String)> =
         sqlx::query_as("SELECT user_id, email, display_name FROM auth.users WHERE user_id = $1")
             .bind(user_id.as_str())
@@ -259,14 +308,15 @@ fn parse_role(raw: &str) -> Result<Role, ApiError> {
         .map_err(|_| ApiError::field("role", "use owner, producer, reviewer, viewer or auditor"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddMember {
+pub(crate) struct AddMember {
     email: String,
     role: String,
 }
 
-async fn add_member(
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/members", tag = "members", params(("brand" = String, Path, description = "The brand id")), request_body = AddMember, responses((status = 201, description = "Member added", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn add_member(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -274,7 +324,7 @@ async fn add_member(
     Body(body): Body<AddMember>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    auth::authorize(&state, &principal, &brand, actions::ADD_MEMBER).await?;
     let email = parse("email", Email::parse(&body.email))?;
     let role = parse_role(&body.role)?;
     let user = auth::user_by_email(&state.db, email.as_str()).await?.ok_or_else(|| {
@@ -295,13 +345,14 @@ async fn add_member(
     Ok(accepted.respond(true))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangeRole {
+pub(crate) struct ChangeRole {
     role: String,
 }
 
-async fn change_role(
+#[utoipa::path(put, path = "/api/v1/brands/{brand}/members/{member}/role", tag = "members", params(("brand" = String, Path, description = "The brand id"), ("member" = String, Path, description = "The member id")), request_body = ChangeRole, responses((status = 200, description = "Role changed", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn change_role(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -309,7 +360,7 @@ async fn change_role(
     Body(body): Body<ChangeRole>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    auth::authorize(&state, &principal, &brand, actions::CHANGE_ROLE).await?;
     let member_id = parse("member", MemberId::parse(&member))?;
     let role = parse_role(&body.role)?;
     let id = brand.to_string();
@@ -317,38 +368,40 @@ async fn change_role(
     Ok(execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
 }
 
-async fn remove_member(
+#[utoipa::path(delete, path = "/api/v1/brands/{brand}/members/{member}", tag = "members", params(("brand" = String, Path, description = "The brand id"), ("member" = String, Path, description = "The member id")), responses((status = 200, description = "Member removed", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn remove_member(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
     Path((brand, member)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    auth::authorize(&state, &principal, &brand, actions::REMOVE_MEMBER).await?;
     let member_id = parse("member", MemberId::parse(&member))?;
     let id = brand.to_string();
     let command = BrandCommand::RemoveMember { member_id };
     Ok(execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterApiClient {
+pub(crate) struct RegisterApiClient {
     #[serde(default)]
     api_client_id: Option<String>,
     name: String,
     role: String,
 }
 
-#[derive(Debug, Serialize)]
-struct RegisteredApiClient {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RegisteredApiClient {
     #[serde(flatten)]
     accepted: Accepted,
     /// The key, shown this once; only its hash is kept.
     api_key: String,
 }
 
-async fn register_api_client(
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/api-clients", tag = "api-clients", params(("brand" = String, Path, description = "The brand id")), request_body = RegisterApiClient, responses((status = 201, description = "Client registered; the key is shown this once", body = RegisteredApiClient), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn register_api_client(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -356,7 +409,7 @@ async fn register_api_client(
     Body(body): Body<RegisterApiClient>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    auth::authorize(&state, &principal, &brand, actions::REGISTER_API_CLIENT).await?;
     let client_id = match body.api_client_id {
         Some(raw) => parse("api_client_id", ApiClientId::parse(raw))?,
         None => parse("api_client_id", ApiClientId::parse(uuid::Uuid::new_v4().simple().to_string()))?,
@@ -392,14 +445,15 @@ async fn register_api_client(
     }
 }
 
-async fn revoke_api_client(
+#[utoipa::path(delete, path = "/api/v1/brands/{brand}/api-clients/{client}", tag = "api-clients", params(("brand" = String, Path, description = "The brand id"), ("client" = String, Path, description = "The API client id")), responses((status = 200, description = "Client revoked", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn revoke_api_client(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
     Path((brand, client)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Administer).await?;
+    auth::authorize(&state, &principal, &brand, actions::REVOKE_API_CLIENT).await?;
     let api_client_id = parse("client", ApiClientId::parse(&client))?;
     let id = brand.to_string();
     let command = BrandCommand::RevokeApiClient { api_client_id: api_client_id.clone(), reason: None };
@@ -411,9 +465,9 @@ async fn revoke_api_client(
 // ---------------------------------------------------------------------------
 // Products.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateProduct {
+pub(crate) struct CreateProduct {
     #[serde(default)]
     product_id: Option<String>,
     sku: String,
@@ -423,7 +477,8 @@ struct CreateProduct {
     attributes: BTreeMap<String, String>,
 }
 
-async fn create_product(
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/products", tag = "products", params(("brand" = String, Path, description = "The brand id")), request_body = CreateProduct, responses((status = 201, description = "Product created", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn create_product(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -431,7 +486,7 @@ async fn create_product(
     Body(body): Body<CreateProduct>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Produce).await?;
+    auth::authorize(&state, &principal, &brand, actions::CREATE_PRODUCT).await?;
     let product_id = match body.product_id {
         Some(raw) => parse("product_id", ProductId::parse(raw))?,
         None => parse("product_id", ProductId::parse(uuid::Uuid::now_v7().simple().to_string()))?,
@@ -448,9 +503,9 @@ async fn create_product(
     Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, command).await?.respond(true))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateProduct {
+pub(crate) struct UpdateProduct {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -459,7 +514,8 @@ struct UpdateProduct {
     attributes: Option<BTreeMap<String, String>>,
 }
 
-async fn update_product(
+#[utoipa::path(patch, path = "/api/v1/brands/{brand}/products/{product}", tag = "products", params(("brand" = String, Path, description = "The brand id"), ("product" = String, Path, description = "The product id")), request_body = UpdateProduct, responses((status = 200, description = "Details changed", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn update_product(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -467,7 +523,7 @@ async fn update_product(
     Body(body): Body<UpdateProduct>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Produce).await?;
+    auth::authorize(&state, &principal, &brand, actions::UPDATE_PRODUCT).await?;
     let product_id = parse("product", ProductId::parse(&product))?;
     let command = ProductCommand::UpdateProductDetails {
         name: body.name.map(|raw| parse("name", Name::parse(raw))).transpose()?,
@@ -478,14 +534,15 @@ async fn update_product(
     Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Archive {
+pub(crate) struct Archive {
     #[serde(default)]
     reason: Option<String>,
 }
 
-async fn archive_product(
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/products/{product}/archive", tag = "products", params(("brand" = String, Path, description = "The brand id"), ("product" = String, Path, description = "The product id")), request_body = Option<Archive>, responses((status = 200, description = "Archived", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn archive_product(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -493,7 +550,7 @@ async fn archive_product(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Produce).await?;
+    auth::authorize(&state, &principal, &brand, actions::ARCHIVE_PRODUCT).await?;
     let product_id = parse("product", ProductId::parse(&product))?;
     // The body is optional: archiving needs no reason.
     let archive: Archive =
@@ -506,14 +563,15 @@ async fn archive_product(
     Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
 }
 
-async fn restore_product(
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/products/{product}/restore", tag = "products", params(("brand" = String, Path, description = "The brand id"), ("product" = String, Path, description = "The product id")), responses((status = 200, description = "Restored", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn restore_product(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
     Path((brand, product)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
-    auth::authorize(&state, &principal, &brand, Action::Produce).await?;
+    auth::authorize(&state, &principal, &brand, actions::RESTORE_PRODUCT).await?;
     let product_id = parse("product", ProductId::parse(&product))?;
     let id = product_id.to_string();
     Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, ProductCommand::RestoreProduct)

@@ -402,3 +402,141 @@ async fn malformed_requests_get_a_400_that_names_the_field() {
         .await;
     assert_eq!(bad_role.json()["field"], "role");
 }
+
+/// A sample valid body per operation, so every request reaches authorization.
+fn sample_body(operation: &str) -> Option<serde_json::Value> {
+    Some(match operation {
+        "add_member" => json!({"email": "zoe@example.com", "role": "viewer"}),
+        "change_role" => json!({"role": "viewer"}),
+        "register_api_client" => json!({"name": "Matrix client", "role": "viewer"}),
+        "create_product" => json!({"sku": "MATRIX-1", "name": "Matrix", "category": "dresses"}),
+        "update_product" => json!({"name": "Renamed"}),
+        "archive_product" => json!({"reason": "matrix"}),
+        _ => return None,
+    })
+}
+
+#[tokio::test]
+async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operation() {
+    use gps_gateway::auth::{Action, allows};
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let outsider = gateway.brand_with_owner("other", "oscar").await;
+    gateway.user("zoe").await;
+    let fixture =
+        gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(product("p-fixture"))).await;
+    assert_eq!(fixture.status, 201);
+
+    // Callers: a user per role, an API key per role that keys may have, and
+    // an outsider user and key of another brand.
+    let roles = ["producer", "reviewer", "viewer", "auditor"];
+    let mut callers: Vec<(String, Option<gps_domain::brand::Role>, Vec<(String, String)>)> = Vec::new();
+    callers.push(("owner user".into(), Some(gps_domain::brand::Role::Owner), owner_headers(&owner)));
+    for role in roles {
+        let id = format!("u-{role}");
+        let session = gateway.user(&id).await;
+        let added = gateway
+            .as_user(
+                &owner,
+                "POST",
+                "/api/v1/brands/acme/members",
+                Some(json!({"email": format!("{id}@example.com"), "role": role})),
+            )
+            .await;
+        assert_eq!(added.status, 201, "{}", added.body);
+        callers.push((format!("{role} user"), Some(parse_role(role)), owner_headers(&session)));
+        let key = gateway
+            .as_user(
+                &owner,
+                "POST",
+                "/api/v1/brands/acme/api-clients",
+                Some(json!({"api_client_id": format!("k-{role}"), "name": "Key", "role": role})),
+            )
+            .await;
+        assert_eq!(key.status, 201, "{}", key.body);
+        let bearer = format!("Bearer {}", key.json()["api_key"].as_str().expect("key"));
+        callers.push((format!("{role} key"), Some(parse_role(role)), vec![("Authorization".into(), bearer)]));
+    }
+    callers.push(("outsider user".into(), None, owner_headers(&outsider)));
+    let outsider_key = gateway
+        .as_user(
+            &outsider,
+            "POST",
+            "/api/v1/brands/other/api-clients",
+            Some(json!({"name": "Outsider", "role": "producer"})),
+        )
+        .await;
+    let bearer = format!("Bearer {}", outsider_key.json()["api_key"].as_str().expect("key"));
+    callers.push(("outsider key".into(), None, vec![("Authorization".into(), bearer)]));
+
+    let document = gateway.call("GET", "/api/v1/openapi.json", &[], None).await.json();
+    let mut checked = 0;
+    for (template, item) in document["paths"].as_object().expect("paths") {
+        if !template.contains("{brand}") {
+            continue;
+        }
+        for (method, operation) in item.as_object().expect("operations") {
+            let operation_id = operation["operationId"].as_str().expect("operation id");
+            let action = match operation["x-gps-action"].as_str().expect("x-gps-action") {
+                "read" => Action::Read,
+                "produce" => Action::Produce,
+                "review" => Action::Review,
+                "administer" => Action::Administer,
+                other => panic!("unknown action {other}"),
+            };
+            let has_body = operation.get("requestBody").is_some();
+            let body = sample_body(operation_id);
+            assert!(!has_body || body.is_some(), "add a sample body for {operation_id}");
+            // Targets that do not belong to the caller's own data: a ghost
+            // member and client, and the fixture product.
+            let concrete = |brand: &str| {
+                template
+                    .replace("{brand}", brand)
+                    .replace("{member}", "ghost")
+                    .replace("{client}", "ghost")
+                    .replace("{product}", "p-fixture")
+            };
+            for (name, role, headers) in &callers {
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let method = method.to_uppercase();
+                // Someone else's brand, or a brand that does not exist: 404.
+                for brand in if role.is_some() { vec!["other", "nowhere"] } else { vec!["acme", "nowhere"] } {
+                    let response = gateway.call(&method, &concrete(brand), &headers, body.clone()).await;
+                    assert_eq!(
+                        response.status,
+                        404,
+                        "{name}: {method} {} -> {}",
+                        concrete(brand),
+                        response.body
+                    );
+                    checked += 1;
+                }
+                // Their own brand: 403 exactly when the role lacks the action.
+                if let Some(role) = role {
+                    let response = gateway.call(&method, &concrete("acme"), &headers, body.clone()).await;
+                    if allows(*role, action) {
+                        assert!(
+                            ![401, 403].contains(&response.status),
+                            "{name} may {operation_id}: got {} {}",
+                            response.status,
+                            response.body
+                        );
+                    } else {
+                        assert_eq!(response.status, 403, "{name} may not {operation_id}: {}", response.body);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "the matrix covered {checked} cases");
+}
+
+fn owner_headers(session: &Session) -> Vec<(String, String)> {
+    vec![("Cookie".into(), session.cookie.clone()), ("x-csrf-token".into(), session.csrf.clone())]
+}
+
+fn parse_role(role: &str) -> gps_domain::brand::Role {
+    serde_json::from_value(json!(role)).expect("role")
+}

@@ -1,0 +1,132 @@
+//! The OpenAPI 3.1 document of `/api/v1`, generated from the handlers'
+//! annotations and the request/response types, served at
+//! `/api/v1/openapi.json` and checked in as `gateway/openapi.json` (a test
+//! fails when they differ: `GPS_UPDATE_OPENAPI=1 cargo test -p gps-gateway`
+//! rewrites it).
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::routes::{self, actions};
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "GPS API",
+        version = "1",
+        description = "The Generative Production System's HTTP API. Commands answer with the stream \
+                       sequence they were recorded at (`gps-stream-sequence`); `Idempotency-Key` makes a \
+                       command safe to retry. Errors are RFC 9457 problem documents. Brand-scoped \
+                       operations carry `x-gps-action`: the role permission they need."
+    ),
+    paths(
+        routes::sign_in,
+        routes::sign_out,
+        routes::me,
+        routes::create_brand,
+        routes::add_member,
+        routes::change_role,
+        routes::remove_member,
+        routes::register_api_client,
+        routes::revoke_api_client,
+        routes::create_product,
+        routes::update_product,
+        routes::archive_product,
+        routes::restore_product,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&SecurityAndActions)
+)]
+pub struct ApiDoc;
+
+struct SecurityAndActions;
+
+impl Modify for SecurityAndActions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::SESSION_COOKIE,
+                "Set by POST /api/v1/session. Writes must also send the x-csrf-token header.",
+            ))),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key of one brand: `Authorization: Bearer gps_…`"))
+                    .build(),
+            ),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let Some(id) = operation.operation_id.as_deref() else { continue };
+                if let Some((_, action)) = actions::BY_OPERATION.iter().find(|(name, _)| *name == id) {
+                    let name = format!("{action:?}").to_lowercase();
+                    operation.extensions = Some(
+                        ExtensionsBuilder::new().add("x-gps-action", serde_json::Value::String(name)).build(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The document as served and checked in: pretty JSON with a final newline.
+pub fn document() -> String {
+    let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    json.push('\n');
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked_in() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json")
+    }
+
+    #[test]
+    fn the_checked_in_openapi_document_matches_the_code() {
+        let generated = document();
+        if std::env::var_os("GPS_UPDATE_OPENAPI").is_some() {
+            std::fs::write(checked_in(), &generated).expect("write openapi.json");
+        }
+        let stored = std::fs::read_to_string(checked_in()).unwrap_or_default();
+        assert!(
+            stored == generated,
+            "gateway/openapi.json differs from the code; review the change and run \
+             `GPS_UPDATE_OPENAPI=1 cargo test -p gps-gateway` to rewrite it"
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_every_brand_operation_names_its_action() {
+        let document: serde_json::Value = serde_json::from_str(&document()).expect("json");
+        assert!(
+            document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+            "{}",
+            document["openapi"]
+        );
+        let paths = document["paths"].as_object().expect("paths");
+        let mut brand_operations = 0;
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().expect("item") {
+                if path.contains("{brand}") {
+                    brand_operations += 1;
+                    assert!(operation["x-gps-action"].is_string(), "{method} {path} lacks x-gps-action");
+                }
+            }
+        }
+        assert_eq!(brand_operations, actions::BY_OPERATION.len());
+    }
+}
