@@ -430,7 +430,9 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
     // Callers: a user per role, an API key per role that keys may have, and
     // an outsider user and key of another brand.
     let roles = ["producer", "reviewer", "viewer", "auditor"];
-    let mut callers: Vec<(String, Option<gps_domain::brand::Role>, Vec<(String, String)>)> = Vec::new();
+    // (who, their role in acme if any, their credentials)
+    type Caller = (String, Option<gps_domain::brand::Role>, Vec<(String, String)>);
+    let mut callers: Vec<Caller> = Vec::new();
     callers.push(("owner user".into(), Some(gps_domain::brand::Role::Owner), owner_headers(&owner)));
     for role in roles {
         let id = format!("u-{role}");
