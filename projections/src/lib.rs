@@ -1,7 +1,41 @@
 //! GPS read models in Postgres: durable JetStream consumers that apply events
 //! to tables in one transaction with their checkpoint, rebuildable from
-//! sequence 1. Filled by the read-side issue.
+//! sequence 1, and the queries the gateway answers from them.
+//!
+//! Layout:
+//! - [`db`]: the `gps_read` database (created if missing) and its pool.
+//! - [`projection`]: the [`Projection`] definition (name, subject filters,
+//!   schema, migrations, `apply`) and the list of all projections.
+//! - [`event`]: decoding a stored message into a typed event, or the reason
+//!   it goes to the dead-letter table.
+//! - [`runner`]: one runner per projection: an advisory lock (one active
+//!   runner per projection), a durable pull consumer, batches applied in one
+//!   transaction with the checkpoint, acknowledged after commit.
+//! - [`rebuild`]: replay into a shadow schema and swap it in; [`rebuild::status`].
+//! - [`queries`]: brand-scoped get/list functions with cursor pagination, and
+//!   read-your-writes ([`queries::wait_for_sequence`]).
+//! - `models`: the per-projection `apply` functions (private).
+//!
+//! Storage layout: one Postgres schema per projection (`brands`, `catalog`,
+//! `production`, `review`, `delivery`, `activity`). Each schema holds its
+//! tables, its own `_sqlx_migrations`, its `checkpoint` row and its
+//! `dead_letters`, so a rebuilt shadow schema carries everything it needs and
+//! the swap is two renames.
 //!
 //! Architecture invariant: projections read the event log and write their own
 //! database (`gps_read`); they depend on no HTTP crate, and nothing writes
 //! their tables but them.
+
+pub mod db;
+pub mod event;
+mod models;
+pub mod projection;
+pub mod queries;
+pub mod rebuild;
+pub mod runner;
+
+pub use db::{DEFAULT_DATABASE_URL, DbError, connect};
+pub use projection::{ALL, Projection, by_name};
+pub use queries::{NotYetConsistent, wait_for_sequence};
+pub use rebuild::{ProjectionStatus, RebuildReport, rebuild, status};
+pub use runner::{RunError, RunnerOptions, RunnerState, run_all, run_projection};

@@ -10,5 +10,6 @@ mod gps_up;
 mod harness;
 mod http;
 mod nats_config;
+mod projections;
 mod snapshots;
 mod tidy;

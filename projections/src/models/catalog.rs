@@ -1,0 +1,264 @@
+//! The `catalog` projection: products with their images, subjects with their
+//! base images, and styles with their current version and definition.
+
+use futures::future::BoxFuture;
+use gps_domain::product::ProductEvent;
+use gps_domain::style::StyleEvent;
+use gps_domain::subject::SubjectEvent;
+use sqlx::PgConnection;
+use sqlx::types::Json;
+
+use crate::event::{AnyEvent, Event};
+use crate::models::{tag, touch};
+
+pub(crate) fn apply<'a>(conn: &'a mut PgConnection, e: &'a Event) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        match &e.event {
+            AnyEvent::Product(event) => product(conn, e, event).await,
+            AnyEvent::Subject(event) => subject(conn, e, event).await,
+            AnyEvent::Style(event) => style(conn, e, event).await,
+            _ => Ok(()),
+        }
+    })
+}
+
+async fn product(conn: &mut PgConnection, e: &Event, event: &ProductEvent) -> Result<(), sqlx::Error> {
+    if !matches!(event, ProductEvent::Created(_)) {
+        touch!(
+            conn,
+            e,
+            "UPDATE products SET updated_at = $3, version = $4, last_sequence = $5 WHERE brand = $1 AND product_id = $2"
+        )?;
+    }
+    match event {
+        ProductEvent::Created(p) => {
+            sqlx::query(
+                "INSERT INTO products (brand, product_id, sku, name, category, attributes, created_at, updated_at, created_sequence, version, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $8)",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.sku.as_str())
+            .bind(p.name.as_str())
+            .bind(p.category.as_str())
+            .bind(Json(&p.attributes))
+            .bind(e.at)
+            .bind(e.sequence)
+            .bind(e.version)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ProductEvent::DetailsUpdated(p) => {
+            sqlx::query(
+                "UPDATE products SET name = COALESCE($3, name), category = COALESCE($4, category),
+                        attributes = COALESCE($5, attributes)
+                 WHERE brand = $1 AND product_id = $2",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.name.as_ref().map(|v| v.as_str()))
+            .bind(p.category.as_ref().map(|v| v.as_str()))
+            .bind(p.attributes.as_ref().map(Json))
+            .execute(&mut *conn)
+            .await?;
+        }
+        ProductEvent::ImageAdded(p) => {
+            sqlx::query(
+                "INSERT INTO product_images (brand, product_id, image_id, view, content_hash, asset, added_at, created_sequence, version, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.image_id.as_str())
+            .bind(tag(&p.view))
+            .bind(p.asset.hash.as_str())
+            .bind(Json(&p.asset))
+            .bind(e.at)
+            .bind(e.sequence)
+            .bind(e.version)
+            .execute(&mut *conn)
+            .await?;
+            count_images(
+                conn,
+                e,
+                "UPDATE products SET image_count = image_count + 1 WHERE brand = $1 AND product_id = $2",
+            )
+            .await?;
+        }
+        ProductEvent::ImageRemoved(p) => {
+            let removed = sqlx::query(
+                "DELETE FROM product_images WHERE brand = $1 AND product_id = $2 AND image_id = $3",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.image_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+            if removed.rows_affected() > 0 {
+                count_images(
+                    conn,
+                    e,
+                    "UPDATE products SET image_count = image_count - 1 WHERE brand = $1 AND product_id = $2",
+                )
+                .await?;
+            }
+        }
+        ProductEvent::Archived(p) => {
+            sqlx::query("UPDATE products SET archived = true, archived_reason = $3 WHERE brand = $1 AND product_id = $2")
+                .bind(e.brand())
+                .bind(e.id())
+                .bind(p.reason.as_ref().map(|v| v.as_str()))
+                .execute(&mut *conn)
+                .await?;
+        }
+        ProductEvent::Restored(_) => {
+            sqlx::query("UPDATE products SET archived = false, archived_reason = NULL WHERE brand = $1 AND product_id = $2")
+                .bind(e.brand())
+                .bind(e.id())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn count_images(conn: &mut PgConnection, e: &Event, sql: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).bind(e.brand()).bind(e.id()).execute(&mut *conn).await.map(drop)
+}
+
+async fn subject(conn: &mut PgConnection, e: &Event, event: &SubjectEvent) -> Result<(), sqlx::Error> {
+    if !matches!(event, SubjectEvent::Created(_)) {
+        touch!(
+            conn,
+            e,
+            "UPDATE subjects SET updated_at = $3, version = $4, last_sequence = $5 WHERE brand = $1 AND subject_id = $2"
+        )?;
+    }
+    match event {
+        SubjectEvent::Created(p) => {
+            sqlx::query(
+                "INSERT INTO subjects (brand, subject_id, name, description, created_at, updated_at, created_sequence, version, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $6)",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.name.as_str())
+            .bind(p.description.as_str())
+            .bind(e.at)
+            .bind(e.sequence)
+            .bind(e.version)
+            .execute(&mut *conn)
+            .await?;
+        }
+        SubjectEvent::BaseImageAdded(p) => {
+            sqlx::query(
+                "INSERT INTO subject_images (brand, subject_id, image_id, pose, angle, content_hash, asset, added_at, created_sequence, version, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9)",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.image_id.as_str())
+            .bind(tag(&p.pose))
+            .bind(tag(&p.angle))
+            .bind(p.asset.hash.as_str())
+            .bind(Json(&p.asset))
+            .bind(e.at)
+            .bind(e.sequence)
+            .bind(e.version)
+            .execute(&mut *conn)
+            .await?;
+            count_images(
+                conn,
+                e,
+                "UPDATE subjects SET image_count = image_count + 1 WHERE brand = $1 AND subject_id = $2",
+            )
+            .await?;
+        }
+        SubjectEvent::BaseImageRemoved(p) => {
+            let removed = sqlx::query(
+                "DELETE FROM subject_images WHERE brand = $1 AND subject_id = $2 AND image_id = $3",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.image_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+            if removed.rows_affected() > 0 {
+                count_images(
+                    conn,
+                    e,
+                    "UPDATE subjects SET image_count = image_count - 1 WHERE brand = $1 AND subject_id = $2",
+                )
+                .await?;
+            }
+        }
+        SubjectEvent::DescriptionUpdated(p) => {
+            sqlx::query("UPDATE subjects SET description = $3 WHERE brand = $1 AND subject_id = $2")
+                .bind(e.brand())
+                .bind(e.id())
+                .bind(p.description.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+        SubjectEvent::Retired(p) => {
+            sqlx::query("UPDATE subjects SET retired = true, retired_reason = $3 WHERE brand = $1 AND subject_id = $2")
+                .bind(e.brand())
+                .bind(e.id())
+                .bind(p.reason.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn style(conn: &mut PgConnection, e: &Event, event: &StyleEvent) -> Result<(), sqlx::Error> {
+    match event {
+        StyleEvent::Created(p) => {
+            sqlx::query(
+                "INSERT INTO styles (brand, style_id, name, current_version, definition, created_at, updated_at, created_sequence, version, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $7)",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.name.as_str())
+            .bind(i64::from(p.version))
+            .bind(Json(&p.definition))
+            .bind(e.at)
+            .bind(e.sequence)
+            .bind(e.version)
+            .execute(&mut *conn)
+            .await?;
+        }
+        StyleEvent::Revised(p) => {
+            sqlx::query(
+                "UPDATE styles SET current_version = $3, definition = $4, updated_at = $5, version = $6, last_sequence = $7
+                 WHERE brand = $1 AND style_id = $2",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(i64::from(p.version))
+            .bind(Json(&p.definition))
+            .bind(e.at)
+            .bind(e.version)
+            .bind(e.sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+        StyleEvent::Archived(p) => {
+            sqlx::query(
+                "UPDATE styles SET archived = true, archived_reason = $3, updated_at = $4, version = $5, last_sequence = $6
+                 WHERE brand = $1 AND style_id = $2",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(p.reason.as_ref().map(|v| v.as_str()))
+            .bind(e.at)
+            .bind(e.version)
+            .bind(e.sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! What a projection is: a name, the subjects it consumes, its own Postgres
+//! schema with versioned migrations, and the function that applies one event.
+//!
+//! Migrations live in `projections/migrations/<name>/` and run with the
+//! `search_path` set to the target schema (the live one or a rebuild's shadow),
+//! so every schema has its own `_sqlx_migrations`. Applied migrations are never
+//! edited; a change is a new file.
+
+use futures::future::BoxFuture;
+use sqlx::migrate::Migrator;
+use sqlx::{Connection, PgConnection};
+
+use crate::event::Event;
+use crate::models;
+
+/// Applies one decoded event inside the batch's transaction. Errors are
+/// Postgres errors; the runner decides whether they are the event's fault
+/// (dead letter) or the database's (retry).
+pub type ApplyFn = for<'a> fn(&'a mut PgConnection, &'a Event) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+
+/// One read model.
+pub struct Projection {
+    /// Its name, used on the command line, for the consumer and the lock.
+    pub name: &'static str,
+    /// The Postgres schema holding its tables.
+    pub schema: &'static str,
+    /// The subject filters it consumes, e.g. `gps.evt.*.product.>`.
+    pub filters: &'static [&'static str],
+    /// Its versioned DDL.
+    pub migrator: &'static Migrator,
+    /// Applies one event.
+    pub apply: ApplyFn,
+}
+
+impl std::fmt::Debug for Projection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projection")
+            .field("name", &self.name)
+            .field("schema", &self.schema)
+            .field("filters", &self.filters)
+            .finish()
+    }
+}
+
+impl Projection {
+    /// The durable consumer's name.
+    pub fn durable_name(&self) -> String {
+        format!("gps-projection-{}", self.name)
+    }
+
+    /// The subject filters as owned strings.
+    pub fn filter_subjects(&self) -> Vec<String> {
+        self.filters.iter().map(|f| (*f).to_owned()).collect()
+    }
+
+    /// The key of the session advisory lock that makes one runner active.
+    pub(crate) fn runner_lock_key(&self) -> String {
+        format!("gps-projection-runner:{}", self.name)
+    }
+
+    /// The key of the lock between batches (shared) and a rebuild's swap (exclusive).
+    pub(crate) fn swap_lock_key(&self) -> String {
+        format!("gps-projection-swap:{}", self.name)
+    }
+}
+
+static BRANDS_MIGRATIONS: Migrator = sqlx::migrate!("migrations/brands");
+static CATALOG_MIGRATIONS: Migrator = sqlx::migrate!("migrations/catalog");
+static PRODUCTION_MIGRATIONS: Migrator = sqlx::migrate!("migrations/production");
+static REVIEW_MIGRATIONS: Migrator = sqlx::migrate!("migrations/review");
+static DELIVERY_MIGRATIONS: Migrator = sqlx::migrate!("migrations/delivery");
+static ACTIVITY_MIGRATIONS: Migrator = sqlx::migrate!("migrations/activity");
+
+/// Every projection, in a stable order.
+pub static ALL: [Projection; 6] = [
+    Projection {
+        name: "brands",
+        schema: "brands",
+        filters: &["gps.evt.*.brand.>"],
+        migrator: &BRANDS_MIGRATIONS,
+        apply: models::brands::apply,
+    },
+    Projection {
+        name: "catalog",
+        schema: "catalog",
+        filters: &["gps.evt.*.product.>", "gps.evt.*.subject.>", "gps.evt.*.style.>"],
+        migrator: &CATALOG_MIGRATIONS,
+        apply: models::catalog::apply,
+    },
+    Projection {
+        name: "production",
+        schema: "production",
+        filters: &["gps.evt.*.shooting.>", "gps.evt.*.look.>", "gps.evt.*.generation.>"],
+        migrator: &PRODUCTION_MIGRATIONS,
+        apply: models::production::apply,
+    },
+    Projection {
+        name: "review",
+        schema: "review",
+        filters: &["gps.evt.*.prediction.>"],
+        migrator: &REVIEW_MIGRATIONS,
+        apply: models::review::apply,
+    },
+    Projection {
+        name: "delivery",
+        schema: "delivery",
+        filters: &["gps.evt.*.export.>"],
+        migrator: &DELIVERY_MIGRATIONS,
+        apply: models::delivery::apply,
+    },
+    Projection {
+        name: "activity",
+        schema: "activity",
+        filters: &["gps.evt.>"],
+        migrator: &ACTIVITY_MIGRATIONS,
+        apply: models::activity::apply,
+    },
+];
+
+/// The projection called `name`.
+pub fn by_name(name: &str) -> Option<&'static Projection> {
+    ALL.iter().find(|p| p.name == name)
+}
+
+/// Bookkeeping tables every projection schema has. Kept in code rather than in
+/// each projection's migrations so they are the same everywhere; changing
+/// them needs the same care as a migration (add, never edit).
+const BOOKKEEPING: &str = "
+CREATE TABLE IF NOT EXISTS checkpoint (
+    projection    text PRIMARY KEY,
+    last_sequence bigint NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    stream_sequence bigint PRIMARY KEY,
+    projection      text NOT NULL,
+    subject         text NOT NULL,
+    event_type      text,
+    reason          text NOT NULL,
+    body            bytea NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT now()
+);
+";
+
+/// Creates `schema` if needed, points the connection's `search_path` at it,
+/// runs the projection's migrations there and creates the bookkeeping tables
+/// with the checkpoint row. The connection keeps that `search_path`.
+pub(crate) async fn prepare_schema(
+    connection: &mut PgConnection,
+    projection: &Projection,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
+    if !crate::db::is_safe_identifier(schema) {
+        return Err(sqlx::Error::Protocol(format!("schema name {schema:?} is not a plain identifier")));
+    }
+    // `schema` was checked above, so splicing it is safe.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\";"
+    )))
+    .execute(&mut *connection)
+    .await?;
+    projection.migrator.run_direct(None, &mut *connection, false).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(error) => error,
+        other => sqlx::Error::Protocol(format!("migrations of {}: {other}", projection.name)),
+    })?;
+    let mut tx = connection.begin().await?;
+    sqlx::raw_sql(BOOKKEEPING).execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO checkpoint (projection, last_sequence) VALUES ($1, 0) ON CONFLICT DO NOTHING")
+        .bind(projection.name)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}

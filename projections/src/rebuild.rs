@@ -1,0 +1,234 @@
+//! Rebuilding a projection without downtime, and the status of all of them.
+//!
+//! `rebuild` creates a shadow schema (`<schema>_rebuild`), runs the
+//! migrations there, replays the stream from sequence 1 into it through an
+//! ordered consumer in batched transactions, then, in ONE transaction: takes
+//! the projection's swap lock exclusively (the live runner's batches hold it
+//! shared, so the swap waits for the running batch and the next one waits for
+//! the swap), catches the shadow up to the live checkpoint, renames live →
+//! old and shadow → live, and drops old. The checkpoint and dead letters live
+//! in the schema, so they move with it. Readers keep reading the live tables
+//! until the commit; the runner keeps its lock and carries on in the new schema.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use gps_nats::EventLog;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::event::{RawEvent, to_i64};
+use crate::projection::{ALL, Projection, prepare_schema};
+use crate::runner::{RunError, apply_events, apply_with_connection, begin_batch, read_checkpoint};
+
+/// Events per transaction while replaying into the shadow schema.
+const REPLAY_BATCH: usize = 1000;
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RebuildReport {
+    /// The projection.
+    pub projection: String,
+    /// Events read from the stream (of this projection's subjects).
+    pub events: u64,
+    /// The checkpoint of the swapped-in schema.
+    pub checkpoint: u64,
+    /// How long it took, in milliseconds.
+    pub millis: u128,
+}
+
+/// Where one projection stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProjectionStatus {
+    /// The projection.
+    pub projection: String,
+    /// Its checkpoint (last applied stream sequence).
+    pub checkpoint: u64,
+    /// The stream's last sequence.
+    pub stream_last_sequence: u64,
+    /// How far behind it is.
+    pub lag: u64,
+    /// How many events it could not apply.
+    pub dead_letters: i64,
+}
+
+fn nats(error: impl std::fmt::Display) -> RunError {
+    RunError::Nats(error.to_string())
+}
+
+/// Every projection's checkpoint, lag and dead-letter count.
+pub async fn status(pool: &PgPool, log: &EventLog) -> Result<Vec<ProjectionStatus>, RunError> {
+    let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
+    let last = stream.cached_info().state.last_sequence;
+    let mut conn = pool.acquire().await?;
+    let mut out = Vec::new();
+    for projection in &ALL {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("\"{}\".checkpoint", projection.schema))
+            .fetch_one(&mut *conn)
+            .await?;
+        let (checkpoint, dead_letters) = if exists {
+            let checkpoint = read_checkpoint(&mut conn, projection, projection.schema).await?;
+            // The schema is a projection's static name.
+            let sql = format!("SELECT count(*) FROM \"{}\".dead_letters", projection.schema);
+            let dead: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *conn).await?;
+            (checkpoint, dead)
+        } else {
+            (0, 0)
+        };
+        out.push(ProjectionStatus {
+            projection: projection.name.to_owned(),
+            checkpoint,
+            stream_last_sequence: last,
+            lag: last.saturating_sub(checkpoint),
+            dead_letters,
+        });
+    }
+    Ok(out)
+}
+
+/// Rebuilds `projection` from sequence 1 into a shadow schema and swaps it in.
+pub async fn rebuild(
+    pool: &PgPool,
+    log: &EventLog,
+    projection: &Projection,
+) -> Result<RebuildReport, RunError> {
+    let started = std::time::Instant::now();
+    let shadow = format!("{}_rebuild", projection.schema);
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    // A shadow left by an interrupted rebuild is incomplete: start over.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{shadow}\" CASCADE")))
+        .execute(&mut conn)
+        .await?;
+    prepare_schema(&mut conn, projection, &shadow).await?;
+
+    let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
+    let target = stream.cached_info().state.last_sequence;
+    let mut events = 0;
+    let mut replay = Replay::open(log, projection, 0, target).await?;
+    loop {
+        let chunk = replay.next_chunk(REPLAY_BATCH).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        events += chunk.len() as u64;
+        apply_with_connection(&mut conn, projection, &shadow, &chunk).await?;
+    }
+
+    // The swap: one transaction under the exclusive swap lock.
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(projection.swap_lock_key())
+        .execute(&mut *tx)
+        .await?;
+    let live_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("\"{}\".checkpoint", projection.schema))
+        .fetch_one(&mut *tx)
+        .await?;
+    let live = if live_exists { read_checkpoint(&mut tx, projection, projection.schema).await? } else { 0 };
+    let shadow_checkpoint = read_checkpoint(&mut tx, projection, &shadow).await?;
+    begin_batch(&mut tx, projection, &shadow).await?;
+    if shadow_checkpoint < live {
+        let mut catch_up = Replay::open(log, projection, shadow_checkpoint, live).await?;
+        loop {
+            let chunk = catch_up.next_chunk(REPLAY_BATCH).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            events += chunk.len() as u64;
+            apply_events(&mut tx, projection, &chunk, true).await.map_err(|error| match error {
+                crate::runner::BatchError::Postgres(error) => RunError::Postgres(error),
+                crate::runner::BatchError::EventFault => {
+                    RunError::Postgres(sqlx::Error::Protocol("event fault while catching up".into()))
+                }
+            })?;
+        }
+        // Events of other projections' subjects also moved the live checkpoint.
+        sqlx::query("UPDATE checkpoint SET last_sequence = $2 WHERE projection = $1 AND last_sequence < $2")
+            .bind(projection.name)
+            .bind(to_i64(live))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let old = format!("{}_old", projection.schema);
+    let schema = projection.schema;
+    // All three names are built from static projection schema names.
+    let swap = if live_exists {
+        format!(
+            "DROP SCHEMA IF EXISTS \"{old}\" CASCADE; ALTER SCHEMA \"{schema}\" RENAME TO \"{old}\"; \
+             ALTER SCHEMA \"{shadow}\" RENAME TO \"{schema}\"; DROP SCHEMA \"{old}\" CASCADE;"
+        )
+    } else {
+        format!("ALTER SCHEMA \"{shadow}\" RENAME TO \"{schema}\";")
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(swap)).execute(&mut *tx).await?;
+    let checkpoint = read_checkpoint(&mut tx, projection, schema).await?;
+    tx.commit().await?;
+    Ok(RebuildReport {
+        projection: projection.name.to_owned(),
+        events,
+        checkpoint,
+        millis: started.elapsed().as_millis(),
+    })
+}
+
+/// Reads the projection's subjects from the stream, in order, after `after`
+/// and up to `until`, with an ordered (ephemeral) consumer.
+struct Replay {
+    messages: Option<async_nats::jetstream::consumer::pull::Ordered>,
+    until: u64,
+}
+
+/// How long a replay waits for the next message before giving up.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Replay {
+    async fn open(log: &EventLog, projection: &Projection, after: u64, until: u64) -> Result<Self, RunError> {
+        use async_nats::jetstream::consumer;
+        if until <= after {
+            return Ok(Replay { messages: None, until });
+        }
+        let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
+        let deliver_policy = if after == 0 {
+            consumer::DeliverPolicy::All
+        } else {
+            consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 }
+        };
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subjects: projection.filter_subjects(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        // An ordered consumer on nothing waits forever: check first.
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(Replay { messages: None, until });
+        }
+        let messages = consumer.messages().await.map_err(nats)?;
+        Ok(Replay { messages: Some(messages), until })
+    }
+
+    async fn next_chunk(&mut self, max: usize) -> Result<Vec<RawEvent>, RunError> {
+        let mut chunk = Vec::new();
+        while chunk.len() < max {
+            let Some(messages) = self.messages.as_mut() else { break };
+            let message = tokio::time::timeout(READ_TIMEOUT, messages.next())
+                .await
+                .map_err(|_| RunError::Nats("timed out replaying the stream".into()))?
+                .ok_or_else(|| RunError::Nats("the replay consumer closed".into()))?
+                .map_err(nats)?;
+            let info = message.info().map_err(nats)?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            if sequence > self.until {
+                self.messages = None;
+                break;
+            }
+            chunk.push(RawEvent::from_message(&message).map_err(RunError::Nats)?);
+            if pending == 0 || sequence >= self.until {
+                self.messages = None;
+            }
+        }
+        Ok(chunk)
+    }
+}

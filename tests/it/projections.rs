@@ -1,0 +1,440 @@
+//! Read models against a real nats-server and a fresh Postgres database:
+//! commands become rows, redelivery changes nothing, poison events go to dead
+//! letters, rebuilds match the live tables, one runner per projection, and a
+//! killed projector process resumes without lost or doubled rows.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gps_commands::CommandHandler;
+use gps_domain::brand::{Brand, BrandCommand, Email, Role};
+use gps_domain::ids::{ImageId, MemberId, ProductId, SubjectId};
+use gps_domain::product::{ImageView, Product, ProductCommand};
+use gps_domain::subject::{Subject, SubjectCommand};
+use gps_domain::values::{AssetRef, Category, ContentHash, Name, Sku, Text};
+use gps_domain::wire::Actor;
+use gps_nats::{CommandMeta, EventLog};
+use gps_projections::runner::RunnerOptions;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+use crate::harness::{TestDb, TestNats, brand};
+
+/// Every wait in these tests is bounded by this.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn meta() -> CommandMeta {
+    CommandMeta::generated(Actor::System("test".into()))
+}
+
+fn asset(seed: u8) -> AssetRef {
+    AssetRef {
+        hash: ContentHash::parse(format!("sha256:{}", format!("{seed:02x}").repeat(32))).expect("hash"),
+        media_type: "image/jpeg".into(),
+        bytes: 1000 + u64::from(seed),
+        width: Some(2000),
+        height: Some(2500),
+    }
+}
+
+fn create_product(id: &str, category: &str) -> ProductCommand {
+    ProductCommand::CreateProduct {
+        product_id: ProductId::parse(id).expect("id"),
+        brand_id: brand(),
+        sku: Sku::parse(format!("SKU-{id}")).expect("sku"),
+        name: Name::parse(format!("Product {id}")).expect("name"),
+        category: Category::parse(category).expect("category"),
+        attributes: BTreeMap::from([("colour".to_owned(), "red".to_owned())]),
+    }
+}
+
+async fn product(handler: &CommandHandler, id: &str, command: &ProductCommand) -> u64 {
+    let address = CommandHandler::address::<Product>(&brand(), id).expect("address");
+    handler.execute::<Product>(&address, &meta(), command).await.expect("product command").stream_sequence
+}
+
+/// The projector in this process, stopped when the returned sender is dropped or fired.
+struct Projector {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), gps_projections::RunError>>,
+}
+
+impl Projector {
+    fn start(pool: &PgPool, log: &EventLog) -> Self {
+        // Runner failures are logged and retried; show them when a test fails.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(gps_projections::run_all(
+            pool.clone(),
+            log.clone(),
+            RunnerOptions { lock_poll: Duration::from_millis(50), ..RunnerOptions::default() },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Projector { stop: Some(stop), task }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("projector stops")
+            .expect("joined")
+            .expect("ran");
+    }
+}
+
+async fn wait_all(pool: &PgPool, sequence: u64) {
+    gps_projections::wait_for_sequence(pool, None, sequence, WAIT).await.expect("projections catch up");
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+/// Every table of a schema as ordered JSON rows, for exact comparisons.
+async fn dump_schema(pool: &PgPool, schema: &str) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = $1 AND table_name <> '_sqlx_migrations' ORDER BY table_name",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .expect("tables");
+    let mut out = BTreeMap::new();
+    for table in tables {
+        // Names come from the catalog of our own schema.
+        let sql = format!(
+            "SELECT coalesce(jsonb_agg(to_jsonb(t) - 'updated_at' - 'recorded_at' ORDER BY to_jsonb(t)::text), '[]') FROM \"{schema}\".\"{table}\" t"
+        );
+        let rows: serde_json::Value =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.expect("dump");
+        let rows = match rows {
+            serde_json::Value::Array(rows) => rows,
+            other => vec![other],
+        };
+        out.insert(table, rows);
+    }
+    out
+}
+
+async fn dump_all(pool: &PgPool) -> BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>> {
+    let mut out = BTreeMap::new();
+    for projection in &gps_projections::ALL {
+        out.insert(projection.schema.to_owned(), dump_schema(pool, projection.schema).await);
+    }
+    out
+}
+
+/// A brand with two members, products with images, a subject: events of
+/// three aggregate kinds. Returns the last stream sequence.
+async fn seed(handler: &CommandHandler) -> u64 {
+    let brand_address = CommandHandler::address::<Brand>(&brand(), brand().as_str()).expect("address");
+    handler
+        .execute::<Brand>(
+            &brand_address,
+            &meta(),
+            &BrandCommand::CreateBrand {
+                brand_id: brand(),
+                name: Name::parse("Acme").expect("name"),
+                owner_member_id: MemberId::parse("ana").expect("id"),
+                owner_display_name: Name::parse("Ana").expect("name"),
+                owner_email: Email::parse("ana@example.com").expect("email"),
+            },
+        )
+        .await
+        .expect("create brand");
+    handler
+        .execute::<Brand>(
+            &brand_address,
+            &meta(),
+            &BrandCommand::AddMember {
+                member_id: MemberId::parse("rui").expect("id"),
+                display_name: Name::parse("Rui").expect("name"),
+                email: Email::parse("rui@example.com").expect("email"),
+                role: Role::Reviewer,
+            },
+        )
+        .await
+        .expect("add member");
+    for (n, category) in [(1, "dresses"), (2, "shoes"), (3, "dresses")] {
+        let id = format!("p{n}");
+        product(handler, &id, &create_product(&id, category)).await;
+        product(
+            handler,
+            &id,
+            &ProductCommand::AddProductImage {
+                image_id: ImageId::parse(format!("img{n}")).expect("id"),
+                asset: asset(n),
+                view: ImageView::Front,
+            },
+        )
+        .await;
+    }
+    product(
+        handler,
+        "p3",
+        &ProductCommand::ArchiveProduct { reason: Some(Text::parse("season over").expect("t")) },
+    )
+    .await;
+    let subject_address = CommandHandler::address::<Subject>(&brand(), "s1").expect("address");
+    handler
+        .execute::<Subject>(
+            &subject_address,
+            &meta(),
+            &SubjectCommand::CreateSubject {
+                subject_id: SubjectId::parse("s1").expect("id"),
+                brand_id: brand(),
+                name: Name::parse("Model one").expect("name"),
+                description: Text::parse("Tall, short hair").expect("text"),
+            },
+        )
+        .await
+        .expect("create subject")
+        .stream_sequence
+}
+
+#[tokio::test]
+async fn commands_become_rows_in_the_read_models() {
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let projector = Projector::start(&pool, &log);
+    let handler = CommandHandler::new(log.clone());
+    let last = seed(&handler).await;
+    wait_all(&pool, last).await;
+
+    let name: String = sqlx::query_scalar("SELECT name FROM brands.brands WHERE brand = 'acme'")
+        .fetch_one(&pool)
+        .await
+        .expect("brand row");
+    assert_eq!(name, "Acme");
+    let roles: Vec<(String, String)> =
+        sqlx::query_as("SELECT member_id, role FROM brands.members WHERE brand = 'acme' ORDER BY member_id")
+            .fetch_all(&pool)
+            .await
+            .expect("members");
+    assert_eq!(roles, vec![("ana".into(), "owner".into()), ("rui".into(), "reviewer".into())]);
+    let products: Vec<(String, String, bool, i32, i64)> = sqlx::query_as(
+        "SELECT product_id, category, archived, image_count, version FROM catalog.products ORDER BY product_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("products");
+    assert_eq!(
+        products,
+        vec![
+            ("p1".into(), "dresses".into(), false, 1, 2),
+            ("p2".into(), "shoes".into(), false, 1, 2),
+            ("p3".into(), "dresses".into(), true, 1, 3),
+        ]
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM catalog.product_images").await, 3);
+    assert_eq!(count(&pool, "SELECT count(*) FROM catalog.subjects WHERE name = 'Model one'").await, 1);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM activity.activity WHERE brand = 'acme'").await,
+        last as i64
+    );
+    // Each projection's checkpoint reached the end of the stream.
+    for projection in &gps_projections::ALL {
+        gps_projections::wait_for_sequence(&pool, Some(projection.name), last, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", projection.name));
+    }
+    projector.stop().await;
+}
+
+#[tokio::test]
+async fn reading_past_the_end_of_the_stream_reports_not_yet_consistent() {
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let projector = Projector::start(&pool, &log);
+    let handler = CommandHandler::new(log.clone());
+    let last = product(&handler, "p1", &create_product("p1", "dresses")).await;
+    wait_all(&pool, last).await;
+    let error =
+        gps_projections::wait_for_sequence(&pool, Some("catalog"), last + 5, Duration::from_millis(200))
+            .await
+            .expect_err("sequence not written yet");
+    assert_eq!(error.wanted, last + 5);
+    assert_eq!(error.reached, Some(last));
+    projector.stop().await;
+}
+
+/// Every stored message up to `last`, as a projection reads it.
+async fn raw_events(log: &EventLog, last: u64) -> Vec<gps_projections::event::RawEvent> {
+    let stream = log.jetstream().get_stream("GPS_EVENTS").await.expect("stream");
+    let mut out = Vec::new();
+    for sequence in 1..=last {
+        let message = stream.get_raw_message(sequence).await.expect("message");
+        out.push(gps_projections::event::RawEvent {
+            sequence,
+            subject: message.subject.to_string(),
+            event_type_header: message
+                .headers
+                .get(gps_nats::HEADER_EVENT_TYPE)
+                .map(|value| value.as_str().to_owned()),
+            body: message.payload,
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_redelivered_or_reapplied_batch_changes_nothing() {
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let projector = Projector::start(&pool, &log);
+    let last = seed(&CommandHandler::new(log.clone())).await;
+    wait_all(&pool, last).await;
+    projector.stop().await;
+    let before = dump_all(&pool).await;
+    assert!(!before["catalog"]["products"].is_empty());
+
+    // The same batch applied twice, directly: everything is at or below the checkpoint.
+    let catalog = gps_projections::by_name("catalog").expect("catalog");
+    let raws = raw_events(&log, last).await;
+    for _ in 0..2 {
+        let report = gps_projections::runner::apply_batch(&pool, catalog, &raws).await.expect("apply");
+        assert_eq!((report.applied, report.skipped, report.dead_lettered), (0, raws.len(), 0));
+    }
+
+    // Every durable consumer reset to the start: the runners receive the whole
+    // stream again and skip it.
+    let stream = log.jetstream().get_stream("GPS_EVENTS").await.expect("stream");
+    for projection in &gps_projections::ALL {
+        stream.delete_consumer(&projection.durable_name()).await.expect("delete consumer");
+        log.durable_consumer(&projection.durable_name(), projection.filter_subjects(), 0)
+            .await
+            .expect("consumer");
+    }
+    let projector = Projector::start(&pool, &log);
+    let consumer_name = catalog.durable_name();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let info = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&consumer_name)
+                .await
+                .expect("consumer")
+                .get_info()
+                .await
+                .expect("info");
+            if info.ack_floor.stream_sequence >= last {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the stream is redelivered and acknowledged");
+    projector.stop().await;
+    assert_eq!(dump_all(&pool).await, before, "redelivery changed the read models");
+}
+
+#[tokio::test]
+async fn a_poison_event_goes_to_dead_letters_and_later_events_are_projected() {
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let projector = Projector::start(&pool, &log);
+    let handler = CommandHandler::new(log.clone());
+    let first = product(&handler, "p1", &create_product("p1", "dresses")).await;
+
+    // Not an envelope at all.
+    log.jetstream()
+        .publish("gps.evt.acme.product.junk", "{\"not\": \"an envelope\"}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    // A well-formed envelope of an event type this build does not know.
+    let mut unknown: serde_json::Value =
+        serde_json::from_slice(&raw_events(&log, first).await[0].body).expect("envelope");
+    unknown["event_type"] = "product.exploded".into();
+    unknown["aggregate_id"] = "p9".into();
+    log.jetstream()
+        .publish("gps.evt.acme.product.p9", serde_json::to_vec(&unknown).expect("json").into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+
+    let last = product(&handler, "p2", &create_product("p2", "shoes")).await;
+    wait_all(&pool, last).await;
+    let products: Vec<String> =
+        sqlx::query_scalar("SELECT product_id FROM catalog.products ORDER BY product_id")
+            .fetch_all(&pool)
+            .await
+            .expect("products");
+    assert_eq!(products, vec!["p1", "p2"]);
+    let dead: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT stream_sequence, subject, event_type, reason FROM catalog.dead_letters ORDER BY stream_sequence",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("dead letters");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!((dead[0].0, dead[0].1.as_str()), (2, "gps.evt.acme.product.junk"));
+    assert!(dead[0].3.contains("not an event envelope"), "{}", dead[0].3);
+    assert_eq!((dead[1].0, dead[1].2.as_deref()), (3, Some("product.exploded")));
+    assert!(dead[1].3.contains("unknown event type"), "{}", dead[1].3);
+    let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM catalog.dead_letters WHERE stream_sequence = 2")
+        .fetch_one(&pool)
+        .await
+        .expect("body");
+    assert_eq!(body, b"{\"not\": \"an envelope\"}");
+    // The feed skips them too, and status counts them.
+    assert_eq!(count(&pool, "SELECT count(*) FROM activity.activity").await, 2);
+    let status = gps_projections::status(&pool, &log).await.expect("status");
+    let catalog = status.iter().find(|s| s.projection == "catalog").expect("catalog status");
+    assert_eq!((catalog.dead_letters, catalog.checkpoint), (2, last));
+    projector.stop().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_produces_the_same_tables_and_the_runner_carries_on() {
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let projector = Projector::start(&pool, &log);
+    let handler = CommandHandler::new(log.clone());
+    let last = seed(&handler).await;
+    wait_all(&pool, last).await;
+    let live = dump_all(&pool).await;
+
+    for projection in &gps_projections::ALL {
+        let report = gps_projections::rebuild(&pool, &log, projection).await.expect("rebuild");
+        assert_eq!(report.checkpoint, last, "{}", projection.name);
+    }
+    let rebuilt = dump_all(&pool).await;
+    for (schema, tables) in &live {
+        for (table, rows) in tables {
+            assert_eq!(&rebuilt[schema][table], rows, "{schema}.{table} differs after the rebuild");
+        }
+    }
+    assert_eq!(rebuilt, live);
+    let leftovers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '%\\_rebuild' OR nspname LIKE '%\\_old'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("schemas");
+    assert_eq!(leftovers, 0, "shadow and old schemas are gone");
+
+    // The live runner writes into the swapped-in schema.
+    let next = product(&handler, "p4", &create_product("p4", "bags")).await;
+    wait_all(&pool, next).await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM catalog.products WHERE product_id = 'p4'").await, 1);
+    projector.stop().await;
+}
