@@ -3,6 +3,8 @@
 //! - `gps up`: the whole platform in one process on embedded defaults (it
 //!   starts the pinned nats-server unless `NATS_URL` names one).
 //! - `gps log provision|verify`: operate the event log.
+//! - `gps projector`: the projection runners alone; `gps projections
+//!   status|rebuild [NAME]`: operate the read models.
 //! - `gps admin create-user`: accounts and brand membership.
 //! - `gps bench append|load`: write-path benchmarks (figures, not tests).
 //!
@@ -12,6 +14,7 @@
 mod admin;
 mod bench;
 mod config;
+mod projector;
 mod up;
 
 use std::path::PathBuf;
@@ -43,6 +46,13 @@ enum Command {
     Log {
         #[command(subcommand)]
         action: LogAction,
+    },
+    /// Runs the projection runners (read models) until Ctrl-C or SIGTERM.
+    Projector,
+    /// Operates the read models.
+    Projections {
+        #[command(subcommand)]
+        action: projector::ProjectionsAction,
     },
     /// Operator tasks: user accounts.
     Admin {
@@ -93,6 +103,8 @@ fn main() -> anyhow::Result<()> {
                 up::run(settings).await
             }
             Command::Log { action } => log_command(settings, action).await,
+            Command::Projector => projector::run(settings).await,
+            Command::Projections { action } => projector::command(settings, action).await,
             Command::Admin { action } => admin::run(settings, action).await,
             Command::Bench { workload } => bench::run(workload).await,
         }

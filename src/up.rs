@@ -135,7 +135,18 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         None => {}
     }
     let state = gps_gateway::AppState { commands, log, db, cookie_secure: settings.cookie_secure };
+    let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
+    let projector = tokio::spawn(gps_projections::run_all(
+        state.db.clone(),
+        state.log.clone(),
+        gps_projections::RunnerOptions::default(),
+        async move {
+            let _ = projections_stopped.await;
+        },
+    ));
     gps_gateway::run(listener, state, shutdown_signal()).await?;
+    let _ = stop_projections.send(());
+    projector.await.context("the projection runners panicked")??;
     if let Some(server) = server.as_mut() {
         server.stop(Duration::from_secs(5)).await;
     }
@@ -143,7 +154,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
