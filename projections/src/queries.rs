@@ -1,9 +1,994 @@
 //! Queries for the gateway: brand-scoped get and list functions with cursor
-//! pagination, and read-your-writes.
+//! pagination, and read-your-writes ([`wait_for_sequence`]).
+//!
+//! Every function takes the brand and filters by it, so a caller cannot read
+//! another tenant's rows by id. Lists are ordered newest first by the stream
+//! sequence of the row's creating event (stable: it never changes), and the
+//! cursor is an opaque token for "after this position". Results are plain
+//! serde structs the gateway can return as JSON.
 
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgPool;
+use time::OffsetDateTime;
+
+/// The most items one page holds.
+pub const MAX_PAGE_SIZE: u32 = 200;
+/// Items per page when the caller does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The cursor was not produced by this API (or was altered).
+    #[error("the cursor is not valid; pass the next_cursor of a previous page unchanged")]
+    InvalidCursor,
+    /// Postgres failed.
+    #[error("read model unavailable: {0}")]
+    Postgres(#[from] sqlx::Error),
+}
+
+/// Which page to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// The `next_cursor` of the previous page; `None` for the first page.
+    pub cursor: Option<String>,
+    /// Items per page (1 to [`MAX_PAGE_SIZE`]; default [`DEFAULT_PAGE_SIZE`]).
+    pub limit: Option<u32>,
+}
+
+impl PageRequest {
+    fn limit(&self) -> i64 {
+        i64::from(self.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE))
+    }
+
+    fn before(&self) -> Result<Option<i64>, QueryError> {
+        self.cursor.as_deref().map(decode_cursor).transpose()
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Pass this to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(position: i64) -> String {
+    hex::encode(format!("gps1:{position}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, QueryError> {
+    let bytes = hex::decode(cursor).map_err(|_| QueryError::InvalidCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| QueryError::InvalidCursor)?;
+    text.strip_prefix("gps1:").and_then(|n| n.parse().ok()).ok_or(QueryError::InvalidCursor)
+}
+
+/// Rows are fetched one beyond the limit to learn whether a next page exists.
+fn page<T>(mut rows: Vec<T>, request: &PageRequest, position: impl Fn(&T) -> i64) -> Page<T> {
+    let limit = usize::try_from(request.limit()).unwrap_or(usize::MAX);
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|row| encode_cursor(position(row)))
+    } else {
+        None
+    };
+    Page { items: rows, next_cursor }
+}
+
+macro_rules! list_query {
+    ($pool:expr, $request:expr, $sql:literal, $ty:ty, [$($bind:expr),*]) => {{
+        let request: &PageRequest = $request;
+        let rows: Vec<$ty> = sqlx::query_as($sql)
+            $(.bind($bind))*
+            .bind(request.before()?)
+            .bind(request.limit() + 1)
+            .fetch_all($pool)
+            .await?;
+        Ok(page(rows, request, |row| row.created_sequence))
+    }};
+}
+
+// ---------------------------------------------------------------- brands
+
+/// A brand.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct BrandView {
+    /// The brand id.
+    pub brand: String,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The brand aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// The brand, if it exists.
+pub async fn get_brand(pool: &PgPool, brand: &str) -> Result<Option<BrandView>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT brand, name, created_at, version, last_sequence FROM brands.brands WHERE brand = $1",
+    )
+    .bind(brand)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A member of a brand.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct MemberView {
+    /// The brand.
+    pub brand: String,
+    /// The member id.
+    pub member_id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Email address.
+    pub email: String,
+    /// Role: owner, producer, reviewer, viewer or auditor.
+    pub role: String,
+    /// When the member was added.
+    #[serde(with = "time::serde::rfc3339")]
+    pub added_at: OffsetDateTime,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// The brand's members.
+pub async fn list_members(
+    pool: &PgPool,
+    brand: &str,
+    request: &PageRequest,
+) -> Result<Page<MemberView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, member_id, display_name, email, role, added_at, created_sequence, last_sequence FROM brands.members
+         WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2) ORDER BY created_sequence DESC LIMIT $3",
+        MemberView, [brand])
+}
+
+/// One member.
+pub async fn get_member(
+    pool: &PgPool,
+    brand: &str,
+    member_id: &str,
+) -> Result<Option<MemberView>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT brand, member_id, display_name, email, role, added_at, created_sequence, last_sequence FROM brands.members
+         WHERE brand = $1 AND member_id = $2",
+    )
+    .bind(brand)
+    .bind(member_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// An API client (never its secret: only the public key fingerprint).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ApiClientView {
+    /// The brand.
+    pub brand: String,
+    /// The client id.
+    pub api_client_id: String,
+    /// What the client is.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// The key's public fingerprint.
+    pub key_fingerprint: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// Why, if given.
+    pub revoked_reason: Option<String>,
+    /// When it was registered.
+    #[serde(with = "time::serde::rfc3339")]
+    pub registered_at: OffsetDateTime,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// The brand's API clients, revoked ones included.
+pub async fn list_api_clients(
+    pool: &PgPool,
+    brand: &str,
+    request: &PageRequest,
+) -> Result<Page<ApiClientView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, api_client_id, name, role, key_fingerprint, revoked, revoked_reason, registered_at, created_sequence, last_sequence
+         FROM brands.api_clients WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2)
+         ORDER BY created_sequence DESC LIMIT $3",
+        ApiClientView, [brand])
+}
+
+/// A channel preset (current version).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ChannelPresetView {
+    /// The brand.
+    pub brand: String,
+    /// The channel.
+    pub channel: String,
+    /// The preset's version number.
+    pub preset_version: i32,
+    /// The spec (JSON).
+    pub spec: Value,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// The brand's channel presets.
+pub async fn list_channel_presets(
+    pool: &PgPool,
+    brand: &str,
+    request: &PageRequest,
+) -> Result<Page<ChannelPresetView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, channel, preset_version, spec, created_sequence, last_sequence FROM brands.channel_presets
+         WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2) ORDER BY created_sequence DESC LIMIT $3",
+        ChannelPresetView, [brand])
+}
+
+// ---------------------------------------------------------------- catalog
+
+/// A product (list item; [`get_product`] adds the images).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ProductView {
+    /// The brand.
+    pub brand: String,
+    /// The product id.
+    pub product_id: String,
+    /// SKU.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Category.
+    pub category: String,
+    /// Free attributes (JSON object).
+    pub attributes: Value,
+    /// Whether it is archived.
+    pub archived: bool,
+    /// How many images it has.
+    pub image_count: i32,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The product aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// An image of a product or a base image of a subject.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ImageView {
+    /// The image id.
+    pub image_id: String,
+    /// The view (product) or `pose/angle` (subject).
+    pub kind: String,
+    /// The content hash (object key).
+    pub content_hash: String,
+    /// The asset reference (JSON: hash, media type, bytes, size).
+    pub asset: Value,
+}
+
+/// A product with its images.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProductDetail {
+    /// The product.
+    #[serde(flatten)]
+    pub product: ProductView,
+    /// Its images, oldest first.
+    pub images: Vec<ImageView>,
+}
+
+/// Filters of [`list_products`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductFilter {
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only archived (`Some(true)`) or active (`Some(false)`) products.
+    pub archived: Option<bool>,
+}
+
+/// The brand's products.
+pub async fn list_products(
+    pool: &PgPool,
+    brand: &str,
+    filter: &ProductFilter,
+    request: &PageRequest,
+) -> Result<Page<ProductView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, product_id, sku, name, category, attributes, archived, image_count, created_at, updated_at,
+                created_sequence, version, last_sequence
+         FROM catalog.products WHERE brand = $1 AND ($2::text IS NULL OR category = $2) AND ($3::bool IS NULL OR archived = $3)
+           AND ($4::bigint IS NULL OR created_sequence < $4)
+         ORDER BY created_sequence DESC LIMIT $5",
+        ProductView, [brand, filter.category.as_deref(), filter.archived])
+}
+
+/// One product with its images.
+pub async fn get_product(
+    pool: &PgPool,
+    brand: &str,
+    product_id: &str,
+) -> Result<Option<ProductDetail>, QueryError> {
+    let product: Option<ProductView> = sqlx::query_as(
+        "SELECT brand, product_id, sku, name, category, attributes, archived, image_count, created_at, updated_at,
+                created_sequence, version, last_sequence
+         FROM catalog.products WHERE brand = $1 AND product_id = $2",
+    )
+    .bind(brand)
+    .bind(product_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(product) = product else { return Ok(None) };
+    let images = sqlx::query_as(
+        "SELECT image_id, view AS kind, content_hash, asset FROM catalog.product_images
+         WHERE brand = $1 AND product_id = $2 ORDER BY created_sequence",
+    )
+    .bind(brand)
+    .bind(product_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(ProductDetail { product, images }))
+}
+
+/// A subject (virtual model).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct SubjectView {
+    /// The brand.
+    pub brand: String,
+    /// The subject id.
+    pub subject_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Whether it is retired.
+    pub retired: bool,
+    /// How many base images it has.
+    pub image_count: i32,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The subject aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// A subject with its base images.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubjectDetail {
+    /// The subject.
+    #[serde(flatten)]
+    pub subject: SubjectView,
+    /// Its base images, oldest first (`kind` is `pose/angle`).
+    pub images: Vec<ImageView>,
+}
+
+/// The brand's subjects.
+pub async fn list_subjects(
+    pool: &PgPool,
+    brand: &str,
+    request: &PageRequest,
+) -> Result<Page<SubjectView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, subject_id, name, description, retired, image_count, created_sequence, version, last_sequence
+         FROM catalog.subjects WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2)
+         ORDER BY created_sequence DESC LIMIT $3",
+        SubjectView, [brand])
+}
+
+/// One subject with its base images.
+pub async fn get_subject(
+    pool: &PgPool,
+    brand: &str,
+    subject_id: &str,
+) -> Result<Option<SubjectDetail>, QueryError> {
+    let subject: Option<SubjectView> = sqlx::query_as(
+        "SELECT brand, subject_id, name, description, retired, image_count, created_sequence, version, last_sequence
+         FROM catalog.subjects WHERE brand = $1 AND subject_id = $2",
+    )
+    .bind(brand)
+    .bind(subject_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(subject) = subject else { return Ok(None) };
+    let images = sqlx::query_as(
+        "SELECT image_id, pose || '/' || angle AS kind, content_hash, asset FROM catalog.subject_images
+         WHERE brand = $1 AND subject_id = $2 ORDER BY created_sequence",
+    )
+    .bind(brand)
+    .bind(subject_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(SubjectDetail { subject, images }))
+}
+
+/// A style with its current version and definition.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StyleView {
+    /// The brand.
+    pub brand: String,
+    /// The style id.
+    pub style_id: String,
+    /// Name.
+    pub name: String,
+    /// The current style version.
+    pub current_version: i32,
+    /// The current definition (JSON).
+    pub definition: Value,
+    /// Whether it is archived.
+    pub archived: bool,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The style aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// The brand's styles.
+pub async fn list_styles(
+    pool: &PgPool,
+    brand: &str,
+    request: &PageRequest,
+) -> Result<Page<StyleView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, style_id, name, current_version, definition, archived, created_sequence, version, last_sequence
+         FROM catalog.styles WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2)
+         ORDER BY created_sequence DESC LIMIT $3",
+        StyleView, [brand])
+}
+
+/// One style.
+pub async fn get_style(pool: &PgPool, brand: &str, style_id: &str) -> Result<Option<StyleView>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT brand, style_id, name, current_version, definition, archived, created_sequence, version, last_sequence
+         FROM catalog.styles WHERE brand = $1 AND style_id = $2",
+    )
+    .bind(brand)
+    .bind(style_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+// ---------------------------------------------------------------- production
+
+/// A shooting.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ShootingView {
+    /// The brand.
+    pub brand: String,
+    /// The shooting id.
+    pub shooting_id: String,
+    /// Name.
+    pub name: String,
+    /// draft, launched, completed or archived.
+    pub status: String,
+    /// Defaults (JSON).
+    pub defaults: Value,
+    /// Rules (JSON).
+    pub rules: Value,
+    /// How many times it was launched.
+    pub launch_number: i32,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The shooting aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// The brand's shootings, optionally of one status.
+pub async fn list_shootings(
+    pool: &PgPool,
+    brand: &str,
+    status: Option<&str>,
+    request: &PageRequest,
+) -> Result<Page<ShootingView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, shooting_id, name, status, defaults, rules, launch_number, created_sequence, version, last_sequence
+         FROM production.shootings WHERE brand = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::bigint IS NULL OR created_sequence < $3)
+         ORDER BY created_sequence DESC LIMIT $4",
+        ShootingView, [brand, status])
+}
+
+/// One shooting.
+pub async fn get_shooting(
+    pool: &PgPool,
+    brand: &str,
+    shooting_id: &str,
+) -> Result<Option<ShootingView>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT brand, shooting_id, name, status, defaults, rules, launch_number, created_sequence, version, last_sequence
+         FROM production.shootings WHERE brand = $1 AND shooting_id = $2",
+    )
+    .bind(brand)
+    .bind(shooting_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A look of a shooting.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct LookView {
+    /// The brand.
+    pub brand: String,
+    /// The look id.
+    pub look_id: String,
+    /// Its shooting.
+    pub shooting_id: String,
+    /// Name.
+    pub name: String,
+    /// Product ids (JSON array).
+    pub products: Value,
+    /// The subject, if set.
+    pub subject_id: Option<String>,
+    /// The style, if set.
+    pub style_id: Option<String>,
+    /// Guidelines (JSON).
+    pub guidelines: Value,
+    /// Its own shot types (JSON array), or null for the shooting's.
+    pub shot_types: Option<Value>,
+    /// Whether it was removed.
+    pub removed: bool,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The look aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// The brand's looks, optionally of one shooting; removed looks are left out.
+pub async fn list_looks(
+    pool: &PgPool,
+    brand: &str,
+    shooting_id: Option<&str>,
+    request: &PageRequest,
+) -> Result<Page<LookView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, look_id, shooting_id, name, products, subject_id, style_id, guidelines, shot_types, removed,
+                created_sequence, version, last_sequence
+         FROM production.looks WHERE brand = $1 AND NOT removed AND ($2::text IS NULL OR shooting_id = $2)
+           AND ($3::bigint IS NULL OR created_sequence < $3)
+         ORDER BY created_sequence DESC LIMIT $4",
+        LookView, [brand, shooting_id])
+}
+
+/// One look (also a removed one).
+pub async fn get_look(pool: &PgPool, brand: &str, look_id: &str) -> Result<Option<LookView>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT brand, look_id, shooting_id, name, products, subject_id, style_id, guidelines, shot_types, removed,
+                created_sequence, version, last_sequence
+         FROM production.looks WHERE brand = $1 AND look_id = $2",
+    )
+    .bind(brand)
+    .bind(look_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A generation with its status, progress and cost.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct GenerationView {
+    /// The brand.
+    pub brand: String,
+    /// The generation id.
+    pub generation_id: String,
+    /// Its shooting.
+    pub shooting_id: String,
+    /// Its look.
+    pub look_id: String,
+    /// The shot type.
+    pub shot_type: String,
+    /// Variants requested.
+    pub variants: i32,
+    /// requested, running, completed, failed or cancelled.
+    pub status: String,
+    /// The attempt number.
+    pub attempt: i32,
+    /// The compute agent running it, once started.
+    pub agent: Option<String>,
+    /// Workflow steps completed (progress).
+    pub steps_completed: i32,
+    /// The completed steps (JSON array: step, provider, model, duration, cost).
+    pub steps: Value,
+    /// Cost so far, in micro-units of the billing currency.
+    pub cost_micros: i64,
+    /// The predictions it produced (JSON array), once completed.
+    pub prediction_ids: Value,
+    /// Why it failed or was cancelled.
+    pub failure_reason: Option<String>,
+    /// Whether a failure may be retried.
+    pub retryable: Option<bool>,
+    /// The full request (JSON): inputs, workflow, output, seed.
+    pub request: Value,
+    /// When it was requested.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The generation aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// Filters of [`list_generations`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenerationFilter {
+    /// Only of this shooting.
+    pub shooting_id: Option<String>,
+    /// Only of this look.
+    pub look_id: Option<String>,
+    /// Only in this status.
+    pub status: Option<String>,
+}
+
+/// The brand's generations.
+pub async fn list_generations(
+    pool: &PgPool,
+    brand: &str,
+    filter: &GenerationFilter,
+    request: &PageRequest,
+) -> Result<Page<GenerationView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, generation_id, shooting_id, look_id, shot_type, variants, status, attempt, agent, steps_completed, steps,
+                cost_micros, prediction_ids, failure_reason, retryable, request, created_at, updated_at, created_sequence, version, last_sequence
+         FROM production.generations WHERE brand = $1 AND ($2::text IS NULL OR shooting_id = $2)
+           AND ($3::text IS NULL OR look_id = $3) AND ($4::text IS NULL OR status = $4)
+           AND ($5::bigint IS NULL OR created_sequence < $5)
+         ORDER BY created_sequence DESC LIMIT $6",
+        GenerationView, [brand, filter.shooting_id.as_deref(), filter.look_id.as_deref(), filter.status.as_deref()])
+}
+
+/// One generation.
+pub async fn get_generation(
+    pool: &PgPool,
+    brand: &str,
+    generation_id: &str,
+) -> Result<Option<GenerationView>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT brand, generation_id, shooting_id, look_id, shot_type, variants, status, attempt, agent, steps_completed, steps,
+                cost_micros, prediction_ids, failure_reason, retryable, request, created_at, updated_at, created_sequence, version, last_sequence
+         FROM production.generations WHERE brand = $1 AND generation_id = $2",
+    )
+    .bind(brand)
+    .bind(generation_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+// ---------------------------------------------------------------- review
+
+/// A prediction with its review state.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct PredictionView {
+    /// The brand.
+    pub brand: String,
+    /// The prediction id.
+    pub prediction_id: String,
+    /// Its generation.
+    pub generation_id: String,
+    /// Its look.
+    pub look_id: String,
+    /// The shot type.
+    pub shot_type: String,
+    /// Which variant of the generation.
+    pub variant_index: i32,
+    /// The content hash (object key).
+    pub content_hash: String,
+    /// The asset reference (JSON).
+    pub asset: Value,
+    /// Provenance (JSON: provider, model, prompt, seed…).
+    pub provenance: Value,
+    /// pending, approved, rejected or revision_requested.
+    pub review_state: String,
+    /// The rejection reason or revision comment.
+    pub review_reason: Option<String>,
+    /// Who reviewed (JSON actor).
+    pub reviewed_by: Option<Value>,
+    /// How many comments it has.
+    pub comment_count: i32,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The prediction aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// A comment on a prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct CommentView {
+    /// The comment id.
+    pub comment_id: String,
+    /// The text.
+    pub text: String,
+    /// Who wrote it (JSON actor).
+    pub actor: Value,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A revision request on a prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RevisionRequestView {
+    /// The reviewer's feedback.
+    pub comment: String,
+    /// Annotated regions (JSON array).
+    pub regions: Value,
+    /// Who asked (JSON actor).
+    pub actor: Value,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+}
+
+/// A prediction with its comments and revision requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionDetail {
+    /// The prediction.
+    #[serde(flatten)]
+    pub prediction: PredictionView,
+    /// Comments, oldest first.
+    pub comments: Vec<CommentView>,
+    /// Revision requests, oldest first.
+    pub revision_requests: Vec<RevisionRequestView>,
+}
+
+/// Filters of [`list_predictions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PredictionFilter {
+    /// Only in this review state.
+    pub review_state: Option<String>,
+    /// Only of this generation.
+    pub generation_id: Option<String>,
+    /// Only of this look.
+    pub look_id: Option<String>,
+}
+
+/// The brand's predictions.
+pub async fn list_predictions(
+    pool: &PgPool,
+    brand: &str,
+    filter: &PredictionFilter,
+    request: &PageRequest,
+) -> Result<Page<PredictionView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, prediction_id, generation_id, look_id, shot_type, variant_index, content_hash, asset, provenance,
+                review_state, review_reason, reviewed_by, comment_count, created_sequence, version, last_sequence
+         FROM review.predictions WHERE brand = $1 AND ($2::text IS NULL OR review_state = $2)
+           AND ($3::text IS NULL OR generation_id = $3) AND ($4::text IS NULL OR look_id = $4)
+           AND ($5::bigint IS NULL OR created_sequence < $5)
+         ORDER BY created_sequence DESC LIMIT $6",
+        PredictionView, [brand, filter.review_state.as_deref(), filter.generation_id.as_deref(), filter.look_id.as_deref()])
+}
+
+/// One prediction with its comments and revision requests.
+pub async fn get_prediction(
+    pool: &PgPool,
+    brand: &str,
+    prediction_id: &str,
+) -> Result<Option<PredictionDetail>, QueryError> {
+    let prediction: Option<PredictionView> = sqlx::query_as(
+        "SELECT brand, prediction_id, generation_id, look_id, shot_type, variant_index, content_hash, asset, provenance,
+                review_state, review_reason, reviewed_by, comment_count, created_sequence, version, last_sequence
+         FROM review.predictions WHERE brand = $1 AND prediction_id = $2",
+    )
+    .bind(brand)
+    .bind(prediction_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(prediction) = prediction else { return Ok(None) };
+    let comments = sqlx::query_as(
+        "SELECT comment_id, text, actor, created_at FROM review.prediction_comments
+         WHERE brand = $1 AND prediction_id = $2 ORDER BY created_sequence",
+    )
+    .bind(brand)
+    .bind(prediction_id)
+    .fetch_all(pool)
+    .await?;
+    let revision_requests = sqlx::query_as(
+        "SELECT comment, regions, actor, requested_at FROM review.revision_requests
+         WHERE brand = $1 AND prediction_id = $2 ORDER BY created_sequence",
+    )
+    .bind(brand)
+    .bind(prediction_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(PredictionDetail { prediction, comments, revision_requests }))
+}
+
+// ---------------------------------------------------------------- delivery
+
+/// An export.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ExportView {
+    /// The brand.
+    pub brand: String,
+    /// The export id.
+    pub export_id: String,
+    /// The channel.
+    pub channel: String,
+    /// The predictions exported (JSON array).
+    pub prediction_ids: Value,
+    /// The preset spec used (JSON).
+    pub preset: Value,
+    /// Where it goes (JSON; names of secrets only).
+    pub destination: Value,
+    /// in_progress, completed or failed.
+    pub status: String,
+    /// The attempt number.
+    pub attempt: i32,
+    /// Why it failed.
+    pub failure_reason: Option<String>,
+    /// Renditions delivered, once completed.
+    pub delivered: i32,
+    /// Position of the creating event (the list order).
+    pub created_sequence: i64,
+    /// The export aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// A rendition of an export and its delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RenditionView {
+    /// The rendition id.
+    pub rendition_id: String,
+    /// The prediction it renders.
+    pub prediction_id: String,
+    /// The file name.
+    pub file_name: String,
+    /// The checksum.
+    pub checksum: String,
+    /// The asset reference (JSON).
+    pub asset: Value,
+    /// Whether it was delivered.
+    pub delivered: bool,
+    /// Where (JSON), once delivered.
+    pub location: Option<Value>,
+}
+
+/// An export with its renditions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportDetail {
+    /// The export.
+    #[serde(flatten)]
+    pub export: ExportView,
+    /// Renditions, oldest first.
+    pub renditions: Vec<RenditionView>,
+}
+
+/// The brand's exports, optionally of one status.
+pub async fn list_exports(
+    pool: &PgPool,
+    brand: &str,
+    status: Option<&str>,
+    request: &PageRequest,
+) -> Result<Page<ExportView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, export_id, channel, prediction_ids, preset, destination, status, attempt, failure_reason, delivered,
+                created_sequence, version, last_sequence
+         FROM delivery.exports WHERE brand = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::bigint IS NULL OR created_sequence < $3)
+         ORDER BY created_sequence DESC LIMIT $4",
+        ExportView, [brand, status])
+}
+
+/// One export with its renditions.
+pub async fn get_export(
+    pool: &PgPool,
+    brand: &str,
+    export_id: &str,
+) -> Result<Option<ExportDetail>, QueryError> {
+    let export: Option<ExportView> = sqlx::query_as(
+        "SELECT brand, export_id, channel, prediction_ids, preset, destination, status, attempt, failure_reason, delivered,
+                created_sequence, version, last_sequence
+         FROM delivery.exports WHERE brand = $1 AND export_id = $2",
+    )
+    .bind(brand)
+    .bind(export_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(export) = export else { return Ok(None) };
+    let renditions = sqlx::query_as(
+        "SELECT rendition_id, prediction_id, file_name, checksum, asset, delivered, location FROM delivery.export_renditions
+         WHERE brand = $1 AND export_id = $2 ORDER BY created_sequence",
+    )
+    .bind(brand)
+    .bind(export_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(ExportDetail { export, renditions }))
+}
+
+// ---------------------------------------------------------------- activity
+
+/// One entry of a brand's activity feed.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ActivityView {
+    /// The stream sequence of the event (the list order).
+    #[sqlx(rename = "sequence")]
+    pub created_sequence: i64,
+    /// The brand.
+    pub brand: String,
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    /// Who (JSON actor).
+    pub actor: Value,
+    /// The event type, e.g. `product.created`.
+    pub event_type: String,
+    /// The aggregate kind.
+    pub aggregate_type: String,
+    /// The aggregate id.
+    pub aggregate_id: String,
+    /// The aggregate's version after the event.
+    pub aggregate_version: i64,
+    /// A short human summary.
+    pub summary: String,
+}
+
+/// The brand's activity feed, newest first, optionally of one aggregate.
+pub async fn list_activity(
+    pool: &PgPool,
+    brand: &str,
+    aggregate: Option<(&str, &str)>,
+    request: &PageRequest,
+) -> Result<Page<ActivityView>, QueryError> {
+    let (kind, id) = aggregate.unzip();
+    list_query!(pool, request,
+        "SELECT sequence, brand, occurred_at, actor, event_type, aggregate_type, aggregate_id, aggregate_version, summary
+         FROM activity.activity WHERE brand = $1 AND ($2::text IS NULL OR aggregate_type = $2)
+           AND ($3::text IS NULL OR aggregate_id = $3) AND ($4::bigint IS NULL OR sequence < $4)
+         ORDER BY sequence DESC LIMIT $5",
+        ActivityView, [brand, kind, id])
+}
+
+// ---------------------------------------------------------------- consistency
+
+/// A projection's checkpoint: the last stream sequence it has applied (or
+/// moved past because nothing up to it concerned it). 0 before it started.
+pub async fn checkpoint(pool: &PgPool, projection: &str) -> Result<u64, QueryError> {
+    let Some(projection) = crate::by_name(projection) else { return Ok(0) };
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("\"{}\".checkpoint", projection.schema))
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(0);
+    }
+    // The schema is a projection's static name.
+    let sql = format!("SELECT coalesce(max(last_sequence), 0) FROM \"{}\".checkpoint", projection.schema);
+    let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await?;
+    Ok(u64::try_from(value).unwrap_or(0))
+}
 
 /// The read model has not reached the requested sequence within the timeout.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -604,3 +604,95 @@ async fn a_killed_projector_process_resumes_with_no_lost_and_no_doubled_rows() {
     }
     assert_eq!(dump_all(&pool).await, resumed);
 }
+
+#[tokio::test]
+async fn queries_are_scoped_to_the_brand_paginated_by_cursor_and_filtered() {
+    use gps_projections::queries::{self, PageRequest, ProductFilter, QueryError};
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let projector = Projector::start(&pool, &log);
+    let handler = CommandHandler::new(log.clone());
+    seed(&handler).await;
+    // Another brand with a product of the same id.
+    let other = gps_domain::ids::BrandId::parse("globex").expect("brand");
+    let address = CommandHandler::address::<Product>(&other, "p1").expect("address");
+    let mut command = create_product("p1", "hats");
+    if let ProductCommand::CreateProduct { brand_id, .. } = &mut command {
+        *brand_id = other.clone();
+    }
+    let last =
+        handler.execute::<Product>(&address, &meta(), &command).await.expect("other brand").stream_sequence;
+    wait_all(&pool, last).await;
+
+    let first = queries::list_products(
+        &pool,
+        "acme",
+        &ProductFilter::default(),
+        &PageRequest { cursor: None, limit: Some(2) },
+    )
+    .await
+    .expect("page 1");
+    let ids = |page: &queries::Page<queries::ProductView>| {
+        page.items.iter().map(|p| p.product_id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&first), vec!["p3", "p2"], "newest first");
+    let cursor = first.next_cursor.clone().expect("a next page");
+    let second = queries::list_products(
+        &pool,
+        "acme",
+        &ProductFilter::default(),
+        &PageRequest { cursor: Some(cursor), limit: Some(2) },
+    )
+    .await
+    .expect("page 2");
+    assert_eq!(ids(&second), vec!["p1"]);
+    assert_eq!(second.next_cursor, None);
+
+    let dresses = ProductFilter { category: Some("dresses".into()), archived: None };
+    let page =
+        queries::list_products(&pool, "acme", &dresses, &PageRequest::default()).await.expect("dresses");
+    assert_eq!(ids(&page), vec!["p3", "p1"]);
+    let archived = ProductFilter { category: None, archived: Some(true) };
+    let page =
+        queries::list_products(&pool, "acme", &archived, &PageRequest::default()).await.expect("archived");
+    assert_eq!(ids(&page), vec!["p3"]);
+    let page = queries::list_products(&pool, "globex", &ProductFilter::default(), &PageRequest::default())
+        .await
+        .expect("other brand");
+    assert_eq!(ids(&page), vec!["p1"]);
+    assert_eq!(page.items[0].category, "hats");
+
+    let detail = queries::get_product(&pool, "acme", "p1").await.expect("get").expect("exists");
+    assert_eq!((detail.product.category.as_str(), detail.images.len()), ("dresses", 1));
+    assert_eq!(detail.images[0].kind, "front");
+    assert!(
+        queries::get_product(&pool, "initech", "p1").await.expect("get").is_none(),
+        "no row of another brand"
+    );
+    let json = serde_json::to_value(&detail).expect("serializable");
+    assert_eq!(json["product_id"], "p1");
+    assert_eq!(json["images"][0]["image_id"], "img1");
+
+    let members = queries::list_members(&pool, "acme", &PageRequest::default()).await.expect("members");
+    assert_eq!(members.items.len(), 2);
+    assert_eq!(queries::get_brand(&pool, "acme").await.expect("brand").expect("exists").name, "Acme");
+    let subject = queries::get_subject(&pool, "acme", "s1").await.expect("subject").expect("exists");
+    assert_eq!(subject.subject.name, "Model one");
+    let feed = queries::list_activity(&pool, "acme", Some(("product", "p3")), &PageRequest::default())
+        .await
+        .expect("feed");
+    assert_eq!(
+        feed.items.iter().map(|a| a.event_type.as_str()).collect::<Vec<_>>(),
+        vec!["product.archived", "product.image_added", "product.created"]
+    );
+    assert!(feed.items[2].summary.contains("created"), "{}", feed.items[2].summary);
+
+    let bad = PageRequest { cursor: Some("not-a-cursor".into()), limit: None };
+    let error =
+        queries::list_products(&pool, "acme", &ProductFilter::default(), &bad).await.expect_err("bad cursor");
+    assert!(matches!(error, QueryError::InvalidCursor), "{error:?}");
+    assert_eq!(queries::checkpoint(&pool, "catalog").await.expect("checkpoint"), last);
+    projector.stop().await;
+}
