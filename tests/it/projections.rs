@@ -696,3 +696,96 @@ async fn queries_are_scoped_to_the_brand_paginated_by_cursor_and_filtered() {
     assert_eq!(queries::checkpoint(&pool, "catalog").await.expect("checkpoint"), last);
     projector.stop().await;
 }
+
+/// The frozen golden fixtures: one stored event of every type, forming one
+/// history per aggregate kind.
+fn golden_fixtures() -> Vec<serde_json::Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join("fixtures");
+    let mut events: Vec<serde_json::Value> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json")
+        })
+        .collect();
+    events.sort_by_key(|e| {
+        (e["aggregate_type"].as_str().unwrap_or("").to_owned(), e["aggregate_version"].as_u64().unwrap_or(0))
+    });
+    events
+}
+
+#[tokio::test]
+async fn every_event_type_is_applied_without_dead_letters() {
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let fixtures = golden_fixtures();
+    assert!(fixtures.len() >= 59, "one fixture per event type");
+    let mut last = 0;
+    for event in &fixtures {
+        let subject = format!(
+            "gps.evt.{}.{}.{}",
+            event["brand"].as_str().expect("brand"),
+            event["aggregate_type"].as_str().expect("type"),
+            event["aggregate_id"].as_str().expect("id")
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(gps_nats::HEADER_EVENT_TYPE, event["event_type"].as_str().expect("event type"));
+        last = log
+            .jetstream()
+            .publish_with_headers(subject, headers, serde_json::to_vec(event).expect("json").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored")
+            .sequence;
+    }
+    let projector = Projector::start(&pool, &log);
+    wait_all(&pool, last).await;
+    projector.stop().await;
+
+    for status in gps_projections::status(&pool, &log).await.expect("status") {
+        assert_eq!(status.dead_letters, 0, "{}: {status:?}", status.projection);
+        assert_eq!(status.lag, 0, "{status:?}");
+    }
+    let (status, attempt, steps, cost): (String, i32, i32, i64) = sqlx::query_as(
+        "SELECT status, attempt, steps_completed, cost_micros FROM production.generations WHERE brand = 'acme'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("generation");
+    assert_eq!((status.as_str(), steps), ("requested", 1), "retried after failing, one step recorded");
+    assert!(attempt >= 1 && cost > 0, "attempt {attempt}, cost {cost}");
+    let (state, comments, revisions): (String, i32, i64) = sqlx::query_as(
+        "SELECT review_state, comment_count, (SELECT count(*) FROM review.revision_requests) FROM review.predictions",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("prediction");
+    assert_eq!((state.as_str(), comments, revisions), ("pending", 1, 1));
+    let (status, delivered): (String, bool) = sqlx::query_as(
+        "SELECT e.status, r.delivered FROM delivery.exports e JOIN delivery.export_renditions r USING (brand, export_id)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("export");
+    assert_eq!((status.as_str(), delivered), ("in_progress", true));
+    assert_eq!(count(&pool, "SELECT count(*) FROM production.shootings WHERE status = 'archived'").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM production.looks WHERE removed").await, 1);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM catalog.products WHERE NOT archived AND image_count = 0").await,
+        1
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM catalog.styles WHERE archived AND current_version = 2").await,
+        1
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM catalog.subjects WHERE retired AND image_count = 0").await,
+        1
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM brands.api_clients WHERE revoked").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM brands.channel_presets").await, 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM activity.activity").await, fixtures.len() as i64);
+}
