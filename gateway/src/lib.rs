@@ -2,7 +2,8 @@
 //!
 //! Layout: [`error`] (`ApiError`, problem documents), [`auth`] (users,
 //! sessions, API keys, roles per brand), `routes` (the `/api/v1` commands),
-//! and `/healthz` here. Queries, uploads, the CDN route, live updates and the
+//! `configure` (the Configure stage's commands: subjects, styles, shootings,
+//! looks), and `/healthz` here. Queries, uploads, the CDN route, live updates and the
 //! UI join it in later issues.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
@@ -11,6 +12,7 @@
 //! listener the caller bound (tests bind port 0).
 
 pub mod auth;
+mod configure;
 pub mod error;
 pub mod openapi;
 mod routes;

@@ -9,6 +9,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use crate::configure;
 use crate::routes::{self, actions};
 
 /// The API description.
@@ -36,6 +37,27 @@ use crate::routes::{self, actions};
         routes::update_product,
         routes::archive_product,
         routes::restore_product,
+        configure::create_subject,
+        configure::update_subject,
+        configure::retire_subject,
+        configure::create_style,
+        configure::revise_style,
+        configure::archive_style,
+        configure::create_shooting,
+        configure::rename_shooting,
+        configure::update_shooting_defaults,
+        configure::set_shooting_rules,
+        configure::reopen_shooting,
+        configure::complete_shooting,
+        configure::archive_shooting,
+        configure::create_look,
+        configure::rename_look,
+        configure::change_look_products,
+        configure::change_look_subject,
+        configure::change_look_style,
+        configure::set_look_guidelines,
+        configure::set_look_shot_types,
+        configure::remove_look,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecurityAndActions)

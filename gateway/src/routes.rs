@@ -53,6 +53,48 @@ pub(crate) mod actions {
     pub(crate) const ARCHIVE_PRODUCT: Action = Action::Produce;
     /// `restore_product` requires this.
     pub(crate) const RESTORE_PRODUCT: Action = Action::Produce;
+    /// `create_subject` requires this.
+    pub(crate) const CREATE_SUBJECT: Action = Action::Produce;
+    /// `update_subject` requires this.
+    pub(crate) const UPDATE_SUBJECT: Action = Action::Produce;
+    /// `retire_subject` requires this.
+    pub(crate) const RETIRE_SUBJECT: Action = Action::Produce;
+    /// `create_style` requires this.
+    pub(crate) const CREATE_STYLE: Action = Action::Produce;
+    /// `revise_style` requires this.
+    pub(crate) const REVISE_STYLE: Action = Action::Produce;
+    /// `archive_style` requires this.
+    pub(crate) const ARCHIVE_STYLE: Action = Action::Produce;
+    /// `create_shooting` requires this.
+    pub(crate) const CREATE_SHOOTING: Action = Action::Produce;
+    /// `rename_shooting` requires this.
+    pub(crate) const RENAME_SHOOTING: Action = Action::Produce;
+    /// `update_shooting_defaults` requires this.
+    pub(crate) const UPDATE_SHOOTING_DEFAULTS: Action = Action::Produce;
+    /// `set_shooting_rules` requires this.
+    pub(crate) const SET_SHOOTING_RULES: Action = Action::Produce;
+    /// `reopen_shooting` requires this.
+    pub(crate) const REOPEN_SHOOTING: Action = Action::Produce;
+    /// `complete_shooting` requires this.
+    pub(crate) const COMPLETE_SHOOTING: Action = Action::Produce;
+    /// `archive_shooting` requires this.
+    pub(crate) const ARCHIVE_SHOOTING: Action = Action::Produce;
+    /// `create_look` requires this.
+    pub(crate) const CREATE_LOOK: Action = Action::Produce;
+    /// `rename_look` requires this.
+    pub(crate) const RENAME_LOOK: Action = Action::Produce;
+    /// `change_look_products` requires this.
+    pub(crate) const CHANGE_LOOK_PRODUCTS: Action = Action::Produce;
+    /// `change_look_subject` requires this.
+    pub(crate) const CHANGE_LOOK_SUBJECT: Action = Action::Produce;
+    /// `change_look_style` requires this.
+    pub(crate) const CHANGE_LOOK_STYLE: Action = Action::Produce;
+    /// `set_look_guidelines` requires this.
+    pub(crate) const SET_LOOK_GUIDELINES: Action = Action::Produce;
+    /// `set_look_shot_types` requires this.
+    pub(crate) const SET_LOOK_SHOT_TYPES: Action = Action::Produce;
+    /// `remove_look` requires this.
+    pub(crate) const REMOVE_LOOK: Action = Action::Produce;
 
     /// Operation id → required action.
     pub(crate) const BY_OPERATION: &[(&str, Action)] = &[
@@ -65,6 +107,27 @@ pub(crate) mod actions {
         ("update_product", UPDATE_PRODUCT),
         ("archive_product", ARCHIVE_PRODUCT),
         ("restore_product", RESTORE_PRODUCT),
+        ("create_subject", CREATE_SUBJECT),
+        ("update_subject", UPDATE_SUBJECT),
+        ("retire_subject", RETIRE_SUBJECT),
+        ("create_style", CREATE_STYLE),
+        ("revise_style", REVISE_STYLE),
+        ("archive_style", ARCHIVE_STYLE),
+        ("create_shooting", CREATE_SHOOTING),
+        ("rename_shooting", RENAME_SHOOTING),
+        ("update_shooting_defaults", UPDATE_SHOOTING_DEFAULTS),
+        ("set_shooting_rules", SET_SHOOTING_RULES),
+        ("reopen_shooting", REOPEN_SHOOTING),
+        ("complete_shooting", COMPLETE_SHOOTING),
+        ("archive_shooting", ARCHIVE_SHOOTING),
+        ("create_look", CREATE_LOOK),
+        ("rename_look", RENAME_LOOK),
+        ("change_look_products", CHANGE_LOOK_PRODUCTS),
+        ("change_look_subject", CHANGE_LOOK_SUBJECT),
+        ("change_look_style", CHANGE_LOOK_STYLE),
+        ("set_look_guidelines", SET_LOOK_GUIDELINES),
+        ("set_look_shot_types", SET_LOOK_SHOT_TYPES),
+        ("remove_look", REMOVE_LOOK),
     ];
 }
 
@@ -83,6 +146,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/products/{product}", patch(update_product))
         .route("/api/v1/brands/{brand}/products/{product}/archive", post(archive_product))
         .route("/api/v1/brands/{brand}/products/{product}/restore", post(restore_product))
+        .merge(crate::configure::router())
 }
 
 /// A JSON body whose rejections are problem documents naming what is wrong.
@@ -135,7 +199,7 @@ impl Accepted {
         }
     }
 
-    fn respond(self, created: bool) -> Response {
+    pub(crate) fn respond(self, created: bool) -> Response {
         let status = if created && !self.already_applied { StatusCode::CREATED } else { StatusCode::OK };
         let sequence = HeaderValue::from(self.stream_sequence);
         let mut response = (status, Json(self)).into_response();
@@ -160,16 +224,16 @@ fn command_meta(principal: &Principal, headers: &HeaderMap) -> Result<CommandMet
     Ok(CommandMeta::new(format!("{}:{key}", principal.scope()), principal.actor()))
 }
 
-fn parse<T, E: std::fmt::Display>(field: &str, result: Result<T, E>) -> Result<T, ApiError> {
+pub(crate) fn parse<T, E: std::fmt::Display>(field: &str, result: Result<T, E>) -> Result<T, ApiError> {
     result.map_err(|error| ApiError::field(field, error))
 }
 
-fn brand_id(raw: &str) -> Result<BrandId, ApiError> {
+pub(crate) fn brand_id(raw: &str) -> Result<BrandId, ApiError> {
     // An unparseable brand in the path cannot exist: answer like any unknown brand.
     BrandId::parse(raw).map_err(|_| ApiError::NotFound(format!("brand {raw} not found")))
 }
 
-async fn execute<A: Aggregate>(
+pub(crate) async fn execute<A: Aggregate>(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,

@@ -1,5 +1,6 @@
 //! The HTTP API on port 0 against real NATS and Postgres: sessions, API keys,
 //! roles and tenant isolation, command round trips, idempotency and errors.
+//! `TestGateway` is shared with the other gateway test modules.
 
 use gps_commands::CommandHandler;
 use gps_domain::brand::Email;
@@ -9,32 +10,33 @@ use gps_domain::values::Name;
 use gps_gateway::AppState;
 use serde_json::json;
 
+use crate::gateway_configure::{shooting_defaults, shooting_rules, style_definition};
 use crate::harness::{TestDb, TestNats, brand};
 use crate::http::{Response, request};
 
 /// A gateway serving on a free port, with its own NATS and database.
-struct TestGateway {
+pub(crate) struct TestGateway {
     port: u16,
-    state: AppState,
+    pub(crate) state: AppState,
     _nats: TestNats,
     _db: TestDb,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Someone signed in through the API.
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 impl Session {
-    fn headers(&self) -> Vec<(&str, &str)> {
+    pub(crate) fn headers(&self) -> Vec<(&str, &str)> {
         vec![("Cookie", self.cookie.as_str()), ("x-csrf-token", self.csrf.as_str())]
     }
 }
 
 impl TestGateway {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let nats = TestNats::start().await;
         let log = nats.event_log().await;
         let db = TestDb::create().await;
@@ -55,7 +57,7 @@ impl TestGateway {
         TestGateway { port, state, _nats: nats, _db: db, _stop: stop }
     }
 
-    async fn user(&self, id: &str) -> Session {
+    pub(crate) async fn user(&self, id: &str) -> Session {
         let email = format!("{id}@example.com");
         gps_gateway::auth::create_user(
             &self.state.db,
@@ -86,7 +88,7 @@ impl TestGateway {
         Session { cookie, csrf }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -96,7 +98,7 @@ impl TestGateway {
         request(self.port, method, path, headers, body.as_ref()).await
     }
 
-    async fn as_user(
+    pub(crate) async fn as_user(
         &self,
         session: &Session,
         method: &str,
@@ -107,7 +109,7 @@ impl TestGateway {
     }
 
     /// A brand owned by a new user; returns the owner's session.
-    async fn brand_with_owner(&self, brand: &str, owner: &str) -> Session {
+    pub(crate) async fn brand_with_owner(&self, brand: &str, owner: &str) -> Session {
         let session = self.user(owner).await;
         let created = self
             .as_user(&session, "POST", "/api/v1/brands", Some(json!({"brand_id": brand, "name": "Brand"})))
@@ -117,7 +119,7 @@ impl TestGateway {
     }
 }
 
-fn product(id: &str) -> serde_json::Value {
+pub(crate) fn product(id: &str) -> serde_json::Value {
     json!({"product_id": id, "sku": format!("SKU-{id}"), "name": "Linen dress", "category": "dresses", "attributes": {"colour": "black"}})
 }
 
@@ -412,6 +414,24 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
         "create_product" => json!({"sku": "MATRIX-1", "name": "Matrix", "category": "dresses"}),
         "update_product" => json!({"name": "Renamed"}),
         "archive_product" => json!({"reason": "matrix"}),
+        "create_subject" => json!({"name": "Matrix", "description": "A matrix subject"}),
+        "update_subject" => json!({"description": "Changed"}),
+        "retire_subject" => json!({"reason": "matrix"}),
+        "create_style" => json!({"name": "Matrix", "definition": style_definition("calm")}),
+        "revise_style" => json!({"definition": style_definition("bold")}),
+        "archive_style" | "reopen_shooting" | "archive_shooting" | "remove_look" => {
+            json!({"reason": "matrix"})
+        }
+        "create_shooting" => json!({"name": "Matrix", "defaults": shooting_defaults("4:5")}),
+        "rename_shooting" | "rename_look" => json!({"name": "Renamed"}),
+        "update_shooting_defaults" => json!({"defaults": shooting_defaults("1:1")}),
+        "set_shooting_rules" => json!({"rules": shooting_rules(2)}),
+        "create_look" => json!({"name": "Matrix", "products": ["p-fixture"]}),
+        "change_look_products" => json!({"products": ["p-fixture"]}),
+        "change_look_subject" => json!({"subject": null}),
+        "change_look_style" => json!({"style": null}),
+        "set_look_guidelines" => json!({"guidelines": {"dos": ["show the back"], "donts": []}}),
+        "set_look_shot_types" => json!({"shot_types": null}),
         _ => return None,
     })
 }
@@ -490,13 +510,18 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
             let body = sample_body(operation_id);
             assert!(!has_body || body.is_some(), "add a sample body for {operation_id}");
             // Targets that do not belong to the caller's own data: a ghost
-            // member and client, and the fixture product.
+            // member, client, subject, style, shooting and look, and the
+            // fixture product.
             let concrete = |brand: &str| {
                 template
                     .replace("{brand}", brand)
                     .replace("{member}", "ghost")
                     .replace("{client}", "ghost")
                     .replace("{product}", "p-fixture")
+                    .replace("{subject}", "ghost")
+                    .replace("{style}", "ghost")
+                    .replace("{shooting}", "ghost")
+                    .replace("{look}", "ghost")
             };
             for (name, role, headers) in &callers {
                 let headers: Vec<(&str, &str)> =

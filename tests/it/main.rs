@@ -6,6 +6,7 @@ mod command_path;
 mod event_log;
 mod faults;
 mod gateway;
+mod gateway_configure;
 mod gps_up;
 mod harness;
 mod http;
