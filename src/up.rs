@@ -134,6 +134,8 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         ),
         None => {}
     }
+    // Queries must find the read-model tables from the first request on.
+    gps_projections::prepare_all(&db).await.context("preparing the read-model schemas")?;
     let state = gps_gateway::AppState { commands, log, db, cookie_secure: settings.cookie_secure };
     let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
     let projector = tokio::spawn(gps_projections::run_all(

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// Concurrent changes kept colliding, or an id was reused.
     #[error("{0}")]
     Conflict(String),
+    /// The read model has not yet reached the sequence the request asked for.
+    #[error("{0}")]
+    NotYetConsistent(String),
     /// A dependency (NATS, Postgres) is unavailable; retrying may help.
     #[error("service unavailable")]
     Unavailable(String),
@@ -80,7 +83,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Rejected(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotYetConsistent(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +109,9 @@ impl ApiError {
             }
             ApiError::Unprocessable(_) => ("https://gps.example/problems/rule", "Breaks a business rule"),
             ApiError::Conflict(_) => ("https://gps.example/problems/conflict", "Conflict"),
+            ApiError::NotYetConsistent(_) => {
+                ("https://gps.example/problems/not-yet-consistent", "Not yet consistent; retry shortly")
+            }
             ApiError::Unavailable(_) => ("https://gps.example/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("https://gps.example/problems/internal", "Internal error"),
         }

@@ -15,6 +15,7 @@ pub mod auth;
 mod configure;
 pub mod error;
 pub mod openapi;
+mod queries;
 mod routes;
 
 use std::future::Future;
@@ -31,6 +32,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use queries::MIN_SEQUENCE_HEADER;
 pub use routes::{Accepted, IDEMPOTENCY_KEY_HEADER, STREAM_SEQUENCE_HEADER};
 
 /// What the handlers share.

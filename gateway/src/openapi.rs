@@ -9,8 +9,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::configure;
 use crate::routes::{self, actions};
+use crate::{configure, queries};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -58,6 +58,27 @@ use crate::routes::{self, actions};
         configure::set_look_guidelines,
         configure::set_look_shot_types,
         configure::remove_look,
+        queries::get_brand,
+        queries::list_members,
+        queries::list_api_clients,
+        queries::list_channel_presets,
+        queries::list_products,
+        queries::get_product,
+        queries::list_subjects,
+        queries::get_subject,
+        queries::list_styles,
+        queries::get_style,
+        queries::list_shootings,
+        queries::get_shooting,
+        queries::list_looks,
+        queries::get_look,
+        queries::list_generations,
+        queries::get_generation,
+        queries::list_predictions,
+        queries::get_prediction,
+        queries::list_exports,
+        queries::get_export,
+        queries::list_activity,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecurityAndActions)

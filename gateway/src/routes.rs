@@ -96,8 +96,32 @@ pub(crate) mod actions {
     /// `remove_look` requires this.
     pub(crate) const REMOVE_LOOK: Action = Action::Produce;
 
+    /// Every read of brand data requires this.
+    pub(crate) const READ: Action = Action::Read;
+
     /// Operation id → required action.
     pub(crate) const BY_OPERATION: &[(&str, Action)] = &[
+        ("get_brand", READ),
+        ("list_members", READ),
+        ("list_api_clients", READ),
+        ("list_channel_presets", READ),
+        ("list_products", READ),
+        ("get_product", READ),
+        ("list_subjects", READ),
+        ("get_subject", READ),
+        ("list_styles", READ),
+        ("get_style", READ),
+        ("list_shootings", READ),
+        ("get_shooting", READ),
+        ("list_looks", READ),
+        ("get_look", READ),
+        ("list_generations", READ),
+        ("get_generation", READ),
+        ("list_predictions", READ),
+        ("get_prediction", READ),
+        ("list_exports", READ),
+        ("get_export", READ),
+        ("list_activity", READ),
         ("add_member", ADD_MEMBER),
         ("remove_member", REMOVE_MEMBER),
         ("change_role", CHANGE_ROLE),
@@ -147,6 +171,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/products/{product}/archive", post(archive_product))
         .route("/api/v1/brands/{brand}/products/{product}/restore", post(restore_product))
         .merge(crate::configure::router())
+        .merge(crate::queries::router())
 }
 
 /// A JSON body whose rejections are problem documents naming what is wrong.

@@ -142,6 +142,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 ";
 
+/// Prepares every projection's schema (idempotent), so queries can run before
+/// the runners have started. Uses its own connection, closed afterwards,
+/// because preparing changes the connection's `search_path`.
+pub async fn prepare_all(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let mut connection = pool.acquire().await?.detach();
+    for projection in &ALL {
+        prepare_schema(&mut connection, projection, projection.schema).await?;
+    }
+    Ok(())
+}
+
 /// Creates `schema` if needed, points the connection's `search_path` at it,
 /// runs the projection's migrations there and creates the bookkeeping tables
 /// with the checkpoint row. The connection keeps that `search_path`.

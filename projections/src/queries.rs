@@ -50,7 +50,7 @@ impl PageRequest {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// The items, newest first.
     pub items: Vec<T>,
@@ -96,7 +96,7 @@ macro_rules! list_query {
 // ---------------------------------------------------------------- brands
 
 /// A brand.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct BrandView {
     /// The brand id.
     pub brand: String,
@@ -122,7 +122,7 @@ pub async fn get_brand(pool: &PgPool, brand: &str) -> Result<Option<BrandView>, 
 }
 
 /// A member of a brand.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct MemberView {
     /// The brand.
     pub brand: String,
@@ -172,7 +172,7 @@ pub async fn get_member(
 }
 
 /// An API client (never its secret: only the public key fingerprint).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ApiClientView {
     /// The brand.
     pub brand: String,
@@ -211,7 +211,7 @@ pub async fn list_api_clients(
 }
 
 /// A channel preset (current version).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ChannelPresetView {
     /// The brand.
     pub brand: String,
@@ -242,7 +242,7 @@ pub async fn list_channel_presets(
 // ---------------------------------------------------------------- catalog
 
 /// A product (list item; [`get_product`] adds the images).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ProductView {
     /// The brand.
     pub brand: String,
@@ -275,7 +275,7 @@ pub struct ProductView {
 }
 
 /// An image of a product or a base image of a subject.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ImageView {
     /// The image id.
     pub image_id: String,
@@ -288,7 +288,7 @@ pub struct ImageView {
 }
 
 /// A product with its images.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProductDetail {
     /// The product.
     #[serde(flatten)]
@@ -350,7 +350,7 @@ pub async fn get_product(
 }
 
 /// A subject (virtual model).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct SubjectView {
     /// The brand.
     pub brand: String,
@@ -373,7 +373,7 @@ pub struct SubjectView {
 }
 
 /// A subject with its base images.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SubjectDetail {
     /// The subject.
     #[serde(flatten)]
@@ -422,7 +422,7 @@ pub async fn get_subject(
 }
 
 /// A style with its current version and definition.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StyleView {
     /// The brand.
     pub brand: String,
@@ -472,7 +472,7 @@ pub async fn get_style(pool: &PgPool, brand: &str, style_id: &str) -> Result<Opt
 // ---------------------------------------------------------------- production
 
 /// A shooting.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ShootingView {
     /// The brand.
     pub brand: String,
@@ -528,7 +528,7 @@ pub async fn get_shooting(
 }
 
 /// A look of a shooting.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct LookView {
     /// The brand.
     pub brand: String,
@@ -588,7 +588,7 @@ pub async fn get_look(pool: &PgPool, brand: &str, look_id: &str) -> Result<Optio
 }
 
 /// A generation with its status, progress and cost.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct GenerationView {
     /// The brand.
     pub brand: String,
@@ -684,7 +684,7 @@ pub async fn get_generation(
 // ---------------------------------------------------------------- review
 
 /// A prediction with its review state.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct PredictionView {
     /// The brand.
     pub brand: String,
@@ -721,7 +721,7 @@ pub struct PredictionView {
 }
 
 /// A comment on a prediction.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct CommentView {
     /// The comment id.
     pub comment_id: String,
@@ -735,7 +735,7 @@ pub struct CommentView {
 }
 
 /// A revision request on a prediction.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct RevisionRequestView {
     /// The reviewer's feedback.
     pub comment: String,
@@ -749,7 +749,7 @@ pub struct RevisionRequestView {
 }
 
 /// A prediction with its comments and revision requests.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PredictionDetail {
     /// The prediction.
     #[serde(flatten)]
@@ -826,7 +826,7 @@ pub async fn get_prediction(
 // ---------------------------------------------------------------- delivery
 
 /// An export.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ExportView {
     /// The brand.
     pub brand: String,
@@ -857,7 +857,7 @@ pub struct ExportView {
 }
 
 /// A rendition of an export and its delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct RenditionView {
     /// The rendition id.
     pub rendition_id: String,
@@ -876,7 +876,7 @@ pub struct RenditionView {
 }
 
 /// An export with its renditions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ExportDetail {
     /// The export.
     #[serde(flatten)]
@@ -931,7 +931,7 @@ pub async fn get_export(
 // ---------------------------------------------------------------- activity
 
 /// One entry of a brand's activity feed.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ActivityView {
     /// The stream sequence of the event (the list order).
     #[sqlx(rename = "sequence")]

@@ -1,0 +1,495 @@
+//! The `/api/v1` queries: brand-scoped reads served from the Postgres read
+//! models (`gps-projections`), with cursor pagination, filters, and
+//! read-your-writes: a request may ask to see at least the stream sequence a
+//! command returned (`gps-min-sequence` header or `min_sequence` parameter);
+//! the gateway waits for the read model up to `wait_ms` (default 5 s, at most
+//! 30 s) and otherwise answers 503 "not yet consistent" rather than stale data.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use gps_domain::ids::BrandId;
+use gps_projections::queries::{
+    self as read, ActivityView, ApiClientView, BrandView, ChannelPresetView, ExportDetail, ExportView,
+    GenerationFilter, GenerationView, LookView, MemberView, Page, PageRequest, PredictionDetail,
+    PredictionFilter, PredictionView, ProductDetail, ProductFilter, ProductView, ShootingView, StyleView,
+    SubjectDetail, SubjectView,
+};
+use serde::Deserialize;
+
+use crate::auth::{self, Principal};
+use crate::routes::{actions, brand_id};
+use crate::{ApiError, AppState};
+
+/// The header asking to read at least a stream sequence.
+pub const MIN_SEQUENCE_HEADER: &str = "gps-min-sequence";
+/// How long a read waits for the read model by default.
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+/// The longest a read may ask to wait.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Every query route.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/brands/{brand}", get(get_brand))
+        .route("/api/v1/brands/{brand}/members", get(list_members))
+        .route("/api/v1/brands/{brand}/api-clients", get(list_api_clients))
+        .route("/api/v1/brands/{brand}/channel-presets", get(list_channel_presets))
+        .route("/api/v1/brands/{brand}/products", get(list_products))
+        .route("/api/v1/brands/{brand}/products/{product}", get(get_product))
+        .route("/api/v1/brands/{brand}/subjects", get(list_subjects))
+        .route("/api/v1/brands/{brand}/subjects/{subject}", get(get_subject))
+        .route("/api/v1/brands/{brand}/styles", get(list_styles))
+        .route("/api/v1/brands/{brand}/styles/{style}", get(get_style))
+        .route("/api/v1/brands/{brand}/shootings", get(list_shootings))
+        .route("/api/v1/brands/{brand}/shootings/{shooting}", get(get_shooting))
+        .route("/api/v1/brands/{brand}/shootings/{shooting}/looks", get(list_looks))
+        .route("/api/v1/brands/{brand}/shootings/{shooting}/looks/{look}", get(get_look))
+        .route("/api/v1/brands/{brand}/generations", get(list_generations))
+        .route("/api/v1/brands/{brand}/generations/{generation}", get(get_generation))
+        .route("/api/v1/brands/{brand}/predictions", get(list_predictions))
+        .route("/api/v1/brands/{brand}/predictions/{prediction}", get(get_prediction))
+        .route("/api/v1/brands/{brand}/exports", get(list_exports))
+        .route("/api/v1/brands/{brand}/exports/{export}", get(get_export))
+        .route("/api/v1/brands/{brand}/activity", get(list_activity))
+}
+
+/// Paging and consistency parameters shared by every read.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Paging {
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    limit: Option<u32>,
+    /// Read at least this stream sequence (a command's `stream_sequence`).
+    min_sequence: Option<u64>,
+    /// How long to wait for `min_sequence`, in milliseconds (default 5000, at most 30000).
+    wait_ms: Option<u64>,
+}
+
+impl Paging {
+    fn page(&self) -> PageRequest {
+        PageRequest { cursor: self.cursor.clone(), limit: self.limit }
+    }
+}
+
+/// Checks access and waits for the read model when asked to.
+async fn readable(
+    state: &AppState,
+    principal: &Principal,
+    brand: &str,
+    operation: auth::Action,
+    headers: &HeaderMap,
+    paging: &Paging,
+    projection: &str,
+) -> Result<BrandId, ApiError> {
+    let brand = brand_id(brand)?;
+    auth::authorize(state, principal, &brand, operation).await?;
+    let header = match headers.get(MIN_SEQUENCE_HEADER) {
+        Some(value) => {
+            Some(value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+                ApiError::field(MIN_SEQUENCE_HEADER, "give a stream sequence, a whole number")
+            })?)
+        }
+        None => None,
+    };
+    if let Some(sequence) = paging.min_sequence.max(header) {
+        let wait = paging.wait_ms.map(Duration::from_millis).unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+        read::wait_for_sequence(&state.db, Some(projection), sequence, wait)
+            .await
+            .map_err(|e| ApiError::NotYetConsistent(e.to_string()))?;
+    }
+    Ok(brand)
+}
+
+fn found<T>(value: Option<T>, what: &str, id: &str) -> Result<Json<T>, ApiError> {
+    value.map(Json).ok_or_else(|| ApiError::NotFound(format!("{what} {id} not found")))
+}
+
+impl From<read::QueryError> for ApiError {
+    fn from(error: read::QueryError) -> Self {
+        match error {
+            read::QueryError::InvalidCursor => ApiError::field("cursor", error),
+            read::QueryError::Postgres(error) => ApiError::from(error),
+        }
+    }
+}
+
+/// Declares a list handler: its route, projection, filter and query.
+macro_rules! list_handler {
+    ($name:ident, $path:literal, $tag:literal, $projection:literal, $item:ty, $filters:ty, |$state:ident, $brand:ident, $filter:ident, $page:ident| $query:expr) => {
+        #[utoipa::path(get, path = $path, tag = $tag,
+            params(("brand" = String, Path, description = "The brand id"), Paging, $filters),
+            responses(
+                (status = 200, description = "A page, newest first", body = Page<$item>),
+                (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+            ),
+            security(("session" = []), ("api_key" = [])))]
+        pub(crate) async fn $name(
+            State($state): State<AppState>,
+            principal: Principal,
+            headers: HeaderMap,
+            Path(brand): Path<String>,
+            Query(paging): Query<Paging>,
+            Query($filter): Query<$filters>,
+        ) -> Result<Json<Page<$item>>, ApiError> {
+            let $brand = readable(&$state, &principal, &brand, actions::READ, &headers, &paging, $projection).await?;
+            let $page = paging.page();
+            Ok(Json($query.await?))
+        }
+    };
+}
+
+/// Declares a detail handler.
+macro_rules! get_handler {
+    ($name:ident, $path:literal, $tag:literal, $projection:literal, $item:ty, $what:literal, $id:literal, |$state:ident, $brand:ident, $key:ident| $query:expr) => {
+        #[utoipa::path(get, path = $path, tag = $tag,
+            params(("brand" = String, Path, description = "The brand id"), ($id = String, Path, description = "The id"), Paging),
+            responses(
+                (status = 200, description = "Found", body = $item),
+                (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+            ),
+            security(("session" = []), ("api_key" = [])))]
+        pub(crate) async fn $name(
+            State($state): State<AppState>,
+            principal: Principal,
+            headers: HeaderMap,
+            Path((brand, $key)): Path<(String, String)>,
+            Query(paging): Query<Paging>,
+        ) -> Result<Json<$item>, ApiError> {
+            let $brand = readable(&$state, &principal, &brand, actions::READ, &headers, &paging, $projection).await?;
+            found($query.await?, $what, &$key)
+        }
+    };
+}
+
+/// No filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct NoFilter {}
+
+/// Product filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProductFilters {
+    /// Only this category.
+    category: Option<String>,
+    /// Only archived (`true`) or active (`false`) products.
+    archived: Option<bool>,
+}
+
+/// Status filter.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StatusFilter {
+    /// Only this status.
+    status: Option<String>,
+}
+
+/// Generation filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GenerationFilters {
+    /// Only generations of this shooting.
+    shooting: Option<String>,
+    /// Only generations of this look.
+    look: Option<String>,
+    /// Only this status (requested, running, completed, failed, cancelled).
+    status: Option<String>,
+}
+
+/// Prediction filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PredictionFilters {
+    /// Only this review state (pending, approved, rejected, revision_requested).
+    review_state: Option<String>,
+    /// Only predictions of this generation.
+    generation: Option<String>,
+    /// Only predictions of this look.
+    look: Option<String>,
+}
+
+/// Activity filters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ActivityFilters {
+    /// Only events of this aggregate kind (with `aggregate_id`).
+    aggregate_type: Option<String>,
+    /// Only events of this aggregate.
+    aggregate_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/brands/{brand}", tag = "brands",
+    params(("brand" = String, Path, description = "The brand id"), Paging),
+    responses(
+        (status = 200, description = "The brand", body = BrandView),
+        (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn get_brand(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(brand): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Result<Json<BrandView>, ApiError> {
+    let brand = readable(&state, &principal, &brand, actions::READ, &headers, &paging, "brands").await?;
+    found(read::get_brand(&state.db, brand.as_str()).await?, "brand", brand.as_str())
+}
+
+list_handler!(
+    list_members,
+    "/api/v1/brands/{brand}/members",
+    "members",
+    "brands",
+    MemberView,
+    NoFilter,
+    |state, brand, _filter, page| read::list_members(&state.db, brand.as_str(), &page)
+);
+list_handler!(
+    list_api_clients,
+    "/api/v1/brands/{brand}/api-clients",
+    "api-clients",
+    "brands",
+    ApiClientView,
+    NoFilter,
+    |state, brand, _filter, page| read::list_api_clients(&state.db, brand.as_str(), &page)
+);
+list_handler!(
+    list_channel_presets,
+    "/api/v1/brands/{brand}/channel-presets",
+    "channel-presets",
+    "brands",
+    ChannelPresetView,
+    NoFilter,
+    |state, brand, _filter, page| read::list_channel_presets(&state.db, brand.as_str(), &page)
+);
+list_handler!(
+    list_products,
+    "/api/v1/brands/{brand}/products",
+    "products",
+    "catalog",
+    ProductView,
+    ProductFilters,
+    |state, brand, filter, page| read::list_products(
+        &state.db,
+        brand.as_str(),
+        &ProductFilter { category: filter.category, archived: filter.archived },
+        &page
+    )
+);
+get_handler!(
+    get_product,
+    "/api/v1/brands/{brand}/products/{product}",
+    "products",
+    "catalog",
+    ProductDetail,
+    "product",
+    "product",
+    |state, brand, id| read::get_product(&state.db, brand.as_str(), &id)
+);
+list_handler!(
+    list_subjects,
+    "/api/v1/brands/{brand}/subjects",
+    "subjects",
+    "catalog",
+    SubjectView,
+    NoFilter,
+    |state, brand, _filter, page| read::list_subjects(&state.db, brand.as_str(), &page)
+);
+get_handler!(
+    get_subject,
+    "/api/v1/brands/{brand}/subjects/{subject}",
+    "subjects",
+    "catalog",
+    SubjectDetail,
+    "subject",
+    "subject",
+    |state, brand, id| read::get_subject(&state.db, brand.as_str(), &id)
+);
+list_handler!(
+    list_styles,
+    "/api/v1/brands/{brand}/styles",
+    "styles",
+    "catalog",
+    StyleView,
+    NoFilter,
+    |state, brand, _filter, page| read::list_styles(&state.db, brand.as_str(), &page)
+);
+get_handler!(
+    get_style,
+    "/api/v1/brands/{brand}/styles/{style}",
+    "styles",
+    "catalog",
+    StyleView,
+    "style",
+    "style",
+    |state, brand, id| read::get_style(&state.db, brand.as_str(), &id)
+);
+list_handler!(
+    list_shootings,
+    "/api/v1/brands/{brand}/shootings",
+    "shootings",
+    "production",
+    ShootingView,
+    StatusFilter,
+    |state, brand, filter, page| read::list_shootings(
+        &state.db,
+        brand.as_str(),
+        filter.status.as_deref(),
+        &page
+    )
+);
+get_handler!(
+    get_shooting,
+    "/api/v1/brands/{brand}/shootings/{shooting}",
+    "shootings",
+    "production",
+    ShootingView,
+    "shooting",
+    "shooting",
+    |state, brand, id| read::get_shooting(&state.db, brand.as_str(), &id)
+);
+list_handler!(
+    list_generations,
+    "/api/v1/brands/{brand}/generations",
+    "generations",
+    "production",
+    GenerationView,
+    GenerationFilters,
+    |state, brand, filter, page| read::list_generations(
+        &state.db,
+        brand.as_str(),
+        &GenerationFilter { shooting_id: filter.shooting, look_id: filter.look, status: filter.status },
+        &page
+    )
+);
+get_handler!(
+    get_generation,
+    "/api/v1/brands/{brand}/generations/{generation}",
+    "generations",
+    "production",
+    GenerationView,
+    "generation",
+    "generation",
+    |state, brand, id| read::get_generation(&state.db, brand.as_str(), &id)
+);
+list_handler!(
+    list_predictions,
+    "/api/v1/brands/{brand}/predictions",
+    "predictions",
+    "review",
+    PredictionView,
+    PredictionFilters,
+    |state, brand, filter, page| read::list_predictions(
+        &state.db,
+        brand.as_str(),
+        &PredictionFilter {
+            review_state: filter.review_state,
+            generation_id: filter.generation,
+            look_id: filter.look
+        },
+        &page
+    )
+);
+get_handler!(
+    get_prediction,
+    "/api/v1/brands/{brand}/predictions/{prediction}",
+    "predictions",
+    "review",
+    PredictionDetail,
+    "prediction",
+    "prediction",
+    |state, brand, id| read::get_prediction(&state.db, brand.as_str(), &id)
+);
+list_handler!(
+    list_exports,
+    "/api/v1/brands/{brand}/exports",
+    "exports",
+    "delivery",
+    ExportView,
+    StatusFilter,
+    |state, brand, filter, page| read::list_exports(
+        &state.db,
+        brand.as_str(),
+        filter.status.as_deref(),
+        &page
+    )
+);
+get_handler!(
+    get_export,
+    "/api/v1/brands/{brand}/exports/{export}",
+    "exports",
+    "delivery",
+    ExportDetail,
+    "export",
+    "export",
+    |state, brand, id| read::get_export(&state.db, brand.as_str(), &id)
+);
+list_handler!(
+    list_activity,
+    "/api/v1/brands/{brand}/activity",
+    "activity",
+    "activity",
+    ActivityView,
+    ActivityFilters,
+    |state, brand, filter, page| read::list_activity(
+        &state.db,
+        brand.as_str(),
+        filter.aggregate_type.as_deref().zip(filter.aggregate_id.as_deref()),
+        &page
+    )
+);
+
+#[utoipa::path(get, path = "/api/v1/brands/{brand}/shootings/{shooting}/looks", tag = "looks",
+    params(("brand" = String, Path, description = "The brand id"), ("shooting" = String, Path, description = "The shooting id"), Paging),
+    responses(
+        (status = 200, description = "A page of the shooting's looks, newest first", body = Page<LookView>),
+        (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn list_looks(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, shooting)): Path<(String, String)>,
+    Query(paging): Query<Paging>,
+) -> Result<Json<Page<LookView>>, ApiError> {
+    let brand = readable(&state, &principal, &brand, actions::READ, &headers, &paging, "production").await?;
+    Ok(Json(read::list_looks(&state.db, brand.as_str(), Some(&shooting), &paging.page()).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/brands/{brand}/shootings/{shooting}/looks/{look}", tag = "looks",
+    params(("brand" = String, Path, description = "The brand id"), ("shooting" = String, Path, description = "The shooting id"),
+        ("look" = String, Path, description = "The look id"), Paging),
+    responses(
+        (status = 200, description = "The look", body = LookView),
+        (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn get_look(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, shooting, look)): Path<(String, String, String)>,
+    Query(paging): Query<Paging>,
+) -> Result<Json<LookView>, ApiError> {
+    let brand = readable(&state, &principal, &brand, actions::READ, &headers, &paging, "production").await?;
+    // A look is found only under its own shooting.
+    let found_look =
+        read::get_look(&state.db, brand.as_str(), &look).await?.filter(|view| view.shooting_id == shooting);
+    found(found_look, "look", &look)
+}
