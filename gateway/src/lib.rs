@@ -14,6 +14,7 @@
 pub mod auth;
 mod configure;
 pub mod error;
+mod live;
 pub mod openapi;
 mod queries;
 mod routes;

@@ -10,7 +10,7 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{self, actions};
-use crate::{configure, queries};
+use crate::{configure, live, queries};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -58,6 +58,7 @@ use crate::{configure, queries};
         configure::set_look_guidelines,
         configure::set_look_shot_types,
         configure::remove_look,
+        live::live,
         queries::get_brand,
         queries::list_members,
         queries::list_api_clients,

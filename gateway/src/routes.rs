@@ -98,9 +98,12 @@ pub(crate) mod actions {
 
     /// Every read of brand data requires this.
     pub(crate) const READ: Action = Action::Read;
+    /// Following the brand's live notices requires this.
+    pub(crate) const LIVE: Action = Action::Read;
 
     /// Operation id → required action.
     pub(crate) const BY_OPERATION: &[(&str, Action)] = &[
+        ("live", LIVE),
         ("get_brand", READ),
         ("list_members", READ),
         ("list_api_clients", READ),
@@ -172,6 +175,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/products/{product}/restore", post(restore_product))
         .merge(crate::configure::router())
         .merge(crate::queries::router())
+        .merge(crate::live::router())
 }
 
 /// A JSON body whose rejections are problem documents naming what is wrong.

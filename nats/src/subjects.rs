@@ -66,6 +66,16 @@ impl fmt::Display for AggregateAddress {
     }
 }
 
+/// The prefix of live notices: core NATS subjects `gps.live.<brand>` on which
+/// the projection runners announce what they have just made visible. Not
+/// durable; the stream stays the truth.
+pub const LIVE_SUBJECT_PREFIX: &str = "gps.live";
+
+/// The live-notice subject of one brand.
+pub fn live_subject(brand: &BrandId) -> String {
+    format!("{LIVE_SUBJECT_PREFIX}.{brand}")
+}
+
 /// The filter for every event of one brand (for a brand-scoped consumer).
 pub fn brand_filter(brand: &BrandId) -> String {
     format!("{EVENT_SUBJECT_PREFIX}.{brand}.>")

@@ -38,4 +38,4 @@ pub use db::{DEFAULT_DATABASE_URL, DbError, connect};
 pub use projection::{ALL, Projection, by_name, prepare_all};
 pub use queries::{NotYetConsistent, wait_for_sequence};
 pub use rebuild::{ProjectionStatus, RebuildReport, rebuild, status};
-pub use runner::{RunError, RunnerOptions, RunnerState, run_all, run_projection};
+pub use runner::{LiveNotice, RunError, RunnerOptions, RunnerState, run_all, run_projection};

@@ -247,6 +247,43 @@ where
         for message in &batch {
             message.ack().await.map_err(nats)?;
         }
+        announce(log, projection, &raws).await;
+    }
+}
+
+/// What a live notice says: this event is now visible in this projection's
+/// read model. Clients re-read with `min_sequence = sequence`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LiveNotice {
+    /// The projection that applied the event.
+    pub projection: String,
+    /// The event's stream sequence.
+    pub sequence: u64,
+    /// Its type, e.g. `product.created`.
+    pub event_type: String,
+    /// The aggregate kind, e.g. `product`.
+    pub aggregate_type: String,
+    /// The aggregate id.
+    pub aggregate_id: String,
+}
+
+/// Publishes one live notice per applied event on `gps.live.<brand>`. Core
+/// NATS, fire and forget: a lost notice costs a client a refresh, never data.
+async fn announce(log: &EventLog, projection: &Projection, raws: &[RawEvent]) {
+    for raw in raws {
+        let Some(address) = gps_nats::AggregateAddress::from_subject(&raw.subject) else { continue };
+        let notice = LiveNotice {
+            projection: projection.name.to_owned(),
+            sequence: raw.sequence,
+            event_type: raw.event_type_header.clone().unwrap_or_default(),
+            aggregate_type: address.kind().as_str().to_owned(),
+            aggregate_id: address.id().to_owned(),
+        };
+        let Ok(body) = serde_json::to_vec(&notice) else { continue };
+        let subject = gps_nats::subjects::live_subject(address.brand());
+        if let Err(error) = log.client().publish(subject, body.into()).await {
+            tracing::debug!(%error, "live notice not sent");
+        }
     }
 }
 

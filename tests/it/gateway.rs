@@ -16,7 +16,7 @@ use crate::http::{Response, request};
 
 /// A gateway serving on a free port, with its own NATS and database.
 pub(crate) struct TestGateway {
-    port: u16,
+    pub(crate) port: u16,
     pub(crate) state: AppState,
     _nats: TestNats,
     _db: TestDb,

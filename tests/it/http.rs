@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client for tests: one request per connection
-//! (`Connection: close`), so what the server sends is exactly what is read.
+//! (`Connection: close`), so what the server sends is exactly what is read
+//! (for an event stream, which never ends, only its head).
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -43,7 +44,24 @@ pub(crate) async fn request(
     text.push_str(&format!("Content-Length: {}\r\n\r\n{payload}", payload.len()));
     stream.write_all(text.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
+    let mut buffer = [0u8; 8192];
+    loop {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut buffer))
+            .await
+            .expect("the server answers within 60 s")
+            .expect("read");
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buffer[..read]);
+        // An event stream never ends: its head is the answer.
+        let so_far = String::from_utf8_lossy(&raw);
+        if let Some((head, _)) = so_far.split_once("\r\n\r\n")
+            && head.to_ascii_lowercase().contains("content-type: text/event-stream")
+        {
+            break;
+        }
+    }
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
     let mut lines = head.lines();

@@ -7,6 +7,7 @@ mod event_log;
 mod faults;
 mod gateway;
 mod gateway_configure;
+mod gateway_live;
 mod gps_up;
 mod harness;
 mod http;
