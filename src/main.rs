@@ -42,6 +42,13 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Runs only the HTTP gateway (scale out behind a load balancer; the
+    /// projections run in `gps projector`).
+    Gateway {
+        /// HTTP port (overrides GPS_PORT and the settings file).
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Operates the event log.
     Log {
         #[command(subcommand)]
@@ -101,6 +108,12 @@ fn main() -> anyhow::Result<()> {
                     settings.http_addr.set_port(port);
                 }
                 up::run(settings).await
+            }
+            Command::Gateway { port } => {
+                if let Some(port) = port {
+                    settings.http_addr.set_port(port);
+                }
+                up::serve(settings, up::Role::Gateway).await
             }
             Command::Log { action } => log_command(settings, action).await,
             Command::Projector => projector::run(settings).await,

@@ -107,10 +107,26 @@ pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<sqlx
 
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
+    serve(settings, Role::Everything).await
+}
+
+/// What one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `gps up`: the gateway and the projection runners (and, without
+    /// `NATS_URL`, the embedded nats-server).
+    Everything,
+    /// `gps gateway`: only the HTTP gateway, for scaling gateways out behind a
+    /// load balancer; projections run in `gps projector` processes.
+    Gateway,
+}
+
+/// Runs `role` until Ctrl-C or SIGTERM.
+pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     let (log, mut server) = connect_event_log(&settings).await?;
     let db = connect_database(&settings).await?;
     let commands = gps_commands::CommandHandler::new(log.clone());
-    let demo = if settings.seed_demo {
+    let demo = if settings.seed_demo && role == Role::Everything {
         crate::admin::seed_demo(&commands, &db, &settings.data_dir).await.context("seeding the demo brand")?
     } else {
         None
@@ -138,17 +154,21 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     gps_projections::prepare_all(&db).await.context("preparing the read-model schemas")?;
     let state = gps_gateway::AppState { commands, log, db, cookie_secure: settings.cookie_secure };
     let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
-    let projector = tokio::spawn(gps_projections::run_all(
-        state.db.clone(),
-        state.log.clone(),
-        gps_projections::RunnerOptions::default(),
-        async move {
-            let _ = projections_stopped.await;
-        },
-    ));
+    let projector = (role == Role::Everything).then(|| {
+        tokio::spawn(gps_projections::run_all(
+            state.db.clone(),
+            state.log.clone(),
+            gps_projections::RunnerOptions::default(),
+            async move {
+                let _ = projections_stopped.await;
+            },
+        ))
+    });
     gps_gateway::run(listener, state, shutdown_signal()).await?;
     let _ = stop_projections.send(());
-    projector.await.context("the projection runners panicked")??;
+    if let Some(projector) = projector {
+        projector.await.context("the projection runners panicked")??;
+    }
     if let Some(server) = server.as_mut() {
         server.stop(Duration::from_secs(5)).await;
     }

@@ -220,3 +220,79 @@ async fn gps_up_refuses_a_nats_server_older_than_2_12_and_says_why() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("2.10.26") && stderr.contains("2.12.0 or newer"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_gateway_and_the_projector_run_as_separate_processes() {
+    let nats = TestNats::start().await;
+    let db = crate::harness::TestDb::create().await;
+    let data_dir = temp_dir();
+    let http_port = free_port();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_gps"));
+    gateway
+        .args(["gateway", "--port", &http_port.to_string()])
+        .env("NATS_URL", nats.server.url())
+        .env("DATABASE_URL", db.url())
+        .env("GPS_DATA_DIR", &data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut gateway = gateway.spawn().expect("spawn gateway");
+    wait_healthy(&mut gateway, http_port).await;
+    assert!(!data_dir.join("demo-credentials.txt").exists(), "a gateway alone seeds no demo brand");
+
+    let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
+    gps_gateway::auth::create_user(
+        &pool,
+        &gps_domain::ids::MemberId::parse("ana").expect("id"),
+        &gps_domain::brand::Email::parse("ana@example.com").expect("email"),
+        &gps_domain::values::Name::parse("Ana").expect("name"),
+        "a long enough password",
+    )
+    .await
+    .expect("user");
+    let signed_in = crate::http::request(
+        http_port,
+        "POST",
+        "/api/v1/session",
+        &[],
+        Some(&serde_json::json!({"email": "ana@example.com", "password": "a long enough password"})),
+    )
+    .await;
+    let cookie = signed_in.header("set-cookie").and_then(|c| c.split(';').next()).expect("cookie").to_owned();
+    let csrf = signed_in.json()["csrf_token"].as_str().expect("csrf").to_owned();
+    let auth = [("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let brand = serde_json::json!({"brand_id": "acme", "name": "Acme"});
+    assert_eq!(
+        crate::http::request(http_port, "POST", "/api/v1/brands", &auth, Some(&brand)).await.status,
+        201
+    );
+    let product =
+        serde_json::json!({"product_id": "p1", "sku": "P-1", "name": "Dress", "category": "dresses"});
+    let created =
+        crate::http::request(http_port, "POST", "/api/v1/brands/acme/products", &auth, Some(&product)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let sequence = created.json()["stream_sequence"].as_u64().expect("sequence");
+
+    // Without a projector the read model does not move.
+    let path = format!("/api/v1/brands/acme/products/p1?min_sequence={sequence}&wait_ms=300");
+    assert_eq!(crate::http::request(http_port, "GET", &path, &auth, None).await.status, 503);
+
+    let mut projector = Command::new(env!("CARGO_BIN_EXE_gps"));
+    projector
+        .arg("projector")
+        .env("NATS_URL", nats.server.url())
+        .env("DATABASE_URL", db.url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut projector = projector.spawn().expect("spawn projector");
+    let path = format!("/api/v1/brands/acme/products/p1?min_sequence={sequence}&wait_ms=20000");
+    let read = crate::http::request(http_port, "GET", &path, &auth, None).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json()["sku"], "P-1");
+    assert!(terminate(&mut projector).await.success());
+    assert!(terminate(&mut gateway).await.success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
