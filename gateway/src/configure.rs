@@ -10,7 +10,10 @@
 //! Every look command carries the state of the look's shooting (the Look
 //! aggregate cannot load it), so the look handlers load the shooting first; a
 //! shooting that does not exist in the brand is a 404. Launching a shooting
-//! needs the list of its looks from a read model and is not here.
+//! needs its looks: their ids come from the `production` read model, their
+//! state from their own event streams (see `looks_at_launch`).
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -20,10 +23,13 @@ use axum::routing::{patch, post, put};
 use gps_commands::CommandHandler;
 use gps_domain::ids::{BrandId, LookId, ProductId, ShootingId, StyleId, SubjectId};
 use gps_domain::look::{Look, LookCommand, LookGuidelines};
-use gps_domain::shooting::{Shooting, ShootingCommand, ShootingDefaults, ShootingRules, ShootingView};
+use gps_domain::shooting::{
+    LookAtLaunch, Shooting, ShootingCommand, ShootingDefaults, ShootingRules, ShootingView,
+};
 use gps_domain::style::{Style, StyleCommand, StyleDefinition};
 use gps_domain::subject::{Subject, SubjectCommand};
 use gps_domain::values::{Name, ShotType, Text};
+use gps_projections::queries as read;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -44,6 +50,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/shootings/{shooting}", patch(rename_shooting))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/defaults", put(update_shooting_defaults))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/rules", put(set_shooting_rules))
+        .route("/api/v1/brands/{brand}/shootings/{shooting}/launch", post(launch_shooting))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/reopen", post(reopen_shooting))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/complete", post(complete_shooting))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/archive", post(archive_shooting))
@@ -76,16 +83,16 @@ fn nested<T: DeserializeOwned>(field: &str, value: serde_json::Value) -> Result<
 }
 
 /// An optional JSON body: empty means `T::default()`.
-fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() { Ok(T::default()) } else { parse("body", serde_json::from_slice(body)) }
 }
 
-fn optional_reason(reason: Option<String>) -> Result<Option<Text>, ApiError> {
+pub(crate) fn optional_reason(reason: Option<String>) -> Result<Option<Text>, ApiError> {
     reason.map(|raw| parse("reason", Text::parse(raw))).transpose()
 }
 
 /// The id given on create, or a new time-ordered one.
-fn new_id<T, E: std::fmt::Display>(
+pub(crate) fn new_id<T, E: std::fmt::Display>(
     field: &str,
     given: Option<String>,
     parse_id: impl Fn(String) -> Result<T, E>,
@@ -100,7 +107,7 @@ fn new_id<T, E: std::fmt::Display>(
 pub(crate) struct Reason {
     /// Why, in a sentence.
     #[serde(default)]
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -381,6 +388,102 @@ pub(crate) async fn set_shooting_rules(
     let command = ShootingCommand::SetShootingRules { rules: nested::<ShootingRules>("rules", body.rules)? };
     let id = shooting_id.to_string();
     Ok(execute::<Shooting>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
+}
+
+/// Optional launch parameters.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LaunchShooting {
+    /// The `stream_sequence` of the caller's last look change: the launch
+    /// first waits until the looks read model has reached it, so every look
+    /// the caller has just added is launched; 503 when it does not in time.
+    #[serde(default)]
+    min_sequence: Option<u64>,
+    /// How long to wait for `min_sequence`, in milliseconds (default 5000, at most 30000).
+    #[serde(default)]
+    wait_ms: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/shootings/{shooting}/launch", tag = "shootings", params(("brand" = String, Path, description = "The brand id"), ("shooting" = String, Path, description = "The shooting id")), request_body = Option<LaunchShooting>, responses((status = 200, description = "Launched with its current looks: the launch records each with its effective shot types", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "The looks read model has not reached min_sequence yet", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn launch_shooting(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, shooting)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, actions::LAUNCH_SHOOTING).await?;
+    let launch = optional_body::<LaunchShooting>(&body)?;
+    let shooting = shooting_view(&state, &brand, &shooting).await?;
+    let looks = looks_at_launch(&state, &brand, &shooting.shooting_id, &launch).await?;
+    let id = shooting.shooting_id.to_string();
+    Ok(execute::<Shooting>(
+        &state,
+        &principal,
+        &headers,
+        &brand,
+        &id,
+        ShootingCommand::LaunchShooting { looks },
+    )
+    .await?
+    .respond(false))
+}
+
+/// The shooting's looks as `LaunchShooting` needs them, oldest first.
+///
+/// Which looks exist comes from the `production` read model (the Shooting
+/// aggregate does not know its looks, and the event log has no index by
+/// shooting); what each look is comes from its own event stream, so a look
+/// changed or removed since the read model last caught up is launched as it
+/// is now, and one that was removed or belongs elsewhere is left out.
+///
+/// A look created after the read model was read is not in this launch: with
+/// `min_sequence` (the sequence of the caller's last look command) the read
+/// model is awaited first, so the caller's own looks are never missed; a look
+/// someone else adds while the launch runs stays in the shooting, unlaunched,
+/// until the shooting is reopened and launched again.
+async fn looks_at_launch(
+    state: &AppState,
+    brand: &BrandId,
+    shooting: &ShootingId,
+    launch: &LaunchShooting,
+) -> Result<Vec<LookAtLaunch>, ApiError> {
+    if let Some(sequence) = launch.min_sequence {
+        let wait = launch
+            .wait_ms
+            .map(Duration::from_millis)
+            .unwrap_or(crate::queries::DEFAULT_WAIT)
+            .min(crate::queries::MAX_WAIT);
+        read::wait_for_sequence(&state.db, Some("production"), sequence, wait)
+            .await
+            .map_err(|e| ApiError::NotYetConsistent(e.to_string()))?;
+    }
+    let mut ids = Vec::new();
+    let mut request = read::PageRequest { cursor: None, limit: Some(read::MAX_PAGE_SIZE) };
+    loop {
+        let page = read::list_looks(&state.db, brand.as_str(), Some(shooting.as_str()), &request).await?;
+        ids.extend(page.items.into_iter().map(|look| look.look_id));
+        match page.next_cursor {
+            Some(cursor) => request.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    // The list is newest first; a launch lists its looks in the order they were added.
+    ids.reverse();
+    // One load per look, in turn: a shooting has tens of looks, and a launch
+    // is rare enough that their round trips do not matter.
+    let mut looks = Vec::with_capacity(ids.len());
+    for raw in ids {
+        let look_id = LookId::parse(&raw)
+            .map_err(|e| ApiError::Internal(format!("look id {raw:?} in the read model: {e}")))?;
+        let address = CommandHandler::address::<Look>(brand, look_id.as_str())?;
+        let look = state.commands.load::<Look>(&address).await?.state;
+        if look.details.as_ref().is_some_and(|details| details.shooting_id == *shooting) {
+            looks.extend(look.at_launch());
+        }
+    }
+    Ok(looks)
 }
 
 #[utoipa::path(post, path = "/api/v1/brands/{brand}/shootings/{shooting}/reopen", tag = "shootings", params(("brand" = String, Path, description = "The brand id"), ("shooting" = String, Path, description = "The shooting id")), request_body = Option<Reason>, responses((status = 200, description = "Back in draft (nothing recorded when it already was)", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]

@@ -47,6 +47,7 @@ use crate::{configure, live, queries};
         configure::rename_shooting,
         configure::update_shooting_defaults,
         configure::set_shooting_rules,
+        configure::launch_shooting,
         configure::reopen_shooting,
         configure::complete_shooting,
         configure::archive_shooting,

@@ -73,6 +73,8 @@ pub(crate) mod actions {
     pub(crate) const UPDATE_SHOOTING_DEFAULTS: Action = Action::Produce;
     /// `set_shooting_rules` requires this.
     pub(crate) const SET_SHOOTING_RULES: Action = Action::Produce;
+    /// `launch_shooting` requires this.
+    pub(crate) const LAUNCH_SHOOTING: Action = Action::Produce;
     /// `reopen_shooting` requires this.
     pub(crate) const REOPEN_SHOOTING: Action = Action::Produce;
     /// `complete_shooting` requires this.
@@ -144,6 +146,7 @@ pub(crate) mod actions {
         ("rename_shooting", RENAME_SHOOTING),
         ("update_shooting_defaults", UPDATE_SHOOTING_DEFAULTS),
         ("set_shooting_rules", SET_SHOOTING_RULES),
+        ("launch_shooting", LAUNCH_SHOOTING),
         ("reopen_shooting", REOPEN_SHOOTING),
         ("complete_shooting", COMPLETE_SHOOTING),
         ("archive_shooting", ARCHIVE_SHOOTING),

@@ -434,6 +434,7 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
             json!({"reason": "matrix"})
         }
         "create_shooting" => json!({"name": "Matrix", "defaults": shooting_defaults("4:5")}),
+        "launch_shooting" => json!({}),
         "rename_shooting" | "rename_look" => json!({"name": "Renamed"}),
         "update_shooting_defaults" => json!({"defaults": shooting_defaults("1:1")}),
         "set_shooting_rules" => json!({"rules": shooting_rules(2)}),

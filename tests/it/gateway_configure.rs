@@ -337,6 +337,79 @@ async fn a_look_is_added_to_a_draft_shooting_changed_in_every_part_and_removed()
 }
 
 #[tokio::test]
+async fn a_launch_takes_the_shootings_current_looks_and_a_launched_shooting_takes_no_new_look_until_reopened()
+{
+    let gateway = TestGateway::start().await;
+    let owner = acme_with_shooting(&gateway).await;
+    let looks = "/api/v1/brands/acme/shootings/sh1/looks";
+    for body in [
+        json!({"look_id": "l1", "name": "Detail", "products": ["p1"], "shot_types": ["detail"]}),
+        json!({"look_id": "l2", "name": "Defaults", "products": ["p1"]}),
+        json!({"look_id": "l3", "name": "Dropped", "products": ["p1"]}),
+    ] {
+        assert_status(&gateway.as_user(&owner, "POST", looks, Some(body)).await, 201);
+    }
+    let removed = gateway.as_user(&owner, "DELETE", &format!("{looks}/l3"), None).await;
+    assert_status(&removed, 200);
+
+    // The launch waits for the looks read model to have the removal, then
+    // launches the current looks in the order they were added.
+    let launch = "/api/v1/brands/acme/shootings/sh1/launch";
+    let launched = gateway
+        .as_user(&owner, "POST", launch, Some(json!({"min_sequence": removed.json()["stream_sequence"]})))
+        .await;
+    assert_status(&launched, 200);
+    assert_eq!(launched.json()["events"], 1);
+    let shooting = load::<Shooting>(&gateway, "sh1").await;
+    assert_eq!(shooting.view().expect("view").status, ShootingStatus::Launched);
+    let plan: Vec<(String, Vec<String>)> = shooting
+        .launched_looks
+        .iter()
+        .map(|look| (look.look_id.to_string(), look.shot_types.iter().map(ToString::to_string).collect()))
+        .collect();
+    assert_eq!(
+        plan,
+        [
+            ("l1".to_owned(), vec!["detail".to_owned()]),
+            ("l2".to_owned(), vec!["full-body".to_owned(), "detail".to_owned()])
+        ]
+    );
+
+    let late = json!({"look_id": "l4", "name": "Late", "products": ["p1"]});
+    let refused = gateway.as_user(&owner, "POST", looks, Some(late.clone())).await;
+    assert_status(&refused, 409);
+    assert!(refused.json()["detail"].as_str().is_some_and(|d| d.contains("reopen")), "{}", refused.body);
+    let again = gateway.as_user(&owner, "POST", launch, None).await;
+    assert_status(&again, 409);
+
+    let reopened = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/shootings/sh1/reopen", None).await;
+    assert_status(&reopened, 200);
+    let added = gateway.as_user(&owner, "POST", looks, Some(late)).await;
+    assert_status(&added, 201);
+    let relaunched = gateway
+        .as_user(&owner, "POST", launch, Some(json!({"min_sequence": added.json()["stream_sequence"]})))
+        .await;
+    assert_status(&relaunched, 200);
+    let shooting = load::<Shooting>(&gateway, "sh1").await;
+    assert_eq!(shooting.view().expect("view").launch_number, 2);
+    assert_eq!(
+        shooting.launched_looks.iter().map(|look| look.look_id.as_str()).collect::<Vec<_>>(),
+        ["l1", "l2", "l4"]
+    );
+
+    // A sequence the read model has not reached: not yet consistent, nothing launched.
+    let reopened = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/shootings/sh1/reopen", None).await;
+    assert_status(&reopened, 200);
+    let too_far =
+        gateway.as_user(&owner, "POST", launch, Some(json!({"min_sequence": 999_999, "wait_ms": 200}))).await;
+    assert_status(&too_far, 503);
+    assert!(too_far.json()["type"].as_str().is_some_and(|t| t.ends_with("not-yet-consistent")));
+    assert_eq!(load::<Shooting>(&gateway, "sh1").await.view().expect("view").status, ShootingStatus::Draft);
+    let missing = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/shootings/nope/launch", None).await;
+    assert_status(&missing, 404);
+}
+
+#[tokio::test]
 async fn a_look_for_a_missing_shooting_or_another_brands_shooting_is_not_found() {
     let gateway = TestGateway::start().await;
     let owner = acme_with_shooting(&gateway).await;
