@@ -17,6 +17,7 @@ pub mod error;
 mod live;
 pub mod openapi;
 mod queries;
+mod review;
 mod routes;
 
 use std::future::Future;

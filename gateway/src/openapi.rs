@@ -10,7 +10,7 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{self, actions};
-use crate::{configure, live, queries};
+use crate::{configure, live, queries, review};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -59,6 +59,11 @@ use crate::{configure, live, queries};
         configure::set_look_guidelines,
         configure::set_look_shot_types,
         configure::remove_look,
+        review::approve_prediction,
+        review::reject_prediction,
+        review::request_revision,
+        review::comment_on_prediction,
+        review::reset_review,
         live::live,
         queries::get_brand,
         queries::list_members,

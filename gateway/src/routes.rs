@@ -97,6 +97,16 @@ pub(crate) mod actions {
     pub(crate) const SET_LOOK_SHOT_TYPES: Action = Action::Produce;
     /// `remove_look` requires this.
     pub(crate) const REMOVE_LOOK: Action = Action::Produce;
+    /// `approve_prediction` requires this.
+    pub(crate) const APPROVE_PREDICTION: Action = Action::Review;
+    /// `reject_prediction` requires this.
+    pub(crate) const REJECT_PREDICTION: Action = Action::Review;
+    /// `request_revision` requires this.
+    pub(crate) const REQUEST_REVISION: Action = Action::Review;
+    /// `comment_on_prediction` requires this.
+    pub(crate) const COMMENT_ON_PREDICTION: Action = Action::Review;
+    /// `reset_review` requires this.
+    pub(crate) const RESET_REVIEW: Action = Action::Review;
 
     /// Every read of brand data requires this.
     pub(crate) const READ: Action = Action::Read;
@@ -158,6 +168,11 @@ pub(crate) mod actions {
         ("set_look_guidelines", SET_LOOK_GUIDELINES),
         ("set_look_shot_types", SET_LOOK_SHOT_TYPES),
         ("remove_look", REMOVE_LOOK),
+        ("approve_prediction", APPROVE_PREDICTION),
+        ("reject_prediction", REJECT_PREDICTION),
+        ("request_revision", REQUEST_REVISION),
+        ("comment_on_prediction", COMMENT_ON_PREDICTION),
+        ("reset_review", RESET_REVIEW),
     ];
 }
 
@@ -178,6 +193,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/products/{product}/restore", post(restore_product))
         .merge(crate::configure::router())
         .merge(crate::queries::router())
+        .merge(crate::review::router())
         .merge(crate::live::router())
 }
 

@@ -430,7 +430,7 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
         "retire_subject" => json!({"reason": "matrix"}),
         "create_style" => json!({"name": "Matrix", "definition": style_definition("calm")}),
         "revise_style" => json!({"definition": style_definition("bold")}),
-        "archive_style" | "reopen_shooting" | "archive_shooting" | "remove_look" => {
+        "archive_style" | "reopen_shooting" | "archive_shooting" | "remove_look" | "reset_review" => {
             json!({"reason": "matrix"})
         }
         "create_shooting" => json!({"name": "Matrix", "defaults": shooting_defaults("4:5")}),
@@ -444,8 +444,16 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
         "change_look_style" => json!({"style": null}),
         "set_look_guidelines" => json!({"guidelines": {"dos": ["show the back"], "donts": []}}),
         "set_look_shot_types" => json!({"shot_types": null}),
+        "reject_prediction" => json!({"reason": "matrix"}),
+        "request_revision" => json!({"comment": "matrix", "regions": [region()]}),
+        "comment_on_prediction" => json!({"text": "matrix"}),
         _ => return None,
     })
+}
+
+/// A valid region of a revision request.
+fn region() -> serde_json::Value {
+    json!({"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.2, "note": "here"})
 }
 
 #[tokio::test]
@@ -522,8 +530,8 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
             let body = sample_body(operation_id);
             assert!(!has_body || body.is_some(), "add a sample body for {operation_id}");
             // Targets that do not belong to the caller's own data: a ghost
-            // member, client, subject, style, shooting and look, and the
-            // fixture product.
+            // member, client, subject, style, shooting, look and prediction,
+            // and the fixture product.
             let concrete = |brand: &str| {
                 template
                     .replace("{brand}", brand)
@@ -534,6 +542,7 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
                     .replace("{style}", "ghost")
                     .replace("{shooting}", "ghost")
                     .replace("{look}", "ghost")
+                    .replace("{prediction}", "ghost")
             };
             for (name, role, headers) in &callers {
                 let headers: Vec<(&str, &str)> =

@@ -8,6 +8,7 @@ mod faults;
 mod gateway;
 mod gateway_configure;
 mod gateway_live;
+mod gateway_review;
 mod gps_up;
 mod harness;
 mod http;
