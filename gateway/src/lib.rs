@@ -1,10 +1,11 @@
 //! The GPS gateway: the HTTP face of the platform.
 //!
 //! Layout: [`error`] (`ApiError`, problem documents), [`auth`] (users,
-//! sessions, API keys, roles per brand), `routes` (the `/api/v1` commands),
-//! `configure` (the Configure stage's commands: subjects, styles, shootings,
-//! looks), and `/healthz` here. Queries, uploads, the CDN route, live updates and the
-//! UI join it in later issues.
+//! sessions, API keys, roles per brand), `routes` (sessions, brands, members,
+//! API clients, products), `configure` (subjects, styles, shootings with
+//! launch, looks), `review` (approve, reject, revision, comments), `queries`
+//! (read models, read-your-writes), `live` (SSE), [`openapi`], and `/healthz`
+//! here. Uploads, the CDN route and the UI join it in later issues.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
 //! back; business rules stay in `gps-domain`, writes go through
