@@ -6,6 +6,7 @@
 //!   measured in the same run (`ratio_to_raw`), for each fsync setting.
 //! - W2: one hot aggregate, several writers doing load-decide-append.
 //! - W3: loading aggregates of 10 / 1,000 / 10,000 events.
+//! - W4, W5, W7 (the read side): see [`crate::bench_read`].
 //!
 //! Figures, not assertions: build with `--release` for meaningful numbers.
 
@@ -62,6 +63,9 @@ pub(crate) enum Workload {
         #[arg(long, default_value_t = 20)]
         repeats: usize,
     },
+    /// W4 (rebuild), W5 (consistency) and W7 (HTTP reads).
+    #[command(flatten)]
+    Read(crate::bench_read::ReadWorkload),
 }
 
 /// The server's fsync setting.
@@ -84,7 +88,9 @@ impl SyncMode {
 }
 
 /// Runs a workload and prints its figures.
-pub(crate) async fn run(workload: Workload) -> anyhow::Result<()> {
+/// `database_url` names the Postgres server the read-side workloads create
+/// their throwaway database on.
+pub(crate) async fn run(workload: Workload, database_url: &str) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("note: this is a debug build; run `cargo run --release -- bench …` for meaningful figures");
     }
@@ -101,18 +107,19 @@ pub(crate) async fn run(workload: Workload) -> anyhow::Result<()> {
             let bench = BenchServer::start(SyncMode::Default).await?;
             w3(&bench, &sizes, repeats.max(1)).await
         }
+        Workload::Read(workload) => crate::bench_read::run(workload, database_url).await,
     }
 }
 
 /// A private server on temporary storage, removed afterwards.
-struct BenchServer {
+pub(crate) struct BenchServer {
     server: LocalServer,
     dir: std::path::PathBuf,
     sync: SyncMode,
 }
 
 impl BenchServer {
-    async fn start(sync: SyncMode) -> anyhow::Result<Self> {
+    pub(crate) async fn start(sync: SyncMode) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("gps-bench-{}", uuid::Uuid::new_v4().simple()));
         let server = LocalServer::start(LocalServerOptions {
             binary: locate_binary()?,
@@ -124,7 +131,7 @@ impl BenchServer {
         Ok(BenchServer { server, dir, sync })
     }
 
-    async fn event_log(&self) -> anyhow::Result<EventLog> {
+    pub(crate) async fn event_log(&self) -> anyhow::Result<EventLog> {
         let client = gps_nats::connect(self.server.url(), "gps-bench").await?;
         let log = EventLog::new(client, StreamSettings::default());
         log.provision().await?;
@@ -138,16 +145,16 @@ impl Drop for BenchServer {
     }
 }
 
-fn brand() -> BrandId {
+pub(crate) fn brand() -> BrandId {
     BrandId::parse("bench").expect("valid brand")
 }
 
-fn actor() -> Actor {
+pub(crate) fn actor() -> Actor {
     Actor::System("bench".into())
 }
 
 /// A realistic event: a product's attributes change.
-fn sample_event(n: usize) -> NewEvent {
+pub(crate) fn sample_event(n: usize) -> NewEvent {
     let event = ProductEvent::DetailsUpdated(ProductDetailsUpdated {
         name: Some(Name::parse(format!("Linen midi dress {n}")).expect("name")),
         category: None,
@@ -162,7 +169,7 @@ fn sample_event(n: usize) -> NewEvent {
 }
 
 /// Percentile of sorted durations, in milliseconds.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -170,7 +177,7 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-fn round2(value: f64) -> f64 {
+pub(crate) fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 

@@ -6,13 +6,15 @@
 //! - `gps projector`: the projection runners alone; `gps projections
 //!   status|rebuild [NAME]`: operate the read models.
 //! - `gps admin create-user`: accounts and brand membership.
-//! - `gps bench append|load`: write-path benchmarks (figures, not tests).
+//! - `gps bench append|load|rebuild|consistency|read`: benchmarks (figures,
+//!   not tests).
 //!
 //! The binary is thin: it reads settings and calls the crates' `run`
 //! functions. It must not hold business rules (those live in `gps-domain`).
 
 mod admin;
 mod bench;
+mod bench_read;
 mod config;
 mod projector;
 mod up;
@@ -66,7 +68,7 @@ enum Command {
         #[command(subcommand)]
         action: admin::AdminAction,
     },
-    /// Measures the write path; prints one JSON object per line.
+    /// Measures the write and read paths; prints one JSON object per line.
     Bench {
         #[command(subcommand)]
         workload: bench::Workload,
@@ -119,7 +121,7 @@ fn main() -> anyhow::Result<()> {
             Command::Projector => projector::run(settings).await,
             Command::Projections { action } => projector::command(settings, action).await,
             Command::Admin { action } => admin::run(settings, action).await,
-            Command::Bench { workload } => bench::run(workload).await,
+            Command::Bench { workload } => bench::run(workload, &settings.database_url).await,
         }
     })
 }
