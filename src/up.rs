@@ -70,37 +70,9 @@ pub(crate) async fn connect_event_log(
 /// Connects to the database, creating it when missing, and prepares the
 /// gateway's `auth` schema.
 pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
-    use sqlx::ConnectOptions;
-    use std::str::FromStr;
-    let options = sqlx::postgres::PgConnectOptions::from_str(&settings.database_url)
-        .with_context(|| format!("the database URL {:?} is not valid", settings.database_url))?;
-    let database = options.get_database().unwrap_or("postgres").to_owned();
-    anyhow::ensure!(
-        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "database name {database:?} must be letters, digits and '_'"
-    );
-    let mut admin = options.clone().database("postgres").connect().await.with_context(|| {
-        format!(
-            "cannot reach Postgres for {}; set DATABASE_URL",
-            settings.database_url.split('@').next_back().unwrap_or("")
-        )
-    })?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&database)
-        .fetch_one(&mut admin)
-        .await?;
-    if !exists {
-        // Checked above to be letters, digits and '_', so safe to splice.
-        match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
-            .execute(&mut admin)
-            .await
-        {
-            Ok(_) => tracing::info!(%database, "database created"),
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P04") => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect_with(options).await?;
+    let pool = gps_projections::connect(&settings.database_url)
+        .await
+        .context("connecting to the database; set DATABASE_URL")?;
     gps_gateway::auth::migrate(&pool).await.context("preparing the auth schema")?;
     Ok(pool)
 }
