@@ -8,11 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use crate::harness::{TestNats, old_nats_binary};
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+use crate::harness::{TestNats, free_port, old_nats_binary};
 
 pub(crate) fn temp_dir() -> PathBuf {
     std::env::temp_dir().join(format!("gps-up-{}", uuid::Uuid::new_v4().simple()))

@@ -55,6 +55,11 @@ pub(crate) fn old_nats_binary() -> PathBuf {
         .unwrap_or_else(|| tools_dir().join("nats-2.10.26").join("bin").join("nats-server"))
 }
 
+/// A port nothing listens on right now (the OS picks it).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
 pub(crate) fn brand() -> BrandId {
     BrandId::parse("acme").expect("valid brand")
 }

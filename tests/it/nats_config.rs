@@ -24,6 +24,8 @@ use gps_nats::{
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::harness::free_port;
+
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/nats/config");
 /// Every user of `accounts.conf`.
 const ROLES: [&str; 7] = ["admin", "gateway", "agent", "projector", "auditor", "downstream-acme", "sys"];
@@ -708,10 +710,6 @@ fn rewrite(file: &Path, replacements: &[(&str, String)]) {
         text = text.replace(from, to);
     }
     std::fs::write(file, text).expect("write copied config");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// One nats-server process started from a config file; killed when dropped.
