@@ -300,12 +300,8 @@ impl Platform {
         let log = bench.event_log().await?;
         let db = BenchDb::create(database_url).await?;
         gps_projections::prepare_all(&db.pool).await.context("read-model schemas")?;
-        let state = AppState {
-            commands: CommandHandler::new(log.clone()),
-            log: log.clone(),
-            db: db.pool.clone(),
-            cookie_secure: false,
-        };
+        let state =
+            AppState::new(log.clone(), CommandHandler::new(log.clone()), db.pool.clone(), false).await?;
         let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
         let projector = tokio::spawn({
             let (pool, log) = (db.pool.clone(), log.clone());

@@ -124,7 +124,9 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     }
     // Queries must find the read-model tables from the first request on.
     gps_projections::prepare_all(&db).await.context("preparing the read-model schemas")?;
-    let state = gps_gateway::AppState { commands, log, db, cookie_secure: settings.cookie_secure };
+    let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure)
+        .await
+        .context("subscribing the gateway to brand events")?;
     let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
     let projector = (role == Role::Everything).then(|| {
         tokio::spawn(gps_projections::run_all(

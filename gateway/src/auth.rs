@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 
+use crate::access::Credential;
 use crate::{ApiError, AppState};
 
 /// The session cookie's name.
@@ -181,12 +182,14 @@ pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<(User
     Ok((user, token, csrf))
 }
 
-/// Ends a session.
-pub async fn sign_out(pool: &PgPool, token: &str) -> Result<(), ApiError> {
+/// Ends a session, here and in every gateway's cache.
+pub async fn sign_out(state: &AppState, token: &str) -> Result<(), ApiError> {
+    let token_hash = sha256_hex(token);
     sqlx::query("DELETE FROM auth.sessions WHERE token_hash = $1")
-        .bind(sha256_hex(token))
-        .execute(pool)
+        .bind(&token_hash)
+        .execute(&state.db)
         .await?;
+    state.access.signed_out(&state.log, &token_hash).await;
     Ok(())
 }
 
@@ -281,24 +284,38 @@ impl FromRequestParts<AppState> for Principal {
             let key = value.strip_prefix("Bearer ").ok_or_else(|| {
                 ApiError::Unauthenticated("use `Authorization: Bearer <API key>` for API keys".into())
             })?;
-            return api_client(&state.db, key.trim()).await;
+            return api_client(state, key.trim()).await;
         }
         let Some(token) = cookie(parts, SESSION_COOKIE) else {
             return Err(ApiError::Unauthenticated(
                 "sign in (POST /api/v1/session) or send an API key as `Authorization: Bearer <key>`".into(),
             ));
         };
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT user_id, csrf_token FROM auth.sessions WHERE token_hash = $1 AND expires_at > now()",
-        )
-        .bind(sha256_hex(&token))
-        .fetch_optional(&state.db)
-        .await?;
-        let Some((user_id, csrf)) = row else {
-            return Err(ApiError::Unauthenticated(
-                "the session has expired or was ended; sign in again".into(),
-            ));
+        let token_hash = sha256_hex(&token);
+        let csrf = match state.access.credential(&token_hash) {
+            Some(Credential { principal, csrf: Some(csrf) }) => (principal, csrf),
+            _ => {
+                let row: Option<(String, String)> = sqlx::query_as(
+                    "SELECT user_id, csrf_token FROM auth.sessions WHERE token_hash = $1 AND expires_at > now()",
+                )
+                .bind(&token_hash)
+                .fetch_optional(&state.db)
+                .await?;
+                let Some((user_id, csrf)) = row else {
+                    return Err(ApiError::Unauthenticated(
+                        "the session has expired or was ended; sign in again".into(),
+                    ));
+                };
+                let user_id = MemberId::parse(user_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+                let principal = Principal::User { user_id };
+                state.access.store_credential(
+                    token_hash,
+                    Credential { principal: principal.clone(), csrf: Some(csrf.clone()) },
+                );
+                (principal, csrf)
+            }
         };
+        let (principal, csrf) = csrf;
         // A cookie travels with cross-site requests; a write must also prove it
         // comes from our UI by echoing the session's CSRF token.
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -310,32 +327,38 @@ impl FromRequestParts<AppState> for Principal {
                 )));
             }
         }
-        let user_id = MemberId::parse(user_id).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(Principal::User { user_id })
+        Ok(principal)
     }
 }
 
-async fn api_client(pool: &PgPool, key: &str) -> Result<Principal, ApiError> {
+async fn api_client(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let presented = sha256_hex(key);
+    if let Some(credential) = state.access.credential(&presented) {
+        return Ok(credential.principal);
+    }
     let invalid = || ApiError::Unauthenticated("the API key is not valid or was revoked".into());
     let prefix = key.rsplit_once('_').map(|(prefix, _)| prefix).ok_or_else(invalid)?;
     let row: Option<(String, String, String)> = sqlx::query_as(
         "SELECT brand, api_client_id, secret_hash FROM auth.api_keys WHERE key_prefix = $1 AND revoked_at IS NULL",
     )
     .bind(prefix)
-    .fetch_optional(pool)
+    .fetch_optional(&state.db)
     .await?;
     let (brand, api_client_id, secret_hash) = row.ok_or_else(invalid)?;
     // Constant-time comparison of the hashes.
-    let presented = sha256_hex(key);
     let equal = presented.len() == secret_hash.len()
         && presented.bytes().zip(secret_hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if !equal {
         return Err(invalid());
     }
-    Ok(Principal::ApiClient {
+    let principal = Principal::ApiClient {
         brand: BrandId::parse(brand).map_err(|e| ApiError::Internal(e.to_string()))?,
         api_client_id: ApiClientId::parse(api_client_id).map_err(|e| ApiError::Internal(e.to_string()))?,
-    })
+    };
+    // A revoked key stays refused while remembered: `authorize` checks the
+    // Brand aggregate, which records the revocation.
+    state.access.store_credential(presented, Credential { principal: principal.clone(), csrf: None });
+    Ok(principal)
 }
 
 /// What a request wants to do in a brand.
@@ -376,13 +399,29 @@ pub async fn authorize(
     {
         return Err(not_found());
     }
-    let address = gps_commands::CommandHandler::address::<Brand>(brand, brand.as_str())?;
-    let loaded = state.commands.load::<Brand>(&address).await?;
+    let brand_state = match state.access.brand(&state.log, brand) {
+        Some(cached) => cached,
+        None => {
+            let address = gps_commands::CommandHandler::address::<Brand>(brand, brand.as_str())?;
+            let loaded = state.commands.load::<Brand>(&address).await?;
+            let loaded_state = std::sync::Arc::new(loaded.state);
+            state.access.store_brand(
+                &state.log,
+                brand,
+                loaded_state.clone(),
+                loaded.position.aggregate_version,
+            );
+            loaded_state
+        }
+    };
     let role = match principal {
-        Principal::User { user_id } => loaded.state.role_of(user_id),
-        Principal::ApiClient { api_client_id, .. } => loaded.state.api_client_role(api_client_id),
-    }
-    .ok_or_else(not_found)?;
+        Principal::User { user_id } => brand_state.role_of(user_id).ok_or_else(not_found)?,
+        // The key's own brand (checked above): a revoked client is a revoked
+        // key, even while this gateway still remembers the key's lookup.
+        Principal::ApiClient { api_client_id, .. } => brand_state
+            .api_client_role(api_client_id)
+            .ok_or_else(|| ApiError::Unauthenticated("the API key is not valid or was revoked".into()))?,
+    };
     if allows(role, action) {
         Ok(role)
     } else {

@@ -74,7 +74,7 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// Deserializes a nested domain object; on failure the field is its path
 /// within the body (`defaults.output.aspect_ratio`), not just `body`.
-fn nested<T: DeserializeOwned>(field: &str, value: serde_json::Value) -> Result<T, ApiError> {
+pub(crate) fn nested<T: DeserializeOwned>(field: &str, value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let field = if path == "." { field.to_owned() } else { format!("{field}.{path}") };

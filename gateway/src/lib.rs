@@ -1,9 +1,11 @@
 //! The GPS gateway: the HTTP face of the platform.
 //!
 //! Layout: [`error`] (`ApiError`, problem documents), [`auth`] (users,
-//! sessions, API keys, roles per brand), `routes` (sessions, brands, members,
+//! sessions, API keys, roles per brand), [`access`] (what authorization
+//! remembers between requests, kept current by brand events), `routes` (sessions, brands, members,
 //! API clients, products), `configure` (subjects, styles, shootings with
-//! launch, looks), `review` (approve, reject, revision, comments), `queries`
+//! launch, looks), `review` (approve, reject, revision, comments), `operate`
+//! (cancel and retry generations, channel presets, export requests), `queries`
 //! (read models, read-your-writes), `live` (SSE), [`openapi`], and `/healthz`
 //! here. Uploads, the CDN route and the UI join it in later issues.
 //!
@@ -12,11 +14,13 @@
 //! `gps-commands`. The router comes from [`app`], and [`run`] serves it on a
 //! listener the caller bound (tests bind port 0).
 
+pub mod access;
 pub mod auth;
 mod configure;
 pub mod error;
 mod live;
 pub mod openapi;
+mod operate;
 mod queries;
 mod review;
 mod routes;
@@ -49,6 +53,22 @@ pub struct AppState {
     pub db: sqlx::PgPool,
     /// Mark the session cookie `Secure` (HTTPS deployments).
     pub cookie_secure: bool,
+    /// Brands and credentials remembered between requests.
+    pub access: access::AccessCache,
+}
+
+impl AppState {
+    /// The state of a gateway, with its authorization cache subscribed to
+    /// brand events and sign-outs.
+    pub async fn new(
+        log: EventLog,
+        commands: CommandHandler,
+        db: sqlx::PgPool,
+        cookie_secure: bool,
+    ) -> Result<Self, async_nats::SubscribeError> {
+        let access = access::AccessCache::watch(&log).await?;
+        Ok(AppState { log, commands, db, cookie_secure, access })
+    }
 }
 
 /// The header carrying each request's id, in responses and logs.

@@ -10,7 +10,7 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{self, actions};
-use crate::{configure, live, queries, review};
+use crate::{configure, live, operate, queries, review};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -64,6 +64,11 @@ use crate::{configure, live, queries, review};
         review::request_revision,
         review::comment_on_prediction,
         review::reset_review,
+        operate::cancel_generation,
+        operate::retry_generation,
+        operate::define_channel_preset,
+        operate::remove_channel_preset,
+        operate::request_export,
         live::live,
         queries::get_brand,
         queries::list_members,

@@ -107,6 +107,16 @@ pub(crate) mod actions {
     pub(crate) const COMMENT_ON_PREDICTION: Action = Action::Review;
     /// `reset_review` requires this.
     pub(crate) const RESET_REVIEW: Action = Action::Review;
+    /// `cancel_generation` requires this.
+    pub(crate) const CANCEL_GENERATION: Action = Action::Produce;
+    /// `retry_generation` requires this.
+    pub(crate) const RETRY_GENERATION: Action = Action::Produce;
+    /// `define_channel_preset` requires this.
+    pub(crate) const DEFINE_CHANNEL_PRESET: Action = Action::Administer;
+    /// `remove_channel_preset` requires this.
+    pub(crate) const REMOVE_CHANNEL_PRESET: Action = Action::Administer;
+    /// `request_export` requires this.
+    pub(crate) const REQUEST_EXPORT: Action = Action::Produce;
 
     /// Every read of brand data requires this.
     pub(crate) const READ: Action = Action::Read;
@@ -173,6 +183,11 @@ pub(crate) mod actions {
         ("request_revision", REQUEST_REVISION),
         ("comment_on_prediction", COMMENT_ON_PREDICTION),
         ("reset_review", RESET_REVIEW),
+        ("cancel_generation", CANCEL_GENERATION),
+        ("retry_generation", RETRY_GENERATION),
+        ("define_channel_preset", DEFINE_CHANNEL_PRESET),
+        ("remove_channel_preset", REMOVE_CHANNEL_PRESET),
+        ("request_export", REQUEST_EXPORT),
     ];
 }
 
@@ -194,6 +209,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(crate::configure::router())
         .merge(crate::queries::router())
         .merge(crate::review::router())
+        .merge(crate::operate::router())
         .merge(crate::live::router())
 }
 
@@ -292,6 +308,13 @@ pub(crate) async fn execute<A: Aggregate>(
     let meta = command_meta(principal, headers)?;
     let address = CommandHandler::address::<A>(brand, id)?;
     let outcome = state.commands.execute::<A>(&address, &meta, &command).await?;
+    // This gateway's next request must see its own membership change even if
+    // the published event has not reached the cache's subscription yet.
+    if let Some(brand_state) =
+        (&outcome.state as &dyn std::any::Any).downcast_ref::<gps_domain::brand::Brand>()
+    {
+        state.access.brand_changed(&state.log, brand, brand_state.clone(), outcome.aggregate_version);
+    }
     Ok(Accepted::from_outcome(id, &outcome))
 }
 
@@ -343,7 +366,7 @@ pub(crate) async fn sign_out(
         .flat_map(|v| v.split(';'))
         .find_map(|pair| pair.trim().strip_prefix(&format!("{SESSION_COOKIE}=")).map(str::to_owned));
     if let Some(token) = token {
-        auth::sign_out(&state.db, &token).await?;
+        auth::sign_out(&state, &token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(

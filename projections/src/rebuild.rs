@@ -104,12 +104,11 @@ pub async fn rebuild(
     let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
     let target = stream.cached_info().state.last_sequence;
     let mut events = 0;
-    let mut replay = Replay::open(log, projection, 0, target).await?;
-    loop {
-        let chunk = replay.next_chunk(REPLAY_BATCH).await?;
-        if chunk.is_empty() {
-            break;
-        }
+    // Reading the stream and writing Postgres overlap: the next chunk is read
+    // while the previous one is applied.
+    let mut chunks = Replay::open(log, projection, 0, target).await?.prefetch(REPLAY_BATCH);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
         events += chunk.len() as u64;
         apply_with_connection(&mut conn, projection, &shadow, &chunk).await?;
     }
@@ -207,6 +206,27 @@ impl Replay {
         }
         let messages = consumer.messages().await.map_err(nats)?;
         Ok(Replay { messages: Some(messages), until })
+    }
+
+    /// Reads chunks of up to `max` events in a task of their own, at most two
+    /// ahead of the consumer of the returned channel; the channel closes after
+    /// the last chunk or after an error.
+    fn prefetch(mut self, max: usize) -> tokio::sync::mpsc::Receiver<Result<Vec<RawEvent>, RunError>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            loop {
+                match self.next_chunk(max).await {
+                    Ok(chunk) if chunk.is_empty() => return,
+                    result => {
+                        let failed = result.is_err();
+                        if sender.send(result).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        receiver
     }
 
     async fn next_chunk(&mut self, max: usize) -> Result<Vec<RawEvent>, RunError> {

@@ -54,7 +54,7 @@ impl TestGateway {
             },
         ));
         let state =
-            AppState { commands: CommandHandler::new(log.clone()), log, db: pool, cookie_secure: false };
+            AppState::new(log.clone(), CommandHandler::new(log), pool, false).await.expect("gateway state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -66,6 +66,29 @@ impl TestGateway {
             .await;
         });
         TestGateway { port, state, _nats: nats, _db: db, _stop: stop, _stop_projections: stop_projections }
+    }
+
+    /// Another gateway process's worth of state (its own caches and
+    /// subscriptions) on the same NATS and database, serving on its own port.
+    pub(crate) async fn another_gateway(&self) -> (u16, tokio::sync::oneshot::Sender<()>) {
+        let state = AppState::new(
+            self.state.log.clone(),
+            CommandHandler::new(self.state.log.clone()),
+            self.state.db.clone(),
+            false,
+        )
+        .await
+        .expect("second gateway state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = gps_gateway::run(listener, state, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        (port, stop)
     }
 
     pub(crate) async fn user(&self, id: &str) -> Session {
@@ -445,6 +468,11 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
         "set_look_guidelines" => json!({"guidelines": {"dos": ["show the back"], "donts": []}}),
         "set_look_shot_types" => json!({"shot_types": null}),
         "reject_prediction" => json!({"reason": "matrix"}),
+        "cancel_generation" => json!({"reason": "matrix"}),
+        "define_channel_preset" => json!({"spec": channel_preset_spec()}),
+        "request_export" => {
+            json!({"predictions": ["ghost"], "channel": "web-pdp", "destination": {"kind": "zip_download"}})
+        }
         "request_revision" => json!({"comment": "matrix", "regions": [region()]}),
         "comment_on_prediction" => json!({"text": "matrix"}),
         _ => return None,
@@ -543,6 +571,8 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
                     .replace("{shooting}", "ghost")
                     .replace("{look}", "ghost")
                     .replace("{prediction}", "ghost")
+                    .replace("{generation}", "ghost")
+                    .replace("{channel}", "web-pdp")
             };
             for (name, role, headers) in &callers {
                 let headers: Vec<(&str, &str)> =
@@ -579,6 +609,15 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
         }
     }
     assert!(checked > 100, "the matrix covered {checked} cases");
+}
+
+/// A valid channel preset: a web product page, 4:5 on a warm white.
+pub(crate) fn channel_preset_spec() -> serde_json::Value {
+    json!({
+        "long_edge_px": 2048, "aspect_ratio": "4:5", "fit": "crop_to_subject",
+        "background": {"kind": "colour", "colour": "#F5F0E8"}, "format": "jpeg", "quality": 85,
+        "colour_space": "srgb", "max_bytes": 5000000, "naming_pattern": "{sku}_{view}_{n}"
+    })
 }
 
 fn owner_headers(session: &Session) -> Vec<(String, String)> {

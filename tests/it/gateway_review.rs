@@ -28,7 +28,7 @@ fn hash(seed: u8) -> ContentHash {
 
 /// Records prediction `id` of brand `acme` as a compute agent would, while its
 /// generation runs.
-async fn produce_prediction(gateway: &TestGateway, id: &str) {
+pub(crate) async fn produce_prediction(gateway: &TestGateway, id: &str) {
     let command = PredictionCommand::ProducePrediction {
         prediction_id: PredictionId::parse(id).expect("id"),
         brand_id: brand(),

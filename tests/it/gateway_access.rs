@@ -1,0 +1,121 @@
+//! The gateway's authorization cache across gateways: a membership change,
+//! an API key revocation or a sign-out made through one gateway takes effect
+//! on another that had the brand and the credential cached, without waiting
+//! for the cache to expire (it would take 30 s; these tests allow 2 s).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::gateway::{Session, TestGateway, product};
+use crate::http::{Response, request};
+
+/// Calls `path` on `port` until `status` comes back or two seconds pass;
+/// returns the last response.
+async fn until_status(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+    status: u16,
+) -> Response {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let response = request(port, method, path, headers, body.as_ref()).await;
+        if response.status == status || Instant::now() > deadline {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn add_member(gateway: &TestGateway, owner: &Session, email: &str, role: &str) {
+    let added = gateway
+        .as_user(owner, "POST", "/api/v1/brands/acme/members", Some(json!({"email": email, "role": role})))
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+}
+
+#[tokio::test]
+async fn a_role_change_and_a_removal_on_one_gateway_apply_at_once_on_another() {
+    let gateway = TestGateway::start().await;
+    let (other, _stop) = gateway.another_gateway().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let pat = gateway.user("pat").await;
+    add_member(&gateway, &owner, "pat@example.com", "producer").await;
+
+    // The other gateway learns the brand (and caches it) by serving pat.
+    let created =
+        request(other, "POST", "/api/v1/brands/acme/products", &pat.headers(), Some(&product("p1"))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let path = format!("/api/v1/brands/acme/products/p1?min_sequence={}", created.json()["stream_sequence"]);
+    let read = request(other, "GET", &path, &pat.headers(), None).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+
+    // Demoted through the first gateway: the other refuses pat's writes.
+    let demoted = gateway
+        .as_user(&owner, "PUT", "/api/v1/brands/acme/members/pat/role", Some(json!({"role": "viewer"})))
+        .await;
+    assert_eq!(demoted.status, 200, "{}", demoted.body);
+    let refused =
+        until_status(other, "POST", "/api/v1/brands/acme/products", &pat.headers(), Some(product("p2")), 403)
+            .await;
+    assert_eq!(
+        refused.status, 403,
+        "a demoted producer could still write through another gateway: {}",
+        refused.body
+    );
+
+    // Removed: the brand disappears for pat on the other gateway.
+    let removed = gateway.as_user(&owner, "DELETE", "/api/v1/brands/acme/members/pat", None).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    let hidden =
+        until_status(other, "GET", "/api/v1/brands/acme/products/p1", &pat.headers(), None, 404).await;
+    assert_eq!(
+        hidden.status, 404,
+        "a removed member could still read through another gateway: {}",
+        hidden.body
+    );
+    // The owner is unaffected there.
+    let owner_read = request(other, "GET", "/api/v1/brands/acme/products/p1", &owner.headers(), None).await;
+    assert_eq!(owner_read.status, 200, "{}", owner_read.body);
+}
+
+#[tokio::test]
+async fn a_sign_out_and_a_key_revocation_on_one_gateway_apply_at_once_on_another() {
+    let gateway = TestGateway::start().await;
+    let (other, _stop) = gateway.another_gateway().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let vic = gateway.user("vic").await;
+    add_member(&gateway, &owner, "vic@example.com", "viewer").await;
+
+    let registered = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/api-clients",
+            Some(json!({"api_client_id": "shop", "name": "Shop", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let key = registered.json()["api_key"].as_str().expect("key").to_owned();
+    let bearer = format!("Bearer {key}");
+    let key_headers = [("Authorization", bearer.as_str())];
+
+    // Both credentials are used (and remembered) on the other gateway.
+    for headers in [vic.headers(), key_headers.to_vec()] {
+        let listed = request(other, "GET", "/api/v1/brands/acme/products", &headers, None).await;
+        assert_eq!(listed.status, 200, "{}", listed.body);
+    }
+
+    let revoked = gateway.as_user(&owner, "DELETE", "/api/v1/brands/acme/api-clients/shop", None).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let refused = until_status(other, "GET", "/api/v1/brands/acme/products", &key_headers, None, 401).await;
+    assert_eq!(refused.status, 401, "a revoked key still worked on another gateway: {}", refused.body);
+
+    let signed_out = gateway.call("DELETE", "/api/v1/session", &vic.headers(), None).await;
+    assert_eq!(signed_out.status, 204, "{}", signed_out.body);
+    let refused = until_status(other, "GET", "/api/v1/brands/acme/products", &vic.headers(), None, 401).await;
+    assert_eq!(refused.status, 401, "a signed-out session still worked on another gateway: {}", refused.body);
+}
