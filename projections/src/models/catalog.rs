@@ -22,14 +22,11 @@ pub(crate) fn apply<'a>(conn: &'a mut PgConnection, e: &'a Event) -> BoxFuture<'
     })
 }
 
+/// Each product event is one statement on `products` (two for images),
+/// which also bumps the row's `updated_at`, `version` and `last_sequence`:
+/// a rebuild replays long runs of events of one product, and every statement
+/// on the same row inside one transaction costs a round trip and a row version.
 async fn product(conn: &mut PgConnection, e: &Event, event: &ProductEvent) -> Result<(), sqlx::Error> {
-    if !matches!(event, ProductEvent::Created(_)) {
-        touch!(
-            conn,
-            e,
-            "UPDATE products SET updated_at = $3, version = $4, last_sequence = $5 WHERE brand = $1 AND product_id = $2"
-        )?;
-    }
     match event {
         ProductEvent::Created(p) => {
             sqlx::query(
@@ -50,12 +47,15 @@ async fn product(conn: &mut PgConnection, e: &Event, event: &ProductEvent) -> Re
         }
         ProductEvent::DetailsUpdated(p) => {
             sqlx::query(
-                "UPDATE products SET name = COALESCE($3, name), category = COALESCE($4, category),
-                        attributes = COALESCE($5, attributes)
+                "UPDATE products SET name = COALESCE($6, name), category = COALESCE($7, category),
+                        attributes = COALESCE($8, attributes), updated_at = $3, version = $4, last_sequence = $5
                  WHERE brand = $1 AND product_id = $2",
             )
             .bind(e.brand())
             .bind(e.id())
+            .bind(e.at)
+            .bind(e.version)
+            .bind(e.sequence)
             .bind(p.name.as_ref().map(|v| v.as_str()))
             .bind(p.category.as_ref().map(|v| v.as_str()))
             .bind(p.attributes.as_ref().map(Json))
@@ -78,12 +78,7 @@ async fn product(conn: &mut PgConnection, e: &Event, event: &ProductEvent) -> Re
             .bind(e.version)
             .execute(&mut *conn)
             .await?;
-            count_images(
-                conn,
-                e,
-                "UPDATE products SET image_count = image_count + 1 WHERE brand = $1 AND product_id = $2",
-            )
-            .await?;
+            touch_product(conn, e, 1).await?;
         }
         ProductEvent::ImageRemoved(p) => {
             let removed = sqlx::query(
@@ -94,29 +89,29 @@ async fn product(conn: &mut PgConnection, e: &Event, event: &ProductEvent) -> Re
             .bind(p.image_id.as_str())
             .execute(&mut *conn)
             .await?;
-            if removed.rows_affected() > 0 {
-                count_images(
-                    conn,
-                    e,
-                    "UPDATE products SET image_count = image_count - 1 WHERE brand = $1 AND product_id = $2",
-                )
-                .await?;
-            }
+            touch_product(conn, e, if removed.rows_affected() > 0 { -1 } else { 0 }).await?;
         }
         ProductEvent::Archived(p) => {
-            sqlx::query("UPDATE products SET archived = true, archived_reason = $3 WHERE brand = $1 AND product_id = $2")
-                .bind(e.brand())
-                .bind(e.id())
-                .bind(p.reason.as_ref().map(|v| v.as_str()))
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE products SET archived = true, archived_reason = $6, updated_at = $3, version = $4, last_sequence = $5
+                 WHERE brand = $1 AND product_id = $2",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(e.at)
+            .bind(e.version)
+            .bind(e.sequence)
+            .bind(p.reason.as_ref().map(|v| v.as_str()))
+            .execute(&mut *conn)
+            .await?;
         }
         ProductEvent::Restored(_) => {
-            sqlx::query("UPDATE products SET archived = false, archived_reason = NULL WHERE brand = $1 AND product_id = $2")
-                .bind(e.brand())
-                .bind(e.id())
-                .execute(&mut *conn)
-                .await?;
+            touch!(
+                conn,
+                e,
+                "UPDATE products SET archived = false, archived_reason = NULL, updated_at = $3, version = $4, last_sequence = $5
+                 WHERE brand = $1 AND product_id = $2"
+            )?;
         }
     }
     Ok(())
@@ -124,6 +119,23 @@ async fn product(conn: &mut PgConnection, e: &Event, event: &ProductEvent) -> Re
 
 async fn count_images(conn: &mut PgConnection, e: &Event, sql: &'static str) -> Result<(), sqlx::Error> {
     sqlx::query(sql).bind(e.brand()).bind(e.id()).execute(&mut *conn).await.map(drop)
+}
+
+/// Moves the product's image count by `images` and bumps its version.
+async fn touch_product(conn: &mut PgConnection, e: &Event, images: i32) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE products SET image_count = image_count + $6, updated_at = $3, version = $4, last_sequence = $5
+         WHERE brand = $1 AND product_id = $2",
+    )
+    .bind(e.brand())
+    .bind(e.id())
+    .bind(e.at)
+    .bind(e.version)
+    .bind(e.sequence)
+    .bind(images)
+    .execute(&mut *conn)
+    .await
+    .map(drop)
 }
 
 async fn subject(conn: &mut PgConnection, e: &Event, event: &SubjectEvent) -> Result<(), sqlx::Error> {
