@@ -141,9 +141,45 @@ pub async fn user_by_email(pool: &PgPool, email: &str) -> Result<Option<User>, A
     Ok(row.map(|(user_id, email, display_name)| User { user_id, email, display_name }))
 }
 
+/// Failed sign-ins of one account allowed within [`SIGN_IN_WINDOW`].
+pub const MAX_FAILED_SIGN_INS: i64 = 5;
+/// The sliding window over which failed sign-ins are counted.
+pub const SIGN_IN_WINDOW: Duration = Duration::minutes(15);
+
+/// Refuses a sign-in while the account has had [`MAX_FAILED_SIGN_INS`] failures
+/// within the last [`SIGN_IN_WINDOW`], saying when to try again. Counted per
+/// account in Postgres, so every gateway enforces the same limit and guessing
+/// one account's password is slowed to a few tries per quarter hour; the
+/// limit applies whether or not the account exists, so it reveals nothing.
+async fn check_sign_in_throttle(pool: &PgPool, email: &str) -> Result<(), ApiError> {
+    let (failures, oldest): (i64, Option<OffsetDateTime>) = sqlx::query_as(
+        "SELECT count(*), min(failed_at) FROM auth.sign_in_failures
+         WHERE email = lower(trim($1)) AND failed_at > now() - make_interval(secs => $2)",
+    )
+    .bind(email)
+    .bind(SIGN_IN_WINDOW.as_seconds_f64())
+    .fetch_one(pool)
+    .await?;
+    if failures < MAX_FAILED_SIGN_INS {
+        return Ok(());
+    }
+    let retry_at = oldest.unwrap_or_else(OffsetDateTime::now_utc) + SIGN_IN_WINDOW;
+    let retry_after_secs =
+        u64::try_from((retry_at - OffsetDateTime::now_utc()).whole_seconds().max(1)).unwrap_or(1);
+    Err(ApiError::TooManyRequests {
+        message: format!(
+            "too many failed sign-ins for this account ({failures} in the last {} minutes); try again in {retry_after_secs} s, or ask an owner to reset the password",
+            SIGN_IN_WINDOW.whole_minutes()
+        ),
+        retry_after_secs,
+    })
+}
+
 /// Checks an email and password; on success opens a session and returns the
-/// cookie token and the CSRF token.
+/// cookie token and the CSRF token. Failed attempts are counted per account
+/// and throttled (see [`MAX_FAILED_SIGN_INS`]).
 pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<(User, String, String), ApiError> {
+    check_sign_in_throttle(pool, email).await?;
     let row: Option<(String, String, String, String)> = sqlx::query_as(
         "SELECT user_id, email, display_name, password_hash FROM auth.users WHERE email = lower(trim($1))",
     )
@@ -166,8 +202,19 @@ pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<(User
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let user = match (user, valid) {
         (Some(user), true) => user,
-        _ => return Err(ApiError::Unauthenticated("the email or the password is not right".into())),
+        _ => {
+            // Also forget failures older than a day, so the table stays small.
+            sqlx::query(
+                "WITH _old AS (DELETE FROM auth.sign_in_failures WHERE failed_at < now() - interval '1 day')
+                 INSERT INTO auth.sign_in_failures (email, failed_at) VALUES (lower(trim($1)), now())",
+            )
+            .bind(email)
+            .execute(pool)
+            .await?;
+            return Err(ApiError::Unauthenticated("the email or the password is not right".into()));
+        }
     };
+    sqlx::query("DELETE FROM auth.sign_in_failures WHERE email = $1").bind(&user.email).execute(pool).await?;
     let token = random_token(32)?;
     let csrf = random_token(16)?;
     sqlx::query(

@@ -43,6 +43,14 @@ pub enum ApiError {
     /// The read model has not yet reached the sequence the request asked for.
     #[error("{0}")]
     NotYetConsistent(String),
+    /// Too many attempts; the client may try again after `retry_after_secs`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was limited and when to try again.
+        message: String,
+        /// Seconds until an attempt can succeed (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
     /// A dependency (NATS, Postgres) is unavailable; retrying may help.
     #[error("service unavailable")]
     Unavailable(String),
@@ -83,6 +91,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Rejected(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::NotYetConsistent(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +120,9 @@ impl ApiError {
             ApiError::Conflict(_) => ("https://gps.example/problems/conflict", "Conflict"),
             ApiError::NotYetConsistent(_) => {
                 ("https://gps.example/problems/not-yet-consistent", "Not yet consistent; retry shortly")
+            }
+            ApiError::TooManyRequests { .. } => {
+                ("https://gps.example/problems/too-many-requests", "Too many attempts")
             }
             ApiError::Unavailable(_) => ("https://gps.example/problems/unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("https://gps.example/problems/internal", "Internal error"),
@@ -147,6 +159,11 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let ApiError::TooManyRequests { retry_after_secs, .. } = &self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         // The middleware logs 5xx details; the client never sees them.
         if let Some(detail) = self.log_detail() {
             response.extensions_mut().insert(LoggedDetail(detail.to_owned()));

@@ -335,7 +335,7 @@ pub(crate) struct SignedIn {
     csrf_token: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignIn, responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignIn, responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "The email or the password is not right", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many failed sign-ins for this account; `Retry-After` says when to try again", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
     Body(body): Body<SignIn>,

@@ -1,7 +1,8 @@
 //! The gateway's authorization cache across gateways: a membership change,
 //! an API key revocation or a sign-out made through one gateway takes effect
 //! on another that had the brand and the credential cached, without waiting
-//! for the cache to expire (it would take 30 s; these tests allow 2 s).
+//! for the cache to expire (it would take 30 s; these tests allow 2 s); and
+//! sign-ins throttled per account after repeated wrong passwords.
 
 use std::time::{Duration, Instant};
 
@@ -118,4 +119,58 @@ async fn a_sign_out_and_a_key_revocation_on_one_gateway_apply_at_once_on_another
     assert_eq!(signed_out.status, 204, "{}", signed_out.body);
     let refused = until_status(other, "GET", "/api/v1/brands/acme/products", &vic.headers(), None, 401).await;
     assert_eq!(refused.status, 401, "a signed-out session still worked on another gateway: {}", refused.body);
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_throttle_that_account_only_and_say_when_to_retry() {
+    let gateway = TestGateway::start().await;
+    gateway.user("ana").await;
+    gateway.user("bob").await;
+    let attempt = |email: &str, password: &str| Some(json!({"email": email, "password": password}));
+    for n in 0..gps_gateway::auth::MAX_FAILED_SIGN_INS {
+        let wrong = gateway
+            .call("POST", "/api/v1/session", &[], attempt("ana@example.com", &format!("guess number {n}")))
+            .await;
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+    }
+    // Even the right password is refused now, with when to try again.
+    let throttled = gateway
+        .call("POST", "/api/v1/session", &[], attempt("ANA@example.com ", "a long enough password"))
+        .await;
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    let retry_after: u64 = throttled.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!((1..=15 * 60).contains(&retry_after), "{retry_after}");
+    assert!(
+        throttled.json()["detail"].as_str().is_some_and(|d| d.contains("try again")),
+        "{}",
+        throttled.body
+    );
+    // Unknown accounts are throttled alike (nothing revealed), other accounts not at all.
+    for _ in 0..=gps_gateway::auth::MAX_FAILED_SIGN_INS {
+        gateway.call("POST", "/api/v1/session", &[], attempt("nobody@example.com", "whatever it is")).await;
+    }
+    let unknown =
+        gateway.call("POST", "/api/v1/session", &[], attempt("nobody@example.com", "whatever it is")).await;
+    assert_eq!(unknown.status, 429, "{}", unknown.body);
+    let bob = gateway
+        .call("POST", "/api/v1/session", &[], attempt("bob@example.com", "a long enough password"))
+        .await;
+    assert_eq!(bob.status, 200, "{}", bob.body);
+
+    // Once the failures are older than the window, the right password works
+    // again and clears the count.
+    sqlx::query("UPDATE auth.sign_in_failures SET failed_at = failed_at - interval '16 minutes'")
+        .execute(&gateway.state.db)
+        .await
+        .expect("age the failures");
+    let ana = gateway
+        .call("POST", "/api/v1/session", &[], attempt("ana@example.com", "a long enough password"))
+        .await;
+    assert_eq!(ana.status, 200, "{}", ana.body);
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM auth.sign_in_failures WHERE email = 'ana@example.com'")
+            .fetch_one(&gateway.state.db)
+            .await
+            .expect("count");
+    assert_eq!(left, 0);
 }
