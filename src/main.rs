@@ -121,7 +121,22 @@ fn main() -> anyhow::Result<()> {
             Command::Projector => projector::run(settings).await,
             Command::Projections { action } => projector::command(settings, action).await,
             Command::Admin { action } => admin::run(settings, action).await,
-            Command::Bench { workload } => bench::run(workload, &settings.database_url).await,
+            Command::Bench { workload } => {
+                // Ctrl-C drops the running workload, and with it its throwaway
+                // nats-server, storage folder and gps_bench_* database.
+                let interrupted = tokio::select! {
+                    result = bench::run(workload, &settings.database_url) => Some(result),
+                    _ = tokio::signal::ctrl_c() => None,
+                };
+                // Here the workload future has been dropped and has cleaned up.
+                match interrupted {
+                    Some(result) => result,
+                    None => {
+                        eprintln!("interrupted; the benchmark's server, files and database were removed");
+                        std::process::exit(130);
+                    }
+                }
+            }
         }
     })
 }
