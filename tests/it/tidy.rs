@@ -50,6 +50,9 @@ fn crates_keep_to_their_side_of_the_architecture() {
     assert_no_dependency("projections", &["axum"]);
     assert_no_dependency("compute-agents", &["axum"]);
     assert_no_dependency("ui", &["sqlx", "async-nats", "gps-nats"]);
+    // Storage is linked by every role (gateway, agents, exports): no framework,
+    // database or broker rides along with it.
+    assert_no_dependency("storage", &["axum", "sqlx", "async-nats", "gps-nats", "gps-commands"]);
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -76,6 +79,7 @@ fn every_source_file_opens_with_a_module_comment() {
         "gateway/src",
         "ui/src",
         "schemas/src",
+        "storage/src",
         "tests/it",
     ] {
         rust_files(&root().join(dir), &mut files);
