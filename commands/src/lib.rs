@@ -11,6 +11,8 @@
 //! aggregates' state) reaches `decide` only through the command and its
 //! [`CommandMeta`]; this crate depends on no sqlx or axum.
 
+pub mod process_managers;
+
 use std::time::Duration;
 
 use gps_domain::ids::BrandId;

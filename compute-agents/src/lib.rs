@@ -1,6 +1,31 @@
 //! GPS compute agents: the workflow engine, its steps, AI provider adapters and
-//! the compute task state (its own database). Filled by the compute issue.
+//! the compute task state (its own database).
+//!
+//! Layout:
+//! - `workflow`: declarative DAG files (`schemas/workflows/*.toml`), parsed and checked.
+//! - `engine`: runs one attempt of a generation, node by node, concurrently
+//!   where the DAG allows, persisting each node (and each remote job) so a
+//!   redelivered generation resumes instead of paying twice.
+//! - `providers`: the `Provider` trait with capabilities and the adapters
+//!   `local`, `fal`, `gemini`, `http-worker`.
+//! - `router`: routing by capability, retries with jittered backoff on retryable
+//!   errors only, fallback, concurrency and rate limits, circuit breaker, prices.
+//! - `quality`: the quality gate (resolution, blur, CIEDE2000 colour fidelity).
+//! - `imaging`: deterministic image operations.
+//! - `blobs`: the object-storage operations the engine needs.
+//! - `store`: the compute database (`gps_compute`): runs, steps, dead letters.
+//! - `agent`: the shared durable JetStream consumer and the command path back.
 //!
 //! Architecture invariant: an agent needs nothing but a generation-requested
 //! event (it reads no business read model), and it writes results back only
 //! through the command path; it depends on no HTTP server crate.
+
+pub mod agent;
+pub mod blobs;
+pub mod engine;
+pub mod imaging;
+pub mod providers;
+pub mod quality;
+pub mod router;
+pub mod store;
+pub mod workflow;

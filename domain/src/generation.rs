@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{BrandId, GenerationId, LookId, PredictionId, ProductId, ShootingId, StyleId, SubjectId};
 use crate::prediction::{RegionAnnotation, check_regions};
+use crate::shooting::QualityGates;
 use crate::values::{
-    AssetRef, Category, ContentHash, CostMicros, Name, OutputSpec, ShotType, Sku, Text, WorkflowRef,
+    AssetRef, Category, Colour, ContentHash, CostMicros, Name, OutputSpec, ShotType, Sku, Text, WorkflowRef,
 };
 use crate::wire::Actor;
 use crate::{Aggregate, AggregateKind, DomainError};
@@ -136,6 +137,9 @@ pub struct StyleSnapshot {
     /// The background, e.g. `seamless warm grey paper`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background: Option<Text>,
+    /// The background colour, when the style asks for a solid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background_colour: Option<Colour>,
     /// The lighting, e.g. `soft daylight from the left`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lighting: Option<Text>,
@@ -261,9 +265,16 @@ pub struct GenerationRequested {
     pub output: OutputSpec,
     /// The input snapshot.
     pub inputs: GenerationInputs,
-    /// Present when this generation revises an earlier prediction.
+    /// Present when this generation revises an earlier prediction. The video
+    /// workflow reads the image it animates from here too (its parent is the
+    /// approved prediction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<RevisionInput>,
+    /// The shooting's quality gates at request time; absent in requests
+    /// recorded before gates travelled with the request (the agent's defaults
+    /// apply then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_gates: Option<QualityGates>,
 }
 
 impl GenerationRequested {
@@ -770,6 +781,7 @@ mod tests {
                     version: 3,
                     name: name("Warm studio"),
                     background: Some(text("seamless warm grey paper")),
+                    background_colour: None,
                     lighting: Some(text("soft daylight from the left")),
                     mood: Some(text("calm, editorial")),
                     prompt_fragments: vec![text("35mm, shallow depth of field")],
@@ -780,6 +792,7 @@ mod tests {
                 look_guidelines: vec![text("sleeves rolled up")],
             },
             revision: None,
+            quality_gates: None,
         }
     }
 

@@ -197,6 +197,35 @@ pub struct Provenance {
     pub prompt: Option<Text>,
 }
 
+/// One automatic quality check of a produced image, with its figure, so a
+/// reviewer sees why a prediction was flagged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QualityCheck {
+    /// The check, e.g. `resolution`, `sharpness`, `colour_fidelity`.
+    pub check: Name,
+    /// Whether the image met the threshold.
+    pub passed: bool,
+    /// What was measured: long edge in pixels, variance of the Laplacian, or the
+    /// worst CIEDE2000 ΔE of a product colour.
+    pub measured: f64,
+    /// The limit it was held to (a minimum for resolution and sharpness, a
+    /// maximum for colour difference).
+    pub threshold: f64,
+    /// The figure in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Text>,
+}
+
+/// What the automatic quality gate found. A prediction that fails is still
+/// produced, flagged, so a reviewer decides with the figures in front of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QualityReport {
+    /// Whether every check passed.
+    pub passed: bool,
+    /// Each check.
+    pub checks: Vec<QualityCheck>,
+}
+
 /// Prediction commands.
 #[derive(Debug, Clone, PartialEq)]
 #[expect(
@@ -222,6 +251,8 @@ pub enum PredictionCommand {
         asset: AssetRef,
         /// Where it came from.
         provenance: Provenance,
+        /// What the automatic quality gate measured, when the workflow has one.
+        quality: Option<QualityReport>,
         /// The generation's status when the agent reports the output, as the command
         /// path read it; only a running generation produces predictions.
         generation_status: GenerationStatus,
@@ -273,6 +304,10 @@ pub struct PredictionProduced {
     pub asset: AssetRef,
     /// Where it came from.
     pub provenance: Provenance,
+    /// What the automatic quality gate measured; absent when the workflow has
+    /// no gate (and in events recorded before gates existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityReport>,
 }
 
 /// The prediction was approved.
@@ -425,6 +460,7 @@ impl Aggregate for Prediction {
                 variant_index,
                 asset,
                 provenance,
+                quality,
                 generation_status,
             } => {
                 let produced = PredictionProduced {
@@ -436,6 +472,7 @@ impl Aggregate for Prediction {
                     variant_index: *variant_index,
                     asset: asset.clone(),
                     provenance: provenance.clone(),
+                    quality: quality.clone(),
                 };
                 if let Some(existing) = &self.produced {
                     // A redelivered generation reports the same output again: that
@@ -605,6 +642,7 @@ mod tests {
             variant_index: 0,
             asset: asset(9),
             provenance: provenance(),
+            quality: None,
         }
         .into()
     }
@@ -620,6 +658,7 @@ mod tests {
             variant_index: p.variant_index,
             asset: p.asset,
             provenance: p.provenance,
+            quality: p.quality,
             generation_status,
         }
     }

@@ -51,6 +51,7 @@ pub(crate) async fn produce_prediction(gateway: &TestGateway, id: &str) {
             input_hashes: vec![hash(1), hash(2)],
             prompt: None,
         },
+        quality: None,
         generation_status: GenerationStatus::Running,
     };
     let address = CommandHandler::address::<Prediction>(&brand(), id).expect("address");

@@ -1,0 +1,402 @@
+//! Process managers: events that turn into commands.
+//!
+//! - A launched shooting requests one generation per look × shot type, with the
+//!   shooting's variants, output and quality gates, and a complete snapshot of
+//!   the look's products, subject and style loaded from their aggregates, so the
+//!   compute side needs nothing but the request.
+//! - A revision request on a prediction requests a new generation of the
+//!   `revise` workflow, linked to the parent prediction, with the reviewer's
+//!   feedback and regions.
+//!
+//! Generation ids, seeds and command ids are derived from the triggering facts
+//! (brand, shooting, launch, look, shot type; or the revised prediction), so
+//! processing an event twice requests nothing twice. A durable consumer
+//! (`gps-process-managers`) delivers the events; an event is acknowledged once
+//! its commands are on the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use gps_domain::generation::{
+    Generation, GenerationCommand, GenerationInputs, GenerationRequested, ProductImageSnapshot, ProductSnapshot,
+    RevisionInput, StyleSnapshot, SubjectImageSnapshot, SubjectSnapshot,
+};
+use gps_domain::ids::{BrandId, GenerationId, LookId, PredictionId, ProductId, ShootingId, StyleId, SubjectId};
+use gps_domain::look::Look;
+use gps_domain::prediction::{Prediction, PredictionRevisionRequested};
+use gps_domain::product::Product;
+use gps_domain::shooting::{Shooting, ShootingLaunched, ShootingView};
+use gps_domain::style::{GuidelineKind, Style};
+use gps_domain::subject::Subject;
+use gps_domain::values::{Name, ShotType, Text, WorkflowName, WorkflowRef};
+use gps_domain::wire::{Actor, EventEnvelope};
+use gps_domain::{Aggregate, AggregateKind};
+use gps_nats::AggregateAddress;
+use sha2::{Digest, Sha256};
+
+use crate::{CommandError, CommandHandler, CommandMeta};
+
+/// The durable consumer of the process managers.
+pub const DURABLE: &str = "gps-process-managers";
+
+/// What a process manager did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaction {
+    /// The event needs nothing.
+    Ignored,
+    /// Generations were requested (or had been, by an earlier delivery).
+    Requested(Vec<GenerationId>),
+    /// Some generations could not be requested; the reasons say why.
+    Refused(Vec<String>),
+}
+
+fn digest(parts: &[&str]) -> [u8; 32] {
+    Sha256::digest(parts.join("/").as_bytes()).into()
+}
+
+fn derived_id(prefix: &str, digest: &[u8; 32]) -> String {
+    format!("{prefix}{}", &hex_string(digest)[..23])
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn seed(digest: &[u8; 32]) -> u64 {
+    u64::from_be_bytes(digest[24..32].try_into().unwrap_or([0; 8]))
+}
+
+/// The generation requested for `look` × `shot_type` at launch `launch` of a shooting.
+pub fn launch_generation_id(
+    brand: &BrandId,
+    shooting: &ShootingId,
+    launch: u32,
+    look: &LookId,
+    shot_type: &ShotType,
+) -> GenerationId {
+    let d = digest(&[brand.as_str(), shooting.as_str(), &launch.to_string(), look.as_str(), shot_type.as_str()]);
+    GenerationId::parse(derived_id("g", &d)).unwrap_or_else(|_| unreachable!("hex digits are a valid id"))
+}
+
+/// The generation requested by the revision of `prediction`.
+pub fn revision_generation_id(brand: &BrandId, prediction: &PredictionId) -> GenerationId {
+    let d = digest(&[brand.as_str(), prediction.as_str(), "revision"]);
+    GenerationId::parse(derived_id("r", &d)).unwrap_or_else(|_| unreachable!("hex digits are a valid id"))
+}
+
+fn text(s: String) -> Option<Text> {
+    Text::parse(s).ok()
+}
+
+fn name_of<T: serde::Serialize>(value: &T) -> Option<Name> {
+    serde_json::to_value(value).ok()?.as_str().and_then(|s| Name::parse(s).ok())
+}
+
+async fn load<A: Aggregate>(handler: &CommandHandler, brand: &BrandId, id: &str) -> Result<A, CommandError> {
+    let address = CommandHandler::address::<A>(brand, id)?;
+    Ok(handler.load::<A>(&address).await?.state)
+}
+
+fn meta(envelope: &EventEnvelope, command_id: String) -> CommandMeta {
+    let mut meta = CommandMeta::new(command_id, Actor::System("process-manager".into()));
+    meta.correlation_id = envelope.correlation_id.clone();
+    meta.causation_id = envelope.event_id.clone();
+    meta
+}
+
+/// Reacts to one stored event. Safe to call again with the same event.
+pub async fn react(handler: &CommandHandler, envelope: &EventEnvelope) -> Result<Reaction, CommandError> {
+    let Ok(brand) = BrandId::parse(&envelope.brand) else { return Ok(Reaction::Ignored) };
+    match envelope.event_type.as_str() {
+        "shooting.launched" => {
+            let launched: ShootingLaunched = match serde_json::from_value(envelope.payload.clone()) {
+                Ok(launched) => launched,
+                Err(error) => return Err(CommandError::Invalid(format!("shooting.launched payload: {error}"))),
+            };
+            let shooting_id = ShootingId::parse(&envelope.aggregate_id).map_err(|e| CommandError::Invalid(e.to_string()))?;
+            launch(handler, envelope, &brand, &shooting_id, &launched).await
+        }
+        "prediction.revision_requested" => {
+            let requested: PredictionRevisionRequested = match serde_json::from_value(envelope.payload.clone()) {
+                Ok(requested) => requested,
+                Err(error) => {
+                    return Err(CommandError::Invalid(format!("prediction.revision_requested payload: {error}")));
+                }
+            };
+            let prediction_id =
+                PredictionId::parse(&envelope.aggregate_id).map_err(|e| CommandError::Invalid(e.to_string()))?;
+            revise(handler, envelope, &brand, &prediction_id, requested).await
+        }
+        _ => Ok(Reaction::Ignored),
+    }
+}
+
+async fn inputs_for(
+    handler: &CommandHandler,
+    brand: &BrandId,
+    look: &Look,
+    shooting: &ShootingView,
+) -> Result<Result<GenerationInputs, String>, CommandError> {
+    let Some(details) = look.details.as_ref() else {
+        return Ok(Err("the look does not exist".into()));
+    };
+    let mut products = Vec::new();
+    for product_id in &details.products {
+        let product: Product = load(handler, brand, product_id.as_str()).await?;
+        let Some(created) = product.details else {
+            return Ok(Err(format!("product {product_id} does not exist")));
+        };
+        products.push(ProductSnapshot {
+            product_id: ProductId::clone(product_id),
+            sku: created.sku,
+            name: created.name,
+            category: created.category,
+            attributes: created.attributes,
+            images: product
+                .images
+                .values()
+                .filter_map(|i| Some(ProductImageSnapshot { asset: i.asset.clone(), view: name_of(&i.view)? }))
+                .collect(),
+        });
+    }
+    let subject = match look.effective_subject(shooting) {
+        Some(subject_id) => {
+            let subject: Subject = load(handler, brand, subject_id.as_str()).await?;
+            subject.details.map(|created| SubjectSnapshot {
+                subject_id: SubjectId::clone(&subject_id),
+                name: created.name,
+                description: Some(created.description),
+                images: subject
+                    .base_images
+                    .values()
+                    .map(|i| SubjectImageSnapshot { asset: i.asset.clone(), pose: name_of(&i.pose), angle: name_of(&i.angle) })
+                    .collect(),
+            })
+        }
+        None => None,
+    };
+    let style = match look.effective_style(shooting) {
+        Some(style_id) => {
+            let style: Style = load(handler, brand, style_id.as_str()).await?;
+            style.details.as_ref().map(|created| {
+                let definition = &created.definition;
+                let guidelines = |kind: GuidelineKind| {
+                    definition.guidelines.iter().filter(|g| g.kind == kind).map(|g| g.text.clone()).collect::<Vec<_>>()
+                };
+                let mut donts = guidelines(GuidelineKind::Dont);
+                donts.extend(definition.negative_prompt.iter().cloned());
+                StyleSnapshot {
+                    style_id: StyleId::clone(&style_id),
+                    version: created.version,
+                    name: created.name.clone(),
+                    background: Some(definition.background.clone()),
+                    background_colour: definition.background_colour.clone(),
+                    lighting: Some(definition.lighting.clone()),
+                    mood: Some(definition.mood.clone()),
+                    prompt_fragments: definition.positive_prompt.clone(),
+                    reference_images: definition.reference_images.clone(),
+                    do_guidelines: guidelines(GuidelineKind::Do),
+                    dont_guidelines: donts,
+                }
+            })
+        }
+        None => None,
+    };
+    let mut look_guidelines = details.guidelines.dos.clone();
+    look_guidelines.extend(details.guidelines.donts.iter().filter_map(|d| text(format!("Avoid: {d}"))));
+    Ok(Ok(GenerationInputs { products, subject, style, look_guidelines }))
+}
+
+async fn launch(
+    handler: &CommandHandler,
+    envelope: &EventEnvelope,
+    brand: &BrandId,
+    shooting_id: &ShootingId,
+    launched: &ShootingLaunched,
+) -> Result<Reaction, CommandError> {
+    let shooting: Shooting = load(handler, brand, shooting_id.as_str()).await?;
+    let Some(view) = shooting.view() else { return Ok(Reaction::Ignored) };
+    let mut requested = Vec::new();
+    let mut refused = Vec::new();
+    for launched_look in &launched.looks {
+        let look: Look = load(handler, brand, launched_look.look_id.as_str()).await?;
+        let inputs = match inputs_for(handler, brand, &look, &view).await? {
+            Ok(inputs) => inputs,
+            Err(reason) => {
+                refused.push(format!("look {}: {reason}", launched_look.look_id));
+                continue;
+            }
+        };
+        for shot_type in &launched_look.shot_types {
+            let d = digest(&[
+                brand.as_str(),
+                shooting_id.as_str(),
+                &launched.launch_number.to_string(),
+                launched_look.look_id.as_str(),
+                shot_type.as_str(),
+            ]);
+            let generation_id =
+                launch_generation_id(brand, shooting_id, launched.launch_number, &launched_look.look_id, shot_type);
+            let workflow = if inputs.subject.is_some() { "on-model" } else { "lifestyle" };
+            let request = GenerationRequested {
+                generation_id: generation_id.clone(),
+                brand_id: brand.clone(),
+                shooting_id: shooting_id.clone(),
+                look_id: launched_look.look_id.clone(),
+                shot_type: shot_type.clone(),
+                variants: view.rules.variants_per_shot,
+                workflow: WorkflowRef {
+                    name: WorkflowName::parse(workflow).unwrap_or_else(|_| unreachable!("a valid literal")),
+                    version: 1,
+                },
+                seed: seed(&d),
+                output: view.defaults.output.clone(),
+                inputs: inputs.clone(),
+                revision: None,
+                quality_gates: Some(view.rules.quality_gates.clone()),
+            };
+            match request_generation(handler, envelope, brand, request).await? {
+                Ok(()) => requested.push(generation_id),
+                Err(reason) => refused.push(format!("look {} × {shot_type}: {reason}", launched_look.look_id)),
+            }
+        }
+    }
+    if refused.is_empty() { Ok(Reaction::Requested(requested)) } else { Ok(Reaction::Refused(refused)) }
+}
+
+async fn request_generation(
+    handler: &CommandHandler,
+    envelope: &EventEnvelope,
+    brand: &BrandId,
+    request: GenerationRequested,
+) -> Result<Result<(), String>, CommandError> {
+    let address = AggregateAddress::new(brand.clone(), AggregateKind::Generation, request.generation_id.as_str())
+        .map_err(|e| CommandError::Invalid(e.to_string()))?;
+    let meta = meta(envelope, format!("request:{}", request.generation_id));
+    match handler.execute::<Generation>(&address, &meta, &GenerationCommand::RequestGeneration(request)).await {
+        Ok(_) => Ok(Ok(())),
+        // Requested by an earlier delivery under the same id: nothing to do.
+        Err(CommandError::Rejected { error: gps_domain::DomainError::AlreadyExists { .. }, .. }) => Ok(Ok(())),
+        Err(CommandError::Rejected { error, .. }) => Ok(Err(error.to_string())),
+        Err(error) => Err(error),
+    }
+}
+
+async fn revise(
+    handler: &CommandHandler,
+    envelope: &EventEnvelope,
+    brand: &BrandId,
+    prediction_id: &PredictionId,
+    requested: PredictionRevisionRequested,
+) -> Result<Reaction, CommandError> {
+    let prediction: Prediction = load(handler, brand, prediction_id.as_str()).await?;
+    let Some(produced) = prediction.produced() else { return Ok(Reaction::Ignored) };
+    let parent: Generation = load(handler, brand, produced.generation_id.as_str()).await?;
+    let Some(parent_request) = parent.request() else {
+        return Ok(Reaction::Refused(vec![format!(
+            "the generation {} of prediction {prediction_id} is not in the log",
+            produced.generation_id
+        )]));
+    };
+    let generation_id = revision_generation_id(brand, prediction_id);
+    let d = digest(&[brand.as_str(), prediction_id.as_str(), "revision"]);
+    let request = GenerationRequested {
+        generation_id: generation_id.clone(),
+        brand_id: brand.clone(),
+        shooting_id: parent_request.shooting_id.clone(),
+        look_id: produced.look_id.clone(),
+        shot_type: produced.shot_type.clone(),
+        variants: parent_request.variants,
+        workflow: WorkflowRef {
+            name: WorkflowName::parse("revise").unwrap_or_else(|_| unreachable!("a valid literal")),
+            version: 1,
+        },
+        seed: seed(&d),
+        output: parent_request.output.clone(),
+        inputs: parent_request.inputs.clone(),
+        revision: Some(RevisionInput {
+            parent_prediction_id: prediction_id.clone(),
+            parent_asset: produced.asset.clone(),
+            feedback: requested.comment,
+            regions: requested.regions,
+        }),
+        quality_gates: parent_request.quality_gates.clone(),
+    };
+    match request_generation(handler, envelope, brand, request).await? {
+        Ok(()) => Ok(Reaction::Requested(vec![generation_id])),
+        Err(reason) => Ok(Reaction::Refused(vec![reason])),
+    }
+}
+
+/// Runs the process managers on their durable consumer until `shutdown`.
+pub async fn run(
+    handler: CommandHandler,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), CommandError> {
+    let unavailable = |e: String| CommandError::Unavailable(e);
+    let consumer = handler
+        .log()
+        .durable_consumer(DURABLE, vec!["gps.evt.*.shooting.*".into(), "gps.evt.*.prediction.*".into()], 0)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut messages = consumer.messages().await.map_err(|e| unavailable(e.to_string()))?;
+    let handler = Arc::new(handler);
+    let limit = Arc::new(tokio::sync::Semaphore::new(16));
+    tokio::pin!(shutdown);
+    loop {
+        let message = tokio::select! {
+            () = &mut shutdown => break,
+            message = messages.next() => message,
+        };
+        let message = match message {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "process manager consumer error; continuing");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            None => return Err(unavailable("the process managers' message stream ended".into())),
+        };
+        let interesting = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Gps-Event-Type"))
+            .is_none_or(|t| matches!(t.as_str(), "shooting.launched" | "prediction.revision_requested"));
+        if !interesting {
+            let _ = message.ack().await;
+            continue;
+        }
+        let permit = limit.clone().acquire_owned().await.map_err(|e| unavailable(e.to_string()))?;
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    tracing::error!(%error, subject = %message.subject, "undecodable event; skipped by the process managers");
+                    let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
+                    return;
+                }
+            };
+            match react(&handler, &envelope).await {
+                Ok(Reaction::Refused(reasons)) => {
+                    tracing::warn!(event = %envelope.event_type, ?reasons, "some generations could not be requested");
+                    let _ = message.ack().await;
+                }
+                Ok(_) => {
+                    let _ = message.ack().await;
+                }
+                Err(error @ (CommandError::Unavailable(_) | CommandError::Conflict { .. })) => {
+                    tracing::warn!(%error, "process manager will retry the event");
+                    let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, event = %envelope.event_type, "process manager cannot act on the event; skipped");
+                    let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    Ok(())
+}
