@@ -6,6 +6,7 @@
 //! - `gps projector`: the projection runners alone; `gps projections
 //!   status|rebuild [NAME]`: operate the read models.
 //! - `gps admin create-user`: accounts and brand membership.
+//! - `gps audit history|as-of|verify|export|verify-bundle`: for auditors.
 //! - `gps bench append|load|rebuild|consistency|read`: benchmarks (figures,
 //!   not tests).
 //!
@@ -13,6 +14,7 @@
 //! functions. It must not hold business rules (those live in `gps-domain`).
 
 mod admin;
+mod audit;
 mod bench;
 mod bench_read;
 mod config;
@@ -68,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         action: admin::AdminAction,
     },
+    /// Auditors: history, state as of an instant, verification, export bundles.
+    Audit {
+        #[command(subcommand)]
+        action: audit::AuditAction,
+    },
     /// Measures the write and read paths; prints one JSON object per line.
     Bench {
         #[command(subcommand)]
@@ -121,6 +128,7 @@ fn main() -> anyhow::Result<()> {
             Command::Projector => projector::run(settings).await,
             Command::Projections { action } => projector::command(settings, action).await,
             Command::Admin { action } => admin::run(settings, action).await,
+            Command::Audit { action } => audit::run(settings, action).await,
             Command::Bench { workload } => bench::run(workload, &settings.database_url).await,
         }
     })

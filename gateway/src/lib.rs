@@ -4,7 +4,9 @@
 //! sessions, API keys, roles per brand), `routes` (sessions, brands, members,
 //! API clients, products), `configure` (subjects, styles, shootings with
 //! launch, looks), `review` (approve, reject, revision, comments), `queries`
-//! (read models, read-your-writes), `live` (SSE), [`openapi`], and `/healthz`
+//! (read models, read-your-writes), `live` (SSE), `audit` (aggregate
+//! histories for owners and auditors, each read recorded as an event),
+//! [`openapi`], and `/healthz`
 //! here. Uploads, the CDN route and the UI join it in later issues.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
@@ -12,6 +14,7 @@
 //! `gps-commands`. The router comes from [`app`], and [`run`] serves it on a
 //! listener the caller bound (tests bind port 0).
 
+mod audit;
 pub mod auth;
 mod configure;
 pub mod error;

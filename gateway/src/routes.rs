@@ -112,6 +112,8 @@ pub(crate) mod actions {
     pub(crate) const READ: Action = Action::Read;
     /// Following the brand's live notices requires this.
     pub(crate) const LIVE: Action = Action::Read;
+    /// Reading an aggregate's audit history requires this (owners and auditors).
+    pub(crate) const AUDIT: Action = Action::Audit;
 
     /// Operation id → required action.
     pub(crate) const BY_OPERATION: &[(&str, Action)] = &[
@@ -173,6 +175,7 @@ pub(crate) mod actions {
         ("request_revision", REQUEST_REVISION),
         ("comment_on_prediction", COMMENT_ON_PREDICTION),
         ("reset_review", RESET_REVIEW),
+        ("aggregate_history", AUDIT),
     ];
 }
 
@@ -195,6 +198,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(crate::queries::router())
         .merge(crate::review::router())
         .merge(crate::live::router())
+        .merge(crate::audit::router())
 }
 
 /// A JSON body whose rejections are problem documents naming what is wrong.

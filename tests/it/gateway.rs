@@ -524,6 +524,7 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
                 "produce" => Action::Produce,
                 "review" => Action::Review,
                 "administer" => Action::Administer,
+                "audit" => Action::Audit,
                 other => panic!("unknown action {other}"),
             };
             let has_body = operation.get("requestBody").is_some();
@@ -543,6 +544,8 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
                     .replace("{shooting}", "ghost")
                     .replace("{look}", "ghost")
                     .replace("{prediction}", "ghost")
+                    .replace("{aggregate_type}", "product")
+                    .replace("{id}", "ghost")
             };
             for (name, role, headers) in &callers {
                 let headers: Vec<(&str, &str)> =
