@@ -6,6 +6,7 @@
 //! - `gps projector`: the projection runners alone; `gps projections
 //!   status|rebuild [NAME]`: operate the read models.
 //! - `gps admin create-user`: accounts and brand membership.
+//! - `gps audit history|as-of|verify|export|verify-bundle`: for auditors.
 //! - `gps bench append|load|rebuild|consistency|read`: benchmarks (figures,
 //!   not tests).
 //!
@@ -13,6 +14,7 @@
 //! functions. It must not hold business rules (those live in `gps-domain`).
 
 mod admin;
+mod audit;
 mod bench;
 mod bench_read;
 mod config;
@@ -67,6 +69,11 @@ enum Command {
     Admin {
         #[command(subcommand)]
         action: admin::AdminAction,
+    },
+    /// Auditors: history, state as of an instant, verification, export bundles.
+    Audit {
+        #[command(subcommand)]
+        action: audit::AuditAction,
     },
     /// Measures the write and read paths; prints one JSON object per line.
     Bench {
@@ -137,6 +144,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
+            Command::Audit { action } => audit::run(settings, action).await,
         }
     })
 }

@@ -237,6 +237,17 @@ pub enum BrandCommand {
         /// The channel's name.
         channel: Channel,
     },
+    /// Records that the command's actor read an aggregate's audit history, so
+    /// that auditing is itself on the record (who looked at what, when: the
+    /// envelope's actor and time).
+    RecordAuditAccess {
+        /// The aggregate type read, e.g. `prediction`.
+        aggregate_type: AggregateKind,
+        /// The aggregate's id.
+        aggregate_id: String,
+        /// The instant the history was cut at, when one was asked for (RFC 3339).
+        as_of: Option<String>,
+    },
 }
 
 /// A brand was created. Its founding owner follows as [`MemberAdded`] in the
@@ -339,6 +350,20 @@ pub struct ChannelPresetRemoved {
     pub channel: Channel,
 }
 
+/// Someone read an aggregate's audit history (the envelope's actor, at the
+/// envelope's time). Recorded on the Brand aggregate: the brand is the unit
+/// auditors are granted, and its history then answers "who audited what".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AuditAccessed {
+    /// The aggregate type read, e.g. `prediction`.
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// The instant the history was cut at, if any (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+}
+
 crate::domain_events! {
     aggregate: Brand,
     /// Brand events.
@@ -363,6 +388,8 @@ crate::domain_events! {
         ChannelPresetRedefined(ChannelPresetRedefined) = ("brand.channel_preset_redefined", 1),
         /// See [`ChannelPresetRemoved`].
         ChannelPresetRemoved(ChannelPresetRemoved) = ("brand.channel_preset_removed", 1),
+        /// See [`AuditAccessed`].
+        AuditAccessed(AuditAccessed) = ("brand.audit_accessed", 1),
     }
 }
 
@@ -685,6 +712,19 @@ impl Aggregate for Brand {
                 }
                 Ok(vec![ChannelPresetRemoved { channel: channel.clone() }.into()])
             }
+            BrandCommand::RecordAuditAccess { aggregate_type, aggregate_id, as_of } => {
+                self.existing()?;
+                crate::ids::check_token("aggregate id", aggregate_id)
+                    .map_err(|error| DomainError::rule(error.to_string()))?;
+                Ok(vec![
+                    AuditAccessed {
+                        aggregate_type: aggregate_type.as_str().to_owned(),
+                        aggregate_id: aggregate_id.clone(),
+                        as_of: as_of.clone(),
+                    }
+                    .into(),
+                ])
+            }
         }
     }
 
@@ -740,6 +780,8 @@ impl Aggregate for Brand {
             BrandEvent::ChannelPresetRemoved(removed) => {
                 self.channel_presets.remove(&removed.channel);
             }
+            // A record of reading; it changes nothing the brand decides with.
+            BrandEvent::AuditAccessed(_) => {}
         }
         self
     }

@@ -420,6 +420,8 @@ pub enum Action {
     Review,
     /// Manage members, API clients and channel presets.
     Administer,
+    /// Read audit histories (each read is itself recorded as an event).
+    Audit,
 }
 
 /// Whether `role` may perform `action`.
@@ -429,6 +431,7 @@ pub fn allows(role: Role, action: Action) -> bool {
         Action::Produce => matches!(role, Role::Owner | Role::Producer),
         Action::Review => matches!(role, Role::Owner | Role::Producer | Role::Reviewer),
         Action::Administer => matches!(role, Role::Owner),
+        Action::Audit => matches!(role, Role::Owner | Role::Auditor),
     }
 }
 
@@ -501,11 +504,11 @@ mod tests {
     fn each_role_may_do_what_it_is_for() {
         use Action::*;
         let table = [
-            (Role::Owner, [Read, Produce, Review, Administer].as_slice(), [].as_slice()),
-            (Role::Producer, &[Read, Produce, Review], &[Administer]),
-            (Role::Reviewer, &[Read, Review], &[Produce, Administer]),
-            (Role::Viewer, &[Read], &[Produce, Review, Administer]),
-            (Role::Auditor, &[Read], &[Produce, Review, Administer]),
+            (Role::Owner, [Read, Produce, Review, Administer, Audit].as_slice(), [].as_slice()),
+            (Role::Producer, &[Read, Produce, Review], &[Administer, Audit]),
+            (Role::Reviewer, &[Read, Review], &[Produce, Administer, Audit]),
+            (Role::Viewer, &[Read], &[Produce, Review, Administer, Audit]),
+            (Role::Auditor, &[Read, Audit], &[Produce, Review, Administer]),
         ];
         for (role, allowed, denied) in table {
             for action in allowed {

@@ -6,7 +6,9 @@
 //! API clients, products), `configure` (subjects, styles, shootings with
 //! launch, looks), `review` (approve, reject, revision, comments), `operate`
 //! (cancel and retry generations, channel presets, export requests), `queries`
-//! (read models, read-your-writes), `live` (SSE), [`openapi`], and `/healthz`
+//! (read models, read-your-writes), `live` (SSE), `audit` (aggregate
+//! histories for owners and auditors, each read recorded as an event),
+//! [`openapi`], and `/healthz`
 //! here. Uploads, the CDN route and the UI join it in later issues.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
@@ -15,6 +17,7 @@
 //! listener the caller bound (tests bind port 0).
 
 pub mod access;
+mod audit;
 pub mod auth;
 mod configure;
 pub mod error;

@@ -10,7 +10,7 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{self, actions};
-use crate::{configure, live, operate, queries, review};
+use crate::{audit, configure, live, operate, queries, review};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -91,6 +91,7 @@ use crate::{configure, live, operate, queries, review};
         queries::list_exports,
         queries::get_export,
         queries::list_activity,
+        audit::aggregate_history,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecurityAndActions)

@@ -122,6 +122,8 @@ pub(crate) mod actions {
     pub(crate) const READ: Action = Action::Read;
     /// Following the brand's live notices requires this.
     pub(crate) const LIVE: Action = Action::Read;
+    /// Reading an aggregate's audit history requires this (owners and auditors).
+    pub(crate) const AUDIT: Action = Action::Audit;
 
     /// Operation id → required action.
     pub(crate) const BY_OPERATION: &[(&str, Action)] = &[
@@ -188,6 +190,7 @@ pub(crate) mod actions {
         ("define_channel_preset", DEFINE_CHANNEL_PRESET),
         ("remove_channel_preset", REMOVE_CHANNEL_PRESET),
         ("request_export", REQUEST_EXPORT),
+        ("aggregate_history", AUDIT),
     ];
 }
 
@@ -211,6 +214,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(crate::review::router())
         .merge(crate::operate::router())
         .merge(crate::live::router())
+        .merge(crate::audit::router())
 }
 
 /// A JSON body whose rejections are problem documents naming what is wrong.

@@ -173,6 +173,18 @@ impl ChainVerifier {
         self.heads.len()
     }
 
+    /// Starts `subject`'s chain at a known event instead of its genesis: for
+    /// a window of the log (an export), whose first event of an aggregate
+    /// follows one outside the window.
+    pub fn anchor(&mut self, subject: &str, aggregate_version: u64, hash: &str) {
+        self.heads.insert(subject.to_owned(), (aggregate_version, hash.to_owned()));
+    }
+
+    /// The version and hash of the last event that passed on `subject`.
+    pub fn head(&self, subject: &str) -> Option<(u64, &str)> {
+        self.heads.get(subject).map(|(version, hash)| (*version, hash.as_str()))
+    }
+
     /// Checks the next event of the stream. After a break the verifier's view of
     /// that aggregate is undefined; stop at the first break.
     pub fn check(

@@ -9,6 +9,7 @@
 //! - [`log`]: [`EventLog`]: append with optimistic concurrency (one message or one
 //!   atomic batch per command), load an aggregate's events, durable consumers.
 //! - [`snapshots`]: the latest state of long aggregates, a cache anchored to an event.
+//! - [`scan`]: [`LogScan`], the raw record in stream order with storage times (auditors).
 //!
 //! Architecture invariant: this crate knows JetStream and the envelope, not the
 //! business rules; it depends on no sqlx or axum. Everything else in GPS reaches
@@ -18,6 +19,7 @@ pub mod chain;
 pub mod connect;
 pub mod error;
 pub mod log;
+pub mod scan;
 pub mod server;
 pub mod snapshots;
 pub mod stream;
@@ -29,6 +31,7 @@ pub use error::{AppendError, ConnectError, LoadError, ProvisionError};
 pub use log::{
     AppendRequest, Appended, ChainReport, CommandMeta, EventLog, ExpectedPosition, LoadedStream, NewEvent,
 };
+pub use scan::{LogScan, ScannedMessage};
 pub use snapshots::Snapshot;
 pub use stream::{Drift, ProvisionReport, StreamSettings};
 pub use subjects::AggregateAddress;

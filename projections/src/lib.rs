@@ -14,6 +14,8 @@
 //! - [`rebuild`]: replay into a shadow schema and swap it in; [`rebuild::status`].
 //! - [`queries`]: brand-scoped get/list functions with cursor pagination, and
 //!   read-your-writes ([`queries::wait_for_sequence`]).
+//! - [`audit`]: history with state after each event, as-of rebuilds, log and
+//!   read-model verification, export bundles (for auditors).
 //! - `models`: the per-projection `apply` functions (private).
 //!
 //! Storage layout: one Postgres schema per projection (`brands`, `catalog`,
@@ -26,6 +28,7 @@
 //! database (`gps_read`); they depend on no HTTP crate, and nothing writes
 //! their tables but them.
 
+pub mod audit;
 pub mod db;
 pub mod event;
 mod models;

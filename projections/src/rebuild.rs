@@ -170,11 +170,82 @@ pub async fn rebuild(
     })
 }
 
+/// Which part of the log a replay into a separate schema reads, and where it stops.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayLimit {
+    /// Only this brand's events.
+    pub brand: Option<gps_domain::ids::BrandId>,
+    /// Up to this stream sequence (default: the stream's last at the start).
+    pub until_sequence: Option<u64>,
+    /// Only events the server had stored at this instant.
+    pub stored_until: Option<time::OffsetDateTime>,
+}
+
+/// Replays `projection` from sequence 1 into `schema`, created fresh (an
+/// existing one is dropped), within `limit`, calling `progress` with the
+/// number of events applied after each batch. The schema is left in place for
+/// the caller (as-of views, shadow comparisons); the live schema is untouched.
+pub async fn replay_into(
+    pool: &PgPool,
+    log: &EventLog,
+    projection: &Projection,
+    schema: &str,
+    limit: &ReplayLimit,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<u64, RunError> {
+    if schema == projection.schema || !crate::db::is_safe_identifier(schema) {
+        return Err(RunError::Postgres(sqlx::Error::Protocol(format!(
+            "cannot replay {} into {schema:?}: give a plain identifier other than the live schema",
+            projection.name
+        ))));
+    }
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    // `schema` was checked above.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
+        .execute(&mut conn)
+        .await?;
+    prepare_schema(&mut conn, projection, schema).await?;
+    let until = match limit.until_sequence {
+        Some(until) => until,
+        None => {
+            let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
+            stream.cached_info().state.last_sequence
+        }
+    };
+    let filters = match &limit.brand {
+        // `gps.evt.*.product.>` → `gps.evt.<brand>.product.>`; `gps.evt.>` → `gps.evt.<brand>.>`.
+        Some(brand) => projection
+            .filters
+            .iter()
+            .map(|filter| match filter.strip_prefix("gps.evt.*.") {
+                Some(rest) => format!("gps.evt.{brand}.{rest}"),
+                None => filter.replacen("gps.evt.>", &format!("gps.evt.{brand}.>"), 1),
+            })
+            .collect(),
+        None => projection.filter_subjects(),
+    };
+    let mut replay = Replay::open_limited(log, filters, 0, until, limit.stored_until).await?;
+    let mut events = 0;
+    loop {
+        let chunk = replay.next_chunk(REPLAY_BATCH).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        events += chunk.len() as u64;
+        apply_with_connection(&mut conn, projection, schema, &chunk).await?;
+        progress(events);
+    }
+    Ok(events)
+}
+
 /// Reads the projection's subjects from the stream, in order, after `after`
 /// and up to `until`, with an ordered (ephemeral) consumer.
 struct Replay {
     messages: Option<async_nats::jetstream::consumer::pull::Ordered>,
     until: u64,
+    /// Stops at the first message the server stored after this instant (an
+    /// auditor's as-of rebuild).
+    stored_until: Option<time::OffsetDateTime>,
 }
 
 /// How long a replay waits for the next message before giving up.
@@ -182,9 +253,19 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Replay {
     async fn open(log: &EventLog, projection: &Projection, after: u64, until: u64) -> Result<Self, RunError> {
+        Self::open_limited(log, projection.filter_subjects(), after, until, None).await
+    }
+
+    async fn open_limited(
+        log: &EventLog,
+        filter_subjects: Vec<String>,
+        after: u64,
+        until: u64,
+        stored_until: Option<time::OffsetDateTime>,
+    ) -> Result<Self, RunError> {
         use async_nats::jetstream::consumer;
         if until <= after {
-            return Ok(Replay { messages: None, until });
+            return Ok(Replay { messages: None, until, stored_until });
         }
         let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
         let deliver_policy = if after == 0 {
@@ -194,7 +275,7 @@ impl Replay {
         };
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subjects: projection.filter_subjects(),
+                filter_subjects,
                 deliver_policy,
                 ..Default::default()
             })
@@ -202,10 +283,10 @@ impl Replay {
             .map_err(nats)?;
         // An ordered consumer on nothing waits forever: check first.
         if consumer.cached_info().num_pending == 0 {
-            return Ok(Replay { messages: None, until });
+            return Ok(Replay { messages: None, until, stored_until });
         }
         let messages = consumer.messages().await.map_err(nats)?;
-        Ok(Replay { messages: Some(messages), until })
+        Ok(Replay { messages: Some(messages), until, stored_until })
     }
 
     /// Reads chunks of up to `max` events in a task of their own, at most two
@@ -240,7 +321,7 @@ impl Replay {
                 .map_err(nats)?;
             let info = message.info().map_err(nats)?;
             let (sequence, pending) = (info.stream_sequence, info.pending);
-            if sequence > self.until {
+            if sequence > self.until || self.stored_until.is_some_and(|cut| info.published > cut) {
                 self.messages = None;
                 break;
             }

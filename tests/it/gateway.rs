@@ -552,6 +552,7 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
                 "produce" => Action::Produce,
                 "review" => Action::Review,
                 "administer" => Action::Administer,
+                "audit" => Action::Audit,
                 other => panic!("unknown action {other}"),
             };
             let has_body = operation.get("requestBody").is_some();
@@ -573,6 +574,8 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
                     .replace("{prediction}", "ghost")
                     .replace("{generation}", "ghost")
                     .replace("{channel}", "web-pdp")
+                    .replace("{aggregate_type}", "product")
+                    .replace("{id}", "ghost")
             };
             for (name, role, headers) in &callers {
                 let headers: Vec<(&str, &str)> =

@@ -145,6 +145,9 @@ async fn apply_event(conn: &mut PgConnection, e: &Event) -> Result<(), sqlx::Err
                 .execute(&mut *conn)
                 .await?;
         }
+        // Audit reads are listed by the activity projection; no brand row changes
+        // beyond the version bump above.
+        BrandEvent::AuditAccessed(_) => {}
     }
     Ok(())
 }
