@@ -73,7 +73,7 @@ pub(crate) async fn run(settings: Settings, action: AdminAction) -> anyhow::Resu
                 let (log, _server) = crate::up::connect_event_log(&settings).await?;
                 let brand = BrandId::parse(brand)?;
                 let handler = CommandHandler::new(log);
-                join_brand(&handler, &brand, &id, &name, &email, role).await?;
+                join_brand(&handler, &db, &brand, &id, &name, &email, role).await?;
                 println!("{id} is {role:?} of brand {brand}");
             }
             Ok(())
@@ -96,6 +96,7 @@ fn member_id_from_email(email: &Email) -> anyhow::Result<MemberId> {
 /// when it does not exist yet.
 async fn join_brand(
     handler: &CommandHandler,
+    db: &sqlx::PgPool,
     brand: &BrandId,
     id: &MemberId,
     name: &Name,
@@ -104,6 +105,8 @@ async fn join_brand(
 ) -> anyhow::Result<()> {
     let address = CommandHandler::address::<Brand>(brand, brand.as_str())?;
     let exists = handler.load::<Brand>(&address).await?.state.exists();
+    // The address goes into the log sealed with the person's key, so it can be forgotten.
+    let email = gps_projections::privacy::seal_email(db, email).await?;
     let command = if exists {
         BrandCommand::AddMember {
             member_id: id.clone(),
@@ -145,7 +148,7 @@ pub(crate) async fn seed_demo(
     let name = Name::parse("Demo Owner")?;
     let password = gps_gateway::auth::random_token(12).map_err(|e| anyhow::anyhow!("{e}"))?;
     gps_gateway::auth::create_user(db, &id, &email, &name, &password).await?;
-    join_brand(handler, &BrandId::parse("demo")?, &id, &name, &email, Role::Owner).await?;
+    join_brand(handler, db, &BrandId::parse("demo")?, &id, &name, &email, Role::Owner).await?;
     std::fs::create_dir_all(data_dir)?;
     let file = data_dir.join("demo-credentials.txt");
     std::fs::write(&file, format!("email: {email}\npassword: {password}\nbrand: demo\n"))?;

@@ -10,6 +10,8 @@
 //! - `verify [--brand B] [--skip-read-models]`: the log checks, then the
 //!   shadow-rebuild comparison of the read models; exits non-zero on any break.
 //! - `export --brand B [--from T] [--to T] --out DIR` and `verify-bundle DIR`.
+//! - `forget-person --email E`: crypto-shredding (the privacy vault destroys
+//!   the person's key) and an anonymised account; the log stays as it is.
 
 use std::path::PathBuf;
 
@@ -85,6 +87,14 @@ pub(crate) enum AuditAction {
         /// The bundle's folder.
         dir: PathBuf,
     },
+    /// Forgets a person: destroys their key in the privacy vault (every sealed
+    /// copy of their email, in the log and everywhere else, becomes unreadable)
+    /// and anonymises their account. The log is not rewritten; it still verifies.
+    ForgetPerson {
+        /// The person's email address.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 fn instant(name: &str, text: &str) -> anyhow::Result<OffsetDateTime> {
@@ -100,6 +110,10 @@ pub(crate) async fn run(settings: Settings, action: AuditAction) -> anyhow::Resu
     if let AuditAction::VerifyBundle { dir } = &action {
         // Needs nothing but the folder: no NATS, no Postgres.
         return verify_bundle(dir);
+    }
+    if let AuditAction::ForgetPerson { email } = &action {
+        // The vault and the accounts live in Postgres; the log is not touched.
+        return forget_person(&settings, email).await;
     }
     let (log, _server) = crate::up::connect_event_log(&settings).await?;
     match action {
@@ -229,7 +243,7 @@ pub(crate) async fn run(settings: Settings, action: AuditAction) -> anyhow::Resu
             println!("verify it anywhere with: gps audit verify-bundle {}", report.dir);
             Ok(())
         }
-        AuditAction::VerifyBundle { .. } => unreachable!("handled above"),
+        AuditAction::VerifyBundle { .. } | AuditAction::ForgetPerson { .. } => unreachable!("handled above"),
     }
 }
 
@@ -263,5 +277,24 @@ fn verify_bundle(dir: &std::path::Path) -> anyhow::Result<()> {
         bail!("the bundle does not verify: {} problem(s) with its files", report.file_problems.len());
     }
     println!("verified: the bundle is complete and intact");
+    Ok(())
+}
+
+async fn forget_person(settings: &Settings, email: &str) -> anyhow::Result<()> {
+    let email = gps_domain::brand::Email::parse(email).context("--email")?;
+    let db = crate::up::connect_database(settings).await?;
+    let forgotten = gps_projections::privacy::forget_email(&db, &email).await?;
+    let account = gps_gateway::auth::forget_user_email(&db, &email).await?;
+    match (&forgotten.person_id, &account) {
+        (None, None) => println!("nothing is known about {email}; nothing to forget"),
+        _ => {
+            if let Some(person) = &forgotten.person_id {
+                println!("destroyed the key of {person}: every sealed copy of the address is unreadable");
+            }
+            if let Some(user) = &account {
+                println!("account {user}: address and name replaced, password disabled, sessions ended");
+            }
+        }
+    }
     Ok(())
 }

@@ -74,6 +74,7 @@ pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<sqlx
         .await
         .context("connecting to the database; set DATABASE_URL")?;
     gps_gateway::auth::migrate(&pool).await.context("preparing the auth schema")?;
+    gps_projections::privacy::migrate(&pool).await.context("preparing the privacy vault")?;
     Ok(pool)
 }
 

@@ -171,6 +171,7 @@ pub trait Aggregate: Default + Clone + Debug + Serialize + DeserializeOwned + Se
 macro_rules! domain_events {
     (
         aggregate: $kind:ident,
+        $(upcast: $upcast:path,)?
         $(#[$meta:meta])*
         pub enum $name:ident {
             $(
@@ -209,6 +210,15 @@ macro_rules! domain_events {
                     )+
                 ]
             }
+            $(
+                fn upcast(
+                    event_type: &str,
+                    version: u32,
+                    payload: serde_json::Value,
+                ) -> Result<serde_json::Value, $crate::wire::DecodeError> {
+                    $upcast(event_type, version, payload)
+                }
+            )?
         }
 
         $(

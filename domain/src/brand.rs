@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ApiClientId, BrandId, MemberId};
+use crate::ids::{ApiClientId, BrandId, MemberId, PersonId};
 use crate::values::{Channel, ChannelPresetSpec, Name, Text, checked_string};
 use crate::{Aggregate, AggregateKind, DomainError};
 
@@ -89,6 +89,87 @@ fn check_email(raw: &str) -> Result<String, String> {
         return Err(refuse("the part after '@' must be a domain name, not an IP address"));
     }
     Ok(address.to_lowercase())
+}
+
+checked_string!(
+    /// Personal data encrypted with its person's key from the privacy vault:
+    /// hex of a 12-byte nonce, the AES-256-GCM ciphertext and its tag. Opaque
+    /// to the domain; once the vault destroys the key it is noise forever.
+    SealedData, "sealed data", check_sealed_data,
+    {
+        "type": "string",
+        "pattern": "^[0-9a-f]{56,2048}$",
+        "description": "Hex of nonce, AES-256-GCM ciphertext and tag; unreadable once the person's key is destroyed."
+    }
+);
+
+fn check_sealed_data(input: &str) -> Result<String, String> {
+    if !(56..=2048).contains(&input.len()) || !input.len().is_multiple_of(2) {
+        return Err("give 56 to 2048 hex digits (nonce, ciphertext and tag)".into());
+    }
+    if input.chars().any(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+        return Err("only lowercase hex digits are allowed".into());
+    }
+    Ok(input.to_owned())
+}
+
+/// An email address sealed for crypto-shredding: which person's key opens it,
+/// and the ciphertext. Forgetting the person destroys the key, so the
+/// immutable log keeps only noise and its hash chain stays intact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct SealedEmail {
+    /// The person whose key seals it.
+    pub person_id: PersonId,
+    /// The sealed address.
+    pub ciphertext: SealedData,
+}
+
+/// A member's email address as events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberEmail {
+    /// In the clear: what `brand.member_added` v1 carried (upcast to this), and
+    /// what only tests write. Cannot be forgotten from the log.
+    Plain(Email),
+    /// Sealed with the person's key; the way GPS writes it.
+    Sealed(SealedEmail),
+}
+
+impl MemberEmail {
+    /// What makes two addresses the same for "one member per email": the
+    /// address itself, or the person the vault assigned to it (the vault gives
+    /// one address one person, so sealing twice gives the same person).
+    pub fn identity(&self) -> String {
+        match self {
+            MemberEmail::Plain(email) => format!("email:{email}"),
+            MemberEmail::Sealed(sealed) => format!("person:{}", sealed.person_id),
+        }
+    }
+}
+
+impl std::fmt::Display for MemberEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemberEmail::Plain(email) => write!(f, "{email}"),
+            MemberEmail::Sealed(sealed) => write!(f, "the email address of person {}", sealed.person_id),
+        }
+    }
+}
+
+/// Upcasts stored brand events: `brand.member_added` v1 carried the email in
+/// the clear as a string; v2 carries a [`MemberEmail`].
+fn upcast_brand_event(
+    event_type: &str,
+    version: u32,
+    mut payload: serde_json::Value,
+) -> Result<serde_json::Value, crate::wire::DecodeError> {
+    if event_type == "brand.member_added" && version == 1 {
+        if let Some(email) = payload.get_mut("email") {
+            *email = serde_json::json!({ "plain": email.take() });
+        }
+        return Ok(payload);
+    }
+    crate::wire::refuse_unknown_version::<BrandEvent>(event_type, version, payload)
 }
 
 checked_string!(
@@ -167,8 +248,8 @@ pub enum BrandCommand {
         owner_member_id: MemberId,
         /// The founding owner's display name.
         owner_display_name: Name,
-        /// The founding owner's email address.
-        owner_email: Email,
+        /// The founding owner's email address (sealed by the caller).
+        owner_email: MemberEmail,
     },
     /// Changes the brand's display name.
     RenameBrand {
@@ -181,8 +262,8 @@ pub enum BrandCommand {
         member_id: MemberId,
         /// Display name.
         display_name: Name,
-        /// Email address; one member per address.
-        email: Email,
+        /// Email address (sealed by the caller); one member per address.
+        email: MemberEmail,
         /// Role.
         role: Role,
     },
@@ -274,8 +355,9 @@ pub struct MemberAdded {
     pub member_id: MemberId,
     /// Display name.
     pub display_name: Name,
-    /// Email address, lowercase.
-    pub email: Email,
+    /// Email address: sealed with the person's key (v2), or in the clear
+    /// when upcast from v1.
+    pub email: MemberEmail,
     /// Role.
     pub role: Role,
 }
@@ -366,6 +448,7 @@ pub struct AuditAccessed {
 
 crate::domain_events! {
     aggregate: Brand,
+    upcast: upcast_brand_event,
     /// Brand events.
     pub enum BrandEvent {
         /// See [`BrandCreated`].
@@ -373,7 +456,7 @@ crate::domain_events! {
         /// See [`BrandRenamed`].
         Renamed(BrandRenamed) = ("brand.renamed", 1),
         /// See [`MemberAdded`].
-        MemberAdded(MemberAdded) = ("brand.member_added", 1),
+        MemberAdded(MemberAdded) = ("brand.member_added", 2),
         /// See [`MemberRoleChanged`].
         MemberRoleChanged(MemberRoleChanged) = ("brand.member_role_changed", 1),
         /// See [`MemberRemoved`].
@@ -398,8 +481,8 @@ crate::domain_events! {
 pub struct Member {
     /// Display name.
     pub display_name: Name,
-    /// Email address.
-    pub email: Email,
+    /// Email address, as the event carried it.
+    pub email: MemberEmail,
     /// Role.
     pub role: Role,
 }
@@ -498,7 +581,8 @@ fn check_preset(channel: &Channel, spec: &ChannelPresetSpec) -> Result<(), Domai
 
 impl Aggregate for Brand {
     const KIND: AggregateKind = AggregateKind::Brand;
-    const STATE_VERSION: u32 = 1;
+    // 2: members keep a `MemberEmail` (sealed or plain) instead of an `Email`.
+    const STATE_VERSION: u32 = 2;
     type Command = BrandCommand;
     type Event = BrandEvent;
 
@@ -539,7 +623,7 @@ impl Aggregate for Brand {
                 let brand = self.existing()?;
                 if let Some(existing) = self.members.get(member_id) {
                     if existing.display_name == *display_name
-                        && existing.email == *email
+                        && existing.email.identity() == email.identity()
                         && existing.role == *role
                     {
                         return Ok(vec![]);
@@ -549,7 +633,9 @@ impl Aggregate for Brand {
                         brand.brand_id
                     )));
                 }
-                if let Some((other, _)) = self.members.iter().find(|(_, member)| member.email == *email) {
+                if let Some((other, _)) =
+                    self.members.iter().find(|(_, member)| member.email.identity() == email.identity())
+                {
                     return Err(DomainError::rule(format!(
                         "{email} already belongs to member {other} of brand {}; change that member's role instead",
                         brand.brand_id
@@ -808,8 +894,8 @@ mod tests {
         Name::parse(text).expect("name")
     }
 
-    fn email(address: &str) -> Email {
-        Email::parse(address).expect("email")
+    fn email(address: &str) -> MemberEmail {
+        MemberEmail::Plain(Email::parse(address).expect("email"))
     }
 
     fn fingerprint(text: &str) -> KeyFingerprint {
@@ -1027,6 +1113,51 @@ mod tests {
         given::<Brand>(&history)
             .when(&add_member("one-more", "one-more@acme.example", Role::Viewer))
             .then_rejected(|e| is_rule(e, "remove one first"));
+    }
+
+    fn sealed(person: &str, seed: char) -> MemberEmail {
+        MemberEmail::Sealed(SealedEmail {
+            person_id: PersonId::parse(person).expect("person"),
+            ciphertext: SealedData::parse(seed.to_string().repeat(64)).expect("sealed"),
+        })
+    }
+
+    #[test]
+    fn the_same_person_sealed_twice_is_one_email_and_adding_them_again_changes_nothing() {
+        let mut state = given::<Brand>(&founded()).state();
+        state = state.evolve(&BrandEvent::MemberAdded(MemberAdded {
+            member_id: id("eva"),
+            display_name: name("eva"),
+            email: sealed("person-eva", 'a'),
+            role: Role::Viewer,
+        }));
+        // Another sealing of the same address: another nonce, the same person.
+        let again = BrandCommand::AddMember {
+            member_id: id("eva"),
+            display_name: name("eva"),
+            email: sealed("person-eva", 'b'),
+            role: Role::Viewer,
+        };
+        assert_eq!(state.decide(&again), Ok(vec![]));
+        let other_id = BrandCommand::AddMember {
+            member_id: id("eva2"),
+            display_name: name("eva"),
+            email: sealed("person-eva", 'c'),
+            role: Role::Viewer,
+        };
+        let error = state.decide(&other_id).expect_err("same person");
+        assert!(error.to_string().contains("person-eva"), "{error}");
+    }
+
+    #[test]
+    fn a_version_1_member_added_with_a_plain_email_still_decodes() {
+        let payload = serde_json::json!({
+            "member_id": "rui", "display_name": "Rui", "email": "rui@acme.example", "role": "reviewer"
+        });
+        let event: BrandEvent = crate::wire::decode("brand.member_added", 1, payload).expect("upcast");
+        let BrandEvent::MemberAdded(added) = event else { panic!("{event:?}") };
+        assert_eq!(added.email, MemberEmail::Plain(Email::parse("rui@acme.example").expect("email")));
+        assert_eq!(crate::wire::encode(&BrandEvent::MemberAdded(added)).schema_version, 2);
     }
 
     #[test]

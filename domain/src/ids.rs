@@ -188,6 +188,11 @@ token_id!(
     /// A rendition produced by an export.
     RenditionId, "rendition id"
 );
+token_id!(
+    /// A natural person whose personal data the privacy vault holds a key
+    /// for (crypto-shredding); not a member id, which names a role in a brand.
+    PersonId, "person id"
+);
 
 #[cfg(test)]
 mod tests {

@@ -131,6 +131,30 @@ pub async fn create_user(
     })
 }
 
+/// Forgets the account that uses `email`: the address and display name are
+/// replaced by placeholders, the password stops working and every session
+/// ends (the user id stays: it is the member id the log's events name).
+/// Returns the user id, or `None` when no account uses the address.
+pub async fn forget_user_email(
+    pool: &PgPool,
+    email: &gps_domain::brand::Email,
+) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let user: Option<String> = sqlx::query_scalar(
+        "UPDATE auth.users SET email = 'forgotten-' || user_id || '@forgotten.invalid',
+                display_name = 'Forgotten person', password_hash = '!forgotten'
+         WHERE email = $1 RETURNING user_id",
+    )
+    .bind(email.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(user) = &user {
+        sqlx::query("DELETE FROM auth.sessions WHERE user_id = $1").bind(user).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(user)
+}
+
 /// Looks a user up by email.
 pub async fn user_by_email(pool: &PgPool, email: &str) -> Result<Option<User>, ApiError> {
     let row: Option<(String, String, String)> =

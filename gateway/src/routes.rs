@@ -426,10 +426,18 @@ pub(crate) async fn create_brand(
         name,
         owner_member_id: user_id.clone(),
         owner_display_name: parse("display_name", Name::parse(&user.display_name))?,
-        owner_email: parse("email", Email::parse(&user.email))?,
+        owner_email: seal(&state, &parse("email", Email::parse(&user.email))?).await?,
     };
     let id = brand.to_string();
     Ok(execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?.respond(true))
+}
+
+/// Seals an email address with its person's key from the privacy vault, so
+/// the log can forget it later (crypto-shredding).
+async fn seal(state: &AppState, email: &Email) -> Result<gps_domain::brand::MemberEmail, ApiError> {
+    gps_projections::privacy::seal_email(&state.db, email)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 pub(crate) async fn user_of(state: &AppState, user_id: &MemberId) -> Result<auth::User, ApiError> {
@@ -475,7 +483,7 @@ pub(crate) async fn add_member(
     let command = BrandCommand::AddMember {
         member_id: member_id.clone(),
         display_name: parse("display_name", Name::parse(&user.display_name))?,
-        email,
+        email: seal(&state, &email).await?,
         role,
     };
     let id = brand.to_string();

@@ -16,6 +16,8 @@
 //!   read-your-writes ([`queries::wait_for_sequence`]).
 //! - [`audit`]: history with state after each event, as-of rebuilds, log and
 //!   read-model verification, export bundles (for auditors).
+//! - [`privacy`]: the privacy vault (`privacy` schema): one key per person for
+//!   crypto-shredding sealed personal data; queries open sealed emails with it.
 //! - `models`: the per-projection `apply` functions (private).
 //!
 //! Storage layout: one Postgres schema per projection (`brands`, `catalog`,
@@ -32,6 +34,7 @@ pub mod audit;
 pub mod db;
 pub mod event;
 mod models;
+pub mod privacy;
 pub mod projection;
 pub mod queries;
 pub mod rebuild;

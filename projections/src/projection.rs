@@ -150,7 +150,8 @@ pub async fn prepare_all(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     for projection in &ALL {
         prepare_schema(&mut connection, projection, projection.schema).await?;
     }
-    Ok(())
+    // Member queries open sealed emails with the vault's keys.
+    crate::privacy::migrate(pool).await
 }
 
 /// Creates `schema` if needed, points the connection's `search_path` at it,

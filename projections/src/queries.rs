@@ -130,8 +130,11 @@ pub struct MemberView {
     pub member_id: String,
     /// Display name.
     pub display_name: String,
-    /// Email address.
-    pub email: String,
+    /// Email address; `null` when the person was forgotten.
+    pub email: Option<String>,
+    /// True when the person was forgotten (their key destroyed): the address
+    /// is unreadable everywhere, here and in the log.
+    pub email_forgotten: bool,
     /// Role: owner, producer, reviewer, viewer or auditor.
     pub role: String,
     /// When the member was added.
@@ -141,6 +144,26 @@ pub struct MemberView {
     pub created_sequence: i64,
     /// The stream sequence of the last event applied to this row.
     pub last_sequence: i64,
+    /// The sealed address as the event carried it (opened into `email`).
+    #[serde(skip)]
+    pub email_sealed: Option<serde_json::Value>,
+    /// The person's key from the privacy vault, if it still exists.
+    #[serde(skip)]
+    pub vault_key: Option<Vec<u8>>,
+}
+
+impl MemberView {
+    /// Opens the sealed address with the vault key, and drops both.
+    fn revealed(mut self) -> Self {
+        if let Some(sealed) = self.email_sealed.take() {
+            let field = |name: &str| sealed.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            self.email =
+                crate::privacy::open(&field("person_id"), &field("ciphertext"), self.vault_key.as_deref());
+        }
+        self.vault_key = None;
+        self.email_forgotten = self.email.is_none();
+        self
+    }
 }
 
 /// The brand's members.
@@ -149,10 +172,15 @@ pub async fn list_members(
     brand: &str,
     request: &PageRequest,
 ) -> Result<Page<MemberView>, QueryError> {
-    list_query!(pool, request,
-        "SELECT brand, member_id, display_name, email, role, added_at, created_sequence, last_sequence FROM brands.members
+    let page: Result<Page<MemberView>, QueryError> = list_query!(pool, request,
+        "SELECT brand, member_id, display_name, email, false AS email_forgotten, role, added_at, created_sequence,
+                last_sequence, email_sealed, k.key AS vault_key
+         FROM brands.members LEFT JOIN privacy.person_keys k ON k.person_id = email_sealed->>'person_id'
          WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2) ORDER BY created_sequence DESC LIMIT $3",
-        MemberView, [brand])
+        MemberView, [brand]);
+    let mut page = page?;
+    page.items = page.items.into_iter().map(MemberView::revealed).collect();
+    Ok(page)
 }
 
 /// One member.
@@ -161,14 +189,17 @@ pub async fn get_member(
     brand: &str,
     member_id: &str,
 ) -> Result<Option<MemberView>, QueryError> {
-    Ok(sqlx::query_as(
-        "SELECT brand, member_id, display_name, email, role, added_at, created_sequence, last_sequence FROM brands.members
+    let member: Option<MemberView> = sqlx::query_as(
+        "SELECT brand, member_id, display_name, email, false AS email_forgotten, role, added_at, created_sequence,
+                last_sequence, email_sealed, k.key AS vault_key
+         FROM brands.members LEFT JOIN privacy.person_keys k ON k.person_id = email_sealed->>'person_id'
          WHERE brand = $1 AND member_id = $2",
     )
     .bind(brand)
     .bind(member_id)
     .fetch_optional(pool)
-    .await?)
+    .await?;
+    Ok(member.map(MemberView::revealed))
 }
 
 /// An API client (never its secret: only the public key fingerprint).

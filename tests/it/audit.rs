@@ -235,7 +235,11 @@ async fn a_predictions_history_tells_production_review_and_delivery_with_actors_
     assert_eq!(accessed[1]["actor"], json!({"kind": "member", "id": "ana"}));
 
     // The auditor reads everything and changes nothing.
-    assert_status(&gateway.as_user(&auditor, "GET", "/api/v1/brands/acme/predictions/p1", None).await, 200);
+    let produced_at = found["events"][2]["stream_sequence"].as_u64().expect("sequence");
+    let read = format!("/api/v1/brands/acme/predictions/p1?min_sequence={produced_at}");
+    let seen = gateway.as_user(&auditor, "GET", &read, None).await;
+    assert_status(&seen, 200);
+    assert_eq!(seen.json()["review_state"], "approved");
     let write = gateway
         .as_user(&auditor, "POST", "/api/v1/brands/acme/products", Some(crate::gateway::product("p9")))
         .await;
@@ -589,4 +593,119 @@ async fn an_exported_bundle_verifies_with_only_its_files_and_a_changed_byte_fail
     // An unknown aggregate reference is refused with the expected form named.
     let error = history::parse_reference("acme/p1").expect_err("refused");
     assert!(error.to_string().contains("<brand>/<aggregate-type>/<id>"), "{error}");
+}
+
+fn database_url(gateway: &TestGateway) -> String {
+    let options = gateway.state.db.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().expect("database")
+    )
+}
+
+/// Every stored event body of the log, as text.
+async fn log_text(log: &gps_nats::EventLog) -> String {
+    let mut scan = gps_nats::LogScan::open(log, "gps.evt.>", 1).await.expect("scan");
+    let mut text = String::new();
+    while let Some(message) = scan.next().await.expect("next") {
+        text.push_str(&String::from_utf8_lossy(&message.payload));
+        text.push('\n');
+    }
+    text
+}
+
+#[tokio::test]
+async fn forgetting_a_person_makes_their_email_unreadable_everywhere_while_verification_still_passes() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let _rui = gateway.user("rui").await;
+    let added = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/members",
+            Some(json!({"email": "rui@example.com", "role": "reviewer"})),
+        )
+        .await;
+    assert_status(&added, 201);
+    let sequence = added.json()["stream_sequence"].as_u64().expect("sequence");
+    let members_path = format!("/api/v1/brands/acme/members?min_sequence={sequence}");
+    let member = |members: &serde_json::Value, id: &str| -> serde_json::Value {
+        members["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|m| m["member_id"] == id)
+            .cloned()
+            .expect("member")
+    };
+
+    // Readable while the person is known, yet never in the clear in the log.
+    let before = gateway.as_user(&owner, "GET", &members_path, None).await.json();
+    assert_eq!(member(&before, "rui")["email"], "rui@example.com");
+    assert_eq!(member(&before, "rui")["email_forgotten"], false);
+    let stored = log_text(&gateway.state.log).await;
+    assert!(stored.contains("brand.member_added") && stored.contains("\"sealed\""), "{stored}");
+    assert!(!stored.contains("rui@example.com") && !stored.contains("ana@example.com"));
+
+    // Forget rui through the command line, against this test's database.
+    let output = gps()
+        .args(["audit", "forget-person", "--email", "Rui@Example.com"])
+        .env("DATABASE_URL", database_url(&gateway))
+        .output()
+        .expect("run gps");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("destroyed the key"), "{stdout}");
+
+    // The read model shows the address as forgotten; ana's stays readable.
+    let after = gateway.as_user(&owner, "GET", &members_path, None).await.json();
+    assert_eq!(member(&after, "rui")["email"], serde_json::Value::Null);
+    assert_eq!(member(&after, "rui")["email_forgotten"], true);
+    assert_eq!(member(&after, "rui")["role"], "reviewer", "membership itself stays");
+    assert_eq!(member(&after, "ana")["email"], "ana@example.com");
+    // The event's sealed copy no longer opens, in the log or in a history.
+    let brand_address =
+        CommandHandler::address::<gps_domain::brand::Brand>(&brand(), "acme").expect("address");
+    let loaded = gateway.state.commands.load::<gps_domain::brand::Brand>(&brand_address).await.expect("load");
+    let sealed = &loaded.state.members[&gps_domain::ids::MemberId::parse("rui").expect("id")].email;
+    assert!(matches!(sealed, gps_domain::brand::MemberEmail::Sealed(_)));
+    assert_eq!(gps_projections::privacy::reveal(&gateway.state.db, sealed).await.expect("reveal"), None);
+    let history = gateway.as_user(&owner, "GET", "/api/v1/brands/acme/audit/brand/acme/history", None).await;
+    assert_status(&history, 200);
+    assert!(!history.body.contains("rui@example.com"));
+    // The account: no address, no sign-in.
+    let accounts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM auth.users WHERE email LIKE '%rui@example.com%'")
+            .fetch_one(&gateway.state.db)
+            .await
+            .expect("count");
+    assert_eq!(accounts, 0);
+    let sign_in = gateway
+        .call(
+            "POST",
+            "/api/v1/session",
+            &[],
+            Some(json!({"email": "rui@example.com", "password": "a long enough password"})),
+        )
+        .await;
+    assert_status(&sign_in, 401);
+
+    // Nothing was rewritten: the log verifies and the read models match a rebuild.
+    let verified = verify::verify_log(&gateway.state.log, None).await.expect("verify");
+    assert!(verified.passed(), "{:?}", verified.first_break);
+    let compared =
+        compare::compare_read_models(&gateway.state.db, &gateway.state.log).await.expect("compare");
+    assert!(compared.differences().is_empty(), "{:?}", compared.differences());
+    // Forgetting again changes nothing and says so.
+    let again = gps_projections::privacy::forget_email(
+        &gateway.state.db,
+        &gps_domain::brand::Email::parse("rui@example.com").expect("email"),
+    )
+    .await
+    .expect("forget");
+    assert_eq!(again.person_id, None);
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gps_commands::CommandHandler;
-use gps_domain::brand::{Brand, BrandCommand, Email, Role};
+use gps_domain::brand::{Brand, BrandCommand, Email, MemberEmail, Role};
 use gps_domain::ids::{ImageId, MemberId, ProductId, SubjectId};
 use gps_domain::product::{ImageView, Product, ProductCommand};
 use gps_domain::subject::{Subject, SubjectCommand};
@@ -145,7 +145,7 @@ async fn seed(handler: &CommandHandler) -> u64 {
                 name: Name::parse("Acme").expect("name"),
                 owner_member_id: MemberId::parse("ana").expect("id"),
                 owner_display_name: Name::parse("Ana").expect("name"),
-                owner_email: Email::parse("ana@example.com").expect("email"),
+                owner_email: MemberEmail::Plain(Email::parse("ana@example.com").expect("email")),
             },
         )
         .await
@@ -157,7 +157,7 @@ async fn seed(handler: &CommandHandler) -> u64 {
             &BrandCommand::AddMember {
                 member_id: MemberId::parse("rui").expect("id"),
                 display_name: Name::parse("Rui").expect("name"),
-                email: Email::parse("rui@example.com").expect("email"),
+                email: MemberEmail::Plain(Email::parse("rui@example.com").expect("email")),
                 role: Role::Reviewer,
             },
         )
@@ -677,6 +677,8 @@ async fn queries_are_scoped_to_the_brand_paginated_by_cursor_and_filtered() {
     assert_eq!(json["product_id"], "p1");
     assert_eq!(json["images"][0]["image_id"], "img1");
 
+    // Member queries open sealed emails with the privacy vault's keys.
+    gps_projections::privacy::migrate(&pool).await.expect("privacy vault");
     let members = queries::list_members(&pool, "acme", &PageRequest::default()).await.expect("members");
     assert_eq!(members.items.len(), 2);
     assert_eq!(queries::get_brand(&pool, "acme").await.expect("brand").expect("exists").name, "Acme");

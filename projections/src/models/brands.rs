@@ -2,7 +2,7 @@
 //! secrets: only the public key fingerprint) and channel presets.
 
 use futures::future::BoxFuture;
-use gps_domain::brand::BrandEvent;
+use gps_domain::brand::{BrandEvent, MemberEmail};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
@@ -44,14 +44,27 @@ async fn apply_event(conn: &mut PgConnection, e: &Event) -> Result<(), sqlx::Err
                 .await?;
         }
         BrandEvent::MemberAdded(p) => {
+            // A sealed address stays sealed here and is opened at query time,
+            // so forgetting its person needs no change to this row.
+            let (plain, sealed) = match &p.email {
+                MemberEmail::Plain(email) => (Some(email.as_str()), None),
+                MemberEmail::Sealed(sealed) => (None, Some(Json(sealed))),
+            };
             sqlx::query(
-                "INSERT INTO members (brand, member_id, display_name, email, role, added_at, created_sequence, version, last_sequence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7)",
+                // A member id is added again only after its removal deleted the
+                // row; should two additions meet anyway (the v1 and v2 golden
+                // fixtures add the same member), the later one wins.
+                "INSERT INTO members (brand, member_id, display_name, email, email_sealed, role, added_at, created_sequence, version, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)
+                 ON CONFLICT (brand, member_id) DO UPDATE SET display_name = EXCLUDED.display_name,
+                     email = EXCLUDED.email, email_sealed = EXCLUDED.email_sealed, role = EXCLUDED.role,
+                     version = EXCLUDED.version, last_sequence = EXCLUDED.last_sequence",
             )
             .bind(e.brand())
             .bind(p.member_id.as_str())
             .bind(p.display_name.as_str())
-            .bind(p.email.as_str())
+            .bind(plain)
+            .bind(sealed)
             .bind(p.role.as_str())
             .bind(e.at)
             .bind(e.sequence)
