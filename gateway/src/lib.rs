@@ -4,8 +4,11 @@
 //! sessions, API keys, roles per brand), `routes` (sessions, brands, members,
 //! API clients, products), `configure` (subjects, styles, shootings with
 //! launch, looks), `review` (approve, reject, revision, comments), `queries`
-//! (read models, read-your-writes), `live` (SSE), [`openapi`], and `/healthz`
-//! here. Uploads, the CDN route and the UI join it in later issues.
+//! (read models, read-your-writes), `live` (SSE), [`openapi`], [`images`]
+//! (image intake: sniffing, limits, working copy, analysis), [`media`] (the
+//! object store, upload limits, signed CDN URLs), [`uploads`] (image upload
+//! endpoints), `cdn` (`GET /cdn/{key}`), and `/healthz` here. The UI joins it
+//! in a later issue.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
 //! back; business rules stay in `gps-domain`, writes go through
@@ -13,13 +16,17 @@
 //! listener the caller bound (tests bind port 0).
 
 pub mod auth;
+pub mod cdn;
 mod configure;
 pub mod error;
+pub mod images;
 mod live;
+pub mod media;
 pub mod openapi;
 mod queries;
 mod review;
 mod routes;
+pub mod uploads;
 
 use std::future::Future;
 
@@ -49,6 +56,8 @@ pub struct AppState {
     pub db: sqlx::PgPool,
     /// Mark the session cookie `Secure` (HTTPS deployments).
     pub cookie_secure: bool,
+    /// Object storage, upload limits and signed URLs.
+    pub media: media::Media,
 }
 
 /// The header carrying each request's id, in responses and logs.
@@ -76,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(routes::router())
+        .merge(cdn::router())
         .layer(middleware::from_fn(request_log))
         .with_state(state)
 }

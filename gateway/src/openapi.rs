@@ -10,7 +10,7 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{self, actions};
-use crate::{configure, live, queries, review};
+use crate::{configure, live, queries, review, uploads};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -86,6 +86,9 @@ use crate::{configure, live, queries, review};
         queries::list_exports,
         queries::get_export,
         queries::list_activity,
+        uploads::upload_product_image,
+        uploads::upload_subject_image,
+        uploads::upload_style_reference,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecurityAndActions)

@@ -107,6 +107,12 @@ pub(crate) mod actions {
     pub(crate) const COMMENT_ON_PREDICTION: Action = Action::Review;
     /// `reset_review` requires this.
     pub(crate) const RESET_REVIEW: Action = Action::Review;
+    /// `upload_product_image` requires this.
+    pub(crate) const UPLOAD_PRODUCT_IMAGE: Action = Action::Produce;
+    /// `upload_subject_image` requires this.
+    pub(crate) const UPLOAD_SUBJECT_IMAGE: Action = Action::Produce;
+    /// `upload_style_reference` requires this.
+    pub(crate) const UPLOAD_STYLE_REFERENCE: Action = Action::Produce;
 
     /// Every read of brand data requires this.
     pub(crate) const READ: Action = Action::Read;
@@ -173,6 +179,9 @@ pub(crate) mod actions {
         ("request_revision", REQUEST_REVISION),
         ("comment_on_prediction", COMMENT_ON_PREDICTION),
         ("reset_review", RESET_REVIEW),
+        ("upload_product_image", UPLOAD_PRODUCT_IMAGE),
+        ("upload_subject_image", UPLOAD_SUBJECT_IMAGE),
+        ("upload_style_reference", UPLOAD_STYLE_REFERENCE),
     ];
 }
 
@@ -195,6 +204,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(crate::queries::router())
         .merge(crate::review::router())
         .merge(crate::live::router())
+        .merge(crate::uploads::router())
 }
 
 /// A JSON body whose rejections are problem documents naming what is wrong.
