@@ -280,6 +280,29 @@ async fn raw_replay(log: &EventLog, filters: Vec<String>) -> anyhow::Result<Dura
 
 /// A gateway on port 0 with the projection runners, its own NATS and
 /// database, and a signed-in owner of the `bench` brand.
+/// An embedded object store in a throwaway folder.
+struct BenchStorage {
+    media: gps_gateway::media::Media,
+    dir: std::path::PathBuf,
+    _server: gps_storage::EmbeddedS3,
+}
+
+impl BenchStorage {
+    async fn start() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("gps-bench-objects-{}", uuid::Uuid::new_v4().simple()));
+        let (store, server) =
+            gps_storage::ObjectStore::embedded(&dir).await.context("embedded object store")?;
+        let settings = gps_gateway::media::MediaSettings::new(gps_gateway::media::UrlSigningKey::generate());
+        Ok(BenchStorage { media: gps_gateway::media::Media::new(store, settings), dir, _server: server })
+    }
+}
+
+impl Drop for BenchStorage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 struct Platform {
     port: u16,
     state: AppState,
@@ -289,6 +312,9 @@ struct Platform {
     stop_projections: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
     projector: Option<tokio::task::JoinHandle<()>>,
+    // The bench's object store (unused by the read workloads, but the gateway
+    // always has one) and its folder, removed on drop.
+    _storage: BenchStorage,
     // Dropped last: the database, then the server.
     db: BenchDb,
     _bench: BenchServer,
@@ -300,8 +326,15 @@ impl Platform {
         let log = bench.event_log().await?;
         let db = BenchDb::create(database_url).await?;
         gps_projections::prepare_all(&db.pool).await.context("read-model schemas")?;
-        let state =
-            AppState::new(log.clone(), CommandHandler::new(log.clone()), db.pool.clone(), false).await?;
+        let storage = BenchStorage::start().await?;
+        let state = AppState::new(
+            log.clone(),
+            CommandHandler::new(log.clone()),
+            db.pool.clone(),
+            false,
+            storage.media.clone(),
+        )
+        .await?;
         let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
         let projector = tokio::spawn({
             let (pool, log) = (db.pool.clone(), log.clone());
@@ -353,6 +386,7 @@ impl Platform {
             stop_projections: Some(stop_projections),
             served: Some(served),
             projector: Some(projector),
+            _storage: storage,
             db,
             _bench: bench,
         };

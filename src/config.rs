@@ -28,6 +28,44 @@ pub(crate) struct Settings {
     /// and its owner with a random password. `GPS_SEED_DEMO`; turn it off in
     /// production.
     pub(crate) seed_demo: bool,
+    /// Object storage.
+    pub(crate) storage: StorageConfig,
+    /// Uploads and CDN URLs.
+    pub(crate) media: MediaConfig,
+}
+
+/// Where objects are stored: an S3-compatible endpoint, or (no endpoint) the
+/// embedded one over `<data_dir>/objects`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StorageConfig {
+    /// `GPS_S3_ENDPOINT`; unset = the embedded endpoint.
+    pub(crate) endpoint: Option<String>,
+    /// `GPS_S3_REGION`.
+    pub(crate) region: String,
+    /// `GPS_S3_BUCKET`.
+    pub(crate) bucket: String,
+    /// `GPS_S3_ACCESS_KEY_ID`.
+    pub(crate) access_key_id: Option<String>,
+    /// `GPS_S3_SECRET_ACCESS_KEY`, environment only.
+    pub(crate) secret_access_key: Option<gps_storage::SecretKey>,
+    /// `GPS_S3_PATH_STYLE`.
+    pub(crate) path_style: bool,
+}
+
+/// Upload limits and CDN URLs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MediaConfig {
+    /// `GPS_UPLOAD_MAX_BYTES`.
+    pub(crate) max_upload_bytes: u64,
+    /// `GPS_IMAGE_MAX_PIXELS`.
+    pub(crate) max_image_pixels: u64,
+    /// `GPS_PUBLIC_BASE_URL`: where a CDN in front serves `/cdn/…`.
+    pub(crate) public_base_url: String,
+    /// `GPS_CDN_URL_LIFETIME_SECS`.
+    pub(crate) url_lifetime_secs: u64,
+    /// `GPS_CDN_SIGNING_KEY`, environment only; unset = generated once into
+    /// `<data_dir>/cdn-signing-key` (mode 600).
+    pub(crate) url_signing_key: Option<gps_storage::SecretKey>,
 }
 
 /// How GPS reaches NATS.
@@ -76,6 +114,21 @@ impl Default for Settings {
             database_url: "postgres://postgres@127.0.0.1:5432/gps_read".into(),
             cookie_secure: false,
             seed_demo: true,
+            storage: StorageConfig {
+                endpoint: None,
+                region: "us-east-1".into(),
+                bucket: "gps".into(),
+                access_key_id: None,
+                secret_access_key: None,
+                path_style: true,
+            },
+            media: MediaConfig {
+                max_upload_bytes: 40 * 1024 * 1024,
+                max_image_pixels: 50_000_000,
+                public_base_url: String::new(),
+                url_lifetime_secs: 24 * 3600,
+                url_signing_key: None,
+            },
         }
     }
 }
@@ -92,6 +145,29 @@ struct FileSettings {
     seed_demo: Option<bool>,
     #[serde(default)]
     nats: FileNats,
+    #[serde(default)]
+    storage: FileStorage,
+    #[serde(default)]
+    media: FileMedia,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    endpoint: Option<String>,
+    region: Option<String>,
+    bucket: Option<String>,
+    access_key_id: Option<String>,
+    path_style: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMedia {
+    max_upload_bytes: Option<u64>,
+    max_image_pixels: Option<u64>,
+    public_base_url: Option<String>,
+    url_lifetime_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,8 +201,13 @@ impl Settings {
     fn apply_file(&mut self, text: &str) -> anyhow::Result<()> {
         let file: FileSettings = toml::from_str(text)
             .map_err(|error| {
-                let hint = if error.to_string().contains("unknown field `password`") {
+                let text = error.to_string();
+                let hint = if text.contains("unknown field `password`") {
                     " (passwords are read from the environment only: set NATS_PASSWORD)"
+                } else if text.contains("unknown field `secret_access_key`") {
+                    " (secrets are read from the environment only: set GPS_S3_SECRET_ACCESS_KEY)"
+                } else if text.contains("unknown field `url_signing_key`") {
+                    " (secrets are read from the environment only: set GPS_CDN_SIGNING_KEY)"
                 } else {
                     ""
                 };
@@ -166,6 +247,35 @@ impl Settings {
         }
         if let Some(user) = nats.user {
             self.nats.user = Some(user);
+        }
+        let storage = file.storage;
+        if let Some(endpoint) = storage.endpoint {
+            self.storage.endpoint = Some(endpoint);
+        }
+        if let Some(region) = storage.region {
+            self.storage.region = region;
+        }
+        if let Some(bucket) = storage.bucket {
+            self.storage.bucket = bucket;
+        }
+        if let Some(id) = storage.access_key_id {
+            self.storage.access_key_id = Some(id);
+        }
+        if let Some(path_style) = storage.path_style {
+            self.storage.path_style = path_style;
+        }
+        let media = file.media;
+        if let Some(bytes) = media.max_upload_bytes {
+            self.media.max_upload_bytes = bytes;
+        }
+        if let Some(pixels) = media.max_image_pixels {
+            self.media.max_image_pixels = pixels;
+        }
+        if let Some(url) = media.public_base_url {
+            self.media.public_base_url = url;
+        }
+        if let Some(secs) = media.url_lifetime_secs {
+            self.media.url_lifetime_secs = secs;
         }
         self.check_without_password()
     }
@@ -211,6 +321,50 @@ impl Settings {
         if let Some(password) = env("NATS_PASSWORD") {
             self.nats.password = Some(gps_nats::Password::new(password));
         }
+        if let Some(endpoint) = env("GPS_S3_ENDPOINT") {
+            self.storage.endpoint = Some(endpoint);
+        }
+        if let Some(region) = env("GPS_S3_REGION") {
+            self.storage.region = region;
+        }
+        if let Some(bucket) = env("GPS_S3_BUCKET") {
+            self.storage.bucket = bucket;
+        }
+        if let Some(id) = env("GPS_S3_ACCESS_KEY_ID") {
+            self.storage.access_key_id = Some(id);
+        }
+        if let Some(secret) = env("GPS_S3_SECRET_ACCESS_KEY") {
+            self.storage.secret_access_key = Some(gps_storage::SecretKey::new(secret));
+        }
+        if let Some(path_style) = env("GPS_S3_PATH_STYLE") {
+            self.storage.path_style = parse_bool("GPS_S3_PATH_STYLE", &path_style)?;
+        }
+        if let Some(bytes) = env("GPS_UPLOAD_MAX_BYTES") {
+            self.media.max_upload_bytes = parse_number("GPS_UPLOAD_MAX_BYTES", &bytes)?;
+        }
+        if let Some(pixels) = env("GPS_IMAGE_MAX_PIXELS") {
+            self.media.max_image_pixels = parse_number("GPS_IMAGE_MAX_PIXELS", &pixels)?;
+        }
+        if let Some(url) = env("GPS_PUBLIC_BASE_URL") {
+            self.media.public_base_url = url;
+        }
+        if let Some(secs) = env("GPS_CDN_URL_LIFETIME_SECS") {
+            self.media.url_lifetime_secs = parse_number("GPS_CDN_URL_LIFETIME_SECS", &secs)?;
+        }
+        if let Some(key) = env("GPS_CDN_SIGNING_KEY") {
+            if key.len() < 32 {
+                bail!(
+                    "GPS_CDN_SIGNING_KEY has {} characters; give at least 32 (e.g. `openssl rand -hex 32`)",
+                    key.len()
+                );
+            }
+            self.media.url_signing_key = Some(gps_storage::SecretKey::new(key));
+        }
+        if self.storage.endpoint.is_some()
+            && (self.storage.access_key_id.is_none() || self.storage.secret_access_key.is_none())
+        {
+            bail!("GPS_S3_ENDPOINT is set; set GPS_S3_ACCESS_KEY_ID and GPS_S3_SECRET_ACCESS_KEY too");
+        }
         self.check_without_password()?;
         match (&self.nats.user, &self.nats.password) {
             (Some(user), None) => bail!("NATS user {user:?} is configured but NATS_PASSWORD is not set"),
@@ -237,6 +391,21 @@ impl Settings {
             && !(url.starts_with("nats://") || url.starts_with("tls://"))
         {
             bail!("NATS URL {url:?} must start with nats:// or tls://");
+        }
+        if let Some(endpoint) = &self.storage.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            bail!("storage endpoint {endpoint:?} must start with http:// or https://");
+        }
+        if self.media.max_upload_bytes < 1024 {
+            bail!("the upload limit is {} bytes; allow at least 1024", self.media.max_upload_bytes);
+        }
+        if self.media.url_lifetime_secs < 60 {
+            bail!("CDN URLs must live at least 60 seconds; {} was given", self.media.url_lifetime_secs);
+        }
+        let base = &self.media.public_base_url;
+        if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("the public base URL {base:?} must start with http:// or https:// (or be empty)");
         }
         Ok(())
     }
@@ -314,5 +483,27 @@ mod tests {
         assert_eq!(credentials.user, "gateway");
         assert_eq!(credentials.password.expose(), "s3cret-value");
         assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn storage_and_media_settings_layer_and_secrets_stay_out_of_files() {
+        let mut settings = Settings::default();
+        settings
+            .apply_file("[storage]\nendpoint = \"http://minio:9000\"\nbucket = \"assets\"\n[media]\nmax_upload_bytes = 2048\n")
+            .expect("valid file");
+        assert_eq!(settings.storage.bucket, "assets");
+        assert_eq!(settings.media.max_upload_bytes, 2048);
+        let error = Settings::default()
+            .apply_file("[storage]\nsecret_access_key = \"x\"")
+            .expect_err("no secrets in files");
+        assert!(format!("{error:#}").contains("GPS_S3_SECRET_ACCESS_KEY"), "{error:#}");
+        let missing_secret = |name: &str| (name == "GPS_S3_ENDPOINT").then(|| "http://minio:9000".to_owned());
+        assert!(Settings::default().apply_env(&missing_secret).is_err());
+        let short_key = |name: &str| (name == "GPS_CDN_SIGNING_KEY").then(|| "short".to_owned());
+        assert!(Settings::default().apply_env(&short_key).is_err());
+        let key = |name: &str| (name == "GPS_CDN_SIGNING_KEY").then(|| "k".repeat(40));
+        let mut settings = Settings::default();
+        settings.apply_env(&key).expect("valid");
+        assert!(!format!("{settings:?}").contains(&"k".repeat(40)));
     }
 }

@@ -78,6 +78,75 @@ pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<sqlx
     Ok(pool)
 }
 
+/// Connects object storage (the configured S3 endpoint, or the embedded one
+/// over `<data_dir>/objects`) and prepares the media settings. The embedded
+/// server, when started, must be kept alive as long as the gateway runs.
+pub(crate) async fn connect_media(
+    settings: &Settings,
+) -> anyhow::Result<(gps_gateway::media::Media, Option<gps_storage::EmbeddedS3>)> {
+    let (store, embedded) = match &settings.storage.endpoint {
+        Some(endpoint) => {
+            let storage = &settings.storage;
+            let mut s3 = gps_storage::StorageSettings::new(
+                endpoint.clone(),
+                storage.bucket.clone(),
+                storage.access_key_id.clone().unwrap_or_default(),
+                storage.secret_access_key.clone().unwrap_or_else(|| gps_storage::SecretKey::new("")),
+            );
+            s3.region = storage.region.clone();
+            s3.path_style = storage.path_style;
+            let store = gps_storage::ObjectStore::connect(&s3)
+                .await
+                .with_context(|| format!("connecting to object storage at {endpoint}"))?;
+            (store, None)
+        }
+        None => {
+            let dir = settings.data_dir.join("objects");
+            let (store, server) = gps_storage::ObjectStore::embedded(&dir)
+                .await
+                .with_context(|| format!("starting the embedded object store over {}", dir.display()))?;
+            tracing::info!(address = %server.address(), dir = %dir.display(), "embedded object store");
+            (store, Some(server))
+        }
+    };
+    let key = match &settings.media.url_signing_key {
+        Some(key) => gps_gateway::media::UrlSigningKey::new(key.expose().as_bytes().to_vec())
+            .map_err(anyhow::Error::msg)?,
+        None => local_signing_key(&settings.data_dir)?,
+    };
+    let mut media = gps_gateway::media::MediaSettings::new(key);
+    media.max_upload_bytes = settings.media.max_upload_bytes;
+    media.image_limits.max_pixels = settings.media.max_image_pixels;
+    media.public_base_url = settings.media.public_base_url.clone();
+    media.url_lifetime = Duration::from_secs(settings.media.url_lifetime_secs);
+    Ok((gps_gateway::media::Media::new(store, media), embedded))
+}
+
+/// The CDN URL signing key of a local installation: generated on first use
+/// into `<data_dir>/cdn-signing-key` (mode 600) and never printed. Production
+/// sets `GPS_CDN_SIGNING_KEY`, the same for every gateway.
+fn local_signing_key(data_dir: &std::path::Path) -> anyhow::Result<gps_gateway::media::UrlSigningKey> {
+    let path = data_dir.join("cdn-signing-key");
+    if let Ok(existing) = std::fs::read(&path) {
+        return gps_gateway::media::UrlSigningKey::new(existing).map_err(|reason| {
+            anyhow::anyhow!("{}: {reason}; delete it to generate a new one", path.display())
+        });
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("no OS randomness: {error}"))?;
+    let text = hex::encode(secret);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated the CDN URL signing key");
+    gps_gateway::media::UrlSigningKey::new(text.into_bytes()).map_err(anyhow::Error::msg)
+}
+
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     serve(settings, Role::Everything).await
@@ -98,6 +167,7 @@ pub(crate) enum Role {
 pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     let (log, mut server) = connect_event_log(&settings).await?;
     let db = connect_database(&settings).await?;
+    let (media, _embedded_storage) = connect_media(&settings).await?;
     let commands = gps_commands::CommandHandler::new(log.clone());
     let demo = if settings.seed_demo && role == Role::Everything {
         crate::admin::seed_demo(&commands, &db, &settings.data_dir).await.context("seeding the demo brand")?
@@ -125,7 +195,7 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     }
     // Queries must find the read-model tables from the first request on.
     gps_projections::prepare_all(&db).await.context("preparing the read-model schemas")?;
-    let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure)
+    let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure, media)
         .await
         .context("subscribing the gateway to brand events")?;
     let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BrandId, ImageId, ProductId};
-use crate::values::{AssetRef, Category, Name, Sku, Text};
+use crate::values::{AssetRef, Category, ImageAnalysis, Name, Sku, Text};
 use crate::{Aggregate, AggregateKind, DomainError};
 
 /// The most images one product may carry.
@@ -66,6 +66,8 @@ pub enum ProductCommand {
         asset: AssetRef,
         /// Which view it shows.
         view: ImageView,
+        /// What ingest learned about the image, when it was uploaded through GPS.
+        analysis: Option<ImageAnalysis>,
     },
     /// Detaches an image (the stored asset stays, content-addressed).
     RemoveProductImage {
@@ -121,6 +123,10 @@ pub struct ProductImageAdded {
     pub asset: AssetRef,
     /// Which view it shows.
     pub view: ImageView,
+    /// What ingest learned about the image (original, perceptual hash,
+    /// colours); absent in events written before ingest recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<ImageAnalysis>,
 }
 
 /// An image was detached.
@@ -260,7 +266,7 @@ impl Aggregate for Product {
                 }
                 Ok(vec![changed.into()])
             }
-            ProductCommand::AddProductImage { image_id, asset, view } => {
+            ProductCommand::AddProductImage { image_id, asset, view, analysis } => {
                 let current = self.editable()?;
                 if let Some(existing) = self.images.get(image_id) {
                     if existing.asset == *asset && existing.view == *view {
@@ -285,8 +291,13 @@ impl Aggregate for Product {
                     )));
                 }
                 Ok(vec![
-                    ProductImageAdded { image_id: image_id.clone(), asset: asset.clone(), view: *view }
-                        .into(),
+                    ProductImageAdded {
+                        image_id: image_id.clone(),
+                        asset: asset.clone(),
+                        view: *view,
+                        analysis: analysis.clone(),
+                    }
+                    .into(),
                 ])
             }
             ProductCommand::RemoveProductImage { image_id } => {
@@ -385,6 +396,7 @@ mod tests {
             image_id: ImageId::parse(id).expect("id"),
             asset: asset(seed),
             view: ImageView::Front,
+            analysis: None,
         }
         .into()
     }
@@ -394,6 +406,7 @@ mod tests {
             image_id: ImageId::parse(id).expect("id"),
             asset: asset(seed),
             view: ImageView::Front,
+            analysis: None,
         }
     }
 

@@ -165,6 +165,13 @@ pub enum StyleCommand {
         /// The new definition, complete.
         definition: StyleDefinition,
     },
+    /// Adds one reference image to the current definition, recorded as the
+    /// next version (an upload adds to what is there, without resending the
+    /// whole definition, so it cannot overwrite a concurrent revision).
+    AddStyleReferenceImage {
+        /// The uploaded image.
+        asset: AssetRef,
+    },
     /// Archives the style: no more revisions, not offered for new looks.
     ArchiveStyle {
         /// Why, for the activity feed.
@@ -282,6 +289,23 @@ impl Aggregate for Style {
                     return Ok(vec![]);
                 }
                 Ok(vec![StyleRevised { version: current.version + 1, definition: definition.clone() }.into()])
+            }
+            StyleCommand::AddStyleReferenceImage { asset } => {
+                let current = self.existing()?;
+                if self.archived {
+                    return Err(DomainError::invalid_state(format!(
+                        "style {} is archived and accepts no revisions; create a new style instead",
+                        current.style_id
+                    )));
+                }
+                // The same file again changes nothing: uploads are retried.
+                if current.definition.reference_images.iter().any(|image| image.hash == asset.hash) {
+                    return Ok(vec![]);
+                }
+                let mut definition = current.definition.clone();
+                definition.reference_images.push(asset.clone());
+                definition.validate()?;
+                Ok(vec![StyleRevised { version: current.version + 1, definition }.into()])
             }
             StyleCommand::ArchiveStyle { reason } => {
                 self.existing()?;
@@ -547,5 +571,20 @@ mod tests {
         assert_eq!(state.current(), Some((3, &definition())));
         assert!(state.archived);
         crate::testing::assert_snapshot_round_trip(&state);
+    }
+
+    #[test]
+    fn adding_a_reference_image_records_the_next_version_with_it() {
+        let mut expected = definition();
+        expected.reference_images.push(asset(9));
+        given::<Style>(&[created()])
+            .when(&StyleCommand::AddStyleReferenceImage { asset: asset(9) })
+            .then(&[StyleRevised { version: 2, definition: expected }.into()]);
+    }
+
+    #[test]
+    fn adding_a_reference_image_already_there_records_nothing() {
+        let first = definition().reference_images[0].clone();
+        given::<Style>(&[created()]).when(&StyleCommand::AddStyleReferenceImage { asset: first }).then(&[]);
     }
 }

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BrandId, ImageId, SubjectId};
-use crate::values::{AssetRef, Name, Text};
+use crate::values::{AssetRef, ImageAnalysis, Name, Text};
 use crate::{Aggregate, AggregateKind, DomainError};
 
 /// The most base images one subject may carry.
@@ -75,6 +75,8 @@ pub enum SubjectCommand {
         pose: Pose,
         /// The camera angle.
         angle: Angle,
+        /// What ingest learned about the image, when it was uploaded through GPS.
+        analysis: Option<ImageAnalysis>,
     },
     /// Detaches a base image (the stored asset stays, content-addressed).
     RemoveSubjectBaseImage {
@@ -117,6 +119,10 @@ pub struct SubjectBaseImageAdded {
     pub pose: Pose,
     /// The camera angle.
     pub angle: Angle,
+    /// What ingest learned about the image (original, perceptual hash,
+    /// colours); absent in events written before ingest recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<ImageAnalysis>,
 }
 
 /// A base image was detached.
@@ -227,7 +233,7 @@ impl Aggregate for Subject {
                     .into(),
                 ])
             }
-            SubjectCommand::AddSubjectBaseImage { image_id, asset, pose, angle } => {
+            SubjectCommand::AddSubjectBaseImage { image_id, asset, pose, angle, analysis } => {
                 let current = self.editable()?;
                 if let Some(existing) = self.base_images.get(image_id) {
                     if existing.asset == *asset && existing.pose == *pose && existing.angle == *angle {
@@ -258,6 +264,7 @@ impl Aggregate for Subject {
                         asset: asset.clone(),
                         pose: *pose,
                         angle: *angle,
+                        analysis: analysis.clone(),
                     }
                     .into(),
                 ])
@@ -351,6 +358,7 @@ mod tests {
             asset: asset(seed),
             pose: Pose::Standing,
             angle: Angle::Front,
+            analysis: None,
         }
         .into()
     }
@@ -361,6 +369,7 @@ mod tests {
             asset: asset(seed),
             pose: Pose::Standing,
             angle: Angle::Front,
+            analysis: None,
         }
     }
 
@@ -402,12 +411,14 @@ mod tests {
             asset: asset(3),
             pose: Pose::Seated,
             angle: Angle::ThreeQuarter,
+            analysis: None,
         };
         given::<Subject>(&[created()]).when(&command).then(&[SubjectBaseImageAdded {
             image_id: image_id("seated-side"),
             asset: asset(3),
             pose: Pose::Seated,
             angle: Angle::ThreeQuarter,
+            analysis: None,
         }
         .into()]);
     }

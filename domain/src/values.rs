@@ -249,6 +249,43 @@ pub struct AssetRef {
     pub height: Option<u32>,
 }
 
+checked_string!(
+    /// A 64-bit perceptual hash (difference hash) of an image as 16 lowercase
+    /// hex digits: similar pictures have hashes a few bits apart, so a
+    /// re-upload of a resized or re-compressed picture is recognised.
+    PerceptualHash, "perceptual hash", check_perceptual_hash,
+    { "type": "string", "pattern": "^[0-9a-f]{16}$", "description": "A 64-bit difference hash, 16 hex digits." }
+);
+
+fn check_perceptual_hash(input: &str) -> Result<String, String> {
+    if input.len() != 16 || !input.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("a perceptual hash is 16 hex digits".into());
+    }
+    Ok(input.to_ascii_lowercase())
+}
+
+impl PerceptualHash {
+    /// The number of differing bits: 0 for the same picture, up to about 10
+    /// for a resized or re-compressed copy, around 32 for unrelated pictures.
+    pub fn distance(&self, other: &PerceptualHash) -> u32 {
+        let parse = |hash: &PerceptualHash| u64::from_str_radix(hash.as_str(), 16).unwrap_or(0);
+        (parse(self) ^ parse(other)).count_ones()
+    }
+}
+
+/// What ingest learned about an uploaded image, recorded with the image.
+/// The asset next to it is the working copy (orientation applied, sRGB,
+/// metadata stripped); `original` is the upload byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageAnalysis {
+    /// The file exactly as uploaded, metadata included, kept untouched.
+    pub original: AssetRef,
+    /// The perceptual hash of the working copy.
+    pub perceptual_hash: PerceptualHash,
+    /// Up to five dominant colours, most frequent first.
+    pub dominant_colours: Vec<Colour>,
+}
+
 /// An aspect ratio `W:H` with both sides between 1 and 100, e.g. `4:5`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -34,9 +34,18 @@ pub enum ApiError {
     /// The domain refused the command for the state it is in.
     #[error("{0}")]
     Rejected(String),
-    /// The command breaks a business rule.
+    /// The command breaks a business rule, or an upload cannot be used.
     #[error("{0}")]
     Unprocessable(String),
+    /// The request body is over the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The uploaded file is not a type GPS accepts.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The asked byte range is outside the object.
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
     /// Concurrent changes kept colliding, or an id was reused.
     #[error("{0}")]
     Conflict(String),
@@ -92,6 +101,9 @@ impl ApiError {
             ApiError::Rejected(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) | ApiError::NotYetConsistent(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -117,6 +129,13 @@ impl ApiError {
                 ("https://gps.example/problems/rejected", "Not possible in the current state")
             }
             ApiError::Unprocessable(_) => ("https://gps.example/problems/rule", "Breaks a business rule"),
+            ApiError::PayloadTooLarge(_) => ("https://gps.example/problems/too-large", "Upload too large"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("https://gps.example/problems/unsupported-media-type", "Not an accepted file type")
+            }
+            ApiError::RangeNotSatisfiable(_) => {
+                ("https://gps.example/problems/range-not-satisfiable", "Range not satisfiable")
+            }
             ApiError::Conflict(_) => ("https://gps.example/problems/conflict", "Conflict"),
             ApiError::NotYetConsistent(_) => {
                 ("https://gps.example/problems/not-yet-consistent", "Not yet consistent; retry shortly")

@@ -8,8 +8,10 @@
 //! (cancel and retry generations, channel presets, export requests), `queries`
 //! (read models, read-your-writes), `live` (SSE), `audit` (aggregate
 //! histories for owners and auditors, each read recorded as an event),
-//! [`openapi`], and `/healthz`
-//! here. Uploads, the CDN route and the UI join it in later issues.
+//! [`openapi`], [`images`] (image intake: sniffing, limits, working copy,
+//! analysis), [`media`] (the object store, upload limits, signed CDN URLs),
+//! [`uploads`] (image upload endpoints), `cdn` (`GET /cdn/{key}`), and
+//! `/healthz` here. The UI joins it in a later issue.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
 //! back; business rules stay in `gps-domain`, writes go through
@@ -19,14 +21,18 @@
 pub mod access;
 mod audit;
 pub mod auth;
+pub mod cdn;
 mod configure;
 pub mod error;
+pub mod images;
 mod live;
+pub mod media;
 pub mod openapi;
 mod operate;
 mod queries;
 mod review;
 mod routes;
+pub mod uploads;
 
 use std::future::Future;
 
@@ -58,6 +64,8 @@ pub struct AppState {
     pub cookie_secure: bool,
     /// Brands and credentials remembered between requests.
     pub access: access::AccessCache,
+    /// Object storage, upload limits and signed URLs.
+    pub media: media::Media,
 }
 
 impl AppState {
@@ -68,9 +76,10 @@ impl AppState {
         commands: CommandHandler,
         db: sqlx::PgPool,
         cookie_secure: bool,
+        media: media::Media,
     ) -> Result<Self, async_nats::SubscribeError> {
         let access = access::AccessCache::watch(&log).await?;
-        Ok(AppState { log, commands, db, cookie_secure, access })
+        Ok(AppState { log, commands, db, cookie_secure, access, media })
     }
 }
 
@@ -99,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(routes::router())
+        .merge(cdn::router())
         .layer(middleware::from_fn(request_log))
         .with_state(state)
 }

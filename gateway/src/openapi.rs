@@ -10,7 +10,7 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{self, actions};
-use crate::{audit, configure, live, operate, queries, review};
+use crate::{audit, configure, live, operate, queries, review, uploads};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -92,6 +92,9 @@ use crate::{audit, configure, live, operate, queries, review};
         queries::get_export,
         queries::list_activity,
         audit::aggregate_history,
+        uploads::upload_product_image,
+        uploads::upload_subject_image,
+        uploads::upload_style_reference,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecurityAndActions)

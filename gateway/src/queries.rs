@@ -297,7 +297,13 @@ get_handler!(
     ProductDetail,
     "product",
     "product",
-    |state, brand, id| read::get_product(&state.db, brand.as_str(), &id)
+    |state, brand, id| async {
+        let mut detail = read::get_product(&state.db, brand.as_str(), &id).await?;
+        if let Some(detail) = detail.as_mut() {
+            sign_image_urls(&state, &brand, &mut detail.images);
+        }
+        Ok::<_, read::QueryError>(detail)
+    }
 );
 list_handler!(
     list_subjects,
@@ -316,8 +322,23 @@ get_handler!(
     SubjectDetail,
     "subject",
     "subject",
-    |state, brand, id| read::get_subject(&state.db, brand.as_str(), &id)
+    |state, brand, id| async {
+        let mut detail = read::get_subject(&state.db, brand.as_str(), &id).await?;
+        if let Some(detail) = detail.as_mut() {
+            sign_image_urls(&state, &brand, &mut detail.images);
+        }
+        Ok::<_, read::QueryError>(detail)
+    }
 );
+
+/// Fills each image's `url` with a signed CDN URL of its working copy.
+fn sign_image_urls(state: &AppState, brand: &gps_domain::ids::BrandId, images: &mut [read::ImageView]) {
+    for image in images {
+        if let Ok(hash) = gps_domain::values::ContentHash::parse(&image.content_hash) {
+            image.url = Some(state.media.signed_url(&gps_storage::ObjectKey::content(brand, &hash)));
+        }
+    }
+}
 list_handler!(
     list_styles,
     "/api/v1/brands/{brand}/styles",

@@ -117,6 +117,12 @@ pub(crate) mod actions {
     pub(crate) const REMOVE_CHANNEL_PRESET: Action = Action::Administer;
     /// `request_export` requires this.
     pub(crate) const REQUEST_EXPORT: Action = Action::Produce;
+    /// `upload_product_image` requires this.
+    pub(crate) const UPLOAD_PRODUCT_IMAGE: Action = Action::Produce;
+    /// `upload_subject_image` requires this.
+    pub(crate) const UPLOAD_SUBJECT_IMAGE: Action = Action::Produce;
+    /// `upload_style_reference` requires this.
+    pub(crate) const UPLOAD_STYLE_REFERENCE: Action = Action::Produce;
 
     /// Every read of brand data requires this.
     pub(crate) const READ: Action = Action::Read;
@@ -191,6 +197,9 @@ pub(crate) mod actions {
         ("remove_channel_preset", REMOVE_CHANNEL_PRESET),
         ("request_export", REQUEST_EXPORT),
         ("aggregate_history", AUDIT),
+        ("upload_product_image", UPLOAD_PRODUCT_IMAGE),
+        ("upload_subject_image", UPLOAD_SUBJECT_IMAGE),
+        ("upload_style_reference", UPLOAD_STYLE_REFERENCE),
     ];
 }
 
@@ -215,6 +224,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(crate::operate::router())
         .merge(crate::live::router())
         .merge(crate::audit::router())
+        .merge(crate::uploads::router())
 }
 
 /// A JSON body whose rejections are problem documents naming what is wrong.

@@ -316,6 +316,40 @@ pub struct ImageView {
     pub content_hash: String,
     /// The asset reference (JSON: hash, media type, bytes, size).
     pub asset: Value,
+    /// What ingest learned about the image (original, perceptual hash,
+    /// dominant colours), when it was uploaded through GPS.
+    pub analysis: Option<Value>,
+    /// A signed URL of the image, filled in by the gateway (not stored).
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A perceptual hash of one image in a brand's catalog, for near-duplicate checks.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CatalogImageHash {
+    /// `product` or `subject`.
+    pub owner_kind: String,
+    /// The product or subject id.
+    pub owner_id: String,
+    /// The image id.
+    pub image_id: String,
+    /// 16 hex digits.
+    pub perceptual_hash: String,
+}
+
+/// Every perceptual hash recorded in the brand's catalog (products and subjects).
+pub async fn catalog_image_hashes(pool: &PgPool, brand: &str) -> Result<Vec<CatalogImageHash>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT 'product' AS owner_kind, product_id AS owner_id, image_id, analysis->>'perceptual_hash' AS perceptual_hash
+           FROM catalog.product_images WHERE brand = $1 AND analysis ? 'perceptual_hash'
+         UNION ALL
+         SELECT 'subject', subject_id, image_id, analysis->>'perceptual_hash'
+           FROM catalog.subject_images WHERE brand = $1 AND analysis ? 'perceptual_hash'",
+    )
+    .bind(brand)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// A product with its images.
@@ -370,7 +404,7 @@ pub async fn get_product(
     .await?;
     let Some(product) = product else { return Ok(None) };
     let images = sqlx::query_as(
-        "SELECT image_id, view AS kind, content_hash, asset FROM catalog.product_images
+        "SELECT image_id, view AS kind, content_hash, asset, analysis FROM catalog.product_images
          WHERE brand = $1 AND product_id = $2 ORDER BY created_sequence",
     )
     .bind(brand)
@@ -442,7 +476,7 @@ pub async fn get_subject(
     .await?;
     let Some(subject) = subject else { return Ok(None) };
     let images = sqlx::query_as(
-        "SELECT image_id, pose || '/' || angle AS kind, content_hash, asset FROM catalog.subject_images
+        "SELECT image_id, pose || '/' || angle AS kind, content_hash, asset, analysis FROM catalog.subject_images
          WHERE brand = $1 AND subject_id = $2 ORDER BY created_sequence",
     )
     .bind(brand)

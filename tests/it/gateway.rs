@@ -18,6 +18,10 @@ use crate::http::{Response, request};
 pub(crate) struct TestGateway {
     pub(crate) port: u16,
     pub(crate) state: AppState,
+    /// The folder behind the embedded object store (what is stored is on disk
+    /// under `<storage_dir>/gps/<key>`).
+    pub(crate) storage_dir: std::path::PathBuf,
+    _storage: (tempfile::TempDir, gps_storage::EmbeddedS3),
     _nats: TestNats,
     _db: TestDb,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -38,12 +42,29 @@ impl Session {
 
 impl TestGateway {
     pub(crate) async fn start() -> Self {
+        Self::start_configured(|_| {}).await
+    }
+
+    /// Starts with media settings adjusted by `configure` (upload limits, URL lifetime).
+    pub(crate) async fn start_configured(
+        configure: impl FnOnce(&mut gps_gateway::media::MediaSettings),
+    ) -> Self {
         let nats = TestNats::start().await;
         let log = nats.event_log().await;
         let db = TestDb::create().await;
         let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
         gps_gateway::auth::migrate(&pool).await.expect("migrate");
         gps_projections::prepare_all(&pool).await.expect("read-model schemas");
+        Self::start_with(nats, log, db, pool, configure).await
+    }
+
+    async fn start_with(
+        nats: TestNats,
+        log: gps_nats::EventLog,
+        db: TestDb,
+        pool: sqlx::PgPool,
+        configure: impl FnOnce(&mut gps_gateway::media::MediaSettings),
+    ) -> Self {
         let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gps_projections::run_all(
             pool.clone(),
@@ -53,8 +74,15 @@ impl TestGateway {
                 let _ = projections_stopped.await;
             },
         ));
-        let state =
-            AppState::new(log.clone(), CommandHandler::new(log), pool, false).await.expect("gateway state");
+        let storage_dir = tempfile::tempdir().expect("storage dir");
+        let (store, storage_server) =
+            gps_storage::ObjectStore::embedded(storage_dir.path()).await.expect("embedded object store");
+        let mut media = gps_gateway::media::MediaSettings::new(gps_gateway::media::UrlSigningKey::generate());
+        configure(&mut media);
+        let media = gps_gateway::media::Media::new(store, media);
+        let state = AppState::new(log.clone(), CommandHandler::new(log), pool, false, media)
+            .await
+            .expect("gateway state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -65,7 +93,16 @@ impl TestGateway {
             })
             .await;
         });
-        TestGateway { port, state, _nats: nats, _db: db, _stop: stop, _stop_projections: stop_projections }
+        TestGateway {
+            port,
+            state,
+            storage_dir: storage_dir.path().to_path_buf(),
+            _storage: (storage_dir, storage_server),
+            _nats: nats,
+            _db: db,
+            _stop: stop,
+            _stop_projections: stop_projections,
+        }
     }
 
     /// Another gateway process's worth of state (its own caches and
@@ -76,6 +113,7 @@ impl TestGateway {
             CommandHandler::new(self.state.log.clone()),
             self.state.db.clone(),
             false,
+            self.state.media.clone(),
         )
         .await
         .expect("second gateway state");
@@ -475,6 +513,9 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
         }
         "request_revision" => json!({"comment": "matrix", "regions": [region()]}),
         "comment_on_prediction" => json!({"text": "matrix"}),
+        // Uploads take multipart bodies; a JSON one reaches authorization all
+        // the same (and is then refused as not multipart).
+        "upload_product_image" | "upload_subject_image" | "upload_style_reference" => json!({}),
         _ => return None,
     })
 }

@@ -15,6 +15,8 @@ mod gateway_review;
 mod gps_up;
 mod harness;
 mod http;
+mod ingest_support;
+mod ingest_uploads;
 mod nats_config;
 mod projections;
 mod snapshots;

@@ -173,6 +173,7 @@ async fn seed(handler: &CommandHandler) -> u64 {
                 image_id: ImageId::parse(format!("img{n}")).expect("id"),
                 asset: asset(n),
                 view: ImageView::Front,
+                analysis: None,
             },
         )
         .await;
@@ -536,6 +537,7 @@ async fn a_killed_projector_process_resumes_with_no_lost_and_no_doubled_rows() {
                             image_id: ImageId::parse(format!("{id}-{image}")).expect("id"),
                             asset: asset(seed),
                             view: if seed == 1 { ImageView::Front } else { ImageView::Back },
+                            analysis: None,
                         };
                         product(&handler, &id, &command).await;
                     }

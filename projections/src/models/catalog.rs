@@ -64,8 +64,8 @@ async fn product(conn: &mut PgConnection, e: &Event, event: &ProductEvent) -> Re
         }
         ProductEvent::ImageAdded(p) => {
             sqlx::query(
-                "INSERT INTO product_images (brand, product_id, image_id, view, content_hash, asset, added_at, created_sequence, version, last_sequence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)",
+                "INSERT INTO product_images (brand, product_id, image_id, view, content_hash, asset, added_at, created_sequence, version, last_sequence, analysis)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $10)",
             )
             .bind(e.brand())
             .bind(e.id())
@@ -76,6 +76,7 @@ async fn product(conn: &mut PgConnection, e: &Event, event: &ProductEvent) -> Re
             .bind(e.at)
             .bind(e.sequence)
             .bind(e.version)
+            .bind(p.analysis.as_ref().map(Json))
             .execute(&mut *conn)
             .await?;
             touch_product(conn, e, 1).await?;
@@ -164,8 +165,8 @@ async fn subject(conn: &mut PgConnection, e: &Event, event: &SubjectEvent) -> Re
         }
         SubjectEvent::BaseImageAdded(p) => {
             sqlx::query(
-                "INSERT INTO subject_images (brand, subject_id, image_id, pose, angle, content_hash, asset, added_at, created_sequence, version, last_sequence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9)",
+                "INSERT INTO subject_images (brand, subject_id, image_id, pose, angle, content_hash, asset, added_at, created_sequence, version, last_sequence, analysis)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11)",
             )
             .bind(e.brand())
             .bind(e.id())
@@ -177,6 +178,7 @@ async fn subject(conn: &mut PgConnection, e: &Event, event: &SubjectEvent) -> Re
             .bind(e.at)
             .bind(e.sequence)
             .bind(e.version)
+            .bind(p.analysis.as_ref().map(Json))
             .execute(&mut *conn)
             .await?;
             count_images(
