@@ -7,7 +7,7 @@
 //!   status|rebuild [NAME]`: operate the read models.
 //! - `gps agent [--status]`: a compute agent and the process managers.
 //! - `gps admin create-user`: accounts and brand membership.
-//! - `gps bench append|load|rebuild|consistency|read`: benchmarks (figures,
+//! - `gps bench append|load|rebuild|consistency|read|dispatch`: benchmarks (figures,
 //!   not tests).
 //!
 //! The binary is thin: it reads settings and calls the crates' `run`
@@ -16,6 +16,7 @@
 mod admin;
 mod agent;
 mod bench;
+mod bench_dispatch;
 mod bench_read;
 mod config;
 mod projector;
