@@ -568,26 +568,37 @@ async fn an_exported_bundle_verifies_with_only_its_files_and_a_changed_byte_fail
     assert!(!checked.passed());
     assert!(checked.file_problems.iter().any(|p| p.contains("events.jsonl")), "{checked:?}");
     let dropped: String = original.lines().skip(1).map(|line| format!("{line}\n")).collect();
-    std::fs::write(&events_file, &dropped).expect("write");
-    let sums = std::fs::read_to_string(window.join("SHA256SUMS")).expect("sums");
-    let digest = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(dropped.as_bytes()))
-    };
-    let sums: String = sums
-        .lines()
-        .map(|line| {
-            if line.ends_with("  events.jsonl") {
-                format!("{digest}  events.jsonl\n")
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
-    std::fs::write(window.join("SHA256SUMS"), sums).expect("write");
+    rewrite_with_checksum(&window, "events.jsonl", &dropped);
     let checked = bundle::verify_bundle(&window).expect("verify");
     let broken = checked.events.as_ref().and_then(|e| e.first_break.clone()).expect("a break");
     assert_eq!(broken.check, verify::Check::Version, "{broken}");
+
+    // A payload forged to another type, hash resealed and checksums recomputed:
+    // the bundle's own schema file catches it.
+    let forged = root.join("forged");
+    bundle::export(&gateway.state.log, &brand(), None, None, &forged).await.expect("export");
+    let text = std::fs::read_to_string(forged.join("events.jsonl")).expect("read");
+    let lines: String = text
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).expect("json");
+            if event["event_type"] == "export.rendition_produced" {
+                event["payload"]["asset"]["bytes"] = json!("a lot");
+                let sequence = event["stream_sequence"].take();
+                event.as_object_mut().expect("object").remove("stream_sequence");
+                reseal(&mut event);
+                event["stream_sequence"] = sequence;
+            }
+            format!("{}\n", serde_json::to_string(&event).expect("json"))
+        })
+        .collect();
+    rewrite_with_checksum(&forged, "events.jsonl", &lines);
+    let checked = bundle::verify_bundle(&forged).expect("verify");
+    assert!(checked.file_problems.is_empty(), "{checked:?}");
+    let broken = checked.events.as_ref().and_then(|e| e.first_break.clone()).expect("a break");
+    assert_eq!(broken.check, verify::Check::Schema, "{broken}");
+    assert!(broken.reason.contains("export.rendition_produced.v1.schema.json"), "{broken}");
+    assert!(broken.reason.contains("/asset/bytes"), "{broken}");
     let _ = std::fs::remove_dir_all(&root);
 
     // An unknown aggregate reference is refused with the expected form named.
@@ -708,4 +719,23 @@ async fn forgetting_a_person_makes_their_email_unreadable_everywhere_while_verif
     .await
     .expect("forget");
     assert_eq!(again.person_id, None);
+}
+
+/// Replaces a bundle file and its line in `SHA256SUMS`, as a forger would.
+fn rewrite_with_checksum(dir: &std::path::Path, name: &str, contents: &str) {
+    use sha2::Digest;
+    std::fs::write(dir.join(name), contents).expect("write");
+    let digest = hex::encode(sha2::Sha256::digest(contents.as_bytes()));
+    let sums: String = std::fs::read_to_string(dir.join("SHA256SUMS"))
+        .expect("sums")
+        .lines()
+        .map(|line| {
+            if line.ends_with(&format!("  {name}")) {
+                format!("{digest}  {name}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("SHA256SUMS"), sums).expect("write");
 }

@@ -17,7 +17,8 @@
 //! [`verify_bundle`] needs only the folder: checksums (no file missing, none
 //! added), every event's hash chain from its anchor, contiguous versions,
 //! every event type and version having its schema file in the bundle, each
-//! payload decoding against that version, and valid actors.
+//! payload matching that schema file and decoding against that version, and
+//! valid actors.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -334,6 +335,7 @@ pub fn verify_bundle(dir: &Path) -> Result<BundleReport, AuditError> {
         checker.anchor(subject, anchor.aggregate_version, &anchor.hash);
     }
     let mut first_break = None;
+    let mut schemas: BTreeMap<String, Option<serde_json::Value>> = BTreeMap::new();
     let mut count = 0u64;
     let mut last_sequence = 0u64;
     for (number, line) in events_text.lines().enumerate() {
@@ -376,9 +378,23 @@ pub fn verify_bundle(dir: &Path) -> Result<BundleReport, AuditError> {
             break;
         }
         last_sequence = sequence;
-        if !dir.join(schema_file_name(&envelope.event_type, envelope.schema_version)).is_file() {
-            let reason =
-                format!("the bundle has no schema for {} v{}", envelope.event_type, envelope.schema_version);
+        let schema_name = schema_file_name(&envelope.event_type, envelope.schema_version);
+        if !schemas.contains_key(&schema_name) {
+            let schema = std::fs::read(dir.join(&schema_name))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+            schemas.insert(schema_name.clone(), schema);
+        }
+        let Some(Some(schema)) = schemas.get(&schema_name) else {
+            let reason = format!(
+                "the bundle has no readable schema for {} v{}",
+                envelope.event_type, envelope.schema_version
+            );
+            first_break = Some(broken(sequence, subject, Check::Schema, reason));
+            break;
+        };
+        if let Err(reason) = super::schema_check::check(schema, &envelope.payload) {
+            let reason = format!("the payload does not match {schema_name}: {reason}");
             first_break = Some(broken(sequence, subject, Check::Schema, reason));
             break;
         }

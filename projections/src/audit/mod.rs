@@ -16,7 +16,8 @@
 //!   checkpoint and compares table by table (row counts and content checksums).
 //! - [`bundle`]: export of a brand's events for a time window with the schemas
 //!   they use, the verification report and a checksum file; and its offline
-//!   verification.
+//!   verification, which checks payloads against the bundle's own schema
+//!   files with [`schema_check`].
 //!
 //! "As of T" means: the events the server had stored at T (its storage time,
 //! the log's own clock), so an as-of view shows what anyone could have seen
@@ -30,6 +31,7 @@ pub mod as_of;
 pub mod bundle;
 pub mod compare;
 pub mod history;
+pub mod schema_check;
 pub mod verify;
 
 /// Why an audit operation failed (as opposed to finding a problem, which is a
