@@ -5,6 +5,7 @@
 //! - `gps log provision|verify`: operate the event log.
 //! - `gps projector`: the projection runners alone; `gps projections
 //!   status|rebuild [NAME]`: operate the read models.
+//! - `gps agent [--status]`: a compute agent and the process managers.
 //! - `gps admin create-user`: accounts and brand membership.
 //! - `gps audit history|as-of|verify|export|verify-bundle`: for auditors.
 //! - `gps bench append|load|rebuild|consistency|read`: benchmarks (figures,
@@ -14,6 +15,7 @@
 //! functions. It must not hold business rules (those live in `gps-domain`).
 
 mod admin;
+mod agent;
 mod audit;
 mod bench;
 mod bench_read;
@@ -60,6 +62,13 @@ enum Command {
     },
     /// Runs the projection runners (read models) until Ctrl-C or SIGTERM.
     Projector,
+    /// Runs a compute agent (and the process managers) until Ctrl-C or SIGTERM;
+    /// agents share one durable consumer, so run as many as the work needs.
+    Agent {
+        /// Print the shared queue's depth and dead letters as JSON, then exit.
+        #[arg(long)]
+        status: bool,
+    },
     /// Operates the read models.
     Projections {
         #[command(subcommand)]
@@ -126,6 +135,8 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Log { action } => log_command(settings, action).await,
             Command::Projector => projector::run(settings).await,
+            Command::Agent { status: false } => agent::run(settings).await,
+            Command::Agent { status: true } => agent::status(settings).await,
             Command::Projections { action } => projector::command(settings, action).await,
             Command::Admin { action } => admin::run(settings, action).await,
             Command::Bench { workload } => {

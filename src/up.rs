@@ -198,6 +198,20 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure, media)
         .await
         .context("subscribing the gateway to brand events")?;
+    // The compute agent and the process managers (launch → generations,
+    // revision → generation) run inside `gps up`; `gps agent` runs more of them.
+    let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
+    let compute = if role == Role::Everything {
+        let (store, embedded_storage) = crate::agent::storage(&settings).await?;
+        let (engine, agent_settings) = crate::agent::engine(&settings, std::sync::Arc::new(store)).await?;
+        let agent =
+            tokio::spawn(crate::agent::run_on(state.log.clone(), engine, agent_settings, async move {
+                let _ = agent_stopped.await;
+            }));
+        Some((agent, embedded_storage))
+    } else {
+        None
+    };
     let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
     let projector = (role == Role::Everything).then(|| {
         tokio::spawn(gps_projections::run_all(
@@ -211,8 +225,12 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     });
     gps_gateway::run(listener, state, shutdown_signal()).await?;
     let _ = stop_projections.send(());
+    let _ = stop_agent.send(());
     if let Some(projector) = projector {
         projector.await.context("the projection runners panicked")??;
+    }
+    if let Some((agent, _embedded_storage)) = compute {
+        agent.await.context("the compute agent panicked")??;
     }
     if let Some(server) = server.as_mut() {
         server.stop(Duration::from_secs(5)).await;

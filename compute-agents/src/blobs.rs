@@ -66,3 +66,41 @@ pub async fn store(
         height: dimensions.map(|d| d.1),
     })
 }
+
+/// The object store of `gps-storage` (S3 protocol, content-addressed keys
+/// `<brand>/<sha256>`), as the engine's blob store.
+impl Blobs for gps_storage::ObjectStore {
+    fn get<'a>(
+        &'a self,
+        brand: &'a BrandId,
+        hash: &'a ContentHash,
+    ) -> BoxFuture<'a, Result<Bytes, BlobError>> {
+        Box::pin(async move {
+            let key = gps_storage::ObjectKey::content(brand, hash);
+            match gps_storage::ObjectStore::get(self, &key).await {
+                Ok(object) => Ok(object.body),
+                Err(error @ gps_storage::StorageError::NotFound { .. }) => Err(BlobError {
+                    message: format!("input {hash} is not in {brand}'s storage ({error}); upload it again"),
+                    retryable: false,
+                }),
+                Err(error) => Err(BlobError { message: error.to_string(), retryable: true }),
+            }
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        brand: &'a BrandId,
+        hash: &'a ContentHash,
+        bytes: Bytes,
+        media_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), BlobError>> {
+        Box::pin(async move {
+            let key = gps_storage::ObjectKey::content(brand, hash);
+            gps_storage::ObjectStore::put_at(self, &key, bytes, media_type)
+                .await
+                .map(|_| ())
+                .map_err(|error| BlobError { message: error.to_string(), retryable: true })
+        })
+    }
+}

@@ -4,6 +4,8 @@
 
 mod audit;
 mod command_path;
+mod compute;
+mod compute_servers;
 mod event_log;
 mod faults;
 mod gateway;
