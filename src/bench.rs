@@ -63,6 +63,18 @@ pub(crate) enum Workload {
         #[arg(long, default_value_t = 20)]
         repeats: usize,
     },
+    /// W6: generation requests through the compute agents to a zero-latency provider.
+    Dispatch {
+        /// Generation requests (one variant each).
+        #[arg(long, default_value_t = 10_000)]
+        generations: usize,
+        /// The workflow they run.
+        #[arg(long, default_value = "lifestyle")]
+        workflow: String,
+        /// Generations the agent runs at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
     /// W4 (rebuild), W5 (consistency) and W7 (HTTP reads).
     #[command(flatten)]
     Read(crate::bench_read::ReadWorkload),
@@ -108,6 +120,9 @@ pub(crate) async fn run(workload: Workload, database_url: &str) -> anyhow::Resul
             w3(&bench, &sizes, repeats.max(1)).await
         }
         Workload::Read(workload) => crate::bench_read::run(workload, database_url).await,
+        Workload::Dispatch { generations, workflow, concurrency } => {
+            crate::bench_dispatch::run(database_url, generations.max(1), &workflow, concurrency).await
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! - `gps agent [--status]`: a compute agent and the process managers.
 //! - `gps admin create-user`: accounts and brand membership.
 //! - `gps audit history|as-of|verify|export|verify-bundle`: for auditors.
-//! - `gps bench append|load|rebuild|consistency|read`: benchmarks (figures,
+//! - `gps bench append|load|rebuild|consistency|read|dispatch`: benchmarks (figures,
 //!   not tests).
 //!
 //! The binary is thin: it reads settings and calls the crates' `run`
@@ -18,6 +18,7 @@ mod admin;
 mod agent;
 mod audit;
 mod bench;
+mod bench_dispatch;
 mod bench_read;
 mod config;
 mod projector;
