@@ -404,7 +404,7 @@ impl Settings {
             bail!("CDN URLs must live at least 60 seconds; {} was given", self.media.url_lifetime_secs);
         }
         let base = &self.media.public_base_url;
-        if !base.is_empty() && !(base.starts_with("http://") || base.starts_with("https://")) {
+        if !(base.is_empty() || base.starts_with("http://") || base.starts_with("https://")) {
             bail!("the public base URL {base:?} must start with http:// or https:// (or be empty)");
         }
         Ok(())

@@ -352,7 +352,7 @@ pub fn dominant_colours(image: &DynamicImage) -> Vec<Colour> {
     }
     let total: u32 = buckets.iter().map(|(count, _)| count).sum();
     let mut filled: Vec<_> = buckets.iter().filter(|(count, _)| *count > 0).collect();
-    filled.sort_by(|a, b| b.0.cmp(&a.0));
+    filled.sort_by_key(|b| std::cmp::Reverse(b.0));
     filled
         .into_iter()
         // A colour covering under 2 % of the picture is a detail, not dominant.

@@ -477,6 +477,7 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
                 image_id: ImageId::parse("front").expect("id"),
                 asset,
                 view: ImageView::Front,
+                analysis: None,
             },
         )
         .await;
