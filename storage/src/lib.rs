@@ -10,7 +10,9 @@
 //!   `aws-sdk-s3`, multipart for large objects;
 //! - `embedded`: [`EmbeddedS3`], an S3-compatible endpoint served in-process
 //!   over a local folder (`s3s` + `s3s-fs`) on 127.0.0.1, reached by the same
-//!   client code over real HTTP with SigV4, so one code path serves both.
+//!   client code over real HTTP with SigV4, so one code path serves both;
+//! - `fetch`: [`SafeFetcher`], fetching URLs given by others (catalog image
+//!   URLs, export webhooks) without reaching internal addresses (SSRF).
 //!
 //! Objects never change: the key of a content object is the sha256 of its
 //! bytes, so storing the same bytes twice stores them once, and a key read
@@ -20,11 +22,13 @@
 //! NATS): it is a library every role can link.
 
 mod embedded;
+pub mod fetch;
 mod key;
 mod settings;
 mod store;
 
 pub use embedded::EmbeddedS3;
+pub use fetch::{FetchError, FetchLimits, Fetched, SafeFetcher};
 pub use key::{InvalidKey, ObjectKey};
 pub use settings::{SecretKey, StorageSettings};
 pub use store::{Object, ObjectInfo, ObjectStore, StorageError, StoredObject, content_hash};
