@@ -21,6 +21,7 @@ mod bench;
 mod bench_dispatch;
 mod bench_read;
 mod config;
+mod demo;
 mod projector;
 mod up;
 

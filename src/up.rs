@@ -174,6 +174,16 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     } else {
         None
     };
+    // A freshly created demo brand gets the demo catalog (drawn, labelled demo).
+    if demo.is_some() {
+        let brand = gps_domain::ids::BrandId::parse("demo")?;
+        let catalog =
+            crate::demo::seed_catalog(&commands, &media, &brand).await.context("seeding the demo catalog")?;
+        println!(
+            "demo catalog: {} products, {} subjects, {} styles (drawn images, labelled demo)",
+            catalog.products, catalog.subjects, catalog.styles
+        );
+    }
     let listener = tokio::net::TcpListener::bind(settings.http_addr).await.with_context(|| {
         format!("cannot listen on {}; use --port or GPS_PORT for another port", settings.http_addr)
     })?;

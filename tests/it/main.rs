@@ -17,6 +17,7 @@ mod gateway_review;
 mod gps_up;
 mod harness;
 mod http;
+mod ingest_demo;
 mod ingest_support;
 mod ingest_uploads;
 mod nats_config;
