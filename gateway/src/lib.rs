@@ -10,7 +10,8 @@
 //! histories for owners and auditors, each read recorded as an event),
 //! [`openapi`], [`images`] (image intake: sniffing, limits, working copy,
 //! analysis), [`media`] (the object store, upload limits, signed CDN URLs),
-//! [`uploads`] (image upload endpoints), `cdn` (`GET /cdn/{key}`), and
+//! [`uploads`] (image upload endpoints), `cdn` (`GET /cdn/{key}`),
+//! [`archive`] (ZIPs of catalog imports, read within limits), and
 //! `/healthz` here. The UI joins it in a later issue.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
@@ -19,6 +20,7 @@
 //! listener the caller bound (tests bind port 0).
 
 pub mod access;
+pub mod archive;
 mod audit;
 pub mod auth;
 pub mod cdn;
