@@ -388,7 +388,9 @@ async fn an_api_key_acts_for_its_brand_only_and_stops_working_when_revoked() {
             .status,
         403
     );
-    let tampered = format!("Bearer {}0", &key[..key.len() - 1]);
+    // Change the last character of the secret to a different one.
+    let replacement = if key.ends_with('0') { '1' } else { '0' };
+    let tampered = format!("Bearer {}{replacement}", &key[..key.len() - 1]);
     assert_eq!(
         gateway
             .call(
