@@ -64,6 +64,18 @@ struct Inner {
     credentials: HashMap<String, (Credential, Instant)>,
 }
 
+impl Inner {
+    /// Records that `brand` has reached `version` and drops a cached state
+    /// older than that.
+    fn announce(&mut self, brand: &BrandId, version: u64) {
+        let announced = self.announced.entry(brand.clone()).or_default();
+        *announced = (*announced).max(version);
+        if self.brands.get(brand).is_some_and(|cached| cached.version < version) {
+            self.brands.remove(brand);
+        }
+    }
+}
+
 /// The gateway's authorization cache; cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct AccessCache {
@@ -119,12 +131,7 @@ impl AccessCache {
             // Without a version, nothing cached can be trusted for this brand.
             .unwrap_or(u64::MAX);
         let brand = address.brand().clone();
-        let mut inner = self.lock();
-        let announced = inner.announced.entry(brand.clone()).or_default();
-        *announced = (*announced).max(version);
-        if inner.brands.get(&brand).is_some_and(|cached| cached.version < version) {
-            inner.brands.remove(&brand);
-        }
+        self.lock().announce(&brand, version);
     }
 
     fn usable(&self, log: &EventLog) -> bool {
@@ -162,12 +169,7 @@ impl AccessCache {
     /// Records a brand state this gateway has just written: announced at
     /// `version` and cached.
     pub(crate) fn brand_changed(&self, log: &EventLog, brand: &BrandId, state: Brand, version: u64) {
-        {
-            let mut inner = self.lock();
-            let announced = inner.announced.entry(brand.clone()).or_default();
-            *announced = (*announced).max(version);
-            inner.brands.remove(brand);
-        }
+        self.lock().announce(brand, version);
         self.store_brand(log, brand, Arc::new(state), version);
     }
 

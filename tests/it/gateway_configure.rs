@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::gateway::{Session, TestGateway, product};
 use crate::harness::brand;
-use crate::http::Response;
+use crate::http::{Response, assert_status};
 
 /// A valid style definition whose mood is `mood`.
 pub(crate) fn style_definition(mood: &str) -> serde_json::Value {
@@ -43,11 +43,6 @@ pub(crate) fn shooting_rules(variants_per_shot: u8) -> serde_json::Value {
 async fn load<A: Aggregate>(gateway: &TestGateway, id: &str) -> A {
     let address = CommandHandler::address::<A>(&brand(), id).expect("address");
     gateway.state.commands.load::<A>(&address).await.expect("load").state
-}
-
-#[track_caller]
-fn assert_status(response: &Response, status: u16) {
-    assert_eq!(response.status, status, "{}", response.body);
 }
 
 /// The owner of brand `acme`, with a draft shooting `sh1` and a product `p1`.

@@ -11,12 +11,7 @@ use serde_json::json;
 
 use crate::gateway::{TestGateway, channel_preset_spec};
 use crate::harness::brand;
-use crate::http::Response;
-
-#[track_caller]
-fn assert_status(response: &Response, status: u16) {
-    assert_eq!(response.status, status, "{}", response.body);
-}
+use crate::http::assert_status;
 
 /// Requests generation `id` of brand `acme` through the command path, as the
 /// launch process manager does, from the frozen example of the event.

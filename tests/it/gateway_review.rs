@@ -15,12 +15,7 @@ use serde_json::json;
 
 use crate::gateway::{Session, TestGateway};
 use crate::harness::brand;
-use crate::http::Response;
-
-#[track_caller]
-fn assert_status(response: &Response, status: u16) {
-    assert_eq!(response.status, status, "{}", response.body);
-}
+use crate::http::assert_status;
 
 fn hash(seed: u8) -> ContentHash {
     ContentHash::parse(format!("sha256:{}", format!("{seed:02x}").repeat(32))).expect("hash")

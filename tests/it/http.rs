@@ -24,6 +24,12 @@ impl Response {
     }
 }
 
+/// Fails the test unless `response` has `status`, showing the body.
+#[track_caller]
+pub(crate) fn assert_status(response: &Response, status: u16) {
+    assert_eq!(response.status, status, "{}", response.body);
+}
+
 /// Sends a request to `127.0.0.1:port`; `body` is sent as JSON when given.
 pub(crate) async fn request(
     port: u16,
