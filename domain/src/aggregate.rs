@@ -28,11 +28,13 @@ pub enum AggregateKind {
     Prediction,
     /// One export of approved predictions to a destination.
     Export,
+    /// One catalog import: its file, progress and per-row errors.
+    Import,
 }
 
 impl AggregateKind {
     /// Every kind, in a stable order.
-    pub const ALL: [AggregateKind; 9] = [
+    pub const ALL: [AggregateKind; 10] = [
         AggregateKind::Brand,
         AggregateKind::Product,
         AggregateKind::Subject,
@@ -42,6 +44,7 @@ impl AggregateKind {
         AggregateKind::Generation,
         AggregateKind::Prediction,
         AggregateKind::Export,
+        AggregateKind::Import,
     ];
 
     /// The subject token and wire name of this kind.
@@ -56,6 +59,7 @@ impl AggregateKind {
             AggregateKind::Generation => "generation",
             AggregateKind::Prediction => "prediction",
             AggregateKind::Export => "export",
+            AggregateKind::Import => "import",
         }
     }
 

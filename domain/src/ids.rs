@@ -173,6 +173,10 @@ token_id!(
     ExportId, "export id"
 );
 token_id!(
+    /// A catalog import (one background job).
+    ImportId, "import id"
+);
+token_id!(
     /// A person who is a member of a brand.
     MemberId, "member id"
 );

@@ -7,7 +7,8 @@
 //!   validate). Identifiers that become NATS subject tokens are checked here.
 //! - [`wire`]: the event envelope and the encoding of events to versioned JSON.
 //! - one module per aggregate: [`brand`], [`product`], [`subject`], [`style`],
-//!   [`shooting`], [`look`], [`generation`], [`prediction`], [`export`].
+//!   [`shooting`], [`look`], [`generation`], [`prediction`], [`export`],
+//!   [`import`].
 //!
 //! Architecture invariant: this crate is pure. It depends on no tokio, NATS, sqlx,
 //! HTTP or AWS crate (a test reads `Cargo.toml` and fails if one appears).
@@ -25,6 +26,7 @@ mod testing;
 pub mod brand;
 pub mod export;
 pub mod generation;
+pub mod import;
 pub mod look;
 pub mod prediction;
 pub mod product;
@@ -48,5 +50,6 @@ pub fn event_catalog() -> Vec<wire::EventSchema> {
     all.extend(<generation::GenerationEvent as DomainEvent>::catalog());
     all.extend(<prediction::PredictionEvent as DomainEvent>::catalog());
     all.extend(<export::ExportEvent as DomainEvent>::catalog());
+    all.extend(<import::ImportEvent as DomainEvent>::catalog());
     all
 }

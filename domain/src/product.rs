@@ -81,6 +81,41 @@ pub enum ProductCommand {
     },
     /// Brings an archived product back.
     RestoreProduct,
+    /// Creates the product from a catalog row, or brings an existing one in
+    /// line with it: details that differ are updated and images not attached
+    /// yet (by content) are added; images already there stay, nothing is
+    /// removed. One command, so a row's events are one atomic batch: an
+    /// import never leaves a product created without its images, and a row
+    /// that matches the product records nothing at all.
+    ImportProduct {
+        /// The product's id (the existing one, or a new one).
+        product_id: ProductId,
+        /// The owning brand.
+        brand_id: BrandId,
+        /// The brand's SKU.
+        sku: Sku,
+        /// Display name.
+        name: Name,
+        /// Category slug.
+        category: Category,
+        /// Free attributes, the whole set.
+        attributes: BTreeMap<String, String>,
+        /// The row's images, in order, already stored.
+        images: Vec<ImportedImage>,
+    },
+}
+
+/// One image of an imported catalog row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedImage {
+    /// The image's id within the product.
+    pub image_id: ImageId,
+    /// The stored working copy.
+    pub asset: AssetRef,
+    /// Which view it shows.
+    pub view: ImageView,
+    /// What ingest learned about the image.
+    pub analysis: Option<ImageAnalysis>,
 }
 
 /// A product was added to the catalog.
@@ -317,6 +352,73 @@ impl Aggregate for Product {
                 }
                 Ok(vec![ProductArchived { reason: reason.clone() }.into()])
             }
+            ProductCommand::ImportProduct { product_id, brand_id, sku, name, category, attributes, images } => {
+                check_attributes(attributes)?;
+                let mut events: Vec<ProductEvent> = Vec::new();
+                let mut attached: BTreeMap<ImageId, ProductImage> = self.images.clone();
+                match &self.details {
+                    None => events.push(
+                        ProductCreated {
+                            product_id: product_id.clone(),
+                            brand_id: brand_id.clone(),
+                            sku: sku.clone(),
+                            name: name.clone(),
+                            category: category.clone(),
+                            attributes: attributes.clone(),
+                        }
+                        .into(),
+                    ),
+                    Some(current) => {
+                        let current = if self.archived { self.editable()? } else { current };
+                        if current.sku != *sku {
+                            return Err(DomainError::rule(format!(
+                                "product {} has SKU {}, not {sku}; a catalog row updates the product of its own SKU",
+                                current.product_id, current.sku
+                            )));
+                        }
+                        let changed = ProductDetailsUpdated {
+                            name: Some(name.clone()).filter(|n| *n != current.name),
+                            category: Some(category.clone()).filter(|c| *c != current.category),
+                            attributes: Some(attributes.clone()).filter(|a| *a != current.attributes),
+                        };
+                        if changed.name.is_some() || changed.category.is_some() || changed.attributes.is_some() {
+                            events.push(changed.into());
+                        }
+                    }
+                }
+                for image in images {
+                    // The same file twice (in this row or already attached)
+                    // is one image: importing again adds nothing.
+                    if attached.values().any(|existing| existing.asset.hash == image.asset.hash) {
+                        continue;
+                    }
+                    if attached.contains_key(&image.image_id) {
+                        return Err(DomainError::rule(format!(
+                            "product {product_id} already has an image {} showing another file",
+                            image.image_id
+                        )));
+                    }
+                    if attached.len() >= MAX_IMAGES {
+                        return Err(DomainError::rule(format!(
+                            "product {product_id} would have more than {MAX_IMAGES} images, the most allowed"
+                        )));
+                    }
+                    attached.insert(
+                        image.image_id.clone(),
+                        ProductImage { asset: image.asset.clone(), view: image.view },
+                    );
+                    events.push(
+                        ProductImageAdded {
+                            image_id: image.image_id.clone(),
+                            asset: image.asset.clone(),
+                            view: image.view,
+                            analysis: image.analysis.clone(),
+                        }
+                        .into(),
+                    );
+                }
+                Ok(events)
+            }
             ProductCommand::RestoreProduct => {
                 let current = self.existing()?;
                 if !self.archived {
@@ -408,6 +510,63 @@ mod tests {
             view: ImageView::Front,
             analysis: None,
         }
+    }
+
+    fn import_row(name: &str, seeds: &[u8]) -> ProductCommand {
+        let ProductEvent::Created(c) = created() else { unreachable!() };
+        ProductCommand::ImportProduct {
+            product_id: c.product_id,
+            brand_id: c.brand_id,
+            sku: c.sku,
+            name: Name::parse(name).expect("name"),
+            category: c.category,
+            attributes: c.attributes,
+            images: seeds
+                .iter()
+                .map(|seed| ImportedImage {
+                    image_id: ImageId::parse(format!("img-{seed}")).expect("id"),
+                    asset: asset(*seed),
+                    view: ImageView::Front,
+                    analysis: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn importing_a_new_row_creates_the_product_with_its_images_in_one_decision() {
+        given::<Product>(&[]).when(&import_row("Linen dress", &[1, 2])).then(&[
+            created(),
+            image_added("img-1", 1),
+            image_added("img-2", 2),
+        ]);
+    }
+
+    #[test]
+    fn importing_the_same_row_again_records_nothing() {
+        given::<Product>(&[created(), image_added("img-1", 1)]).when(&import_row("Linen dress", &[1])).then(&[]);
+    }
+
+    #[test]
+    fn importing_a_changed_row_records_only_what_changed() {
+        given::<Product>(&[created(), image_added("front", 1)]).when(&import_row("Silk dress", &[1, 3])).then(
+            &[
+                ProductDetailsUpdated {
+                    name: Some(Name::parse("Silk dress").expect("name")),
+                    category: None,
+                    attributes: None,
+                }
+                .into(),
+                image_added("img-3", 3),
+            ],
+        );
+    }
+
+    #[test]
+    fn importing_into_an_archived_product_is_rejected() {
+        given::<Product>(&[created(), ProductArchived { reason: None }.into()])
+            .when(&import_row("Linen dress", &[]))
+            .then_rejected(|e| e.to_string().contains("archived"));
     }
 
     #[test]

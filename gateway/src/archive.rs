@@ -9,9 +9,11 @@
 //!   `max_entry_bytes` — the declared size is not trusted (zip bombs lie);
 //! - all entries together at most `max_total_bytes`.
 //!
-//! Directories are skipped; every file is returned by its path in the archive.
+//! Directories are skipped; every file is known by its path in the archive.
+//! [`CheckedArchive::check`] does all of this once, up front, so a bad archive
+//! refuses the whole import before anything is stored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read};
 
 use bytes::Bytes;
@@ -92,55 +94,126 @@ fn is_safe_path(name: &str) -> bool {
     !absolute_or_odd && name.split('/').all(|part| part != "..")
 }
 
+/// An archive whose names, entry count and inflated sizes were all checked.
+/// It keeps only the compressed bytes; each file is inflated again when read,
+/// so a large archive never sits in memory inflated.
+#[derive(Debug, Clone)]
+pub struct CheckedArchive {
+    bytes: Bytes,
+    names: BTreeSet<String>,
+    limits: ArchiveLimits,
+}
+
+impl CheckedArchive {
+    /// Checks the ZIP `bytes` against `limits`: every entry name first (one
+    /// unsafe name refuses the whole archive before anything is inflated), then
+    /// every file inflated with a running count, its data thrown away.
+    pub fn check(bytes: Bytes, limits: ArchiveLimits) -> Result<Self, ArchiveError> {
+        let mut archive = open(&bytes)?;
+        if archive.len() > limits.max_entries {
+            return Err(ArchiveError::TooManyEntries { entries: archive.len(), limit: limits.max_entries });
+        }
+        for index in 0..archive.len() {
+            let name = match archive.name_for_index(index) {
+                Some(Ok(name)) => name.to_string(),
+                Some(Err(error)) => {
+                    return Err(ArchiveError::Corrupt { name: format!("#{index}"), reason: error.to_string() });
+                }
+                None => {
+                    return Err(ArchiveError::Corrupt { name: format!("#{index}"), reason: "missing".into() });
+                }
+            };
+            if !is_safe_path(&name) {
+                return Err(ArchiveError::UnsafePath { name });
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut total: u64 = 0;
+        for index in 0..archive.len() {
+            let entry = archive.by_index(index).map_err(|error| ArchiveError::Corrupt {
+                name: format!("#{index}"),
+                reason: error.to_string(),
+            })?;
+            if entry.is_dir() {
+                continue;
+            }
+            let name = entry_name(&entry, index)?;
+            let inflated = inflate(entry, &name, limits, std::io::sink())?;
+            total += inflated;
+            if total > limits.max_total_bytes {
+                return Err(ArchiveError::TotalTooLarge { limit: limits.max_total_bytes });
+            }
+            names.insert(name);
+        }
+        Ok(CheckedArchive { bytes, names, limits })
+    }
+
+    /// Whether the archive has a file called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// The file names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// The bytes of file `name`, inflated (within the per-entry limit);
+    /// `None` when there is no such file.
+    pub fn read(&self, name: &str) -> Result<Option<Bytes>, ArchiveError> {
+        if !self.names.contains(name) {
+            return Ok(None);
+        }
+        let mut archive = open(&self.bytes)?;
+        let entry = archive
+            .by_name(name)
+            .map_err(|error| ArchiveError::Corrupt { name: name.to_owned(), reason: error.to_string() })?;
+        let mut data = Vec::new();
+        inflate(entry, name, self.limits, &mut data)?;
+        Ok(Some(Bytes::from(data)))
+    }
+
+    /// The archive as sent (compressed).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+fn open(bytes: &[u8]) -> Result<zip::ZipArchive<Cursor<&[u8]>>, ArchiveError> {
+    zip::ZipArchive::new(Cursor::new(bytes)).map_err(|error| ArchiveError::NotAZip(error.to_string()))
+}
+
+fn entry_name<R: Read>(entry: &zip::read::ZipFile<'_, R>, index: usize) -> Result<String, ArchiveError> {
+    entry
+        .name()
+        .map(|name| name.to_string())
+        .map_err(|error| ArchiveError::Corrupt { name: format!("#{index}"), reason: error.to_string() })
+}
+
+/// Inflates one entry into `out`, counting: past the per-entry limit it stops
+/// (the declared size is not trusted). Returns the inflated size.
+fn inflate(
+    entry: impl Read,
+    name: &str,
+    limits: ArchiveLimits,
+    mut out: impl std::io::Write,
+) -> Result<u64, ArchiveError> {
+    let copied = std::io::copy(&mut entry.take(limits.max_entry_bytes + 1), &mut out)
+        .map_err(|error| ArchiveError::Corrupt { name: name.to_owned(), reason: error.to_string() })?;
+    if copied > limits.max_entry_bytes {
+        return Err(ArchiveError::EntryTooLarge { name: name.to_owned(), limit: limits.max_entry_bytes });
+    }
+    Ok(copied)
+}
+
 /// Reads every file of the ZIP `bytes` within `limits`.
 pub fn read_files(bytes: &[u8], limits: ArchiveLimits) -> Result<BTreeMap<String, Bytes>, ArchiveError> {
-    let mut archive =
-        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|error| ArchiveError::NotAZip(error.to_string()))?;
-    if archive.len() > limits.max_entries {
-        return Err(ArchiveError::TooManyEntries { entries: archive.len(), limit: limits.max_entries });
-    }
-    // Names first: one unsafe name refuses the whole archive before any inflating.
-    for index in 0..archive.len() {
-        let name = match archive.name_for_index(index) {
-            Some(Ok(name)) => name.to_string(),
-            Some(Err(error)) => {
-                return Err(ArchiveError::Corrupt { name: format!("#{index}"), reason: error.to_string() });
-            }
-            None => {
-                return Err(ArchiveError::Corrupt { name: format!("#{index}"), reason: "missing".into() });
-            }
-        };
-        if !is_safe_path(&name) {
-            return Err(ArchiveError::UnsafePath { name });
-        }
-    }
+    let archive = CheckedArchive::check(Bytes::copy_from_slice(bytes), limits)?;
     let mut files = BTreeMap::new();
-    let mut total: u64 = 0;
-    for index in 0..archive.len() {
-        let entry = archive.by_index(index).map_err(|error| ArchiveError::Corrupt {
-            name: format!("#{index}"),
-            reason: error.to_string(),
-        })?;
-        let name = entry.name().map(|name| name.to_string()).map_err(|error| ArchiveError::Corrupt {
-            name: format!("#{index}"),
-            reason: error.to_string(),
-        })?;
-        if entry.is_dir() {
-            continue;
+    for name in archive.names() {
+        if let Some(data) = archive.read(name)? {
+            files.insert(name.to_owned(), data);
         }
-        let mut data = Vec::new();
-        entry
-            .take(limits.max_entry_bytes + 1)
-            .read_to_end(&mut data)
-            .map_err(|error| ArchiveError::Corrupt { name: name.clone(), reason: error.to_string() })?;
-        if data.len() as u64 > limits.max_entry_bytes {
-            return Err(ArchiveError::EntryTooLarge { name, limit: limits.max_entry_bytes });
-        }
-        total += data.len() as u64;
-        if total > limits.max_total_bytes {
-            return Err(ArchiveError::TotalTooLarge { limit: limits.max_total_bytes });
-        }
-        files.insert(name, Bytes::from(data));
     }
     Ok(files)
 }

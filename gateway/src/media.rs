@@ -13,9 +13,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::net::SocketAddr;
+
 use aws_lc_rs::hmac;
+use gps_storage::fetch::{FetchLimits, SafeFetcher};
 use gps_storage::{ObjectKey, ObjectStore};
 
+use crate::archive::ArchiveLimits;
 use crate::images::ImageLimits;
 
 /// The secret that signs CDN URLs. Never printed.
@@ -60,6 +64,47 @@ pub struct MediaSettings {
     pub url_signing_key: UrlSigningKey,
     /// How long a handed-out URL stays valid (at least this, at most twice).
     pub url_lifetime: Duration,
+    /// The limits of catalog imports.
+    pub imports: ImportSettings,
+}
+
+/// The limits of catalog imports (`POST …/imports`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSettings {
+    /// The largest request body (catalog plus ZIP), in bytes. The body is held
+    /// in memory while it is checked, so this bounds an import's memory.
+    pub max_body_bytes: u64,
+    /// The largest catalog file, in bytes.
+    pub max_catalog_bytes: u64,
+    /// The most data rows one catalog may have.
+    pub max_rows: u32,
+    /// The most image references one catalog may have (all rows together).
+    pub max_images: u32,
+    /// The limits of the image ZIP (entries, per-file and total inflated size).
+    pub archive: ArchiveLimits,
+    /// The limits of fetching one image URL (size, time, redirects).
+    pub fetch: FetchLimits,
+    /// Socket addresses image URLs may reach although they are internal
+    /// (e.g. an on-premises image server). Empty by default: image URLs reach
+    /// public internet addresses only.
+    pub fetch_allow: Vec<SocketAddr>,
+    /// How many rows make one progress event.
+    pub progress_every_rows: u32,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        ImportSettings {
+            max_body_bytes: 256 * 1024 * 1024,
+            max_catalog_bytes: 20 * 1024 * 1024,
+            max_rows: 10_000,
+            max_images: 50_000,
+            archive: ArchiveLimits::default(),
+            fetch: FetchLimits::default(),
+            fetch_allow: Vec::new(),
+            progress_every_rows: 50,
+        }
+    }
 }
 
 impl MediaSettings {
@@ -71,6 +116,7 @@ impl MediaSettings {
             public_base_url: String::new(),
             url_signing_key,
             url_lifetime: Duration::from_secs(24 * 3600),
+            imports: ImportSettings::default(),
         }
     }
 }
@@ -86,6 +132,7 @@ struct MediaInner {
     store: ObjectStore,
     settings: MediaSettings,
     key: hmac::Key,
+    fetcher: SafeFetcher,
 }
 
 /// Why a CDN URL is refused.
@@ -103,7 +150,17 @@ impl Media {
     /// Media over `store` with `settings`.
     pub fn new(store: ObjectStore, settings: MediaSettings) -> Self {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &settings.url_signing_key.0);
-        Media { inner: Arc::new(MediaInner { store, settings, key }) }
+        let fetcher = settings
+            .imports
+            .fetch_allow
+            .iter()
+            .fold(SafeFetcher::new(settings.imports.fetch), |fetcher, address| fetcher.allowing(*address));
+        Media { inner: Arc::new(MediaInner { store, settings, key, fetcher }) }
+    }
+
+    /// The SSRF-safe fetcher of catalog image URLs.
+    pub fn fetcher(&self) -> &SafeFetcher {
+        &self.inner.fetcher
     }
 
     /// The object store.

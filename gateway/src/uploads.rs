@@ -121,29 +121,52 @@ pub(crate) fn rejection(rejection: ImageRejection) -> ApiError {
     }
 }
 
-/// The parts of an upload form: the file and the text fields.
+/// The parts of an upload form: the files and the text fields.
 #[derive(Debug, Default)]
-struct UploadForm {
-    file: Option<Bytes>,
+pub(crate) struct UploadForm {
+    files: Vec<FilePart>,
     fields: Vec<(String, String)>,
 }
 
+/// One file part of a form.
+#[derive(Debug, Clone)]
+pub(crate) struct FilePart {
+    /// The part's name.
+    pub(crate) part: String,
+    /// The file name the client sent, if any.
+    pub(crate) file_name: Option<String>,
+    /// The bytes.
+    pub(crate) bytes: Bytes,
+}
+
 impl UploadForm {
-    fn field(&self, name: &str) -> Option<&str> {
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The file part called `name`.
+    pub(crate) fn file(&self, name: &str) -> Option<&FilePart> {
+        self.files.iter().find(|file| file.part == name)
     }
 }
 
 /// Reads the form, counting bytes as they arrive and stopping at the limit.
 /// Called after authorization, so an outsider learns nothing from how the
-/// body is judged (and is not allowed to make the server read it).
-async fn read_form(headers: &HeaderMap, request: Request, limit: u64) -> Result<UploadForm, ApiError> {
+/// body is judged (and is not allowed to make the server read it). Parts
+/// named in `file_parts` are files (each at most once); the others are text.
+pub(crate) async fn read_form(
+    headers: &HeaderMap,
+    request: Request,
+    limit: u64,
+    file_parts: &[&str],
+) -> Result<UploadForm, ApiError> {
     let too_large = || {
         ApiError::PayloadTooLarge(format!(
             "the upload is larger than {:.0} MB, the limit; send a smaller file",
             limit as f64 / (1024.0 * 1024.0)
         ))
     };
+    let expected = file_parts.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" and ");
     // A declared length over the limit is refused before reading anything.
     if let Some(length) =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -154,29 +177,27 @@ async fn read_form(headers: &HeaderMap, request: Request, limit: u64) -> Result<
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|rejection| {
         ApiError::field(
             "content-type",
-            format!(
-                "{}; send multipart/form-data with the image in a part named `file`",
-                rejection.body_text()
-            ),
+            format!("{}; send multipart/form-data with the file in a part named {expected}", rejection.body_text()),
         )
     })?;
     let mut form = UploadForm::default();
     let mut total: u64 = 0;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(e, &expected))? {
         let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
         let mut data = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, &expected))? {
             total += chunk.len() as u64;
             if total > limit {
                 return Err(too_large());
             }
             data.extend_from_slice(&chunk);
         }
-        if name == "file" {
-            if form.file.is_some() {
-                return Err(ApiError::field("file", "send one file per upload"));
+        if file_parts.contains(&name.as_str()) {
+            if form.file(&name).is_some() {
+                return Err(ApiError::field(&name, format!("send one `{name}` part per request")));
             }
-            form.file = Some(Bytes::from(data));
+            form.files.push(FilePart { part: name, file_name, bytes: Bytes::from(data) });
         } else {
             let text =
                 String::from_utf8(data).map_err(|_| ApiError::field(&name, "it must be UTF-8 text"))?;
@@ -186,22 +207,22 @@ async fn read_form(headers: &HeaderMap, request: Request, limit: u64) -> Result<
     Ok(form)
 }
 
-fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(error: axum::extract::multipart::MultipartError, expected: &str) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::PayloadTooLarge(error.body_text());
     }
     ApiError::field(
         "body",
         format!(
-            "the upload is not a readable multipart/form-data body ({}); send the image in a `file` part",
+            "the upload is not a readable multipart/form-data body ({}); send the file in a part named {expected}",
             error.body_text()
         ),
     )
 }
 
 fn file_of(form: &UploadForm) -> Result<Bytes, ApiError> {
-    form.file
-        .clone()
+    form.file("file")
+        .map(|file| file.bytes.clone())
         .ok_or_else(|| ApiError::field("file", "send the image as a multipart part named `file`"))
 }
 
@@ -352,7 +373,7 @@ pub async fn precheck<A: Aggregate>(
 
 /// The default image id: the first 12 hex digits of the working copy's hash,
 /// so re-uploading the same file addresses the same image.
-fn default_image_id(image: &IngestedImage) -> ImageId {
+pub(crate) fn default_image_id(image: &IngestedImage) -> ImageId {
     let hex = image.asset.hash.as_str().trim_start_matches("sha256:");
     ImageId::parse(format!("img-{}", &hex[..12])).expect("a valid image id")
 }
@@ -375,11 +396,12 @@ fn enum_field<T: serde::de::DeserializeOwned>(
         .map_err(|_| ApiError::field(name, format!("{raw:?} is not one of {choices}")))
 }
 
-fn check_known_fields(form: &UploadForm, known: &[&str]) -> Result<(), ApiError> {
+/// Refuses text fields other than `known`, naming every accepted part.
+pub(crate) fn check_known_fields(form: &UploadForm, files: &[&str], known: &[&str]) -> Result<(), ApiError> {
     match form.fields.iter().find(|(name, _)| !known.contains(&name.as_str())) {
         Some((name, _)) => Err(ApiError::field(
             name,
-            format!("unknown form field; the fields are file, {}", known.join(", ")),
+            format!("unknown form field; the fields are {}", [files, known].concat().join(", ")),
         )),
         None => Ok(()),
     }
@@ -397,8 +419,8 @@ pub(crate) async fn upload_product_image(
     auth::authorize(&state, &principal, &brand, actions::UPLOAD_PRODUCT_IMAGE).await?;
     let product =
         ProductId::parse(&product).map_err(|_| ApiError::NotFound(format!("product {product} not found")))?;
-    let form = read_form(&headers, request, state.media.settings().max_upload_bytes).await?;
-    check_known_fields(&form, &["image_id", "view"])?;
+    let form = read_form(&headers, request, state.media.settings().max_upload_bytes, &["file"]).await?;
+    check_known_fields(&form, &["file"], &["image_id", "view"])?;
     let view: ImageView =
         enum_field(&form, "view", "front", "front, back, detail, flat_lay, ghost_mannequin")?;
     let image = ingest_image(&state.media, file_of(&form)?).await?;
@@ -430,8 +452,8 @@ pub(crate) async fn upload_subject_image(
     auth::authorize(&state, &principal, &brand, actions::UPLOAD_SUBJECT_IMAGE).await?;
     let subject =
         SubjectId::parse(&subject).map_err(|_| ApiError::NotFound(format!("subject {subject} not found")))?;
-    let form = read_form(&headers, request, state.media.settings().max_upload_bytes).await?;
-    check_known_fields(&form, &["image_id", "pose", "angle"])?;
+    let form = read_form(&headers, request, state.media.settings().max_upload_bytes, &["file"]).await?;
+    check_known_fields(&form, &["file"], &["image_id", "pose", "angle"])?;
     let pose: Pose =
         enum_field(&form, "pose", "standing", "standing, seated, walking, leaning, kneeling, crouching")?;
     let angle: Angle = enum_field(&form, "angle", "front", "front, three_quarter, profile, back")?;
@@ -464,8 +486,8 @@ pub(crate) async fn upload_style_reference(
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::UPLOAD_STYLE_REFERENCE).await?;
     let style = StyleId::parse(&style).map_err(|_| ApiError::NotFound(format!("style {style} not found")))?;
-    let form = read_form(&headers, request, state.media.settings().max_upload_bytes).await?;
-    check_known_fields(&form, &[])?;
+    let form = read_form(&headers, request, state.media.settings().max_upload_bytes, &["file"]).await?;
+    check_known_fields(&form, &["file"], &[])?;
     let image = ingest_image(&state.media, file_of(&form)?).await?;
     let command = StyleCommand::AddStyleReferenceImage { asset: image.asset.clone() };
     precheck::<Style>(&state, &brand, style.as_str(), &command).await?;

@@ -4,6 +4,7 @@
 use gps_domain::brand::BrandEvent;
 use gps_domain::export::ExportEvent;
 use gps_domain::generation::GenerationEvent;
+use gps_domain::import::ImportEvent;
 use gps_domain::look::LookEvent;
 use gps_domain::prediction::PredictionEvent;
 use gps_domain::product::ProductEvent;
@@ -67,6 +68,8 @@ pub enum AnyEvent {
     Prediction(PredictionEvent),
     /// An export event.
     Export(ExportEvent),
+    /// An import event.
+    Import(ImportEvent),
 }
 
 /// A decoded event with the envelope facts every read model records.
@@ -142,6 +145,7 @@ pub fn decode(raw: &RawEvent) -> Result<Event, String> {
         AggregateKind::Generation => typed(event_type, version, payload, AnyEvent::Generation),
         AggregateKind::Prediction => typed(event_type, version, payload, AnyEvent::Prediction),
         AggregateKind::Export => typed(event_type, version, payload, AnyEvent::Export),
+        AggregateKind::Import => typed(event_type, version, payload, AnyEvent::Import),
     }?;
     let at = OffsetDateTime::parse(&envelope.occurred_at, &Rfc3339)
         .map_err(|e| format!("occurred_at {:?} is not RFC 3339: {e}", envelope.occurred_at))?;

@@ -83,7 +83,7 @@ pub static ALL: [Projection; 6] = [
     Projection {
         name: "catalog",
         schema: "catalog",
-        filters: &["gps.evt.*.product.>", "gps.evt.*.subject.>", "gps.evt.*.style.>"],
+        filters: &["gps.evt.*.product.>", "gps.evt.*.subject.>", "gps.evt.*.style.>", "gps.evt.*.import.>"],
         migrator: &CATALOG_MIGRATIONS,
         apply: models::catalog::apply,
     },

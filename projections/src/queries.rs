@@ -414,6 +414,122 @@ pub async fn get_product(
     Ok(Some(ProductDetail { product, images }))
 }
 
+/// The brand's products by SKU (id of each SKU that has a product), for a
+/// catalog import: a row updates the product of its SKU.
+pub async fn product_ids_by_sku(
+    pool: &PgPool,
+    brand: &str,
+) -> Result<std::collections::HashMap<String, String>, QueryError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT sku, product_id FROM catalog.products WHERE brand = $1 ORDER BY created_sequence",
+    )
+    .bind(brand)
+    .fetch_all(pool)
+    .await?;
+    // Should a SKU have several products (created by hand), the first one wins.
+    let mut by_sku = std::collections::HashMap::with_capacity(rows.len());
+    for (sku, product_id) in rows {
+        by_sku.entry(sku).or_insert(product_id);
+    }
+    Ok(by_sku)
+}
+
+/// A catalog import and its progress.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct ImportView {
+    /// The brand.
+    pub brand: String,
+    /// The import id.
+    pub import_id: String,
+    /// `csv` or `json_lines`.
+    pub format: String,
+    /// The uploaded file's name.
+    pub file_name: Option<String>,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// Data rows in the file.
+    pub total_rows: i32,
+    /// Rows processed so far (done + failed).
+    pub through_row: i32,
+    /// Rows that created a product.
+    pub created: i32,
+    /// Rows that changed an existing product.
+    pub updated: i32,
+    /// Rows that matched their product already (nothing recorded).
+    pub unchanged: i32,
+    /// Rows that failed; see the error report.
+    pub failed: i32,
+    /// Why the import stopped, when it failed.
+    pub failure_reason: Option<String>,
+    /// Who started it (the actor JSON).
+    pub started_by: Value,
+    /// When it started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When it last progressed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// When it completed or failed.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// Position of the starting event (the list order).
+    pub created_sequence: i64,
+    /// The import aggregate's version.
+    pub version: i64,
+    /// The stream sequence of the last event applied to this row.
+    pub last_sequence: i64,
+}
+
+/// One line of an import's error report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct ImportErrorView {
+    /// The row as the person sees it in the file.
+    pub row_number: i32,
+    /// The row's SKU, when readable.
+    pub sku: Option<String>,
+    /// The column at fault.
+    pub column_name: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// One import.
+pub async fn get_import(pool: &PgPool, brand: &str, import_id: &str) -> Result<Option<ImportView>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT brand, import_id, format, file_name, status, total_rows, through_row, created, updated,
+                unchanged, failed, failure_reason, started_by, started_at, updated_at, finished_at,
+                created_sequence, version, last_sequence
+         FROM catalog.imports WHERE brand = $1 AND import_id = $2",
+    )
+    .bind(brand)
+    .bind(import_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The brand's imports.
+pub async fn list_imports(pool: &PgPool, brand: &str, request: &PageRequest) -> Result<Page<ImportView>, QueryError> {
+    list_query!(pool, request,
+        "SELECT brand, import_id, format, file_name, status, total_rows, through_row, created, updated,
+                unchanged, failed, failure_reason, started_by, started_at, updated_at, finished_at,
+                created_sequence, version, last_sequence
+         FROM catalog.imports WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2)
+         ORDER BY created_sequence DESC LIMIT $3",
+        ImportView, [brand])
+}
+
+/// Every error an import reported, in file order.
+pub async fn import_errors(pool: &PgPool, brand: &str, import_id: &str) -> Result<Vec<ImportErrorView>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT row_number, sku, column_name, message FROM catalog.import_errors
+         WHERE brand = $1 AND import_id = $2 ORDER BY row_number, event_sequence, ordinal",
+    )
+    .bind(brand)
+    .bind(import_id)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// A subject (virtual model).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct SubjectView {

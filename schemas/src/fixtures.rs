@@ -58,6 +58,7 @@ fn decode_and_encode(
         AggregateKind::Generation => via::<GenerationEvent>(event_type, version, payload),
         AggregateKind::Prediction => via::<PredictionEvent>(event_type, version, payload),
         AggregateKind::Export => via::<ExportEvent>(event_type, version, payload),
+        AggregateKind::Import => via::<gps_domain::import::ImportEvent>(event_type, version, payload),
     }
 }
 

@@ -205,6 +205,7 @@ fn entries(
         AggregateKind::Generation => fold::<gps_domain::generation::Generation>(&stored),
         AggregateKind::Prediction => fold::<gps_domain::prediction::Prediction>(&stored),
         AggregateKind::Export => fold::<gps_domain::export::Export>(&stored),
+        AggregateKind::Import => fold::<gps_domain::import::Import>(&stored),
     }?;
     Ok(stored
         .into_iter()

@@ -1,7 +1,9 @@
 //! The `catalog` projection: products with their images, subjects with their
-//! base images, and styles with their current version and definition.
+//! base images, styles with their current version and definition, and
+//! catalog imports with their progress and per-row errors.
 
 use futures::future::BoxFuture;
+use gps_domain::import::ImportEvent;
 use gps_domain::product::ProductEvent;
 use gps_domain::style::StyleEvent;
 use gps_domain::subject::SubjectEvent;
@@ -17,6 +19,7 @@ pub(crate) fn apply<'a>(conn: &'a mut PgConnection, e: &'a Event) -> BoxFuture<'
             AnyEvent::Product(event) => product(conn, e, event).await,
             AnyEvent::Subject(event) => subject(conn, e, event).await,
             AnyEvent::Style(event) => style(conn, e, event).await,
+            AnyEvent::Import(event) => import(conn, e, event).await,
             _ => Ok(()),
         }
     })
@@ -270,6 +273,93 @@ async fn style(conn: &mut PgConnection, e: &Event, event: &StyleEvent) -> Result
             .bind(e.at)
             .bind(e.version)
             .bind(e.sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Imports: the row carries the running totals (so a progress read is one
+/// row), the errors their own table (the downloadable report).
+async fn import(conn: &mut PgConnection, e: &Event, event: &ImportEvent) -> Result<(), sqlx::Error> {
+    match event {
+        ImportEvent::Started(p) => {
+            sqlx::query(
+                "INSERT INTO imports (brand, import_id, format, file_name, catalog, images_archive, status, total_rows,
+                                      started_by, started_at, updated_at, created_sequence, version, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $9, $10, $11, $10)",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(tag(&p.format))
+            .bind(p.file_name.as_ref().map(|n| n.as_str()))
+            .bind(Json(&p.catalog))
+            .bind(p.images_archive.as_ref().map(Json))
+            .bind(i32::try_from(p.total_rows).unwrap_or(i32::MAX))
+            .bind(Json(&e.envelope.actor))
+            .bind(e.at)
+            .bind(e.sequence)
+            .bind(e.version)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ImportEvent::Progressed(p) => {
+            let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+            sqlx::query(
+                "UPDATE imports SET through_row = $6, created = created + $7, updated = updated + $8,
+                        unchanged = unchanged + $9, failed = failed + $10, updated_at = $3, version = $4, last_sequence = $5
+                 WHERE brand = $1 AND import_id = $2",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(e.at)
+            .bind(e.version)
+            .bind(e.sequence)
+            .bind(count(p.through_row))
+            .bind(count(p.created))
+            .bind(count(p.updated))
+            .bind(count(p.unchanged))
+            .bind(count(p.failed))
+            .execute(&mut *conn)
+            .await?;
+            for (ordinal, error) in p.errors.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO import_errors (brand, import_id, event_sequence, ordinal, row_number, sku, column_name, message)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(e.brand())
+                .bind(e.id())
+                .bind(e.sequence)
+                .bind(i32::try_from(ordinal).unwrap_or(i32::MAX))
+                .bind(count(error.row))
+                .bind(error.sku.as_deref())
+                .bind(&error.column)
+                .bind(&error.message)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        ImportEvent::Completed(_) => {
+            touch!(
+                conn,
+                e,
+                "UPDATE imports SET status = 'completed', finished_at = $3, updated_at = $3, version = $4, last_sequence = $5
+                 WHERE brand = $1 AND import_id = $2"
+            )?;
+        }
+        ImportEvent::Failed(p) => {
+            sqlx::query(
+                "UPDATE imports SET status = 'failed', failure_reason = $6, finished_at = $3, updated_at = $3, version = $4,
+                        last_sequence = $5
+                 WHERE brand = $1 AND import_id = $2",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(e.at)
+            .bind(e.version)
+            .bind(e.sequence)
+            .bind(p.reason.as_str())
             .execute(&mut *conn)
             .await?;
         }
