@@ -7,6 +7,8 @@
 //!   status|rebuild [NAME]`: operate the read models.
 //! - `gps agent [--status]`: a compute agent and the process managers.
 //! - `gps admin create-user`: accounts and brand membership.
+//! - `gps import FILE [--images ZIP] --brand B`: a catalog import through the
+//!   gateway's HTTP API, with progress.
 //! - `gps audit history|as-of|verify|export|verify-bundle`: for auditors.
 //! - `gps bench append|load|rebuild|consistency|read|dispatch`: benchmarks (figures,
 //!   not tests).
@@ -22,6 +24,7 @@ mod bench_dispatch;
 mod bench_read;
 mod config;
 mod demo;
+mod import;
 mod projector;
 mod up;
 
@@ -71,6 +74,10 @@ enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// Imports a catalog (CSV or JSON Lines, optionally with a ZIP of images)
+    /// through the gateway's API, showing progress; exits 2 with the error
+    /// report's path when rows failed.
+    Import(import::ImportArgs),
     /// Operates the read models.
     Projections {
         #[command(subcommand)]
@@ -158,6 +165,13 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             Command::Audit { action } => audit::run(settings, action).await,
+            Command::Import(args) => match import::run(args, format!("http://{}", settings.http_addr)).await? {
+                import::Finished::Clean => Ok(()),
+                import::Finished::RowsFailed(failed, report) => {
+                    eprintln!("{failed} rows failed; the error report is {}", report.display());
+                    std::process::exit(2);
+                }
+            },
         }
     })
 }

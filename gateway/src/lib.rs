@@ -11,7 +11,9 @@
 //! [`openapi`], [`images`] (image intake: sniffing, limits, working copy,
 //! analysis), [`media`] (the object store, upload limits, signed CDN URLs),
 //! [`uploads`] (image upload endpoints), `cdn` (`GET /cdn/{key}`),
-//! [`archive`] (ZIPs of catalog imports, read within limits), and
+//! [`archive`] (ZIPs of catalog imports, read within limits),
+//! [`catalog_file`] (CSV / JSON Lines catalogs read into rows), [`imports`]
+//! (catalog imports as background jobs recorded by the Import aggregate), and
 //! `/healthz` here. The UI joins it in a later issue.
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
@@ -23,10 +25,12 @@ pub mod access;
 pub mod archive;
 mod audit;
 pub mod auth;
+pub mod catalog_file;
 pub mod cdn;
 mod configure;
 pub mod error;
 pub mod images;
+pub mod imports;
 mod live;
 pub mod media;
 pub mod openapi;

@@ -10,7 +10,7 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{self, actions};
-use crate::{audit, configure, live, operate, queries, review, uploads};
+use crate::{audit, configure, imports, live, operate, queries, review, uploads};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -95,6 +95,9 @@ use crate::{audit, configure, live, operate, queries, review, uploads};
         uploads::upload_product_image,
         uploads::upload_subject_image,
         uploads::upload_style_reference,
+        imports::start_import,
+        imports::get_import,
+        imports::import_errors,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecurityAndActions)

@@ -72,13 +72,13 @@ pub(crate) struct Paging {
 }
 
 impl Paging {
-    fn page(&self) -> PageRequest {
+    pub(crate) fn page(&self) -> PageRequest {
         PageRequest { cursor: self.cursor.clone(), limit: self.limit }
     }
 }
 
 /// Checks access and waits for the read model when asked to.
-async fn readable(
+pub(crate) async fn readable(
     state: &AppState,
     principal: &Principal,
     brand: &str,
@@ -106,7 +106,7 @@ async fn readable(
     Ok(brand)
 }
 
-fn found<T>(value: Option<T>, what: &str, id: &str) -> Result<Json<T>, ApiError> {
+pub(crate) fn found<T>(value: Option<T>, what: &str, id: &str) -> Result<Json<T>, ApiError> {
     value.map(Json).ok_or_else(|| ApiError::NotFound(format!("{what} {id} not found")))
 }
 

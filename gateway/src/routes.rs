@@ -123,6 +123,8 @@ pub(crate) mod actions {
     pub(crate) const UPLOAD_SUBJECT_IMAGE: Action = Action::Produce;
     /// `upload_style_reference` requires this.
     pub(crate) const UPLOAD_STYLE_REFERENCE: Action = Action::Produce;
+    /// `start_import` requires this.
+    pub(crate) const START_IMPORT: Action = Action::Produce;
 
     /// Every read of brand data requires this.
     pub(crate) const READ: Action = Action::Read;
@@ -200,6 +202,9 @@ pub(crate) mod actions {
         ("upload_product_image", UPLOAD_PRODUCT_IMAGE),
         ("upload_subject_image", UPLOAD_SUBJECT_IMAGE),
         ("upload_style_reference", UPLOAD_STYLE_REFERENCE),
+        ("start_import", START_IMPORT),
+        ("get_import", READ),
+        ("import_errors", READ),
     ];
 }
 
@@ -225,6 +230,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(crate::live::router())
         .merge(crate::audit::router())
         .merge(crate::uploads::router())
+        .merge(crate::imports::router())
 }
 
 /// A JSON body whose rejections are problem documents naming what is wrong.
@@ -288,7 +294,7 @@ impl Accepted {
 
 /// The command metadata of a request: the Idempotency-Key (scoped to the
 /// caller, so two callers cannot collide) or a fresh id.
-fn command_meta(principal: &Principal, headers: &HeaderMap) -> Result<CommandMeta, ApiError> {
+pub(crate) fn command_meta(principal: &Principal, headers: &HeaderMap) -> Result<CommandMeta, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
         return Ok(CommandMeta::generated(principal.actor()));
     };

@@ -518,6 +518,14 @@ pub async fn list_imports(pool: &PgPool, brand: &str, request: &PageRequest) -> 
         ImportView, [brand])
 }
 
+/// Every import still running, in any brand (`(brand, import id)`), for
+/// resuming them when a gateway starts.
+pub async fn running_imports(pool: &PgPool) -> Result<Vec<(String, String)>, QueryError> {
+    Ok(sqlx::query_as("SELECT brand, import_id FROM catalog.imports WHERE status = 'running' ORDER BY created_sequence")
+        .fetch_all(pool)
+        .await?)
+}
+
 /// Every error an import reported, in file order.
 pub async fn import_errors(pool: &PgPool, brand: &str, import_id: &str) -> Result<Vec<ImportErrorView>, QueryError> {
     Ok(sqlx::query_as(
