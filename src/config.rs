@@ -66,6 +66,17 @@ pub(crate) struct MediaConfig {
     /// `GPS_CDN_SIGNING_KEY`, environment only; unset = generated once into
     /// `<data_dir>/cdn-signing-key` (mode 600).
     pub(crate) url_signing_key: Option<gps_storage::SecretKey>,
+    /// `GPS_IMPORT_MAX_BYTES`: the largest catalog import request.
+    pub(crate) import_max_bytes: u64,
+    /// `GPS_IMPORT_MAX_ROWS`.
+    pub(crate) import_max_rows: u32,
+    /// `GPS_IMPORT_MAX_IMAGES`.
+    pub(crate) import_max_images: u32,
+    /// `GPS_IMPORT_ZIP_MAX_BYTES`: all files of an images ZIP, inflated.
+    pub(crate) import_zip_max_bytes: u64,
+    /// `GPS_IMPORT_FETCH_ALLOW`: internal `host:port` addresses image URLs may
+    /// reach (comma-separated socket addresses); empty = none.
+    pub(crate) import_fetch_allow: Vec<SocketAddr>,
 }
 
 /// How GPS reaches NATS.
@@ -128,6 +139,11 @@ impl Default for Settings {
                 public_base_url: String::new(),
                 url_lifetime_secs: 24 * 3600,
                 url_signing_key: None,
+                import_max_bytes: 256 * 1024 * 1024,
+                import_max_rows: 10_000,
+                import_max_images: 50_000,
+                import_zip_max_bytes: 2 * 1024 * 1024 * 1024,
+                import_fetch_allow: Vec::new(),
             },
         }
     }
@@ -168,6 +184,11 @@ struct FileMedia {
     max_image_pixels: Option<u64>,
     public_base_url: Option<String>,
     url_lifetime_secs: Option<u64>,
+    import_max_bytes: Option<u64>,
+    import_max_rows: Option<u32>,
+    import_max_images: Option<u32>,
+    import_zip_max_bytes: Option<u64>,
+    import_fetch_allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +298,24 @@ impl Settings {
         if let Some(secs) = media.url_lifetime_secs {
             self.media.url_lifetime_secs = secs;
         }
+        if let Some(bytes) = media.import_max_bytes {
+            self.media.import_max_bytes = bytes;
+        }
+        if let Some(rows) = media.import_max_rows {
+            self.media.import_max_rows = rows;
+        }
+        if let Some(images) = media.import_max_images {
+            self.media.import_max_images = images;
+        }
+        if let Some(bytes) = media.import_zip_max_bytes {
+            self.media.import_zip_max_bytes = bytes;
+        }
+        if let Some(allow) = media.import_fetch_allow {
+            self.media.import_fetch_allow = allow
+                .iter()
+                .map(|address| parse_addr("media.import_fetch_allow", address))
+                .collect::<anyhow::Result<_>>()?;
+        }
         self.check_without_password()
     }
 
@@ -350,6 +389,26 @@ impl Settings {
         }
         if let Some(secs) = env("GPS_CDN_URL_LIFETIME_SECS") {
             self.media.url_lifetime_secs = parse_number("GPS_CDN_URL_LIFETIME_SECS", &secs)?;
+        }
+        if let Some(bytes) = env("GPS_IMPORT_MAX_BYTES") {
+            self.media.import_max_bytes = parse_number("GPS_IMPORT_MAX_BYTES", &bytes)?;
+        }
+        if let Some(rows) = env("GPS_IMPORT_MAX_ROWS") {
+            self.media.import_max_rows = parse_number("GPS_IMPORT_MAX_ROWS", &rows)?;
+        }
+        if let Some(images) = env("GPS_IMPORT_MAX_IMAGES") {
+            self.media.import_max_images = parse_number("GPS_IMPORT_MAX_IMAGES", &images)?;
+        }
+        if let Some(bytes) = env("GPS_IMPORT_ZIP_MAX_BYTES") {
+            self.media.import_zip_max_bytes = parse_number("GPS_IMPORT_ZIP_MAX_BYTES", &bytes)?;
+        }
+        if let Some(allow) = env("GPS_IMPORT_FETCH_ALLOW") {
+            self.media.import_fetch_allow = allow
+                .split(',')
+                .map(str::trim)
+                .filter(|address| !address.is_empty())
+                .map(|address| parse_addr("GPS_IMPORT_FETCH_ALLOW", address))
+                .collect::<anyhow::Result<_>>()?;
         }
         if let Some(key) = env("GPS_CDN_SIGNING_KEY") {
             if key.len() < 32 {

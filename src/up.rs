@@ -117,6 +117,11 @@ pub(crate) async fn connect_media(
     let mut media = gps_gateway::media::MediaSettings::new(key);
     media.max_upload_bytes = settings.media.max_upload_bytes;
     media.image_limits.max_pixels = settings.media.max_image_pixels;
+    media.imports.max_body_bytes = settings.media.import_max_bytes;
+    media.imports.max_rows = settings.media.import_max_rows;
+    media.imports.max_images = settings.media.import_max_images;
+    media.imports.archive.max_total_bytes = settings.media.import_zip_max_bytes;
+    media.imports.fetch_allow = settings.media.import_fetch_allow.clone();
     media.public_base_url = settings.media.public_base_url.clone();
     media.url_lifetime = Duration::from_secs(settings.media.url_lifetime_secs);
     Ok((gps_gateway::media::Media::new(store, media), embedded))
@@ -222,6 +227,16 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     } else {
         None
     };
+    // Catalog imports a stopped gateway left running go on from their last
+    // recorded batch (in the background, so start-up does not wait for it).
+    let resuming = state.clone();
+    tokio::spawn(async move {
+        match gps_gateway::imports::resume_unfinished(&resuming).await {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(resumed, "resumed unfinished catalog imports"),
+            Err(error) => tracing::warn!(%error, "unfinished catalog imports not resumed"),
+        }
+    });
     let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
     let projector = (role == Role::Everything).then(|| {
         tokio::spawn(gps_projections::run_all(

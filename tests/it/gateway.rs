@@ -517,7 +517,9 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
         "comment_on_prediction" => json!({"text": "matrix"}),
         // Uploads take multipart bodies; a JSON one reaches authorization all
         // the same (and is then refused as not multipart).
-        "upload_product_image" | "upload_subject_image" | "upload_style_reference" => json!({}),
+        "upload_product_image" | "upload_subject_image" | "upload_style_reference" | "start_import" => {
+            json!({})
+        }
         _ => return None,
     })
 }
@@ -619,6 +621,7 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
                     .replace("{channel}", "web-pdp")
                     .replace("{aggregate_type}", "product")
                     .replace("{id}", "ghost")
+                    .replace("{import}", "ghost")
             };
             for (name, role, headers) in &callers {
                 let headers: Vec<(&str, &str)> =

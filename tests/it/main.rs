@@ -18,6 +18,7 @@ mod gps_up;
 mod harness;
 mod http;
 mod ingest_demo;
+mod ingest_import;
 mod ingest_support;
 mod ingest_uploads;
 mod nats_config;
