@@ -175,7 +175,11 @@ pub(crate) async fn run(args: ImportArgs, default_gateway: String) -> anyhow::Re
     if failed == 0 {
         return Ok(Finished::Clean);
     }
-    let response = client.request(reqwest::Method::GET, &errors_url).send().await.context("downloading the error report")?;
+    let response = client
+        .request(reqwest::Method::GET, &errors_url)
+        .send()
+        .await
+        .context("downloading the error report")?;
     if !response.status().is_success() {
         bail!("downloading the error report: {}", problem(response).await);
     }
@@ -185,7 +189,8 @@ pub(crate) async fn run(args: ImportArgs, default_gateway: String) -> anyhow::Re
         name.push(".errors.csv");
         PathBuf::from(name)
     });
-    std::fs::write(&path, &report).with_context(|| format!("saving the error report to {}", path.display()))?;
+    std::fs::write(&path, &report)
+        .with_context(|| format!("saving the error report to {}", path.display()))?;
     Ok(Finished::RowsFailed(failed, path))
 }
 

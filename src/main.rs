@@ -165,7 +165,8 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             Command::Audit { action } => audit::run(settings, action).await,
-            Command::Import(args) => match import::run(args, format!("http://{}", settings.http_addr)).await? {
+            Command::Import(args) => match import::run(args, format!("http://{}", settings.http_addr)).await?
+            {
                 import::Finished::Clean => Ok(()),
                 import::Finished::RowsFailed(failed, report) => {
                     eprintln!("{failed} rows failed; the error report is {}", report.display());

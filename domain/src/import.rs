@@ -271,8 +271,17 @@ impl Aggregate for Import {
                     .into(),
                 ])
             }
-            ImportCommand::RecordImportProgress { through_row, created, updated, unchanged, failed, errors } => {
-                if self.started.is_some() && self.status != ImportStatus::Running && *through_row <= self.through_row
+            ImportCommand::RecordImportProgress {
+                through_row,
+                created,
+                updated,
+                unchanged,
+                failed,
+                errors,
+            } => {
+                if self.started.is_some()
+                    && self.status != ImportStatus::Running
+                    && *through_row <= self.through_row
                 {
                     // A resumed job re-sending a batch of a finished import.
                     return Ok(vec![]);
@@ -356,7 +365,7 @@ impl Aggregate for Import {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{asset, assert_snapshot_round_trip, given};
+    use crate::testing::{assert_snapshot_round_trip, asset, given};
 
     fn started(total_rows: u32) -> ImportEvent {
         ImportStarted {
@@ -413,14 +422,19 @@ mod tests {
 
     #[test]
     fn a_batch_records_its_outcomes_and_errors() {
-        given::<Import>(&[started(10)])
-            .when(&progress(5, 4, 1, vec![row_error(3)]))
-            .then(&[progressed(5, 4, 1, vec![row_error(3)])]);
+        given::<Import>(&[started(10)]).when(&progress(5, 4, 1, vec![row_error(3)])).then(&[progressed(
+            5,
+            4,
+            1,
+            vec![row_error(3)],
+        )]);
     }
 
     #[test]
     fn a_batch_already_recorded_records_nothing_again() {
-        given::<Import>(&[started(10), progressed(5, 5, 0, vec![])]).when(&progress(5, 5, 0, vec![])).then(&[]);
+        given::<Import>(&[started(10), progressed(5, 5, 0, vec![])])
+            .when(&progress(5, 5, 0, vec![]))
+            .then(&[]);
     }
 
     #[test]
@@ -432,9 +446,9 @@ mod tests {
 
     #[test]
     fn a_batch_past_the_end_is_rejected() {
-        given::<Import>(&[started(10)]).when(&progress(11, 11, 0, vec![])).then_rejected(|e| {
-            e.to_string().contains("past the end")
-        });
+        given::<Import>(&[started(10)])
+            .when(&progress(11, 11, 0, vec![]))
+            .then_rejected(|e| e.to_string().contains("past the end"));
     }
 
     #[test]
@@ -442,14 +456,22 @@ mod tests {
         given::<Import>(&[started(10), progressed(5, 5, 0, vec![])])
             .when(&ImportCommand::CompleteImport)
             .then_rejected(|e| matches!(e, DomainError::InvalidState(_)));
-        given::<Import>(&[started(10), progressed(5, 5, 0, vec![]), progressed(10, 4, 1, vec![row_error(8)])])
-            .when(&ImportCommand::CompleteImport)
-            .then(&[ImportCompleted { rows_done: 9, rows_failed: 1 }.into()]);
+        given::<Import>(&[
+            started(10),
+            progressed(5, 5, 0, vec![]),
+            progressed(10, 4, 1, vec![row_error(8)]),
+        ])
+        .when(&ImportCommand::CompleteImport)
+        .then(&[ImportCompleted { rows_done: 9, rows_failed: 1 }.into()]);
     }
 
     #[test]
     fn a_finished_import_takes_no_new_rows_but_ignores_repeated_ones() {
-        let finished = [started(5), progressed(5, 5, 0, vec![]), ImportCompleted { rows_done: 5, rows_failed: 0 }.into()];
+        let finished = [
+            started(5),
+            progressed(5, 5, 0, vec![]),
+            ImportCompleted { rows_done: 5, rows_failed: 0 }.into(),
+        ];
         given::<Import>(&finished).when(&progress(5, 5, 0, vec![])).then(&[]);
         given::<Import>(&finished).when(&ImportCommand::CompleteImport).then(&[]);
         given::<Import>(&finished)
@@ -460,7 +482,9 @@ mod tests {
     #[test]
     fn failing_a_running_import_records_where_it_stopped() {
         given::<Import>(&[started(10), progressed(4, 4, 0, vec![])])
-            .when(&ImportCommand::FailImport { reason: Text::parse("the image archive is gone").expect("text") })
+            .when(&ImportCommand::FailImport {
+                reason: Text::parse("the image archive is gone").expect("text"),
+            })
             .then(&[ImportFailed {
                 reason: Text::parse("the image archive is gone").expect("text"),
                 through_row: 4,

@@ -352,7 +352,15 @@ impl Aggregate for Product {
                 }
                 Ok(vec![ProductArchived { reason: reason.clone() }.into()])
             }
-            ProductCommand::ImportProduct { product_id, brand_id, sku, name, category, attributes, images } => {
+            ProductCommand::ImportProduct {
+                product_id,
+                brand_id,
+                sku,
+                name,
+                category,
+                attributes,
+                images,
+            } => {
                 check_attributes(attributes)?;
                 let mut events: Vec<ProductEvent> = Vec::new();
                 let mut attached: BTreeMap<ImageId, ProductImage> = self.images.clone();
@@ -381,7 +389,10 @@ impl Aggregate for Product {
                             category: Some(category.clone()).filter(|c| *c != current.category),
                             attributes: Some(attributes.clone()).filter(|a| *a != current.attributes),
                         };
-                        if changed.name.is_some() || changed.category.is_some() || changed.attributes.is_some() {
+                        if changed.name.is_some()
+                            || changed.category.is_some()
+                            || changed.attributes.is_some()
+                        {
                             events.push(changed.into());
                         }
                     }
@@ -544,13 +555,16 @@ mod tests {
 
     #[test]
     fn importing_the_same_row_again_records_nothing() {
-        given::<Product>(&[created(), image_added("img-1", 1)]).when(&import_row("Linen dress", &[1])).then(&[]);
+        given::<Product>(&[created(), image_added("img-1", 1)])
+            .when(&import_row("Linen dress", &[1]))
+            .then(&[]);
     }
 
     #[test]
     fn importing_a_changed_row_records_only_what_changed() {
-        given::<Product>(&[created(), image_added("front", 1)]).when(&import_row("Silk dress", &[1, 3])).then(
-            &[
+        given::<Product>(&[created(), image_added("front", 1)])
+            .when(&import_row("Silk dress", &[1, 3]))
+            .then(&[
                 ProductDetailsUpdated {
                     name: Some(Name::parse("Silk dress").expect("name")),
                     category: None,
@@ -558,8 +572,7 @@ mod tests {
                 }
                 .into(),
                 image_added("img-3", 3),
-            ],
-        );
+            ]);
     }
 
     #[test]

@@ -117,10 +117,16 @@ impl CheckedArchive {
             let name = match archive.name_for_index(index) {
                 Some(Ok(name)) => name.to_string(),
                 Some(Err(error)) => {
-                    return Err(ArchiveError::Corrupt { name: format!("#{index}"), reason: error.to_string() });
+                    return Err(ArchiveError::Corrupt {
+                        name: format!("#{index}"),
+                        reason: error.to_string(),
+                    });
                 }
                 None => {
-                    return Err(ArchiveError::Corrupt { name: format!("#{index}"), reason: "missing".into() });
+                    return Err(ArchiveError::Corrupt {
+                        name: format!("#{index}"),
+                        reason: "missing".into(),
+                    });
                 }
             };
             if !is_safe_path(&name) {

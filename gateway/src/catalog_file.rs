@@ -164,31 +164,35 @@ pub fn detect_format(
     Ok(if first == Some(&b'{') { CatalogFormat::JsonLines } else { CatalogFormat::Csv })
 }
 
-/// What a binary file seems to be, for the refusal.
-fn binary_kind(bytes: &[u8]) -> &'static str {
+/// What a binary file is by its signature, when it has a known one.
+fn known_binary(bytes: &[u8]) -> Option<&'static str> {
     let starts = |signature: &[u8]| bytes.starts_with(signature);
     if starts(b"%PDF") {
-        "a PDF document"
+        Some("a PDF document")
     } else if starts(b"PK\x03\x04") {
-        "a ZIP archive or an Excel/Numbers workbook (export the sheet as CSV)"
+        Some("a ZIP archive or an Excel/Numbers workbook (export the sheet as CSV)")
     } else if starts(&[0xD0, 0xCF, 0x11, 0xE0]) {
-        "an old Excel workbook (export the sheet as CSV)"
+        Some("an old Excel workbook (export the sheet as CSV)")
     } else if starts(&[0xFF, 0xD8, 0xFF]) || starts(b"\x89PNG") || starts(b"GIF8") {
-        "an image"
+        Some("an image")
     } else {
-        "binary data"
+        None
     }
 }
 
 /// Reads `bytes` as a catalog of `format`, within `limits`.
-pub fn read(bytes: &[u8], format: CatalogFormat, limits: CatalogLimits) -> Result<CatalogFile, CatalogProblem> {
+pub fn read(
+    bytes: &[u8],
+    format: CatalogFormat,
+    limits: CatalogLimits,
+) -> Result<CatalogFile, CatalogProblem> {
     let refuse_binary = || {
         CatalogProblem::NotText(format!(
             "the catalog is {}, not a CSV or JSON Lines text file",
-            binary_kind(bytes)
+            known_binary(bytes).unwrap_or("binary data")
         ))
     };
-    if bytes.contains(&0) {
+    if known_binary(bytes).is_some() || bytes.contains(&0) {
         return Err(refuse_binary());
     }
     let text = std::str::from_utf8(bytes).map_err(|error| {
@@ -358,7 +362,11 @@ fn read_csv(text: &str, limits: CatalogLimits) -> Result<Vec<CatalogRow>, Catalo
             return Err(too_many_rows(limits));
         }
         if record.len() != header.len() {
-            let sku = header.iter().position(|h| h == "sku").and_then(|i| record.get(i)).map(|s| s.trim().to_owned());
+            let sku = header
+                .iter()
+                .position(|h| h == "sku")
+                .and_then(|i| record.get(i))
+                .map(|s| s.trim().to_owned());
             rows.push(CatalogRow {
                 row: line,
                 sku: sku.filter(|s| !s.is_empty()),
@@ -434,9 +442,7 @@ fn attributes_from_json(value: &serde_json::Value) -> Result<BTreeMap<String, St
 }
 
 /// Image references: `[view=]url-or-path`, blanks skipped.
-fn image_refs(
-    entries: impl Iterator<Item = (String, Option<String>)>,
-) -> Result<Vec<ImageRef>, ColumnError> {
+fn image_refs(entries: impl Iterator<Item = (String, Option<String>)>) -> Result<Vec<ImageRef>, ColumnError> {
     let mut images = Vec::new();
     for (entry, declared_view) in entries {
         let entry = entry.trim();
@@ -457,7 +463,9 @@ fn image_refs(
         } else if lower.contains("://") {
             return Err(ColumnError::new(
                 "images",
-                format!("{reference:?}: only http and https URLs are fetched; or put the file into the images ZIP"),
+                format!(
+                    "{reference:?}: only http and https URLs are fetched; or put the file into the images ZIP"
+                ),
             ));
         } else {
             ImageSource::Archive(reference.trim_start_matches("./").to_owned())
@@ -503,9 +511,12 @@ fn row_data(
         }
     };
     let (sku, name, category) = (field("sku", sku), field("name", name), field("category", category));
-    let sku = sku.and_then(|raw| Sku::parse(&raw).map_err(|e| errors.push(ColumnError::new("sku", e.to_string()))).ok());
-    let name =
-        name.and_then(|raw| Name::parse(&raw).map_err(|e| errors.push(ColumnError::new("name", e.to_string()))).ok());
+    let sku = sku.and_then(|raw| {
+        Sku::parse(&raw).map_err(|e| errors.push(ColumnError::new("sku", e.to_string()))).ok()
+    });
+    let name = name.and_then(|raw| {
+        Name::parse(&raw).map_err(|e| errors.push(ColumnError::new("name", e.to_string()))).ok()
+    });
     let category = category.and_then(|raw| {
         Category::parse(raw.to_ascii_lowercase())
             .map_err(|e| errors.push(ColumnError::new("category", e.to_string())))
@@ -578,7 +589,10 @@ fn json_row(row: u32, parsed: Result<serde_json::Value, serde_json::Error>) -> C
             return CatalogRow {
                 row,
                 sku: None,
-                data: Err(vec![ColumnError::new("row", "the line is JSON but not an object; give one product object per line")]),
+                data: Err(vec![ColumnError::new(
+                    "row",
+                    "the line is JSON but not an object; give one product object per line",
+                )]),
             };
         }
         Err(error) => {
@@ -684,11 +698,14 @@ mod tests {
         let first = file.rows[0].data.as_ref().expect("valid");
         assert_eq!(first.name.as_str(), "Linen dress, black");
         assert_eq!(first.attributes.get("material").map(String::as_str), Some("linen"));
-        assert_eq!(first.images[0], ImageRef {
-            source: ImageSource::Archive("a.jpg".into()),
-            view: ImageView::Front,
-            written: "a.jpg".into()
-        });
+        assert_eq!(
+            first.images[0],
+            ImageRef {
+                source: ImageSource::Archive("a.jpg".into()),
+                view: ImageView::Front,
+                written: "a.jpg".into()
+            }
+        );
         assert_eq!(first.images[1].view, ImageView::Back);
         assert_eq!(first.images[1].source, ImageSource::Url("https://img.example.com/b.jpg".into()));
         assert_eq!(file.rows[0].row, 2);
@@ -704,7 +721,8 @@ mod tests {
 
     #[test]
     fn a_bad_row_names_every_problem_and_the_others_stay_valid() {
-        let file = csv("sku,name,category\nDR-1,,Dresses & co\nDR-2,Fine,dresses\nDR-1,Again,dresses\n").expect("read");
+        let file = csv("sku,name,category\nDR-1,,Dresses & co\nDR-2,Fine,dresses\nDR-1,Again,dresses\n")
+            .expect("read");
         let errors = file.rows[0].data.as_ref().expect_err("bad row");
         let columns: Vec<&str> = errors.iter().map(|e| e.column.as_str()).collect();
         assert_eq!(columns, ["name", "category"]);
@@ -715,8 +733,12 @@ mod tests {
 
     #[test]
     fn whole_file_problems_are_refused_up_front() {
-        assert!(matches!(csv("name,category\nx,y\n"), Err(CatalogProblem::Columns(m)) if m.contains("no `sku` column")));
-        assert!(matches!(csv("sku,name,category,price\n"), Err(CatalogProblem::Columns(m)) if m.contains("\"price\"")));
+        assert!(
+            matches!(csv("name,category\nx,y\n"), Err(CatalogProblem::Columns(m)) if m.contains("no `sku` column"))
+        );
+        assert!(
+            matches!(csv("sku,name,category,price\n"), Err(CatalogProblem::Columns(m)) if m.contains("\"price\""))
+        );
         assert!(matches!(csv("sku,name,category\n"), Err(CatalogProblem::Empty)));
         assert!(matches!(csv("sku,name,category\n\"DR-1,x,y\n"), Err(CatalogProblem::Unreadable(_))));
         let pdf = read(b"%PDF-1.4\n%\xE2\xE3\xCF\xD3\n1 0 obj\0", CatalogFormat::Csv, LIMITS);

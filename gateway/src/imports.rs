@@ -53,7 +53,9 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::{ArchiveError, CheckedArchive};
 use crate::auth::{self, Principal};
-use crate::catalog_file::{self, CatalogFile, CatalogLimits, CatalogProblem, CatalogRow, ColumnError, ImageSource};
+use crate::catalog_file::{
+    self, CatalogFile, CatalogLimits, CatalogProblem, CatalogRow, ColumnError, ImageSource,
+};
 use crate::queries::{Paging, found, readable};
 use crate::routes::{actions, brand_id, command_meta};
 use crate::uploads::{check_known_fields, default_image_id, ingest_image, read_form, store_image};
@@ -258,14 +260,25 @@ fn media_type(format: CatalogFormat) -> &'static str {
 }
 
 /// Stores a file of the import under the brand (content-addressed).
-async fn store_file(state: &AppState, brand: &BrandId, bytes: &Bytes, media_type: &str) -> Result<AssetRef, ApiError> {
+async fn store_file(
+    state: &AppState,
+    brand: &BrandId,
+    bytes: &Bytes,
+    media_type: &str,
+) -> Result<AssetRef, ApiError> {
     let stored = state
         .media
         .store()
         .put(brand, bytes.clone(), media_type)
         .await
         .map_err(|error| ApiError::Unavailable(format!("object storage: {error}")))?;
-    Ok(AssetRef { hash: stored.hash, media_type: media_type.to_owned(), bytes: stored.bytes, width: None, height: None })
+    Ok(AssetRef {
+        hash: stored.hash,
+        media_type: media_type.to_owned(),
+        bytes: stored.bytes,
+        width: None,
+        height: None,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/brands/{brand}/imports/{import}", tag = "imports",
@@ -420,10 +433,11 @@ impl ImportJob {
             }
         };
         let key = format!("gps-import:{brand}:{import_id}");
-        let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(&key)
-            .fetch_one(&mut lock)
-            .await;
+        let locked: Result<bool, _> =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(&key)
+                .fetch_one(&mut lock)
+                .await;
         if !matches!(locked, Ok(true)) {
             tracing::info!(%brand, %import_id, "import already running elsewhere");
             return;
@@ -439,7 +453,8 @@ impl ImportJob {
                 ))
                 .unwrap_or_else(|_| Text::parse("the import stopped").expect("valid text"));
                 let command = ImportCommand::FailImport { reason };
-                if let Err(error) = self.execute::<Import>(self.import_id.as_str(), "failed", &command).await {
+                if let Err(error) = self.execute::<Import>(self.import_id.as_str(), "failed", &command).await
+                {
                     tracing::error!(%brand, %import_id, %error, "the import's failure could not be recorded");
                 }
             }
@@ -450,7 +465,10 @@ impl ImportJob {
     /// The metadata of one of the job's commands: a deterministic id (the
     /// brand, the import and the step), the starter as actor.
     fn meta(&self, step: &str) -> CommandMeta {
-        let mut meta = CommandMeta::new(format!("import:{}:{}:{step}", self.brand, self.import_id), self.meta.actor.clone());
+        let mut meta = CommandMeta::new(
+            format!("import:{}:{}:{step}", self.brand, self.import_id),
+            self.meta.actor.clone(),
+        );
         meta.correlation_id = self.meta.command_id.clone();
         meta.causation_id = self.meta.command_id.clone();
         meta
@@ -487,7 +505,8 @@ impl ImportJob {
         // include everything written before the import started.
         let started_at = loaded.position.last_subject_sequence;
         if let Err(error) =
-            read::wait_for_sequence(&self.state.db, Some("catalog"), started_at, Duration::from_secs(30)).await
+            read::wait_for_sequence(&self.state.db, Some("catalog"), started_at, Duration::from_secs(30))
+                .await
         {
             tracing::warn!(import = %self.import_id, %error, "catalog read model behind; SKUs created meanwhile may be missed");
         }
@@ -500,7 +519,10 @@ impl ImportJob {
             let outcome = self.import_row(row, &by_sku).await?;
             batch.add(row, outcome);
             let last = index + 1 == total;
-            if last || batch.rows() >= every || batch.errors.len() + MAX_ERRORS_PER_ROW + 1 > MAX_ERRORS_PER_BATCH {
+            if last
+                || batch.rows() >= every
+                || batch.errors.len() + MAX_ERRORS_PER_ROW + 1 > MAX_ERRORS_PER_BATCH
+            {
                 let through_row = u32::try_from(index + 1).unwrap_or(u32::MAX);
                 let done = std::mem::take(&mut batch);
                 let command = ImportCommand::RecordImportProgress {
@@ -511,7 +533,8 @@ impl ImportJob {
                     failed: done.failed,
                     errors: done.errors,
                 };
-                self.execute::<Import>(self.import_id.as_str(), &format!("through:{through_row}"), &command).await?;
+                self.execute::<Import>(self.import_id.as_str(), &format!("through:{through_row}"), &command)
+                    .await?;
             }
         }
         self.execute::<Import>(self.import_id.as_str(), "completed", &ImportCommand::CompleteImport).await?;
@@ -530,7 +553,11 @@ impl ImportJob {
 
     /// Imports one row. `Err` only for infrastructure failures (the job
     /// stops); everything the row's content causes is a `Failed` outcome.
-    async fn import_row(&self, row: &CatalogRow, by_sku: &HashMap<String, String>) -> Result<RowOutcome, ApiError> {
+    async fn import_row(
+        &self,
+        row: &CatalogRow,
+        by_sku: &HashMap<String, String>,
+    ) -> Result<RowOutcome, ApiError> {
         let data = match &row.data {
             Ok(data) => data,
             Err(errors) => return Ok(RowOutcome::Failed(errors.clone())),
@@ -549,7 +576,9 @@ impl ImportJob {
             match ingest_image(media, bytes).await {
                 Ok(image) => images.push((reference, image)),
                 Err(error @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(error),
-                Err(error) => errors.push(ColumnError::new("images", format!("{}: {error}", reference.written))),
+                Err(error) => {
+                    errors.push(ColumnError::new("images", format!("{}: {error}", reference.written)))
+                }
             }
         }
         if !errors.is_empty() {
@@ -602,7 +631,14 @@ impl ImportJob {
     /// The bytes of one image, or why they cannot be had (for the report).
     async fn image_bytes(&self, source: &ImageSource) -> Result<Bytes, String> {
         match source {
-            ImageSource::Url(url) => self.state.media.fetcher().get(url).await.map(|fetched| fetched.body).map_err(|e| e.to_string()),
+            ImageSource::Url(url) => self
+                .state
+                .media
+                .fetcher()
+                .get(url)
+                .await
+                .map(|fetched| fetched.body)
+                .map_err(|e| e.to_string()),
             ImageSource::Archive(name) => {
                 let Some(archive) = &self.archive else {
                     return Err(format!(
@@ -622,7 +658,10 @@ impl ImportJob {
                             .names()
                             .find(|candidate| {
                                 candidate.eq_ignore_ascii_case(name)
-                                    || candidate.rsplit('/').next().is_some_and(|base| base.eq_ignore_ascii_case(name))
+                                    || candidate
+                                        .rsplit('/')
+                                        .next()
+                                        .is_some_and(|base| base.eq_ignore_ascii_case(name))
                             })
                             .map(|candidate| format!(" (did you mean {candidate:?}?)"))
                             .unwrap_or_default();

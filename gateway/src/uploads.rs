@@ -177,7 +177,10 @@ pub(crate) async fn read_form(
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|rejection| {
         ApiError::field(
             "content-type",
-            format!("{}; send multipart/form-data with the file in a part named {expected}", rejection.body_text()),
+            format!(
+                "{}; send multipart/form-data with the file in a part named {expected}",
+                rejection.body_text()
+            ),
         )
     })?;
     let mut form = UploadForm::default();

@@ -494,7 +494,11 @@ pub struct ImportErrorView {
 }
 
 /// One import.
-pub async fn get_import(pool: &PgPool, brand: &str, import_id: &str) -> Result<Option<ImportView>, QueryError> {
+pub async fn get_import(
+    pool: &PgPool,
+    brand: &str,
+    import_id: &str,
+) -> Result<Option<ImportView>, QueryError> {
     Ok(sqlx::query_as(
         "SELECT brand, import_id, format, file_name, status, total_rows, through_row, created, updated,
                 unchanged, failed, failure_reason, started_by, started_at, updated_at, finished_at,
@@ -508,26 +512,40 @@ pub async fn get_import(pool: &PgPool, brand: &str, import_id: &str) -> Result<O
 }
 
 /// The brand's imports.
-pub async fn list_imports(pool: &PgPool, brand: &str, request: &PageRequest) -> Result<Page<ImportView>, QueryError> {
-    list_query!(pool, request,
+pub async fn list_imports(
+    pool: &PgPool,
+    brand: &str,
+    request: &PageRequest,
+) -> Result<Page<ImportView>, QueryError> {
+    list_query!(
+        pool,
+        request,
         "SELECT brand, import_id, format, file_name, status, total_rows, through_row, created, updated,
                 unchanged, failed, failure_reason, started_by, started_at, updated_at, finished_at,
                 created_sequence, version, last_sequence
          FROM catalog.imports WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2)
          ORDER BY created_sequence DESC LIMIT $3",
-        ImportView, [brand])
+        ImportView,
+        [brand]
+    )
 }
 
 /// Every import still running, in any brand (`(brand, import id)`), for
 /// resuming them when a gateway starts.
 pub async fn running_imports(pool: &PgPool) -> Result<Vec<(String, String)>, QueryError> {
-    Ok(sqlx::query_as("SELECT brand, import_id FROM catalog.imports WHERE status = 'running' ORDER BY created_sequence")
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT brand, import_id FROM catalog.imports WHERE status = 'running' ORDER BY created_sequence",
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Every error an import reported, in file order.
-pub async fn import_errors(pool: &PgPool, brand: &str, import_id: &str) -> Result<Vec<ImportErrorView>, QueryError> {
+pub async fn import_errors(
+    pool: &PgPool,
+    brand: &str,
+    import_id: &str,
+) -> Result<Vec<ImportErrorView>, QueryError> {
     Ok(sqlx::query_as(
         "SELECT row_number, sku, column_name, message FROM catalog.import_errors
          WHERE brand = $1 AND import_id = $2 ORDER BY row_number, event_sequence, ordinal",
