@@ -237,15 +237,18 @@ fn too_many_rows(limits: CatalogLimits) -> CatalogProblem {
 fn mark_repeated_skus(rows: &mut [CatalogRow]) {
     let mut seen: HashMap<String, u32> = HashMap::new();
     for row in rows {
-        let Ok(data) = &row.data else { continue };
-        let sku = data.sku.as_str().to_owned();
-        if let Some(first) = seen.get(&sku) {
-            row.data = Err(vec![ColumnError::new(
-                "sku",
-                format!("SKU {sku} is already in row {first}; each SKU may appear once per file"),
-            )]);
-        } else {
+        let Some(sku) = row.sku.clone() else { continue };
+        let Some(first) = seen.get(&sku) else {
             seen.insert(sku, row.row);
+            continue;
+        };
+        let repeated = ColumnError::new(
+            "sku",
+            format!("SKU {sku} is already in row {first}; each SKU may appear once per file"),
+        );
+        match &mut row.data {
+            Ok(_) => row.data = Err(vec![repeated]),
+            Err(errors) => errors.insert(0, repeated),
         }
     }
 }
