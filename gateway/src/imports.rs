@@ -380,10 +380,11 @@ impl Batch {
             RowOutcome::Failed(errors) => {
                 self.failed += 1;
                 let more = errors.len().saturating_sub(MAX_ERRORS_PER_ROW);
+                let sku: Option<String> = row.sku.as_ref().map(|sku| sku.chars().take(200).collect());
                 for error in errors.into_iter().take(MAX_ERRORS_PER_ROW) {
                     self.errors.push(ImportRowError {
                         row: row.row,
-                        sku: row.sku.clone().map(|sku| sku.chars().take(200).collect()),
+                        sku: sku.clone(),
                         column: error.column.chars().take(100).collect(),
                         message: error.message.chars().take(MAX_ERROR_MESSAGE_CHARS).collect(),
                     });
@@ -391,7 +392,7 @@ impl Batch {
                 if more > 0 {
                     self.errors.push(ImportRowError {
                         row: row.row,
-                        sku: row.sku.clone(),
+                        sku,
                         column: "row".into(),
                         message: format!("and {more} more problems in this row"),
                     });
@@ -691,8 +692,9 @@ pub async fn resume_unfinished(state: &AppState) -> Result<usize, ApiError> {
             continue;
         }
         let Some(start) = loaded.envelopes.first() else { continue };
-        let mut meta = CommandMeta::new(start.command_id.clone(), start.actor.clone());
-        meta.correlation_id = start.correlation_id.clone();
+        // Every event of the job carries the start command's id as its
+        // correlation (also when a snapshot hides the start event itself).
+        let meta = CommandMeta::new(start.correlation_id.clone(), start.actor.clone());
         let catalog_bytes = fetch_object(state, &brand, &started.catalog).await?;
         let limits = CatalogLimits { max_rows: u32::MAX, max_images: u32::MAX };
         let catalog = match catalog_file::read(&catalog_bytes, started.format, limits) {

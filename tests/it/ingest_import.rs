@@ -385,6 +385,10 @@ async fn a_json_lines_import_fetches_image_urls_and_refuses_every_internal_addre
     assert!(types.contains(&"import.completed".to_owned()), "{types:?}");
 }
 
+/// A whole-file problem: what it is, the catalog (name, bytes), the images
+/// ZIP, the status expected and a phrase the message must hold.
+struct Refusal(&'static str, (&'static str, Vec<u8>), Option<Vec<u8>>, u16, &'static str);
+
 #[tokio::test]
 async fn whole_file_problems_are_refused_up_front_and_leave_no_object_and_no_event() {
     let gateway = TestGateway::start_configured(|media| {
@@ -400,26 +404,32 @@ async fn whole_file_problems_are_refused_up_front_and_leave_no_object_and_no_eve
     let escaping = zip_of(&[("a.png", &image), ("../../etc/cron.d/evil", b"* * * * * root sh")]);
     let pdf = b"%PDF-1.4\n%\xE2\xE3\xCF\xD3\n1 0 obj << /Type /Catalog >> endobj\n".to_vec();
     let oversize = vec![b'x'; 5 * 1024 * 1024];
-    let cases: Vec<(&str, (&str, Vec<u8>), Option<Vec<u8>>, u16, &str)> = vec![
-        ("zip bomb", ("c.csv", catalog.to_vec()), Some(bomb), 422, "ZIP bomb"),
-        ("../ entry", ("c.csv", catalog.to_vec()), Some(escaping), 422, "outside the archive"),
-        ("not a zip", ("c.csv", catalog.to_vec()), Some(pdf.clone()), 415, "not a readable ZIP"),
-        ("pdf catalog", ("c.csv", pdf), None, 415, "PDF"),
-        (
+    let cases: Vec<Refusal> = vec![
+        Refusal("zip bomb", ("c.csv", catalog.to_vec()), Some(bomb), 422, "ZIP bomb"),
+        Refusal("../ entry", ("c.csv", catalog.to_vec()), Some(escaping), 422, "outside the archive"),
+        Refusal("not a zip", ("c.csv", catalog.to_vec()), Some(pdf.clone()), 415, "not a readable ZIP"),
+        Refusal("pdf catalog", ("c.csv", pdf), None, 415, "PDF"),
+        Refusal(
             "no sku column",
             ("c.csv", b"name,category\nDress,dresses\n".to_vec()),
             None,
             400,
             "no `sku` column",
         ),
-        ("unknown column", ("c.csv", b"sku,name,category,price\nA,B,c,3\n".to_vec()), None, 400, "\"price\""),
-        ("empty", ("c.csv", b"sku,name,category\n".to_vec()), None, 400, "no product rows"),
-        ("json array", ("c.json", b"[{\"sku\": \"A\"}]".to_vec()), None, 400, "JSON array"),
-        ("oversize body", ("c.csv", oversize), None, 413, "larger than"),
+        Refusal(
+            "unknown column",
+            ("c.csv", b"sku,name,category,price\nA,B,c,3\n".to_vec()),
+            None,
+            400,
+            "\"price\"",
+        ),
+        Refusal("empty", ("c.csv", b"sku,name,category\n".to_vec()), None, 400, "no product rows"),
+        Refusal("json array", ("c.json", b"[{\"sku\": \"A\"}]".to_vec()), None, 400, "JSON array"),
+        Refusal("oversize body", ("c.csv", oversize), None, 413, "larger than"),
     ];
     let objects = stored_objects(&gateway.storage_dir);
     let sequence = last_sequence(&gateway).await;
-    for (what, catalog, images, status, phrase) in cases {
+    for Refusal(what, catalog, images, status, phrase) in cases {
         let refused = start_import(&gateway, &owner, (catalog.0, &catalog.1), images.as_deref()).await;
         assert_eq!(refused.status, status, "{what}: {}", refused.text());
         assert_eq!(refused.header("content-type"), Some("application/problem+json"), "{what}");
