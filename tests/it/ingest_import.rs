@@ -509,3 +509,78 @@ async fn gps_import_runs_as_a_process_shows_progress_and_exits_2_with_the_report
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no credentials"));
 }
+
+#[tokio::test]
+async fn an_import_left_running_by_a_stopped_gateway_is_resumed_from_its_stored_file_once() {
+    use gps_domain::import::{CatalogFormat, Import, ImportCommand};
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
+    // What a gateway that stopped right after accepting an import leaves:
+    // the stored catalog and the start event, no job.
+    let csv = b"sku,name,category\nRS-1,Shirt,tops\nRS-2,Skirt,skirts\nRS-3,,skirts\n".to_vec();
+    let stored = gateway
+        .state
+        .media
+        .store()
+        .put(&brand, bytes::Bytes::from(csv.clone()), "text/csv")
+        .await
+        .expect("stored");
+    let start = ImportCommand::StartImport {
+        import_id: gps_domain::ids::ImportId::parse("imp-resume").expect("id"),
+        brand_id: brand.clone(),
+        format: CatalogFormat::Csv,
+        file_name: None,
+        catalog: gps_domain::values::AssetRef {
+            hash: stored.hash,
+            media_type: "text/csv".into(),
+            bytes: stored.bytes,
+            width: None,
+            height: None,
+        },
+        images_archive: None,
+        total_rows: 3,
+    };
+    let address = gps_commands::CommandHandler::address::<Import>(&brand, "imp-resume").expect("address");
+    let actor = gps_domain::wire::Actor::System("test".into());
+    let started = gateway
+        .state
+        .commands
+        .execute::<Import>(&address, &gps_nats::CommandMeta::new("resume-start", actor), &start)
+        .await
+        .expect("started");
+    gps_projections::queries::wait_for_sequence(
+        &gateway.state.db,
+        Some("catalog"),
+        started.stream_sequence,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("projected");
+
+    assert_eq!(gps_gateway::imports::resume_unfinished(&gateway.state).await.expect("resume"), 1);
+    let mut view = serde_json::Value::Null;
+    for _ in 0..300 {
+        view = raw_request(gateway.port, "GET", &format!("{IMPORTS}/imp-resume"), &owner.headers(), b"")
+            .await
+            .json();
+        if view["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!((view["created"].as_i64(), view["failed"].as_i64()), (Some(2), Some(1)), "{view}");
+    assert_eq!(product_count(&gateway).await, 2);
+    // Once finished, nothing is left to resume.
+    let sequence = last_sequence(&gateway).await;
+    gps_projections::queries::wait_for_sequence(
+        &gateway.state.db,
+        Some("catalog"),
+        sequence,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("projected");
+    assert_eq!(gps_gateway::imports::resume_unfinished(&gateway.state).await.expect("resume"), 0);
+}
