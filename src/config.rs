@@ -565,4 +565,26 @@ mod tests {
         settings.apply_env(&key).expect("valid");
         assert!(!format!("{settings:?}").contains(&"k".repeat(40)));
     }
+
+    #[test]
+    fn import_limits_layer_and_the_fetch_allow_list_takes_only_socket_addresses() {
+        let mut settings = Settings::default();
+        assert!(settings.media.import_fetch_allow.is_empty(), "nothing internal is reachable by default");
+        settings
+            .apply_file("[media]\nimport_max_rows = 500\nimport_fetch_allow = [\"10.1.2.3:8080\"]\n")
+            .expect("valid file");
+        assert_eq!(settings.media.import_max_rows, 500);
+        assert_eq!(settings.media.import_fetch_allow, vec![SocketAddr::from(([10, 1, 2, 3], 8080))]);
+        let env = |name: &str| match name {
+            "GPS_IMPORT_FETCH_ALLOW" => Some("127.0.0.1:9000, [::1]:9001".to_owned()),
+            "GPS_IMPORT_MAX_BYTES" => Some("1048576".to_owned()),
+            _ => None,
+        };
+        settings.apply_env(&env).expect("valid environment");
+        assert_eq!(settings.media.import_fetch_allow.len(), 2);
+        assert_eq!(settings.media.import_max_bytes, 1_048_576);
+        let host_only = |name: &str| (name == "GPS_IMPORT_FETCH_ALLOW").then(|| "10.0.0.1".to_owned());
+        let error = Settings::default().apply_env(&host_only).expect_err("a port is required");
+        assert!(format!("{error:#}").contains("GPS_IMPORT_FETCH_ALLOW"), "{error:#}");
+    }
 }
