@@ -1,7 +1,8 @@
 //! Catalog imports: `POST /api/v1/brands/{brand}/imports` takes a catalog
 //! file (CSV or JSON Lines, part `catalog`) and optionally a ZIP of images
 //! (part `images`), and imports it as a background job; `GET …/imports/{id}`
-//! shows its progress and `GET …/imports/{id}/errors` its error report (CSV).
+//! shows its progress, `GET …/imports/{id}/errors` its error report (CSV),
+//! and `GET …/imports` lists the brand's imports.
 //!
 //! Where the job's state lives: in the Import aggregate (`gps_domain::import`).
 //! Starting, every batch of rows (with its per-row errors) and the end are
@@ -46,7 +47,7 @@ use gps_domain::import::{
 use gps_domain::product::{ImportedImage, Product, ProductCommand};
 use gps_domain::values::{AssetRef, Name, Text};
 use gps_nats::CommandMeta;
-use gps_projections::queries::{self as read, ImportView};
+use gps_projections::queries::{self as read, ImportView, Page};
 use gps_storage::content_hash;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -65,7 +66,7 @@ use crate::{ApiError, AppState};
 /// counts bytes against the import limit itself.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/brands/{brand}/imports", post(start_import))
+        .route("/api/v1/brands/{brand}/imports", post(start_import).get(list_imports))
         .route("/api/v1/brands/{brand}/imports/{import}", get(get_import))
         .route("/api/v1/brands/{brand}/imports/{import}/errors", get(import_errors))
         .layer(DefaultBodyLimit::disable())
@@ -279,6 +280,27 @@ async fn store_file(
         width: None,
         height: None,
     })
+}
+
+#[utoipa::path(get, path = "/api/v1/brands/{brand}/imports", tag = "imports",
+    params(("brand" = String, Path, description = "The brand id"), Paging),
+    responses(
+        (status = 200, description = "The brand's imports, newest first", body = Page<ImportView>),
+        (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn list_imports(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(brand): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Result<axum::Json<Page<ImportView>>, ApiError> {
+    let brand = readable(&state, &principal, &brand, actions::READ, &headers, &paging, "catalog").await?;
+    Ok(axum::Json(read::list_imports(&state.db, brand.as_str(), &paging.page()).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/brands/{brand}/imports/{import}", tag = "imports",

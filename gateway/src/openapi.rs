@@ -96,6 +96,7 @@ use crate::{audit, configure, imports, live, operate, queries, review, uploads};
         uploads::upload_subject_image,
         uploads::upload_style_reference,
         imports::start_import,
+        imports::list_imports,
         imports::get_import,
         imports::import_errors,
     ),

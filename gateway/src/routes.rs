@@ -203,6 +203,7 @@ pub(crate) mod actions {
         ("upload_subject_image", UPLOAD_SUBJECT_IMAGE),
         ("upload_style_reference", UPLOAD_STYLE_REFERENCE),
         ("start_import", START_IMPORT),
+        ("list_imports", READ),
         ("get_import", READ),
         ("import_errors", READ),
     ];

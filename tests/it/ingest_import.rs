@@ -241,6 +241,15 @@ async fn a_500_row_csv_with_5_bad_rows_creates_495_products_reports_those_5_and_
     assert_eq!(product_events(&gateway).await, events_before, "re-importing wrote product events");
     assert_eq!(stored_objects(&gateway.storage_dir), objects_before, "re-importing stored new objects");
 
+    // Both imports are listed, newest first.
+    let listed = raw_request(gateway.port, "GET", IMPORTS, &owner.headers(), b"").await.json();
+    let ids: Vec<&str> =
+        listed["items"].as_array().expect("items").iter().filter_map(|i| i["import_id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        [again.json()["import_id"].as_str().expect("id"), accepted.json()["import_id"].as_str().expect("id")]
+    );
+
     // A changed row updates its product (by SKU), and only that row records.
     let changed = csv.replacen("DR-3,Product 3,tops", "DR-3,Product 3 renamed,tops", 1);
     let third = start_import(&gateway, &owner, ("spring.csv", changed.as_bytes()), Some(&images)).await;
