@@ -21,6 +21,7 @@ mod ingest_demo;
 mod ingest_support;
 mod ingest_uploads;
 mod nats_config;
+mod production_api;
 mod projections;
 mod snapshots;
 mod tidy;
