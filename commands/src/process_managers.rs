@@ -7,6 +7,9 @@
 //! - A revision request on a prediction requests a new generation of the
 //!   `revise` workflow, linked to the parent prediction, with the reviewer's
 //!   feedback and regions.
+//! - A cancelled launch cancels each of that launch's generations that has not
+//!   finished; the compute agents see the cancellation and stop (and cancel the
+//!   remote request where the provider allows).
 //!
 //! Generation ids, seeds and command ids are derived from the triggering facts
 //! (brand, shooting, launch, look, shot type; or the revised prediction), so
@@ -19,8 +22,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gps_domain::generation::{
-    Generation, GenerationCommand, GenerationInputs, GenerationRequested, ProductImageSnapshot,
-    ProductSnapshot, RevisionInput, StyleSnapshot, SubjectImageSnapshot, SubjectSnapshot,
+    Generation, GenerationCommand, GenerationInputs, GenerationRequested, GenerationStatus,
+    ProductImageSnapshot, ProductSnapshot, RevisionInput, StyleSnapshot, SubjectImageSnapshot,
+    SubjectSnapshot,
 };
 use gps_domain::ids::{
     BrandId, GenerationId, LookId, PredictionId, ProductId, ShootingId, StyleId, SubjectId,
@@ -28,7 +32,9 @@ use gps_domain::ids::{
 use gps_domain::look::Look;
 use gps_domain::prediction::{Prediction, PredictionRevisionRequested};
 use gps_domain::product::Product;
-use gps_domain::shooting::{Shooting, ShootingLaunched, ShootingView};
+use gps_domain::shooting::{
+    Shooting, ShootingLaunchCancelled, ShootingLaunched, ShootingStatus, ShootingView,
+};
 use gps_domain::style::{GuidelineKind, Style};
 use gps_domain::subject::Subject;
 use gps_domain::values::{Name, ShotType, Text, WorkflowName, WorkflowRef};
@@ -42,6 +48,11 @@ use crate::{CommandError, CommandHandler, CommandMeta};
 /// The durable consumer of the process managers.
 pub const DURABLE: &str = "gps-process-managers";
 
+/// The event types [`react`] acts on; the consumer acknowledges every other
+/// event from the headers alone, without decoding it.
+const REACTS_TO: &[&str] =
+    &["shooting.launched", "shooting.launch_cancelled", "prediction.revision_requested"];
+
 /// What a process manager did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reaction {
@@ -51,6 +62,8 @@ pub enum Reaction {
     Requested(Vec<GenerationId>),
     /// Some generations could not be requested; the reasons say why.
     Refused(Vec<String>),
+    /// These generations were cancelled (those already finished are left as they are).
+    Cancelled(Vec<GenerationId>),
 }
 
 fn digest(parts: &[&str]) -> [u8; 32] {
@@ -122,6 +135,17 @@ pub async fn react(handler: &CommandHandler, envelope: &EventEnvelope) -> Result
             let shooting_id = ShootingId::parse(&envelope.aggregate_id)
                 .map_err(|e| CommandError::Invalid(e.to_string()))?;
             launch(handler, envelope, &brand, &shooting_id, &launched).await
+        }
+        "shooting.launch_cancelled" => {
+            let cancelled: ShootingLaunchCancelled = match serde_json::from_value(envelope.payload.clone()) {
+                Ok(cancelled) => cancelled,
+                Err(error) => {
+                    return Err(CommandError::Invalid(format!("shooting.launch_cancelled payload: {error}")));
+                }
+            };
+            let shooting_id = ShootingId::parse(&envelope.aggregate_id)
+                .map_err(|e| CommandError::Invalid(e.to_string()))?;
+            cancel_launch(handler, envelope, &brand, &shooting_id, &cancelled).await
         }
         "prediction.revision_requested" => {
             let requested: PredictionRevisionRequested =
@@ -237,6 +261,11 @@ async fn launch(
 ) -> Result<Reaction, CommandError> {
     let shooting: Shooting = load(handler, brand, shooting_id.as_str()).await?;
     let Some(view) = shooting.view() else { return Ok(Reaction::Ignored) };
+    // Reacting late (a backlog, a redelivery): when this launch was cancelled,
+    // reopened or superseded meanwhile, its generations are no longer wanted.
+    if view.status != ShootingStatus::Launched || view.launch_number != launched.launch_number {
+        return Ok(Reaction::Ignored);
+    }
     let mut requested = Vec::new();
     let mut refused = Vec::new();
     for launched_look in &launched.looks {
@@ -281,7 +310,8 @@ async fn launch(
                 revision: None,
                 quality_gates: Some(view.rules.quality_gates.clone()),
             };
-            match request_generation(handler, envelope, brand, request).await? {
+            let meta = meta(envelope, format!("request:{generation_id}"));
+            match request_generation(handler, &meta, brand, request).await? {
                 Ok(()) => requested.push(generation_id),
                 Err(reason) => {
                     refused.push(format!("look {} × {shot_type}: {reason}", launched_look.look_id))
@@ -289,20 +319,86 @@ async fn launch(
             }
         }
     }
+    // The process managers handle events concurrently, so the launch may have
+    // been cancelled while these requests were made, after the cancellation's
+    // own reaction looked for them: look again and stop what this reaction started.
+    let now: Shooting = load(handler, brand, shooting_id.as_str()).await?;
+    if now
+        .view()
+        .is_none_or(|v| v.status != ShootingStatus::Launched || v.launch_number != launched.launch_number)
+    {
+        let reason = format!("shooting {shooting_id} launch {} was cancelled", launched.launch_number);
+        let stopped = cancel_generations(handler, envelope, brand, requested, &reason).await?;
+        return Ok(Reaction::Cancelled(stopped));
+    }
     if refused.is_empty() { Ok(Reaction::Requested(requested)) } else { Ok(Reaction::Refused(refused)) }
+}
+
+async fn cancel_launch(
+    handler: &CommandHandler,
+    envelope: &EventEnvelope,
+    brand: &BrandId,
+    shooting_id: &ShootingId,
+    cancelled: &ShootingLaunchCancelled,
+) -> Result<Reaction, CommandError> {
+    let reason = match &cancelled.reason {
+        Some(reason) => {
+            format!("shooting {shooting_id} launch {} was cancelled: {reason}", cancelled.launch_number)
+        }
+        None => format!("shooting {shooting_id} launch {} was cancelled", cancelled.launch_number),
+    };
+    let ids = cancelled.looks.iter().flat_map(|look| {
+        look.shot_types.iter().map(|shot_type| {
+            launch_generation_id(brand, shooting_id, cancelled.launch_number, &look.look_id, shot_type)
+        })
+    });
+    let stopped = cancel_generations(handler, envelope, brand, ids.collect(), &reason).await?;
+    Ok(Reaction::Cancelled(stopped))
+}
+
+/// Cancels each of `ids` that is waiting or running; returns those it cancelled.
+async fn cancel_generations(
+    handler: &CommandHandler,
+    envelope: &EventEnvelope,
+    brand: &BrandId,
+    ids: Vec<GenerationId>,
+    reason: &str,
+) -> Result<Vec<GenerationId>, CommandError> {
+    let mut stopped = Vec::new();
+    for generation_id in ids {
+        let address = AggregateAddress::new(brand.clone(), AggregateKind::Generation, generation_id.as_str())
+            .map_err(|e| CommandError::Invalid(e.to_string()))?;
+        let generation: Generation = handler.load::<Generation>(&address).await?.state;
+        // Never requested (the launch refused that look) or already finished:
+        // nothing to stop.
+        if !matches!(generation.status(), Some(GenerationStatus::Requested | GenerationStatus::Running)) {
+            continue;
+        }
+        let meta = meta(envelope, format!("cancel:{generation_id}"));
+        let command = GenerationCommand::CancelGeneration {
+            cancelled_by: envelope.actor.clone(),
+            reason: text(reason.to_owned()),
+        };
+        match handler.execute::<Generation>(&address, &meta, &command).await {
+            Ok(_) => stopped.push(generation_id),
+            // It finished between the load and the command: leave it.
+            Err(CommandError::Rejected { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(stopped)
 }
 
 async fn request_generation(
     handler: &CommandHandler,
-    envelope: &EventEnvelope,
+    meta: &CommandMeta,
     brand: &BrandId,
     request: GenerationRequested,
 ) -> Result<Result<(), String>, CommandError> {
     let address =
         AggregateAddress::new(brand.clone(), AggregateKind::Generation, request.generation_id.as_str())
             .map_err(|e| CommandError::Invalid(e.to_string()))?;
-    let meta = meta(envelope, format!("request:{}", request.generation_id));
-    match handler.execute::<Generation>(&address, &meta, &GenerationCommand::RequestGeneration(request)).await
+    match handler.execute::<Generation>(&address, meta, &GenerationCommand::RequestGeneration(request)).await
     {
         Ok(_) => Ok(Ok(())),
         // Requested by an earlier delivery under the same id: nothing to do.
@@ -321,26 +417,86 @@ async fn revise(
     prediction_id: &PredictionId,
     requested: PredictionRevisionRequested,
 ) -> Result<Reaction, CommandError> {
+    let follow_up = FollowUp::Revision { feedback: requested.comment, regions: requested.regions };
+    let base = meta(envelope, String::new());
+    match request_follow_up(handler, &base, brand, prediction_id, follow_up).await? {
+        Ok(generation_id) => Ok(Reaction::Requested(vec![generation_id])),
+        Err(reason) => Ok(Reaction::Refused(vec![reason])),
+    }
+}
+
+/// The generation that animates the approved `prediction` into a short clip.
+pub fn video_generation_id(brand: &BrandId, prediction: &PredictionId) -> GenerationId {
+    let d = digest(&[brand.as_str(), prediction.as_str(), "video"]);
+    GenerationId::parse(derived_id("v", &d)).unwrap_or_else(|_| unreachable!("hex digits are a valid id"))
+}
+
+/// Work derived from one produced prediction, with its parent's inputs.
+#[derive(Debug, Clone)]
+pub enum FollowUp {
+    /// The `revise` workflow: edit the prediction with a reviewer's feedback.
+    Revision {
+        /// What to change.
+        feedback: Text,
+        /// Where, on the image.
+        regions: Vec<gps_domain::prediction::RegionAnnotation>,
+    },
+    /// The `video` workflow: a short clip of the (approved) prediction.
+    Video,
+}
+
+/// Requests the generation `follow_up` derives from `prediction_id`, linked to
+/// it as parent, with an id derived from the prediction (so asking twice
+/// requests once). `base` supplies the actor and correlation; the command id
+/// is derived. Returns the generation id, or why it cannot be requested.
+pub async fn request_follow_up(
+    handler: &CommandHandler,
+    base: &CommandMeta,
+    brand: &BrandId,
+    prediction_id: &PredictionId,
+    follow_up: FollowUp,
+) -> Result<Result<GenerationId, String>, CommandError> {
     let prediction: Prediction = load(handler, brand, prediction_id.as_str()).await?;
-    let Some(produced) = prediction.produced() else { return Ok(Reaction::Ignored) };
+    let Some(produced) = prediction.produced() else {
+        return Ok(Err(format!("prediction {prediction_id} does not exist")));
+    };
     let parent: Generation = load(handler, brand, produced.generation_id.as_str()).await?;
     let Some(parent_request) = parent.request() else {
-        return Ok(Reaction::Refused(vec![format!(
+        return Ok(Err(format!(
             "the generation {} of prediction {prediction_id} is not in the log",
             produced.generation_id
-        )]));
+        )));
     };
-    let generation_id = revision_generation_id(brand, prediction_id);
-    let d = digest(&[brand.as_str(), prediction_id.as_str(), "revision"]);
+    let (generation_id, workflow, feedback, regions, quality_gates, variants) = match follow_up {
+        FollowUp::Revision { feedback, regions } => (
+            revision_generation_id(brand, prediction_id),
+            "revise",
+            feedback,
+            regions,
+            parent_request.quality_gates.clone(),
+            parent_request.variants,
+        ),
+        FollowUp::Video => (
+            video_generation_id(brand, prediction_id),
+            "video",
+            Text::parse("Animate the approved image into a short clip")
+                .unwrap_or_else(|_| unreachable!("a valid literal")),
+            Vec::new(),
+            // A clip is reviewed by eye; one clip per approved image.
+            None,
+            1,
+        ),
+    };
+    let d = digest(&[brand.as_str(), prediction_id.as_str(), workflow]);
     let request = GenerationRequested {
         generation_id: generation_id.clone(),
         brand_id: brand.clone(),
         shooting_id: parent_request.shooting_id.clone(),
         look_id: produced.look_id.clone(),
         shot_type: produced.shot_type.clone(),
-        variants: parent_request.variants,
+        variants,
         workflow: WorkflowRef {
-            name: WorkflowName::parse("revise").unwrap_or_else(|_| unreachable!("a valid literal")),
+            name: WorkflowName::parse(workflow).unwrap_or_else(|_| unreachable!("a valid literal")),
             version: 1,
         },
         seed: seed(&d),
@@ -349,15 +505,14 @@ async fn revise(
         revision: Some(RevisionInput {
             parent_prediction_id: prediction_id.clone(),
             parent_asset: produced.asset.clone(),
-            feedback: requested.comment,
-            regions: requested.regions,
+            feedback,
+            regions,
         }),
-        quality_gates: parent_request.quality_gates.clone(),
+        quality_gates,
     };
-    match request_generation(handler, envelope, brand, request).await? {
-        Ok(()) => Ok(Reaction::Requested(vec![generation_id])),
-        Err(reason) => Ok(Reaction::Refused(vec![reason])),
-    }
+    let mut meta = base.clone();
+    meta.command_id = format!("request:{generation_id}");
+    Ok(request_generation(handler, &meta, brand, request).await?.map(|()| generation_id))
 }
 
 /// Runs the process managers on their durable consumer until `shutdown`.
@@ -393,7 +548,7 @@ pub async fn run(
             .headers
             .as_ref()
             .and_then(|h| h.get("Gps-Event-Type"))
-            .is_none_or(|t| matches!(t.as_str(), "shooting.launched" | "prediction.revision_requested"));
+            .is_none_or(|t| REACTS_TO.contains(&t.as_str()));
         if !interesting {
             let _ = message.ack().await;
             continue;

@@ -504,7 +504,10 @@ impl RunState<'_> {
         // Re-encode images into the requested format when the provider gave
         // another one (video and unknown types are stored as they are).
         let wanted = format_name(self.request.output.format);
+        // A clip (an animated WebP from the local provider) keeps its own format:
+        // re-encoding would keep only its first frame.
         let (bytes, media_type) = if output.media_type.starts_with("image/")
+            && spec.capability != Some(Capability::Video)
             && output.media_type != format!("image/{wanted}")
         {
             let bytes = output.bytes.clone();

@@ -21,6 +21,7 @@
 //! through the command path; it depends on no HTTP server crate.
 
 pub mod agent;
+pub mod animation;
 pub mod blobs;
 pub mod engine;
 pub mod imaging;

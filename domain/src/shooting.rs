@@ -150,6 +150,14 @@ pub enum ShootingCommand {
         /// Why, for the activity feed.
         reason: Option<Text>,
     },
+    /// Stops a launched shooting's work: the launch's generations that have not
+    /// finished are cancelled (by the process manager), and the shooting goes back
+    /// to Draft so it can be changed and launched again. Predictions already
+    /// produced stay for review.
+    CancelLaunch {
+        /// Why, for the activity feed and the cancelled generations.
+        reason: Option<Text>,
+    },
     /// Marks a launched shooting as finished.
     CompleteShooting,
     /// Puts a draft or completed shooting away for good.
@@ -224,6 +232,21 @@ pub struct ShootingReopened {
     pub reason: Option<Text>,
 }
 
+/// The launched shooting's work was stopped and it went back to Draft. The
+/// event carries the launch's looks so the process manager that cancels the
+/// launch's generations needs nothing else (the shooting's state moves on when
+/// it is launched again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShootingLaunchCancelled {
+    /// The launch that was cancelled.
+    pub launch_number: u32,
+    /// The looks of that launch, with their effective shot types.
+    pub looks: Vec<LaunchedLook>,
+    /// Why, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Text>,
+}
+
 /// The shooting was completed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ShootingCompleted {
@@ -255,6 +278,8 @@ crate::domain_events! {
         Launched(ShootingLaunched) = ("shooting.launched", 1),
         /// See [`ShootingReopened`].
         Reopened(ShootingReopened) = ("shooting.reopened", 1),
+        /// See [`ShootingLaunchCancelled`].
+        LaunchCancelled(ShootingLaunchCancelled) = ("shooting.launch_cancelled", 1),
         /// See [`ShootingCompleted`].
         Completed(ShootingCompleted) = ("shooting.completed", 1),
         /// See [`ShootingArchived`].
@@ -501,6 +526,29 @@ impl Aggregate for Shooting {
                     ShootingStatus::Archived => Err(current.archived_error()),
                 }
             }
+            ShootingCommand::CancelLaunch { reason } => {
+                let current = self.existing()?;
+                let id = &current.shooting_id;
+                match current.status {
+                    ShootingStatus::Launched => Ok(vec![
+                        ShootingLaunchCancelled {
+                            launch_number: current.launch_number,
+                            looks: self.launched_looks.clone(),
+                            reason: reason.clone(),
+                        }
+                        .into(),
+                    ]),
+                    ShootingStatus::Draft if current.launch_number == 0 => Err(DomainError::invalid_state(
+                        format!("shooting {id} has never been launched, so there is no work to cancel"),
+                    )),
+                    // Reopened or already cancelled: no launch is running.
+                    ShootingStatus::Draft => Ok(vec![]),
+                    ShootingStatus::Completed => Err(DomainError::invalid_state(format!(
+                        "shooting {id} is completed; cancel its remaining generations one by one instead"
+                    ))),
+                    ShootingStatus::Archived => Err(current.archived_error()),
+                }
+            }
             ShootingCommand::CompleteShooting => {
                 let current = self.existing()?;
                 let id = &current.shooting_id;
@@ -563,7 +611,9 @@ impl Aggregate for Shooting {
                 current.launch_number = launched.launch_number;
                 self.launched_looks = launched.looks.clone();
             }
-            ShootingEvent::Reopened(_) => current.status = ShootingStatus::Draft,
+            ShootingEvent::Reopened(_) | ShootingEvent::LaunchCancelled(_) => {
+                current.status = ShootingStatus::Draft
+            }
             ShootingEvent::Completed(_) => current.status = ShootingStatus::Completed,
             ShootingEvent::Archived(_) => current.status = ShootingStatus::Archived,
         }
@@ -960,6 +1010,43 @@ pub(crate) mod tests {
             .then_rejected(invalid_state_containing(&["archived"]));
     }
 
+    // CancelLaunch
+
+    #[test]
+    fn cancelling_a_launch_records_its_looks_and_makes_the_shooting_a_draft_again() {
+        let reason = Some(Text::parse("wrong subject").expect("text"));
+        let looks = vec![LaunchedLook { look_id: look("l1"), shot_types: defaults().shot_types }];
+        given::<Shooting>(&[created(), launched(1)])
+            .when(&ShootingCommand::CancelLaunch { reason: reason.clone() })
+            .then(&[ShootingLaunchCancelled {
+                launch_number: 1,
+                looks: looks.clone(),
+                reason: reason.clone(),
+            }
+            .into()]);
+        let cancelled: ShootingEvent = ShootingLaunchCancelled { launch_number: 1, looks, reason }.into();
+        let view =
+            given::<Shooting>(&[created(), launched(1), cancelled.clone()]).state().view().expect("view");
+        assert_eq!((view.status, view.launch_number), (ShootingStatus::Draft, 1));
+        // Cancelling again finds nothing running.
+        given::<Shooting>(&[created(), launched(1), cancelled])
+            .when(&ShootingCommand::CancelLaunch { reason: None })
+            .then(&[]);
+    }
+
+    #[test]
+    fn cancelling_a_shooting_that_never_launched_or_is_completed_is_rejected() {
+        given::<Shooting>(&[created()])
+            .when(&ShootingCommand::CancelLaunch { reason: None })
+            .then_rejected(invalid_state_containing(&["never been launched"]));
+        given::<Shooting>(&[created(), launched(1), completed(1)])
+            .when(&ShootingCommand::CancelLaunch { reason: None })
+            .then_rejected(invalid_state_containing(&["completed"]));
+        given::<Shooting>(&[created(), archived()])
+            .when(&ShootingCommand::CancelLaunch { reason: None })
+            .then_rejected(invalid_state_containing(&["archived"]));
+    }
+
     // ReopenShooting
 
     #[test]
@@ -1112,6 +1199,12 @@ pub(crate) mod tests {
             ShootingRulesSet { rules: rules(2, Some(512)) }.into(),
             launched(1),
             ShootingReopened { launch_number: 1, reason: Some(Text::parse("why").expect("text")) }.into(),
+            ShootingLaunchCancelled {
+                launch_number: 1,
+                looks: vec![LaunchedLook { look_id: look("l1"), shot_types: defaults().shot_types }],
+                reason: None,
+            }
+            .into(),
             completed(1),
             archived(),
         ];
@@ -1123,6 +1216,6 @@ pub(crate) mod tests {
                 wire::decode(encoded.event_type, encoded.schema_version, encoded.payload).expect("decodes");
             assert_eq!(decoded, event);
         }
-        assert_eq!(ShootingEvent::catalog().len(), 8);
+        assert_eq!(ShootingEvent::catalog().len(), 9);
     }
 }

@@ -52,6 +52,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/shootings/{shooting}/rules", put(set_shooting_rules))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/launch", post(launch_shooting))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/reopen", post(reopen_shooting))
+        .route("/api/v1/brands/{brand}/shootings/{shooting}/cancel", post(cancel_shooting_launch))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/complete", post(complete_shooting))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/archive", post(archive_shooting))
         .route("/api/v1/brands/{brand}/shootings/{shooting}/looks", post(create_look))
@@ -499,6 +500,23 @@ pub(crate) async fn reopen_shooting(
     let shooting_id = parse("shooting", ShootingId::parse(&shooting))?;
     let reason = optional_body::<Reason>(&body)?.reason;
     let command = ShootingCommand::ReopenShooting { reason: optional_reason(reason)? };
+    let id = shooting_id.to_string();
+    Ok(execute::<Shooting>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
+}
+
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/shootings/{shooting}/cancel", tag = "shootings", params(("brand" = String, Path, description = "The brand id"), ("shooting" = String, Path, description = "The shooting id")), request_body = Option<Reason>, responses((status = 200, description = "The launch is cancelled: its unfinished generations are cancelled and the shooting is a draft again (nothing recorded when no launch was running)", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn cancel_shooting_launch(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, shooting)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, actions::CANCEL_SHOOTING_LAUNCH).await?;
+    let shooting_id = parse("shooting", ShootingId::parse(&shooting))?;
+    let reason = optional_body::<Reason>(&body)?.reason;
+    let command = ShootingCommand::CancelLaunch { reason: optional_reason(reason)? };
     let id = shooting_id.to_string();
     Ok(execute::<Shooting>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
 }

@@ -16,7 +16,7 @@ use gps_projections::queries::{
     self as read, ActivityView, ApiClientView, BrandView, ChannelPresetView, ExportDetail, ExportView,
     GenerationFilter, GenerationView, LookView, MemberView, Page, PageRequest, PredictionDetail,
     PredictionFilter, PredictionView, ProductDetail, ProductFilter, ProductView, ShootingView, StyleView,
-    SubjectDetail, SubjectView,
+    SubjectDetail, SubjectView, UsageReport,
 };
 use serde::Deserialize;
 
@@ -55,6 +55,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/exports", get(list_exports))
         .route("/api/v1/brands/{brand}/exports/{export}", get(get_export))
         .route("/api/v1/brands/{brand}/activity", get(list_activity))
+        .route("/api/v1/brands/{brand}/usage", get(get_usage))
 }
 
 /// Paging and consistency parameters shared by every read.
@@ -217,6 +218,18 @@ pub(crate) struct PredictionFilters {
     generation: Option<String>,
     /// Only predictions of this look.
     look: Option<String>,
+    /// Only predictions the quality gate flagged (`flagged`) or passed (`passed`).
+    quality: Option<QualityFilter>,
+}
+
+/// The quality gate's verdict to filter predictions by.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum QualityFilter {
+    /// Every check passed.
+    Passed,
+    /// At least one check failed.
+    Flagged,
 }
 
 /// Activity filters.
@@ -413,17 +426,27 @@ list_handler!(
     "review",
     PredictionView,
     PredictionFilters,
-    |state, brand, filter, page| read::list_predictions(
-        &state.db,
-        brand.as_str(),
-        &PredictionFilter {
+    |state, brand, filter, page| async {
+        let filter = PredictionFilter {
             review_state: filter.review_state,
             generation_id: filter.generation,
-            look_id: filter.look
-        },
-        &page
-    )
+            look_id: filter.look,
+            quality_passed: filter.quality.map(|q| matches!(q, QualityFilter::Passed)),
+        };
+        let mut page = read::list_predictions(&state.db, brand.as_str(), &filter, &page).await?;
+        for prediction in &mut page.items {
+            sign_prediction_url(&state, &brand, prediction);
+        }
+        Ok::<_, read::QueryError>(page)
+    }
 );
+
+/// Fills a prediction's `url` with a signed CDN URL of its image.
+fn sign_prediction_url(state: &AppState, brand: &gps_domain::ids::BrandId, prediction: &mut PredictionView) {
+    if let Ok(hash) = gps_domain::values::ContentHash::parse(&prediction.content_hash) {
+        prediction.url = Some(state.media.signed_url(&gps_storage::ObjectKey::content(brand, &hash)));
+    }
+}
 get_handler!(
     get_prediction,
     "/api/v1/brands/{brand}/predictions/{prediction}",
@@ -432,7 +455,13 @@ get_handler!(
     PredictionDetail,
     "prediction",
     "prediction",
-    |state, brand, id| read::get_prediction(&state.db, brand.as_str(), &id)
+    |state, brand, id| async {
+        let mut detail = read::get_prediction(&state.db, brand.as_str(), &id).await?;
+        if let Some(detail) = detail.as_mut() {
+            sign_prediction_url(&state, &brand, &mut detail.prediction);
+        }
+        Ok::<_, read::QueryError>(detail)
+    }
 );
 list_handler!(
     list_exports,
@@ -513,4 +542,92 @@ pub(crate) async fn get_look(
     let found_look =
         read::get_look(&state.db, brand.as_str(), &look).await?.filter(|view| view.shooting_id == shooting);
     found(found_look, "look", &look)
+}
+
+/// The months a usage report covers.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UsagePeriod {
+    /// The first month, `YYYY-MM` (default: eleven months before `to`).
+    from: Option<String>,
+    /// The last month, `YYYY-MM` (default: the current month, UTC).
+    to: Option<String>,
+    /// Read at least this stream sequence (a command's `stream_sequence`).
+    min_sequence: Option<u64>,
+    /// How long to wait for `min_sequence`, in milliseconds (default 5000, at most 30000).
+    wait_ms: Option<u64>,
+}
+
+/// The longest period one usage report covers.
+const MAX_USAGE_MONTHS: i32 = 36;
+
+fn parse_month(field: &str, value: &str) -> Result<time::Date, ApiError> {
+    let invalid =
+        || ApiError::field(field, format!("{value:?} is not a month; give it as YYYY-MM, e.g. 2026-11"));
+    let (year, month) = value.trim().split_once('-').ok_or_else(invalid)?;
+    if year.len() != 4 || month.len() != 2 {
+        return Err(invalid());
+    }
+    let year: i32 = year.parse().map_err(|_| invalid())?;
+    let month: u8 = month.parse().map_err(|_| invalid())?;
+    let month = time::Month::try_from(month).map_err(|_| invalid())?;
+    time::Date::from_calendar_date(year, month, 1).map_err(|_| invalid())
+}
+
+fn months_between(from: time::Date, to: time::Date) -> i32 {
+    (to.year() - from.year()) * 12 + i32::from(u8::from(to.month())) - i32::from(u8::from(from.month()))
+}
+
+#[utoipa::path(get, path = "/api/v1/brands/{brand}/usage", tag = "usage",
+    params(("brand" = String, Path, description = "The brand id"), UsagePeriod),
+    responses(
+        (status = 200, description = "Generation steps and their cost per month, provider and shooting", body = UsageReport),
+        (status = 400, description = "Invalid period; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn get_usage(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(brand): Path<String>,
+    Query(period): Query<UsagePeriod>,
+) -> Result<Json<UsageReport>, ApiError> {
+    let paging =
+        Paging { cursor: None, limit: None, min_sequence: period.min_sequence, wait_ms: period.wait_ms };
+    let brand =
+        readable(&state, &principal, &brand, actions::READ_USAGE, &headers, &paging, "production").await?;
+    let to = match &period.to {
+        Some(to) => parse_month("to", to)?,
+        None => {
+            let today = time::OffsetDateTime::now_utc().date();
+            time::Date::from_calendar_date(today.year(), today.month(), 1)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+    };
+    let from = match &period.from {
+        Some(from) => parse_month("from", from)?,
+        None => {
+            let mut from = to;
+            for _ in 0..11 {
+                from = from
+                    .previous_day()
+                    .and_then(|d| time::Date::from_calendar_date(d.year(), d.month(), 1).ok())
+                    .unwrap_or(from);
+            }
+            from
+        }
+    };
+    if from > to {
+        return Err(ApiError::field("from", "the first month is after the last; give from ≤ to"));
+    }
+    if months_between(from, to) >= MAX_USAGE_MONTHS {
+        return Err(ApiError::field(
+            "from",
+            format!("a report covers at most {MAX_USAGE_MONTHS} months; ask for a shorter period"),
+        ));
+    }
+    Ok(Json(read::usage_report(&state.db, brand.as_str(), from, to).await?))
 }

@@ -16,14 +16,16 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
+use gps_commands::CommandHandler;
+use gps_commands::process_managers::{FollowUp, request_follow_up};
 use gps_domain::ids::{BrandId, CommentId, PredictionId};
-use gps_domain::prediction::{Prediction, PredictionCommand, RegionAnnotation};
+use gps_domain::prediction::{Prediction, PredictionCommand, RegionAnnotation, ReviewState};
 use gps_domain::values::Text;
 use serde::Deserialize;
 
 use crate::auth::{self, Action, Principal};
 use crate::configure::{Reason, new_id, optional_body, optional_reason};
-use crate::routes::{Accepted, Body, actions, brand_id, execute, parse};
+use crate::routes::{Accepted, Body, actions, brand_id, command_meta, execute, parse};
 use crate::{ApiError, AppState};
 
 /// The Review stage's routes.
@@ -34,6 +36,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/predictions/{prediction}/revision", post(request_revision))
         .route("/api/v1/brands/{brand}/predictions/{prediction}/comments", post(comment_on_prediction))
         .route("/api/v1/brands/{brand}/predictions/{prediction}/reset", post(reset_review))
+        .route("/api/v1/brands/{brand}/predictions/{prediction}/video", post(request_video))
 }
 
 /// Authorizes `action` in the path's brand and runs `command` on the path's prediction.
@@ -198,4 +201,53 @@ pub(crate) async fn reset_review(
     let reason = optional_reason(optional_body::<Reason>(&body)?.reason)?;
     let command = PredictionCommand::ResetReview { reason };
     Ok(review(&state, &principal, &headers, (&brand, &prediction), command).await?.respond(false))
+}
+
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/predictions/{prediction}/video", tag = "reviews", params(("brand" = String, Path, description = "The brand id"), ("prediction" = String, Path, description = "The approved prediction id")), responses((status = 202, description = "A generation of the `video` workflow was requested (or had been: asking again requests nothing new); `id` is the generation id", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "The prediction is not approved", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn request_video(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, prediction)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let brand = authorized(&state, &principal, &brand, actions::REQUEST_VIDEO).await?;
+    let prediction_id = parse("prediction", PredictionId::parse(prediction))?;
+    let address = CommandHandler::address::<Prediction>(&brand, prediction_id.as_str())?;
+    // Decided on the prediction's own stream, never a read model: a clip is
+    // made of approved content only.
+    let loaded = state.commands.load::<Prediction>(&address).await?;
+    match loaded.state.review_state() {
+        None => {
+            return Err(ApiError::NotFound(format!("prediction {prediction_id} not found in brand {brand}")));
+        }
+        Some(ReviewState::Approved) => {}
+        Some(other) => {
+            return Err(ApiError::Conflict(format!(
+                "prediction {prediction_id} is {}; only an approved prediction is animated into a clip — approve it first",
+                other.as_str()
+            )));
+        }
+    }
+    let base = command_meta(&principal, &headers)?;
+    let generation_id =
+        match request_follow_up(&state.commands, &base, &brand, &prediction_id, FollowUp::Video).await? {
+            Ok(generation_id) => generation_id,
+            Err(reason) => return Err(ApiError::Conflict(reason)),
+        };
+    let generation = state
+        .commands
+        .load::<gps_domain::generation::Generation>(&CommandHandler::address::<
+            gps_domain::generation::Generation,
+        >(&brand, generation_id.as_str())?)
+        .await?;
+    let accepted = Accepted {
+        id: generation_id.to_string(),
+        stream_sequence: generation.position.last_subject_sequence,
+        version: generation.position.aggregate_version,
+        events: usize::from(generation.position.aggregate_version == 1),
+        already_applied: generation.position.aggregate_version > 1,
+    };
+    let mut response = accepted.respond(false);
+    *response.status_mut() = axum::http::StatusCode::ACCEPTED;
+    Ok(response)
 }

@@ -77,6 +77,8 @@ pub(crate) mod actions {
     pub(crate) const LAUNCH_SHOOTING: Action = Action::Produce;
     /// `reopen_shooting` requires this.
     pub(crate) const REOPEN_SHOOTING: Action = Action::Produce;
+    /// `cancel_shooting_launch` requires this.
+    pub(crate) const CANCEL_SHOOTING_LAUNCH: Action = Action::Produce;
     /// `complete_shooting` requires this.
     pub(crate) const COMPLETE_SHOOTING: Action = Action::Produce;
     /// `archive_shooting` requires this.
@@ -103,6 +105,8 @@ pub(crate) mod actions {
     pub(crate) const REJECT_PREDICTION: Action = Action::Review;
     /// `request_revision` requires this.
     pub(crate) const REQUEST_REVISION: Action = Action::Review;
+    /// `request_video` requires this: animating approved content is production work.
+    pub(crate) const REQUEST_VIDEO: Action = Action::Produce;
     /// `comment_on_prediction` requires this.
     pub(crate) const COMMENT_ON_PREDICTION: Action = Action::Review;
     /// `reset_review` requires this.
@@ -128,6 +132,9 @@ pub(crate) mod actions {
 
     /// Every read of brand data requires this.
     pub(crate) const READ: Action = Action::Read;
+    /// The usage and cost report requires this: every member sees what the
+    /// brand's generations cost.
+    pub(crate) const READ_USAGE: Action = Action::Read;
     /// Following the brand's live notices requires this.
     pub(crate) const LIVE: Action = Action::Read;
     /// Reading an aggregate's audit history requires this (owners and auditors).
@@ -157,6 +164,7 @@ pub(crate) mod actions {
         ("list_exports", READ),
         ("get_export", READ),
         ("list_activity", READ),
+        ("get_usage", READ_USAGE),
         ("add_member", ADD_MEMBER),
         ("remove_member", REMOVE_MEMBER),
         ("change_role", CHANGE_ROLE),
@@ -178,6 +186,7 @@ pub(crate) mod actions {
         ("set_shooting_rules", SET_SHOOTING_RULES),
         ("launch_shooting", LAUNCH_SHOOTING),
         ("reopen_shooting", REOPEN_SHOOTING),
+        ("cancel_shooting_launch", CANCEL_SHOOTING_LAUNCH),
         ("complete_shooting", COMPLETE_SHOOTING),
         ("archive_shooting", ARCHIVE_SHOOTING),
         ("create_look", CREATE_LOOK),
@@ -191,6 +200,7 @@ pub(crate) mod actions {
         ("approve_prediction", APPROVE_PREDICTION),
         ("reject_prediction", REJECT_PREDICTION),
         ("request_revision", REQUEST_REVISION),
+        ("request_video", REQUEST_VIDEO),
         ("comment_on_prediction", COMMENT_ON_PREDICTION),
         ("reset_review", RESET_REVIEW),
         ("cancel_generation", CANCEL_GENERATION),

@@ -917,6 +917,15 @@ pub struct PredictionView {
     pub review_reason: Option<String>,
     /// Who reviewed (JSON actor).
     pub reviewed_by: Option<Value>,
+    /// What the automatic quality gate measured (JSON: `passed` and each check
+    /// with its figure and threshold); absent when the workflow had no gate.
+    pub quality: Option<Value>,
+    /// Whether every quality check passed; absent when there was no gate.
+    pub quality_passed: Option<bool>,
+    /// A signed URL of the image (or clip), filled in by the gateway (not stored).
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// How many comments it has.
     pub comment_count: i32,
     /// Position of the creating event (the list order).
@@ -976,6 +985,8 @@ pub struct PredictionFilter {
     pub generation_id: Option<String>,
     /// Only of this look.
     pub look_id: Option<String>,
+    /// Only those whose quality gate passed (`Some(true)`) or flagged them (`Some(false)`).
+    pub quality_passed: Option<bool>,
 }
 
 /// The brand's predictions.
@@ -987,12 +998,13 @@ pub async fn list_predictions(
 ) -> Result<Page<PredictionView>, QueryError> {
     list_query!(pool, request,
         "SELECT brand, prediction_id, generation_id, look_id, shot_type, variant_index, content_hash, asset, provenance,
-                review_state, review_reason, reviewed_by, comment_count, created_sequence, version, last_sequence
+                review_state, review_reason, reviewed_by, quality, quality_passed, comment_count, created_sequence, version, last_sequence
          FROM review.predictions WHERE brand = $1 AND ($2::text IS NULL OR review_state = $2)
            AND ($3::text IS NULL OR generation_id = $3) AND ($4::text IS NULL OR look_id = $4)
-           AND ($5::bigint IS NULL OR created_sequence < $5)
-         ORDER BY created_sequence DESC LIMIT $6",
-        PredictionView, [brand, filter.review_state.as_deref(), filter.generation_id.as_deref(), filter.look_id.as_deref()])
+           AND ($5::boolean IS NULL OR quality_passed = $5)
+           AND ($6::bigint IS NULL OR created_sequence < $6)
+         ORDER BY created_sequence DESC LIMIT $7",
+        PredictionView, [brand, filter.review_state.as_deref(), filter.generation_id.as_deref(), filter.look_id.as_deref(), filter.quality_passed])
 }
 
 /// One prediction with its comments and revision requests.
@@ -1003,7 +1015,7 @@ pub async fn get_prediction(
 ) -> Result<Option<PredictionDetail>, QueryError> {
     let prediction: Option<PredictionView> = sqlx::query_as(
         "SELECT brand, prediction_id, generation_id, look_id, shot_type, variant_index, content_hash, asset, provenance,
-                review_state, review_reason, reviewed_by, comment_count, created_sequence, version, last_sequence
+                review_state, review_reason, reviewed_by, quality, quality_passed, comment_count, created_sequence, version, last_sequence
          FROM review.predictions WHERE brand = $1 AND prediction_id = $2",
     )
     .bind(brand)
@@ -1133,6 +1145,142 @@ pub async fn get_export(
     .fetch_all(pool)
     .await?;
     Ok(Some(ExportDetail { export, renditions }))
+}
+
+// ---------------------------------------------------------------- usage
+
+/// What one provider's steps cost in one month.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ProviderUsage {
+    /// The provider, e.g. `local`, `fal`.
+    pub provider: String,
+    /// Steps completed.
+    pub steps: i64,
+    /// Their cost, in millionths of the billing currency.
+    pub cost_micros: i64,
+    /// Their time, in milliseconds.
+    pub duration_ms: i64,
+}
+
+/// One calendar month (UTC) of generation work.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MonthUsage {
+    /// The month, `YYYY-MM`.
+    pub month: String,
+    /// Steps completed.
+    pub steps: i64,
+    /// Their cost, in millionths of the billing currency.
+    pub cost_micros: i64,
+    /// By provider, most expensive first.
+    pub providers: Vec<ProviderUsage>,
+}
+
+/// What one shooting's generation work cost within the period.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ShootingUsage {
+    /// The shooting.
+    pub shooting_id: String,
+    /// Its name, when the shooting is in the read model.
+    pub name: Option<String>,
+    /// Steps completed.
+    pub steps: i64,
+    /// Their cost, in millionths of the billing currency.
+    pub cost_micros: i64,
+}
+
+/// A brand's generation costs over a range of months.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct UsageReport {
+    /// The first month included, `YYYY-MM`.
+    pub from: String,
+    /// The last month included, `YYYY-MM`.
+    pub to: String,
+    /// Steps completed in the period.
+    pub steps: i64,
+    /// Their cost, in millionths of the billing currency.
+    pub cost_micros: i64,
+    /// Month by month, oldest first; months without work are left out.
+    pub months: Vec<MonthUsage>,
+    /// Shooting by shooting, most expensive first.
+    pub shootings: Vec<ShootingUsage>,
+}
+
+/// One row of `production.usage_monthly`, with the shooting's name.
+#[derive(sqlx::FromRow)]
+struct UsageRow {
+    month: time::Date,
+    shooting_id: String,
+    name: Option<String>,
+    provider: String,
+    steps: i64,
+    cost_micros: i64,
+    duration_ms: i64,
+}
+
+fn month_label(month: time::Date) -> String {
+    format!("{:04}-{:02}", month.year(), u8::from(month.month()))
+}
+
+/// The brand's generation costs from the month of `from` to the month of `to`
+/// (both included; the days are ignored).
+pub async fn usage_report(
+    pool: &PgPool,
+    brand: &str,
+    from: time::Date,
+    to: time::Date,
+) -> Result<UsageReport, QueryError> {
+    let rows: Vec<UsageRow> = sqlx::query_as(
+        "SELECT u.month, u.shooting_id, s.name, u.provider, u.steps, u.cost_micros, u.duration_ms
+         FROM production.usage_monthly u
+         LEFT JOIN production.shootings s ON s.brand = u.brand AND s.shooting_id = u.shooting_id
+         WHERE u.brand = $1 AND u.month >= date_trunc('month', $2::date) AND u.month <= $3::date
+         ORDER BY u.month, u.provider",
+    )
+    .bind(brand)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    let mut months: Vec<MonthUsage> = Vec::new();
+    let mut shootings: std::collections::BTreeMap<String, ShootingUsage> = std::collections::BTreeMap::new();
+    for UsageRow { month, shooting_id, name, provider, steps, cost_micros, duration_ms } in rows {
+        let label = month_label(month);
+        if months.last().is_none_or(|m| m.month != label) {
+            months.push(MonthUsage { month: label, steps: 0, cost_micros: 0, providers: Vec::new() });
+        }
+        let current = months.last_mut().unwrap_or_else(|| unreachable!("pushed above"));
+        current.steps += steps;
+        current.cost_micros += cost_micros;
+        match current.providers.iter_mut().find(|p| p.provider == provider) {
+            Some(entry) => {
+                entry.steps += steps;
+                entry.cost_micros += cost_micros;
+                entry.duration_ms += duration_ms;
+            }
+            None => current.providers.push(ProviderUsage { provider, steps, cost_micros, duration_ms }),
+        }
+        let shooting = shootings.entry(shooting_id.clone()).or_insert(ShootingUsage {
+            shooting_id,
+            name,
+            steps: 0,
+            cost_micros: 0,
+        });
+        shooting.steps += steps;
+        shooting.cost_micros += cost_micros;
+    }
+    for month in &mut months {
+        month.providers.sort_by(|a, b| b.cost_micros.cmp(&a.cost_micros).then(a.provider.cmp(&b.provider)));
+    }
+    let mut shootings: Vec<ShootingUsage> = shootings.into_values().collect();
+    shootings.sort_by(|a, b| b.cost_micros.cmp(&a.cost_micros).then(a.shooting_id.cmp(&b.shooting_id)));
+    Ok(UsageReport {
+        from: month_label(from),
+        to: month_label(to),
+        steps: months.iter().map(|m| m.steps).sum(),
+        cost_micros: months.iter().map(|m| m.cost_micros).sum(),
+        months,
+        shootings,
+    })
 }
 
 // ---------------------------------------------------------------- activity

@@ -447,13 +447,10 @@ async fn execute<A: Aggregate>(commands: &CommandHandler, id: &str, command: A::
     commands.execute::<A>(&address::<A>(id), &meta(), &command).await.unwrap_or_else(|e| panic!("{id}: {e}"));
 }
 
-#[tokio::test]
-async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_predictions_with_provenance_and_a_revision_links_to_its_parent()
- {
-    let router = Router::new(vec![local()], BTreeMap::new(), fast_policy());
-    let compute = Compute::start(router).await;
+/// Creates one product (with a photo) per look, a shooting `summer` with
+/// `shots` as default shot types, and launches it with one look per colour.
+async fn launch_summer(compute: &Compute, colours: &[[u8; 3]], shots: &[&str]) -> ShootingId {
     let commands = &compute.commands;
-    let colours = [[30u8, 60, 170], [160, 30, 40], [30, 130, 60]];
     for (index, colour) in colours.iter().enumerate() {
         let id = format!("product-{index}");
         execute::<Product>(
@@ -493,10 +490,7 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
             defaults: ShootingDefaults {
                 style: None,
                 subject: None,
-                shot_types: vec![
-                    ShotType::parse("front").expect("shot"),
-                    ShotType::parse("back").expect("shot"),
-                ],
+                shot_types: shots.iter().map(|s| ShotType::parse(*s).expect("shot")).collect(),
                 output: output(),
             },
         },
@@ -511,7 +505,7 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
             .view()
             .expect("view")
     };
-    for index in 0..3 {
+    for index in 0..colours.len() {
         let id = format!("look-{index}");
         execute::<Look>(
             commands,
@@ -532,12 +526,24 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
         .await;
     }
     let mut looks = Vec::new();
-    for index in 0..3 {
+    for index in 0..colours.len() {
         let look =
             commands.load::<Look>(&address::<Look>(&format!("look-{index}"))).await.expect("look").state;
         looks.push(look.at_launch().expect("launchable"));
     }
     execute::<Shooting>(commands, "summer", ShootingCommand::LaunchShooting { looks }).await;
+
+    shooting_id
+}
+
+#[tokio::test]
+async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_predictions_with_provenance_and_a_revision_links_to_its_parent()
+ {
+    let router = Router::new(vec![local()], BTreeMap::new(), fast_policy());
+    let compute = Compute::start(router).await;
+    let commands = &compute.commands;
+    let colours = [[30u8, 60, 170], [160, 30, 40], [30, 130, 60]];
+    let shooting_id = launch_summer(&compute, &colours, &["front", "back"]).await;
 
     // The process manager requests 6 generations with ids derived from the launch.
     let mut predictions = Vec::new();
@@ -614,6 +620,72 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
         let parent_hash = &parent_prediction.produced().expect("parent").asset.hash;
         assert!(produced.provenance.input_hashes.contains(parent_hash), "the revised image is an input");
     }
+}
+
+#[tokio::test]
+async fn cancelling_a_launch_cancels_its_running_generations_and_their_fal_requests() {
+    let fal_server = FalServer::start().await;
+    let router = Router::new(
+        vec![fal(&fal_server.url), local()],
+        routes(&[(Capability::Generate, &["fal"])]),
+        fast_policy(),
+    );
+    let compute = Compute::start(router).await;
+    let shooting_id = launch_summer(&compute, &[BLUE], &["front", "back"]).await;
+    // 2 generations × 4 variants, all held IN_PROGRESS by the fal server.
+    for _ in 0..600 {
+        if fal_server.submissions() == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(fal_server.submissions(), 8, "every variant of both generations was submitted");
+    let cancel = ShootingCommand::CancelLaunch { reason: Some(text("wrong subject")) };
+    execute::<Shooting>(&compute.commands, "summer", cancel).await;
+    for _ in 0..600 {
+        if fal_server.cancels() == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let generation_ids: Vec<GenerationId> = ["front", "back"]
+        .iter()
+        .map(|shot| {
+            gps_commands::process_managers::launch_generation_id(
+                &brand(),
+                &shooting_id,
+                1,
+                &LookId::parse("look-0").expect("id"),
+                &ShotType::parse(*shot).expect("shot"),
+            )
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for id in &generation_ids {
+        statuses.push(compute.generation(id).await.status());
+    }
+    assert_eq!(
+        fal_server.cancels(),
+        8,
+        "each in-flight fal request was cancelled; generations: {statuses:?}"
+    );
+    fal_server.state.release.store(true, std::sync::atomic::Ordering::SeqCst);
+    for shot in ["front", "back"] {
+        let id = gps_commands::process_managers::launch_generation_id(
+            &brand(),
+            &shooting_id,
+            1,
+            &LookId::parse("look-0").expect("id"),
+            &ShotType::parse(shot).expect("shot"),
+        );
+        let generation = compute.finished(&id).await;
+        assert_eq!(generation.status(), Some(GenerationStatus::Cancelled), "{shot}");
+        assert!(generation.predictions().is_empty(), "{shot}: nothing produced after the cancel");
+    }
+    let shooting = compute.commands.load::<Shooting>(&address::<Shooting>("summer")).await.expect("load");
+    let view = shooting.state.view().expect("view");
+    assert_eq!(view.status, gps_domain::shooting::ShootingStatus::Draft, "editable again");
+    assert_eq!(fal_server.submissions(), 8, "nothing was submitted again");
 }
 
 #[tokio::test]

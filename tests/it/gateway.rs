@@ -493,7 +493,12 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
         "retire_subject" => json!({"reason": "matrix"}),
         "create_style" => json!({"name": "Matrix", "definition": style_definition("calm")}),
         "revise_style" => json!({"definition": style_definition("bold")}),
-        "archive_style" | "reopen_shooting" | "archive_shooting" | "remove_look" | "reset_review" => {
+        "archive_style"
+        | "reopen_shooting"
+        | "cancel_shooting_launch"
+        | "archive_shooting"
+        | "remove_look"
+        | "reset_review" => {
             json!({"reason": "matrix"})
         }
         "create_shooting" => json!({"name": "Matrix", "defaults": shooting_defaults("4:5")}),
@@ -514,6 +519,7 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
             json!({"predictions": ["ghost"], "channel": "web-pdp", "destination": {"kind": "zip_download"}})
         }
         "request_revision" => json!({"comment": "matrix", "regions": [region()]}),
+        "request_video" => json!({}),
         "comment_on_prediction" => json!({"text": "matrix"}),
         // Uploads take multipart bodies; a JSON one reaches authorization all
         // the same (and is then refused as not multipart).

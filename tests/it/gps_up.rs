@@ -42,7 +42,7 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 pub(crate) async fn wait_healthy(child: &mut Child, port: u16) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(status) = child.try_wait().expect("poll") {
             let mut stderr = String::new();
@@ -54,7 +54,7 @@ pub(crate) async fn wait_healthy(child: &mut Child, port: u16) -> serde_json::Va
         if let Some((200, body)) = http_get(port, "/healthz").await {
             return serde_json::from_str(&body).expect("health JSON");
         }
-        assert!(tokio::time::Instant::now() < deadline, "gps up did not become healthy within 30 s");
+        assert!(tokio::time::Instant::now() < deadline, "gps up did not become healthy within 120 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

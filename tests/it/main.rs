@@ -22,6 +22,7 @@ mod ingest_import;
 mod ingest_support;
 mod ingest_uploads;
 mod nats_config;
+mod production_api;
 mod projections;
 mod snapshots;
 mod tidy;

@@ -6,8 +6,9 @@
 //! background colour, at the requested size; the seed varies scale, position and
 //! light grade, so variants differ and the same seed repeats exactly. Edit
 //! re-grades the source image; enhance sharpens it and fits it to the size;
-//! video is not offered (routing reports that clearly). Its model names say
-//! `image-ops` so provenance never suggests otherwise.
+//! video is a short looping animated WebP of the source image (a seeded
+//! push-in and drift, see [`crate::animation`]), not generated motion. Its
+//! model names say `image-ops` so provenance never suggests otherwise.
 
 use futures::future::BoxFuture;
 
@@ -22,7 +23,8 @@ pub struct LocalProvider {
 }
 
 const NAME: &str = "local";
-const CAPABILITIES: &[Capability] = &[Capability::Generate, Capability::Edit, Capability::Enhance];
+const CAPABILITIES: &[Capability] =
+    &[Capability::Generate, Capability::Edit, Capability::Enhance, Capability::Video];
 
 impl LocalProvider {
     /// A local provider writing `format` images.
@@ -67,6 +69,19 @@ impl LocalProvider {
                     .ok_or_else(|| ProviderError::invalid(NAME, "enhance needs the image to enhance"))?;
                 imaging::sharpen(&imaging::fit_cover(&source, task.width, task.height))
             }
+            Capability::Video => {
+                let source = decode(InputRole::Source)?
+                    .ok_or_else(|| ProviderError::invalid(NAME, "video needs the image to animate"))?;
+                let clip = crate::animation::animate(&source, task.width, task.height, task.seed)
+                    .map_err(|e| ProviderError::invalid(NAME, e.to_string()))?;
+                return Ok(Output {
+                    bytes: clip,
+                    media_type: "image/webp".to_owned(),
+                    model: self.model(task.capability),
+                    usage_units: 0,
+                    seed: Some(task.seed),
+                });
+            }
             other => {
                 return Err(ProviderError::invalid(NAME, format!("the local provider cannot {other}")));
             }
@@ -97,6 +112,7 @@ impl Provider for LocalProvider {
             Capability::Generate => "image-ops-composite-v1",
             Capability::Edit => "image-ops-regrade-v1",
             Capability::Enhance => "image-ops-sharpen-v1",
+            Capability::Video => "image-ops-pan-zoom-v1",
             _ => "image-ops-v1",
         }
         .to_owned()

@@ -73,7 +73,7 @@ async fn shooting(conn: &mut PgConnection, e: &Event, event: &ShootingEvent) -> 
                 .execute(&mut *conn)
                 .await?;
         }
-        ShootingEvent::Reopened(_) => {
+        ShootingEvent::Reopened(_) | ShootingEvent::LaunchCancelled(_) => {
             set("UPDATE shootings SET status = 'draft' WHERE brand = $1 AND shooting_id = $2")
                 .execute(&mut *conn)
                 .await?;
@@ -212,6 +212,23 @@ async fn generation(conn: &mut PgConnection, e: &Event, event: &GenerationEvent)
                  WHERE brand = $1 AND generation_id = $2")
             .bind(Json(p))
             .bind(to_i64(p.cost.0))
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO usage_monthly (brand, month, shooting_id, provider, steps, cost_micros, duration_ms)
+                 SELECT g.brand, date_trunc('month', $3 AT TIME ZONE 'UTC')::date, g.shooting_id, $4, 1, $5, $6
+                 FROM generations g WHERE g.brand = $1 AND g.generation_id = $2
+                 ON CONFLICT (brand, month, shooting_id, provider) DO UPDATE
+                 SET steps = usage_monthly.steps + 1,
+                     cost_micros = usage_monthly.cost_micros + EXCLUDED.cost_micros,
+                     duration_ms = usage_monthly.duration_ms + EXCLUDED.duration_ms",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(e.at)
+            .bind(p.provider.as_str())
+            .bind(to_i64(p.cost.0))
+            .bind(to_i64(p.duration_ms))
             .execute(&mut *conn)
             .await?;
         }

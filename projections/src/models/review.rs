@@ -33,8 +33,8 @@ async fn prediction(conn: &mut PgConnection, e: &Event, event: &PredictionEvent)
         PredictionEvent::Produced(p) => {
             sqlx::query(
                 "INSERT INTO predictions (brand, prediction_id, generation_id, look_id, shot_type, variant_index, content_hash,
-                                          asset, provenance, review_state, created_at, updated_at, created_sequence, version, last_sequence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $11, $12, $11)",
+                                          asset, provenance, quality, quality_passed, review_state, created_at, updated_at, created_sequence, version, last_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $14, 'pending', $10, $10, $11, $12, $11)",
             )
             .bind(e.brand())
             .bind(e.id())
@@ -48,6 +48,8 @@ async fn prediction(conn: &mut PgConnection, e: &Event, event: &PredictionEvent)
             .bind(e.at)
             .bind(e.sequence)
             .bind(e.version)
+            .bind(p.quality.as_ref().map(Json))
+            .bind(p.quality.as_ref().map(|q| q.passed))
             .execute(&mut *conn)
             .await?;
         }
