@@ -1381,34 +1381,26 @@ mod tests {
         given::<Brand>(&founded()).when(&command).then_rejected(|e| is_rule(e, "cannot be an owner"));
     }
 
+    /// [`register`] with other scopes.
+    fn register_scoped(client: &str, key: &str, scopes: &[ApiScope]) -> BrandCommand {
+        let mut command = register(client, key);
+        if let BrandCommand::RegisterApiClient { scopes: held, .. } = &mut command {
+            *held = scopes.iter().copied().collect();
+        }
+        command
+    }
+
     #[test]
     fn registering_an_api_client_without_scopes_is_rejected() {
-        let BrandCommand::RegisterApiClient { api_client_id, name, role, key_fingerprint, .. } =
-            register("pim", "gps_00000001")
-        else {
-            unreachable!()
-        };
-        let command =
-            BrandCommand::RegisterApiClient { api_client_id, name, role, key_fingerprint, scopes: [].into() };
-        given::<Brand>(&founded()).when(&command).then_rejected(|e| is_rule(e, "at least one scope"));
+        given::<Brand>(&founded())
+            .when(&register_scoped("pim", "gps_00000001", &[]))
+            .then_rejected(|e| is_rule(e, "at least one scope"));
     }
 
     #[test]
     fn registering_the_same_api_client_with_other_scopes_is_rejected() {
-        let BrandCommand::RegisterApiClient { api_client_id, name, role, key_fingerprint, .. } =
-            register("pim", "gps_00000001")
-        else {
-            unreachable!()
-        };
-        let narrower = BrandCommand::RegisterApiClient {
-            api_client_id,
-            name,
-            role,
-            key_fingerprint,
-            scopes: [ApiScope::Stream].into(),
-        };
         given::<Brand>(&with(founded(), [registered("pim", "gps_00000001")]))
-            .when(&narrower)
+            .when(&register_scoped("pim", "gps_00000001", &[ApiScope::Stream]))
             .then_rejected(|e| is_rule(e, "revoke it and register a new one"));
     }
 
