@@ -13,10 +13,11 @@
 //!
 //! Why it reads the log rather than a read model (the gateway's rule is the
 //! opposite): the stream *is* the log, in log order, with log positions. It
-//! reads only `gps.evt.<brand>.…` subjects, through one ordered consumer per
-//! request (`gps_nats::LogFollow`), so replay and live delivery are one
+//! reads only `gps.evt.<brand>.…` subjects, through one consumer per request
+//! (`gps_nats::LogFollow`), so replay and live delivery are one
 //! sequence-checked delivery with no hand-over to get wrong, and a slow client
-//! holds back its own pulls — at most [`CLIENT_BATCH`] events wait for it.
+//! holds back its own pulls — at most [`CLIENT_BATCH`] events wait for it in
+//! the gateway (plus what the connection's buffers hold).
 //!
 //! Events are served as stored: personal data in them is sealed
 //! (`brand.member_added` v2) and stays sealed; nothing here opens the

@@ -464,3 +464,71 @@ async fn sealed_personal_data_is_served_sealed() {
         assert!(!everything.body.contains(address), "{address} in the clear");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_for_a_while_then_gets_every_event_once_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let feed =
+        api_key(&gateway, &owner, "acme", "feed", json!({"role": "viewer", "scopes": ["stream"]})).await;
+
+    // A client with a small receive window that reads the first events, then
+    // stops reading. (HTTP/1.0: the body is not chunked.)
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    let mut connection = socket.connect(([127, 0, 0, 1], gateway.port).into()).await.expect("connect");
+    let request = format!(
+        "GET /api/v1/brands/acme/events HTTP/1.0\r\nAuthorization: {feed}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    connection.write_all(request.as_bytes()).await.expect("request");
+    let ids = |bytes: &[u8]| -> Vec<u64> {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .filter_map(|line| line.strip_prefix("id: ")?.parse().ok())
+            .collect()
+    };
+    let first = create_product(&gateway, &owner, "acme", "first").await;
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 65536];
+    while !ids(&received).contains(&first) {
+        let read = tokio::time::timeout(WAIT, connection.read(&mut buffer))
+            .await
+            .expect("first event")
+            .expect("read");
+        assert!(read > 0, "the stream closed: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&buffer[..read]);
+    }
+
+    // 200 events of about 8 KB while the client reads nothing. (How much the
+    // gateway holds for it is bounded by construction — one pull of
+    // CLIENT_BATCH events at a time, made only when the client takes the
+    // previous ones — but the kernel's send buffer can absorb megabytes, so
+    // a test cannot tell the two apart without writing far more.)
+    let big: serde_json::Map<String, Value> =
+        (0..8).map(|n| (format!("note{n}"), json!("x".repeat(1000)))).collect();
+    let mut written = vec![first];
+    for n in 0..200 {
+        let mut body = product(&format!("big-{n}"));
+        body["attributes"] = Value::Object(big.clone());
+        let created = gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(body)).await;
+        assert_status(&created, 201);
+        written.push(created.json()["stream_sequence"].as_u64().expect("sequence"));
+    }
+
+    // Reading again, the client gets every event once, in order.
+    let last = *written.last().expect("written");
+    while !ids(&received).contains(&last) {
+        let read = tokio::time::timeout(WAIT, connection.read(&mut buffer))
+            .await
+            .expect("more events")
+            .expect("read");
+        assert!(read > 0, "the stream closed");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    let all = ids(&received);
+    let (before, after): (Vec<u64>, Vec<u64>) = all.iter().partition(|id| **id < first);
+    assert_eq!(before.len(), 3, "brand.created, member_added, api_client_registered: {before:?}");
+    assert_eq!(after, written);
+    assert_eq!(log_sequences(&gateway, "acme").await, all, "every acme event, once, in order");
+}
