@@ -9,6 +9,8 @@
 //!   secret, never a hash of it (the gateway keeps the verifier outside the log,
 //!   because the log is immutable and widely replicated); a revoked client stays
 //!   revoked and its id and fingerprint are never reused;
+//! - an API client holds at least one scope ([`ApiScope`]): what its key may be
+//!   used for, within what its role allows;
 //! - a channel preset's spec is valid, and every (re)definition gets the next
 //!   version number of that channel, also across a removal, so
 //!   `(channel, version)` always names one spec.
@@ -17,7 +19,7 @@
 //! [`Brand::role_of`] and [`Brand::api_client_role`]); this aggregate only keeps
 //! the facts consistent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -235,6 +237,56 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// What an API client's key may be used for. A key can do what its role
+/// allows *and* its scopes name, so a key can be narrower than its role (a
+/// producer key that only streams events, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    /// Read the brand's data through the query API.
+    Read,
+    /// Create and change products, subjects, styles, shootings, looks; run
+    /// generations and exports.
+    Produce,
+    /// Approve, reject, request revisions, comment.
+    Review,
+    /// Read audit histories.
+    Audit,
+    /// Follow the brand's event stream (`GET /api/v1/brands/{brand}/events`).
+    Stream,
+}
+
+impl ApiScope {
+    /// Every scope, in wire order.
+    pub const ALL: [ApiScope; 5] =
+        [ApiScope::Read, ApiScope::Produce, ApiScope::Review, ApiScope::Audit, ApiScope::Stream];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Read => "read",
+            ApiScope::Produce => "produce",
+            ApiScope::Review => "review",
+            ApiScope::Audit => "audit",
+            ApiScope::Stream => "stream",
+        }
+    }
+
+    /// Parses a wire name, explaining a refusal with the names that exist.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        ApiScope::ALL.into_iter().find(|scope| scope.as_str() == raw.trim()).ok_or_else(|| {
+            let known: Vec<&str> = ApiScope::ALL.iter().map(|scope| scope.as_str()).collect();
+            format!("unknown scope {raw:?}; use {}", known.join(", "))
+        })
+    }
+}
+
+impl std::fmt::Display for ApiScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Brand commands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BrandCommand {
@@ -291,6 +343,8 @@ pub enum BrandCommand {
         role: Role,
         /// The public fingerprint of its key.
         key_fingerprint: KeyFingerprint,
+        /// What its key may be used for (at least one scope).
+        scopes: BTreeSet<ApiScope>,
     },
     /// Revokes an API client for good.
     RevokeApiClient {
@@ -391,6 +445,11 @@ pub struct ApiClientRegistered {
     pub role: Role,
     /// The public fingerprint of its key.
     pub key_fingerprint: KeyFingerprint,
+    /// What its key may be used for. Absent in events recorded before scopes
+    /// existed: such a client keeps every scope but `stream`, so it works
+    /// exactly as it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<BTreeSet<ApiScope>>,
 }
 
 /// An API client was revoked for good.
@@ -499,6 +558,25 @@ pub struct ApiClient {
     pub key_fingerprint: KeyFingerprint,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// Its scopes; `None` for a client registered before scopes existed.
+    #[serde(default)]
+    pub scopes: Option<BTreeSet<ApiScope>>,
+}
+
+impl ApiClient {
+    /// The scopes of a client registered before scopes existed: everything
+    /// its key could be used for then, which excludes the later `stream`.
+    pub const SCOPES_BEFORE_SCOPES_EXISTED: [ApiScope; 4] =
+        [ApiScope::Read, ApiScope::Produce, ApiScope::Review, ApiScope::Audit];
+
+    /// Whether the client's key may be used for `scope` (its role decides
+    /// separately whether the client may do the thing at all).
+    pub fn has_scope(&self, scope: ApiScope) -> bool {
+        match &self.scopes {
+            Some(scopes) => scopes.contains(&scope),
+            None => Self::SCOPES_BEFORE_SCOPES_EXISTED.contains(&scope),
+        }
+    }
 }
 
 /// A channel preset as the state keeps it.
@@ -539,6 +617,11 @@ impl Brand {
     /// The role of an API client, if it is registered and not revoked.
     pub fn api_client_role(&self, api_client_id: &ApiClientId) -> Option<Role> {
         self.api_clients.get(api_client_id).filter(|client| !client.revoked).map(|client| client.role)
+    }
+
+    /// An API client that is registered and not revoked.
+    pub fn active_api_client(&self, api_client_id: &ApiClientId) -> Option<&ApiClient> {
+        self.api_clients.get(api_client_id).filter(|client| !client.revoked)
     }
 
     /// The current version and spec of a channel preset, if defined.
@@ -582,7 +665,9 @@ fn check_preset(channel: &Channel, spec: &ChannelPresetSpec) -> Result<(), Domai
 impl Aggregate for Brand {
     const KIND: AggregateKind = AggregateKind::Brand;
     // 2: members keep a `MemberEmail` (sealed or plain) instead of an `Email`.
-    const STATE_VERSION: u32 = 2;
+    // 3: API clients keep their scopes; a snapshot written before would read
+    //    every client as one without scopes.
+    const STATE_VERSION: u32 = 3;
     type Command = BrandCommand;
     type Event = BrandEvent;
 
@@ -679,12 +764,17 @@ impl Aggregate for Brand {
                 self.keep_an_owner(brand, member_id, member, "removing")?;
                 Ok(vec![MemberRemoved { member_id: member_id.clone() }.into()])
             }
-            BrandCommand::RegisterApiClient { api_client_id, name, role, key_fingerprint } => {
+            BrandCommand::RegisterApiClient { api_client_id, name, role, key_fingerprint, scopes } => {
                 let brand = self.existing()?;
                 if *role == Role::Owner {
                     return Err(DomainError::rule(
                         "an API client cannot be an owner, owners are people; \
                          give it the producer, reviewer, viewer or auditor role",
+                    ));
+                }
+                if scopes.is_empty() {
+                    return Err(DomainError::rule(
+                        "an API client needs at least one scope (read, produce, review, audit or stream)",
                     ));
                 }
                 if let Some(existing) = self.api_clients.get(api_client_id) {
@@ -697,6 +787,7 @@ impl Aggregate for Brand {
                     if existing.name == *name
                         && existing.role == *role
                         && existing.key_fingerprint == *key_fingerprint
+                        && existing.scopes.as_ref() == Some(scopes)
                     {
                         return Ok(vec![]);
                     }
@@ -726,6 +817,7 @@ impl Aggregate for Brand {
                         name: name.clone(),
                         role: *role,
                         key_fingerprint: key_fingerprint.clone(),
+                        scopes: Some(scopes.clone()),
                     }
                     .into(),
                 ])
@@ -848,6 +940,7 @@ impl Aggregate for Brand {
                         role: registered.role,
                         key_fingerprint: registered.key_fingerprint.clone(),
                         revoked: false,
+                        scopes: registered.scopes.clone(),
                     },
                 );
             }
@@ -936,12 +1029,17 @@ mod tests {
         }
     }
 
+    fn pim_scopes() -> BTreeSet<ApiScope> {
+        [ApiScope::Read, ApiScope::Produce, ApiScope::Stream].into()
+    }
+
     fn registered(client: &str, key: &str) -> BrandEvent {
         ApiClientRegistered {
             api_client_id: client_id(client),
             name: name("PIM sync"),
             role: Role::Producer,
             key_fingerprint: fingerprint(key),
+            scopes: Some(pim_scopes()),
         }
         .into()
     }
@@ -952,6 +1050,7 @@ mod tests {
             name: name("PIM sync"),
             role: Role::Producer,
             key_fingerprint: fingerprint(key),
+            scopes: pim_scopes(),
         }
     }
 
@@ -1253,7 +1352,7 @@ mod tests {
         let mut fields: Vec<&str> =
             encoded.payload.as_object().expect("object").keys().map(String::as_str).collect();
         fields.sort_unstable();
-        assert_eq!(fields, ["api_client_id", "key_fingerprint", "name", "role"]);
+        assert_eq!(fields, ["api_client_id", "key_fingerprint", "name", "role", "scopes"]);
     }
 
     #[test]
@@ -1277,8 +1376,67 @@ mod tests {
             name: name("PIM sync"),
             role: Role::Owner,
             key_fingerprint: fingerprint("gps_00000001"),
+            scopes: pim_scopes(),
         };
         given::<Brand>(&founded()).when(&command).then_rejected(|e| is_rule(e, "cannot be an owner"));
+    }
+
+    /// [`register`] with other scopes.
+    fn register_scoped(client: &str, key: &str, scopes: &[ApiScope]) -> BrandCommand {
+        let mut command = register(client, key);
+        if let BrandCommand::RegisterApiClient { scopes: held, .. } = &mut command {
+            *held = scopes.iter().copied().collect();
+        }
+        command
+    }
+
+    #[test]
+    fn registering_an_api_client_without_scopes_is_rejected() {
+        given::<Brand>(&founded())
+            .when(&register_scoped("pim", "gps_00000001", &[]))
+            .then_rejected(|e| is_rule(e, "at least one scope"));
+    }
+
+    #[test]
+    fn registering_the_same_api_client_with_other_scopes_is_rejected() {
+        given::<Brand>(&with(founded(), [registered("pim", "gps_00000001")]))
+            .when(&register_scoped("pim", "gps_00000001", &[ApiScope::Stream]))
+            .then_rejected(|e| is_rule(e, "revoke it and register a new one"));
+    }
+
+    #[test]
+    fn a_client_registered_before_scopes_existed_keeps_every_scope_but_stream() {
+        let payload = serde_json::json!({
+            "api_client_id": "dam", "name": "DAM", "role": "viewer", "key_fingerprint": "gps_00000009"
+        });
+        let event: BrandEvent =
+            crate::wire::decode("brand.api_client_registered", 1, payload.clone()).expect("decodes");
+        // Re-encoding keeps the stored form: no scopes field appears.
+        assert_eq!(crate::wire::encode(&event).payload, payload);
+        let state = given::<Brand>(&with(founded(), [event])).state();
+        let client = state.active_api_client(&client_id("dam")).expect("active");
+        for scope in [ApiScope::Read, ApiScope::Produce, ApiScope::Review, ApiScope::Audit] {
+            assert!(client.has_scope(scope), "{scope}");
+        }
+        assert!(!client.has_scope(ApiScope::Stream));
+    }
+
+    #[test]
+    fn a_client_has_exactly_the_scopes_it_was_registered_with() {
+        let state = given::<Brand>(&with(founded(), [registered("pim", "gps_00000001")])).state();
+        let client = state.active_api_client(&client_id("pim")).expect("active");
+        let held: Vec<ApiScope> = ApiScope::ALL.into_iter().filter(|s| client.has_scope(*s)).collect();
+        assert_eq!(held, [ApiScope::Read, ApiScope::Produce, ApiScope::Stream]);
+    }
+
+    #[test]
+    fn a_scope_parses_from_its_wire_name_and_an_unknown_one_is_named_with_the_choices() {
+        assert_eq!(ApiScope::parse("stream"), Ok(ApiScope::Stream));
+        let error = ApiScope::parse("admin").expect_err("unknown");
+        assert!(
+            error.contains("\"admin\"") && error.contains("read, produce, review, audit, stream"),
+            "{error}"
+        );
     }
 
     #[test]

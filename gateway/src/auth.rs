@@ -9,7 +9,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, header};
-use gps_domain::brand::{Brand, Role};
+use gps_domain::brand::{ApiScope, Brand, Role};
 use gps_domain::ids::{ApiClientId, BrandId, MemberId};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -446,6 +446,28 @@ pub enum Action {
     Administer,
     /// Read audit histories (each read is itself recorded as an event).
     Audit,
+    /// Follow the brand's event stream (the log itself, for downstream systems).
+    Stream,
+}
+
+/// Which scope an API key needs for each action. `Administer` has none: API
+/// clients are never owners, so no key can administer a brand.
+const SCOPE_OF_ACTION: [(Action, ApiScope); 5] = [
+    (Action::Read, ApiScope::Read),
+    (Action::Produce, ApiScope::Produce),
+    (Action::Review, ApiScope::Review),
+    (Action::Audit, ApiScope::Audit),
+    (Action::Stream, ApiScope::Stream),
+];
+
+/// The scope an API key needs for `action`; `None` when no key may do it.
+pub fn scope_for(action: Action) -> Option<ApiScope> {
+    SCOPE_OF_ACTION.iter().find(|(a, _)| *a == action).map(|(_, scope)| *scope)
+}
+
+/// The action a scope opens to an API key.
+pub fn action_of(scope: ApiScope) -> Action {
+    SCOPE_OF_ACTION.iter().find(|(_, s)| *s == scope).map_or(Action::Read, |(action, _)| *action)
 }
 
 /// Whether `role` may perform `action`.
@@ -456,6 +478,9 @@ pub fn allows(role: Role, action: Action) -> bool {
         Action::Review => matches!(role, Role::Owner | Role::Producer | Role::Reviewer),
         Action::Administer => matches!(role, Role::Owner),
         Action::Audit => matches!(role, Role::Owner | Role::Auditor),
+        // Every member may read every event of the brand through the read
+        // models already; the stream is the same facts in log order.
+        Action::Stream => true,
     }
 }
 
@@ -488,21 +513,36 @@ pub async fn authorize(
             loaded_state
         }
     };
-    let role = match principal {
-        Principal::User { user_id } => brand_state.role_of(user_id).ok_or_else(not_found)?,
+    let (role, client) = match principal {
+        Principal::User { user_id } => (brand_state.role_of(user_id).ok_or_else(not_found)?, None),
         // The key's own brand (checked above): a revoked client is a revoked
         // key, even while this gateway still remembers the key's lookup.
-        Principal::ApiClient { api_client_id, .. } => brand_state
-            .api_client_role(api_client_id)
-            .ok_or_else(|| ApiError::Unauthenticated("the API key is not valid or was revoked".into()))?,
+        Principal::ApiClient { api_client_id, .. } => {
+            let client = brand_state
+                .active_api_client(api_client_id)
+                .ok_or_else(|| ApiError::Unauthenticated("the API key is not valid or was revoked".into()))?;
+            (client.role, Some(client))
+        }
     };
-    if allows(role, action) {
-        Ok(role)
-    } else {
-        Err(ApiError::Forbidden(
+    if !allows(role, action) {
+        return Err(ApiError::Forbidden(
             format!("your role in brand {brand} ({role:?}) does not allow this").to_lowercase(),
-        ))
+        ));
     }
+    // A key does what its role allows *and* its scopes name.
+    if let Some(client) = client {
+        match scope_for(action) {
+            Some(scope) if client.has_scope(scope) => {}
+            Some(scope) => {
+                return Err(ApiError::Forbidden(format!(
+                    "this API key does not have the `{scope}` scope; register an API client with \
+                     \"scopes\" including \"{scope}\" for this"
+                )));
+            }
+            None => return Err(ApiError::Forbidden("no API key may do this; sign in as an owner".into())),
+        }
+    }
+    Ok(role)
 }
 
 #[cfg(test)]
@@ -528,11 +568,11 @@ mod tests {
     fn each_role_may_do_what_it_is_for() {
         use Action::*;
         let table = [
-            (Role::Owner, [Read, Produce, Review, Administer, Audit].as_slice(), [].as_slice()),
-            (Role::Producer, &[Read, Produce, Review], &[Administer, Audit]),
-            (Role::Reviewer, &[Read, Review], &[Produce, Administer, Audit]),
-            (Role::Viewer, &[Read], &[Produce, Review, Administer, Audit]),
-            (Role::Auditor, &[Read, Audit], &[Produce, Review, Administer]),
+            (Role::Owner, [Read, Produce, Review, Administer, Audit, Stream].as_slice(), [].as_slice()),
+            (Role::Producer, &[Read, Produce, Review, Stream], &[Administer, Audit]),
+            (Role::Reviewer, &[Read, Review, Stream], &[Produce, Administer, Audit]),
+            (Role::Viewer, &[Read, Stream], &[Produce, Review, Administer, Audit]),
+            (Role::Auditor, &[Read, Audit, Stream], &[Produce, Review, Administer]),
         ];
         for (role, allowed, denied) in table {
             for action in allowed {
@@ -542,6 +582,14 @@ mod tests {
                 assert!(!allows(role, *action), "{role:?} {action:?}");
             }
         }
+    }
+
+    #[test]
+    fn every_scope_opens_exactly_one_action_and_no_key_may_administer() {
+        for scope in ApiScope::ALL {
+            assert_eq!(scope_for(action_of(scope)), Some(scope), "{scope}");
+        }
+        assert_eq!(scope_for(Action::Administer), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! API clients, products), `configure` (subjects, styles, shootings with
 //! launch, looks), `review` (approve, reject, revision, comments), `operate`
 //! (cancel and retry generations, channel presets, export requests), `queries`
-//! (read models, read-your-writes), `live` (SSE), `audit` (aggregate
+//! (read models, read-your-writes), `live` (SSE), [`events`] (the brand's
+//! event stream for downstream systems: SSE and JSON pages), `audit` (aggregate
 //! histories for owners and auditors, each read recorded as an event),
 //! [`openapi`], [`images`] (image intake: sniffing, limits, working copy,
 //! analysis), [`media`] (the object store, upload limits, signed CDN URLs),
@@ -29,6 +30,7 @@ pub mod catalog_file;
 pub mod cdn;
 mod configure;
 pub mod error;
+pub mod events;
 pub mod images;
 pub mod imports;
 mod live;

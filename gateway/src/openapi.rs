@@ -10,7 +10,7 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{self, actions};
-use crate::{audit, configure, imports, live, operate, queries, review, uploads};
+use crate::{audit, configure, events, imports, live, operate, queries, review, uploads};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -72,6 +72,7 @@ use crate::{audit, configure, imports, live, operate, queries, review, uploads};
         operate::remove_channel_preset,
         operate::request_export,
         live::live,
+        events::list_events,
         queries::get_brand,
         queries::list_members,
         queries::list_api_clients,

@@ -4,7 +4,7 @@
 //! through `gps-commands`. Command responses carry the stream sequence, so a
 //! reader can ask to see at least that.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -14,7 +14,7 @@ use axum::routing::{delete, patch, post, put};
 use axum::{Json, Router};
 use gps_commands::{CommandHandler, Outcome};
 use gps_domain::Aggregate;
-use gps_domain::brand::{Brand, BrandCommand, Email, KeyFingerprint, Role};
+use gps_domain::brand::{ApiClient, ApiScope, Brand, BrandCommand, Email, KeyFingerprint, Role};
 use gps_domain::ids::{ApiClientId, BrandId, MemberId, ProductId};
 use gps_domain::product::{Product, ProductCommand};
 use gps_domain::values::{Category, Name, Sku, Text};
@@ -139,6 +139,8 @@ pub(crate) mod actions {
     pub(crate) const LIVE: Action = Action::Read;
     /// Reading an aggregate's audit history requires this (owners and auditors).
     pub(crate) const AUDIT: Action = Action::Audit;
+    /// Following (or paging through) the brand's event stream requires this.
+    pub(crate) const EVENTS: Action = Action::Stream;
 
     /// Operation id → required action.
     pub(crate) const BY_OPERATION: &[(&str, Action)] = &[
@@ -209,6 +211,7 @@ pub(crate) mod actions {
         ("remove_channel_preset", REMOVE_CHANNEL_PRESET),
         ("request_export", REQUEST_EXPORT),
         ("aggregate_history", AUDIT),
+        ("list_events", EVENTS),
         ("upload_product_image", UPLOAD_PRODUCT_IMAGE),
         ("upload_subject_image", UPLOAD_SUBJECT_IMAGE),
         ("upload_style_reference", UPLOAD_STYLE_REFERENCE),
@@ -239,6 +242,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(crate::review::router())
         .merge(crate::operate::router())
         .merge(crate::live::router())
+        .merge(crate::events::router())
         .merge(crate::audit::router())
         .merge(crate::uploads::router())
         .merge(crate::imports::router())
@@ -564,6 +568,39 @@ pub(crate) struct RegisterApiClient {
     api_client_id: Option<String>,
     name: String,
     role: String,
+    /// What the key may be used for: `read`, `produce`, `review`, `audit`,
+    /// `stream` (following the event stream), each within what the role
+    /// allows. Omitted: every scope the role allows except `stream`, which is
+    /// what keys could do before scopes existed.
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+/// The scopes a registration asks for, each one the role allows.
+fn parse_scopes(role: Role, requested: Option<&[String]>) -> Result<BTreeSet<ApiScope>, ApiError> {
+    let Some(requested) = requested else {
+        return Ok(ApiClient::SCOPES_BEFORE_SCOPES_EXISTED
+            .into_iter()
+            .filter(|scope| auth::allows(role, auth::action_of(*scope)))
+            .collect());
+    };
+    if requested.is_empty() {
+        return Err(ApiError::field("scopes", "give at least one scope, e.g. [\"stream\"]"));
+    }
+    let mut scopes = BTreeSet::new();
+    for raw in requested {
+        let scope = parse("scopes", ApiScope::parse(raw))?;
+        if !auth::allows(role, auth::action_of(scope)) {
+            return Err(ApiError::field(
+                "scopes",
+                format!(
+                    "the {role} role does not allow the `{scope}` scope; drop it or give the client a role that allows it"
+                ),
+            ));
+        }
+        scopes.insert(scope);
+    }
+    Ok(scopes)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -590,6 +627,7 @@ pub(crate) async fn register_api_client(
     };
     let name = parse("name", Name::parse(&body.name))?;
     let role = parse_role(&body.role)?;
+    let scopes = parse_scopes(role, body.scopes.as_deref())?;
     // The key exists only once the event is recorded; a refused command
     // removes it again.
     let (prefix, key) = auth::issue_api_key(&state.db, &brand, &client_id).await?;
@@ -598,6 +636,7 @@ pub(crate) async fn register_api_client(
         name,
         role,
         key_fingerprint: parse("key", KeyFingerprint::parse(&prefix))?,
+        scopes,
     };
     let id = brand.to_string();
     match execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await {

@@ -9,7 +9,8 @@
 //! - [`log`]: [`EventLog`]: append with optimistic concurrency (one message or one
 //!   atomic batch per command), load an aggregate's events, durable consumers.
 //! - [`snapshots`]: the latest state of long aggregates, a cache anchored to an event.
-//! - [`scan`]: [`LogScan`], the raw record in stream order with storage times (auditors).
+//! - [`scan`]: [`LogScan`], the raw record in stream order with storage times (auditors),
+//!   and [`LogFollow`], the same followed live (downstream event streams).
 //!
 //! Architecture invariant: this crate knows JetStream and the envelope, not the
 //! business rules; it depends on no sqlx or axum. Everything else in GPS reaches
@@ -31,7 +32,7 @@ pub use error::{AppendError, ConnectError, LoadError, ProvisionError};
 pub use log::{
     AppendRequest, Appended, ChainReport, CommandMeta, EventLog, ExpectedPosition, LoadedStream, NewEvent,
 };
-pub use scan::{LogScan, ScannedMessage};
+pub use scan::{LogFollow, LogScan, ScannedMessage};
 pub use snapshots::Snapshot;
 pub use stream::{Drift, ProvisionReport, StreamSettings};
 pub use subjects::AggregateAddress;

@@ -81,6 +81,11 @@ pub fn brand_filter(brand: &BrandId) -> String {
     format!("{EVENT_SUBJECT_PREFIX}.{brand}.>")
 }
 
+/// The filter for every event of one aggregate kind of one brand.
+pub fn brand_kind_filter(brand: &BrandId, kind: AggregateKind) -> String {
+    format!("{EVENT_SUBJECT_PREFIX}.{brand}.{}.*", kind.as_str())
+}
+
 /// The filter for every event of one aggregate kind across brands.
 pub fn kind_filter(kind: AggregateKind) -> String {
     format!("{EVENT_SUBJECT_PREFIX}.*.{}.*", kind.as_str())

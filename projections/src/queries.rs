@@ -215,6 +215,10 @@ pub struct ApiClientView {
     pub role: String,
     /// The key's public fingerprint.
     pub key_fingerprint: String,
+    /// What the key may be used for (read, produce, review, audit, stream).
+    /// Null for a client registered before scopes existed: it has every
+    /// scope but stream.
+    pub scopes: Option<Vec<String>>,
     /// Whether it was revoked.
     pub revoked: bool,
     /// Why, if given.
@@ -235,7 +239,7 @@ pub async fn list_api_clients(
     request: &PageRequest,
 ) -> Result<Page<ApiClientView>, QueryError> {
     list_query!(pool, request,
-        "SELECT brand, api_client_id, name, role, key_fingerprint, revoked, revoked_reason, registered_at, created_sequence, last_sequence
+        "SELECT brand, api_client_id, name, role, key_fingerprint, scopes, revoked, revoked_reason, registered_at, created_sequence, last_sequence
          FROM brands.api_clients WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2)
          ORDER BY created_sequence DESC LIMIT $3",
         ApiClientView, [brand])

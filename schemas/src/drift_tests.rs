@@ -127,7 +127,34 @@ fn every_reference_in_the_asyncapi_document_resolves() {
         }
     }
     let messages = document["components"]["messages"].as_object().expect("messages");
-    assert_eq!(messages.len(), sorted_catalog().len(), "one message per event type and version");
+    let over_sse = messages.keys().filter(|key| key.starts_with("sse.")).count();
+    assert_eq!(
+        messages.len() - over_sse,
+        sorted_catalog().len(),
+        "one NATS message per event type and version"
+    );
+    assert_eq!(over_sse, sorted_catalog().len(), "one SSE message per event type and version");
+}
+
+#[test]
+fn the_asyncapi_document_describes_the_http_event_stream_with_every_event_type() {
+    let document = asyncapi::document(&sorted_catalog());
+    let channel = &document["channels"]["brandEventStream"];
+    assert_eq!(channel["address"], EVENT_STREAM_PATH);
+    assert_eq!(channel["servers"][0]["$ref"], "#/servers/gateway");
+    let listed = channel["messages"].as_object().expect("messages");
+    for schema in sorted_catalog() {
+        let key = format!("sse.{}.v{}", schema.event_type, schema.version);
+        assert!(listed.contains_key(&key), "{key} missing from the SSE channel");
+        let message = &document["components"]["messages"][&key];
+        assert_eq!(message["x-gps-sse"]["event"], schema.event_type);
+        assert_eq!(message["payload"]["allOf"][1]["required"][0], "stream_sequence");
+    }
+    let binding = &document["operations"]["followBrandEvents"]["bindings"]["http"];
+    assert_eq!(binding["method"], "GET");
+    let query: BTreeSet<&str> =
+        binding["query"]["properties"].as_object().expect("query").keys().map(String::as_str).collect();
+    assert_eq!(query, EVENT_STREAM_QUERY.into_iter().collect());
 }
 
 fn collect_refs(value: &Value, refs: &mut Vec<String>) {

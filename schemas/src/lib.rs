@@ -8,7 +8,8 @@
 //! - `envelope.v1.schema.json`: the envelope every stored event carries
 //!   ([`gps_domain::wire::EventEnvelope`]);
 //! - `asyncapi.json`: an AsyncAPI 3.0 document of the `GPS_EVENTS` stream, one
-//!   channel per aggregate kind, one message per event type;
+//!   NATS channel per aggregate kind, one message per event type, and the
+//!   gateway's Server-Sent Events channel for the same events over HTTP;
 //! - `fixtures/<event_type>.v<version>.json`: golden envelopes, written once and then
 //!   frozen, which every later build must keep decoding.
 //!
@@ -33,6 +34,8 @@ use gps_domain::wire::EventSchema;
 use serde_json::Value;
 
 mod asyncapi;
+
+pub use asyncapi::{EVENT_STREAM_PATH, EVENT_STREAM_QUERY};
 mod event_schemas;
 
 #[cfg(test)]

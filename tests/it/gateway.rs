@@ -566,12 +566,19 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
             .await;
         assert_eq!(added.status, 201, "{}", added.body);
         callers.push((format!("{role} user"), Some(parse_role(role)), owner_headers(&session)));
+        // Each key gets every scope its role allows, so the role alone
+        // decides (keys without a scope are tested in event_streams.rs).
+        let scopes: Vec<&str> = gps_domain::brand::ApiScope::ALL
+            .into_iter()
+            .filter(|scope| allows(parse_role(role), gps_gateway::auth::action_of(*scope)))
+            .map(|scope| scope.as_str())
+            .collect();
         let key = gateway
             .as_user(
                 &owner,
                 "POST",
                 "/api/v1/brands/acme/api-clients",
-                Some(json!({"api_client_id": format!("k-{role}"), "name": "Key", "role": role})),
+                Some(json!({"api_client_id": format!("k-{role}"), "name": "Key", "role": role, "scopes": scopes})),
             )
             .await;
         assert_eq!(key.status, 201, "{}", key.body);
@@ -604,6 +611,7 @@ async fn the_tenant_isolation_matrix_holds_for_every_role_and_every_brand_operat
                 "review" => Action::Review,
                 "administer" => Action::Administer,
                 "audit" => Action::Audit,
+                "stream" => Action::Stream,
                 other => panic!("unknown action {other}"),
             };
             let has_body = operation.get("requestBody").is_some();

@@ -7,6 +7,7 @@ mod command_path;
 mod compute;
 mod compute_servers;
 mod event_log;
+mod event_streams;
 mod faults;
 mod gateway;
 mod gateway_access;

@@ -247,9 +247,17 @@ async fn a_downstream_reader_of_acme_reads_acme_events_and_nothing_of_other_bran
         format!("$JS.API.CONSUMER.DURABLE.CREATE.GPS_EVENTS.{ACME_CONSUMER}"),
         // Another consumer name, even on acme's subjects.
         "$JS.API.CONSUMER.CREATE.GPS_EVENTS.someone-else.gps.evt.acme.>".to_owned(),
-        // Pulling from, or looking at, another role's consumer.
+        // Pulling from, looking at, deleting, pausing or acknowledging for
+        // another role's consumer (the last two would make a projection
+        // skip events it never applied).
         "$JS.API.CONSUMER.MSG.NEXT.GPS_EVENTS.projector-all".to_owned(),
         "$JS.API.CONSUMER.INFO.GPS_EVENTS.projector-all".to_owned(),
+        "$JS.API.CONSUMER.DELETE.GPS_EVENTS.projector-all".to_owned(),
+        "$JS.API.CONSUMER.PAUSE.GPS_EVENTS.projector-all".to_owned(),
+        "$JS.ACK.GPS_EVENTS.projector-all.1.3.1.1700000000000000000.0".to_owned(),
+        // Listing consumers names other roles' consumers and their filters.
+        "$JS.API.CONSUMER.LIST.GPS_EVENTS".to_owned(),
+        "$JS.API.CONSUMER.NAMES.GPS_EVENTS".to_owned(),
         // Message get, and stream info (whose subjects_filter lists other brands' subjects).
         "$JS.API.STREAM.MSG.GET.GPS_EVENTS".to_owned(),
         "$JS.API.STREAM.INFO.GPS_EVENTS".to_owned(),

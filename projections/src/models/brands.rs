@@ -93,8 +93,8 @@ async fn apply_event(conn: &mut PgConnection, e: &Event) -> Result<(), sqlx::Err
         }
         BrandEvent::ApiClientRegistered(p) => {
             sqlx::query(
-                "INSERT INTO api_clients (brand, api_client_id, name, role, key_fingerprint, registered_at, created_sequence, version, last_sequence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7)",
+                "INSERT INTO api_clients (brand, api_client_id, name, role, key_fingerprint, registered_at, created_sequence, version, last_sequence, scopes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $9)",
             )
             .bind(e.brand())
             .bind(p.api_client_id.as_str())
@@ -104,6 +104,7 @@ async fn apply_event(conn: &mut PgConnection, e: &Event) -> Result<(), sqlx::Err
             .bind(e.at)
             .bind(e.sequence)
             .bind(e.version)
+            .bind(p.scopes.as_ref().map(|scopes| scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()))
             .execute(&mut *conn)
             .await?;
         }
