@@ -5,7 +5,9 @@
 //! - `gps log provision|verify`: operate the event log.
 //! - `gps projector`: the projection runners alone; `gps projections
 //!   status|rebuild [NAME]`: operate the read models.
-//! - `gps agent [--status]`: a compute agent and the process managers.
+//! - `gps agent [--status]`: a compute agent, a delivery worker and the
+//!   process managers.
+//! - `gps secrets set|remove BRAND NAME`: export destination secrets, sealed.
 //! - `gps admin create-user`: accounts and brand membership.
 //! - `gps audit history|as-of|verify|export|verify-bundle`: for auditors.
 //! - `gps bench append|load|rebuild|consistency|read|dispatch`: benchmarks (figures,
@@ -21,6 +23,7 @@ mod bench;
 mod bench_dispatch;
 mod bench_read;
 mod config;
+mod delivery;
 mod demo;
 mod projector;
 mod up;
@@ -85,6 +88,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: audit::AuditAction,
+    },
+    /// Destination secrets of exports (webhook signing secrets, S3
+    /// credentials), stored sealed; never in events or logs.
+    Secrets {
+        #[command(subcommand)]
+        action: delivery::SecretsAction,
     },
     /// Measures the write and read paths; prints one JSON object per line.
     Bench {
@@ -158,6 +167,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             Command::Audit { action } => audit::run(settings, action).await,
+            Command::Secrets { action } => delivery::secrets(settings, action).await,
         }
     })
 }

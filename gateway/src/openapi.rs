@@ -90,6 +90,8 @@ use crate::{audit, configure, live, operate, queries, review, uploads};
         queries::get_prediction,
         queries::list_exports,
         queries::get_export,
+        queries::download_export,
+        queries::list_product_deliveries,
         queries::list_activity,
         audit::aggregate_history,
         uploads::upload_product_image,
