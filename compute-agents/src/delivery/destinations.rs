@@ -451,7 +451,7 @@ mod tests {
         let reversed: Vec<(String, Bytes)> = files.iter().rev().cloned().collect();
         assert_eq!(first, build_zip(&reversed, &[]).expect("zip"));
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(first)).expect("readable");
-        let names: Vec<String> = (0..archive.len()).map(|i| archive.by_index(i).expect("entry").name().to_owned()).collect();
+        let names: Vec<String> = (0..archive.len()).map(|i| archive.by_index(i).expect("entry").name().expect("name").to_string()).collect();
         assert_eq!(names, ["a.jpg", "b.jpg", "manifest.csv", "manifest.json"]);
     }
 }

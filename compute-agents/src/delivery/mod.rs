@@ -496,11 +496,12 @@ async fn work(worker: &DeliveryWorker, address: &AggregateAddress, envelope: &Ev
         let sources = load_sources(worker, &request).await?;
         let produced: Vec<&PredictionId> =
             state.renditions().values().map(|r| &r.produced.prediction_id).collect();
-        let missing: Vec<&Source> =
-            sources.iter().filter(|s| !produced.contains(&&s.produced.prediction_id)).collect();
+        let missing: Vec<Source> =
+            sources.iter().filter(|s| !produced.contains(&&s.produced.prediction_id)).cloned().collect();
         let parallel = worker.settings.parallel_renditions.max(1);
+        let request = &request;
         let results: Vec<Result<(), Stop>> = futures::stream::iter(missing)
-            .map(|source| produce(worker, address, envelope, &request, source))
+            .map(|source| async move { produce(worker, address, envelope, request, &source).await })
             .buffer_unordered(parallel)
             .collect()
             .await;
