@@ -51,8 +51,9 @@ pub(crate) fn credentials(settings: &Settings) -> anyhow::Result<ContentCredenti
             .context("loading GPS_C2PA_CERT_FILE / GPS_C2PA_KEY_FILE"),
         (None, None) => {
             let dir = settings.data_dir.join("c2pa");
-            let (credentials, generated) = ContentCredentials::development(&dir)
-                .with_context(|| format!("preparing the development C2PA certificate in {}", dir.display()))?;
+            let (credentials, generated) = ContentCredentials::development(&dir).with_context(|| {
+                format!("preparing the development C2PA certificate in {}", dir.display())
+            })?;
             if generated {
                 tracing::warn!(dir = %dir.display(), "generated a local development C2PA signing certificate; renditions are signed but trusted by nobody else — set GPS_C2PA_CERT_FILE and GPS_C2PA_KEY_FILE in production");
                 println!(
@@ -64,7 +65,9 @@ pub(crate) fn credentials(settings: &Settings) -> anyhow::Result<ContentCredenti
             }
             Ok(credentials)
         }
-        _ => anyhow::bail!("set both GPS_C2PA_CERT_FILE and GPS_C2PA_KEY_FILE, or neither (development certificate)"),
+        _ => anyhow::bail!(
+            "set both GPS_C2PA_CERT_FILE and GPS_C2PA_KEY_FILE, or neither (development certificate)"
+        ),
     }
 }
 
@@ -72,21 +75,28 @@ pub(crate) fn credentials(settings: &Settings) -> anyhow::Result<ContentCredenti
 /// into `<data_dir>/secrets-key` (mode 600) and never printed.
 pub(crate) fn secrets_key(settings: &Settings) -> anyhow::Result<SecretsKey> {
     if let Some(hex_digits) = env("GPS_SECRETS_KEY") {
-        return SecretsKey::from_hex(&hex_digits).map_err(|reason| anyhow::anyhow!("GPS_SECRETS_KEY: {reason}"));
+        return SecretsKey::from_hex(&hex_digits)
+            .map_err(|reason| anyhow::anyhow!("GPS_SECRETS_KEY: {reason}"));
     }
     let path = settings.data_dir.join("secrets-key");
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return SecretsKey::from_hex(&existing)
-            .map_err(|reason| anyhow::anyhow!("{}: {reason}; it seals stored secrets, so restore it rather than delete it", path.display()));
+        return SecretsKey::from_hex(&existing).map_err(|reason| {
+            anyhow::anyhow!(
+                "{}: {reason}; it seals stored secrets, so restore it rather than delete it",
+                path.display()
+            )
+        });
     }
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let key = SecretsKey::generate();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
-    std::io::Write::write_all(&mut file, key.to_hex().as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.to_hex().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated the key that seals delivery secrets");
     Ok(key)
 }
@@ -105,11 +115,13 @@ async fn vault(settings: &Settings) -> anyhow::Result<SecretVault> {
 /// The worker settings from `GPS_DELIVERY_*`.
 fn delivery_settings() -> anyhow::Result<DeliverySettings> {
     let host = env("HOSTNAME").unwrap_or_else(|| "local".into());
-    let mut delivery = DeliverySettings::new(env("GPS_DELIVERY_NAME").unwrap_or_else(|| {
-        format!("delivery-{}@{host}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-    }));
+    let mut delivery =
+        DeliverySettings::new(env("GPS_DELIVERY_NAME").unwrap_or_else(|| {
+            format!("delivery-{}@{host}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+        }));
     delivery.max_in_flight = number("GPS_DELIVERY_CONCURRENCY", delivery.max_in_flight)?.max(1);
-    delivery.parallel_renditions = number("GPS_DELIVERY_PARALLEL_RENDITIONS", delivery.parallel_renditions)?.max(1);
+    delivery.parallel_renditions =
+        number("GPS_DELIVERY_PARALLEL_RENDITIONS", delivery.parallel_renditions)?.max(1);
     delivery.retry_base = Duration::from_secs(number("GPS_DELIVERY_RETRY_BASE_SECS", 30u64)?.max(1));
     delivery.retry_cap = Duration::from_secs(number("GPS_DELIVERY_RETRY_CAP_SECS", 1800u64)?.max(1));
     delivery.max_attempts = number("GPS_DELIVERY_MAX_ATTEMPTS", delivery.max_attempts)?.max(1);
@@ -123,7 +135,8 @@ pub(crate) async fn worker(
     store: ObjectStore,
 ) -> anyhow::Result<Arc<DeliveryWorker>> {
     let key = match &settings.media.url_signing_key {
-        Some(key) => gps_gateway::media::UrlSigningKey::new(key.expose().as_bytes().to_vec()).map_err(anyhow::Error::msg)?,
+        Some(key) => gps_gateway::media::UrlSigningKey::new(key.expose().as_bytes().to_vec())
+            .map_err(anyhow::Error::msg)?,
         None => crate::up::local_signing_key(&settings.data_dir)?,
     };
     let mut media = gps_gateway::media::MediaSettings::new(key);

@@ -102,7 +102,10 @@ pub struct QueueDepth {
 /// The shared consumer's queue depth.
 pub async fn queue_depth(log: &EventLog, settings: &AgentSettings) -> Result<QueueDepth, AgentError> {
     let mut consumer = consumer(log, settings).await?;
-    let info = consumer.info().await.map_err(|e| consume::ConsumeError { durable: settings.durable.clone(), message: e.to_string() })?;
+    let info = consumer
+        .info()
+        .await
+        .map_err(|e| consume::ConsumeError { durable: settings.durable.clone(), message: e.to_string() })?;
     Ok(QueueDepth { pending: info.num_pending, in_flight: info.num_ack_pending as u64 })
 }
 

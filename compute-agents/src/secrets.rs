@@ -25,9 +25,9 @@ impl SecretsKey {
     pub fn from_hex(hex_digits: &str) -> Result<Self, String> {
         let bytes = hex::decode(hex_digits.trim())
             .map_err(|_| "the secrets key must be 64 hex digits (32 bytes)".to_owned())?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("the secrets key has {} bytes; give 32 (64 hex digits)", b.len()))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            format!("the secrets key has {} bytes; give 32 (64 hex digits)", b.len())
+        })?;
         Ok(SecretsKey(key))
     }
 

@@ -1349,13 +1349,15 @@ mod tests {
             retry_in_seconds: Some(60),
         }
         .into();
-        given::<Export>(&[requested(), failed_first]).when(&attempt(2, true)).then(&[ExportDeliveryAttempted {
-            number: 2,
-            succeeded: true,
-            detail: text("accepted (HTTP 200)"),
-            retry_in_seconds: None,
-        }
-        .into()]);
+        given::<Export>(&[requested(), failed_first]).when(&attempt(2, true)).then(&[
+            ExportDeliveryAttempted {
+                number: 2,
+                succeeded: true,
+                detail: text("accepted (HTTP 200)"),
+                retry_in_seconds: None,
+            }
+            .into(),
+        ]);
     }
 
     #[test]
@@ -1368,7 +1370,9 @@ mod tests {
         }
         .into();
         given::<Export>(&[requested(), first.clone()]).when(&attempt(1, false)).then(&[]);
-        given::<Export>(&[requested(), first]).when(&attempt(3, false)).then_rejected(rule_containing("number 2"));
+        given::<Export>(&[requested(), first])
+            .when(&attempt(3, false))
+            .then_rejected(rule_containing("number 2"));
     }
 
     #[test]

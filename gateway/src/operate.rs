@@ -250,11 +250,9 @@ pub(crate) async fn request_export(
         return Err(ApiError::field("channel", format!("channel preset {channel}: {problem}")));
     }
     if let ExportDestination::Webhook { url, .. } = &destination {
-        state
-            .webhook_targets
-            .check_target(url.as_str())
-            .await
-            .map_err(|problem| ApiError::field("destination.url", format!("{problem}; give a public https URL of your system")))?;
+        state.webhook_targets.check_target(url.as_str()).await.map_err(|problem| {
+            ApiError::field("destination.url", format!("{problem}; give a public https URL of your system"))
+        })?;
     }
     // Unchanged content already at this destination with this preset is
     // skipped: formatting is deterministic, so it would arrive again as is.
@@ -262,7 +260,8 @@ pub(crate) async fn request_export(
     if !body.force {
         let ids: Vec<String> = candidates.iter().map(|c| c.prediction_id.to_string()).collect();
         let preset_json = serde_json::to_value(&preset).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let destination_json = serde_json::to_value(&destination).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let destination_json =
+            serde_json::to_value(&destination).map_err(|e| ApiError::Internal(e.to_string()))?;
         skipped = gps_projections::queries::delivered_unchanged(
             &state.db,
             brand.as_str(),
@@ -278,7 +277,11 @@ pub(crate) async fn request_export(
                 "all {} predictions were already delivered unchanged to this destination with preset {channel}; nothing was exported. Send \"force\": true to deliver them again",
                 skipped.len()
             );
-            return Ok((axum::http::StatusCode::OK, axum::Json(ExportSkipped { skipped_unchanged: skipped, detail })).into_response());
+            return Ok((
+                axum::http::StatusCode::OK,
+                axum::Json(ExportSkipped { skipped_unchanged: skipped, detail }),
+            )
+                .into_response());
         }
     }
     let id = export_id.to_string();

@@ -15,9 +15,8 @@ use gps_domain::ids::BrandId;
 use gps_projections::queries::{
     self as read, ActivityView, ApiClientView, BrandView, ChannelPresetView, ExportDetail, ExportView,
     GenerationFilter, GenerationView, LookView, MemberView, Page, PageRequest, PredictionDetail,
-    PredictionFilter, PredictionView, ProductDeliveryView, ProductDetail, ProductFilter, ProductView, ShootingView,
-    StyleView,
-    SubjectDetail, SubjectView,
+    PredictionFilter, PredictionView, ProductDeliveryView, ProductDetail, ProductFilter, ProductView,
+    ShootingView, StyleView, SubjectDetail, SubjectView,
 };
 use serde::Deserialize;
 
@@ -554,7 +553,14 @@ pub(crate) async fn download_export(
     let key = detail
         .renditions
         .iter()
-        .filter_map(|r| r.location.as_ref()?.as_str()?.strip_prefix("zip:")?.rsplit_once('/').map(|(key, _)| key.to_owned()))
+        .filter_map(|r| {
+            r.location
+                .as_ref()?
+                .as_str()?
+                .strip_prefix("zip:")?
+                .rsplit_once('/')
+                .map(|(key, _)| key.to_owned())
+        })
         .next()
         .ok_or_else(|| {
             ApiError::Conflict(format!(
@@ -562,10 +568,10 @@ pub(crate) async fn download_export(
                 detail.export.status
             ))
         })?;
-    let key = gps_storage::ObjectKey::parse(&key)
-        .ok()
-        .filter(|key| key.brand() == &brand)
-        .ok_or_else(|| ApiError::Internal(format!("export {export} names an invalid ZIP location {key:?}")))?;
+    let key =
+        gps_storage::ObjectKey::parse(&key).ok().filter(|key| key.brand() == &brand).ok_or_else(|| {
+            ApiError::Internal(format!("export {export} names an invalid ZIP location {key:?}"))
+        })?;
     let url = state.media.signed_url(&key);
     let location = axum::http::HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = (axum::http::StatusCode::SEE_OTHER, Json(Download { url })).into_response();

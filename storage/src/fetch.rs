@@ -280,12 +280,7 @@ impl SafeFetcher {
     /// POSTs `body` to `url` under the same address rules, with `headers`.
     /// Redirects are not followed (a POST is not repeated elsewhere); any
     /// answer but 2xx is an error. At most 64 KiB of the answer is kept.
-    pub async fn post(
-        &self,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<Posted, FetchError> {
+    pub async fn post(&self, url: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Posted, FetchError> {
         let deadline = self.limits.timeout;
         let attempt = async {
             let parsed = parse(url)?;
@@ -325,9 +320,12 @@ impl SafeFetcher {
         let host_header = url.port().map_or(host.clone(), |port| format!("{host}:{port}"));
         parts.headers.insert(
             hyper::header::HOST,
-            hyper::header::HeaderValue::from_str(&host_header).map_err(|error| refused(url, &error.to_string()))?,
+            hyper::header::HeaderValue::from_str(&host_header)
+                .map_err(|error| refused(url, &error.to_string()))?,
         );
-        parts.headers.insert(hyper::header::USER_AGENT, hyper::header::HeaderValue::from_static("GPS-fetch/1"));
+        parts
+            .headers
+            .insert(hyper::header::USER_AGENT, hyper::header::HeaderValue::from_static("GPS-fetch/1"));
         let request = hyper::Request::from_parts(parts, body);
         if url.scheme() == "https" {
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from(

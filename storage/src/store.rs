@@ -128,8 +128,14 @@ impl ExternalBucket {
             .send()
             .await
             .map_err(request_error("PutObject"))?;
-        let head =
-            self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(request_error("HeadObject"))?;
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(request_error("HeadObject"))?;
         if head.content_length() != Some(size) {
             return Err(StorageError::Request {
                 operation: "PutObject",

@@ -75,10 +75,15 @@ impl Rig {
         let compute = ComputeStore::connect(compute_db.url(), 4).await.expect("compute database");
         let vault = SecretVault::new(compute.pool().clone(), &SecretsKey::generate());
         let credentials_dir = tempfile::tempdir().expect("credentials dir");
-        let (credentials, generated) = ContentCredentials::development(credentials_dir.path()).expect("credentials");
+        let (credentials, generated) =
+            ContentCredentials::development(credentials_dir.path()).expect("credentials");
         assert!(generated);
         let ca_pem = std::fs::read_to_string(credentials_dir.path().join(DEVELOPMENT_CA_FILE)).expect("ca");
-        let mut targets = SafeFetcher::new(FetchLimits { max_bytes: 64 * 1024, timeout: Duration::from_secs(10), max_redirects: 0 });
+        let mut targets = SafeFetcher::new(FetchLimits {
+            max_bytes: 64 * 1024,
+            timeout: Duration::from_secs(10),
+            max_redirects: 0,
+        });
         if let Some(address) = receiver {
             targets = targets.allowing(address);
         }
@@ -118,8 +123,11 @@ impl Rig {
         let generation = CommandHandler::address::<Generation>(&brand(), "g1").expect("address");
         if commands.load::<Generation>(&generation).await.expect("load").position.aggregate_version == 0 {
             let fixture: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/fixtures/generation.requested.v1.json"))
-                    .expect("fixture"),
+                &std::fs::read_to_string(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/schemas/fixtures/generation.requested.v1.json"
+                ))
+                .expect("fixture"),
             )
             .expect("json");
             let mut payload = fixture["payload"].clone();
@@ -140,7 +148,14 @@ impl Rig {
             }
         }
         let bytes = png_of(&image);
-        let stored = self.gateway.state.media.store().put(&brand(), bytes.clone().into(), "image/png").await.expect("store");
+        let stored = self
+            .gateway
+            .state
+            .media
+            .store()
+            .put(&brand(), bytes.clone().into(), "image/png")
+            .await
+            .expect("store");
         let prediction_id = PredictionId::parse(id).expect("id");
         let command = PredictionCommand::ProducePrediction {
             prediction_id: prediction_id.clone(),
@@ -185,7 +200,10 @@ impl Rig {
     /// Waits until export `id` is completed (or failed, which fails the test).
     async fn completed(&self, id: &str) -> serde_json::Value {
         for _ in 0..300 {
-            let read = self.gateway.as_user(&self.owner, "GET", &format!("/api/v1/brands/acme/exports/{id}"), None).await;
+            let read = self
+                .gateway
+                .as_user(&self.owner, "GET", &format!("/api/v1/brands/acme/exports/{id}"), None)
+                .await;
             if read.status == 200 {
                 let export = read.json();
                 match export["status"].as_str() {
@@ -201,20 +219,33 @@ impl Rig {
 
     async fn stored(&self, hash: &str) -> Vec<u8> {
         let hash = gps_domain::values::ContentHash::parse(hash).expect("hash");
-        self.gateway.state.media.store().get(&ObjectKey::content(&brand(), &hash)).await.expect("rendition stored").body.to_vec()
+        self.gateway
+            .state
+            .media
+            .store()
+            .get(&ObjectKey::content(&brand(), &hash))
+            .await
+            .expect("rendition stored")
+            .body
+            .to_vec()
     }
 }
 
 /// Reads the C2PA manifest of `bytes` with the development CA trusted.
 fn manifest_of(bytes: &[u8], media_type: &str, ca_pem: &str) -> c2pa::Reader {
-    let context = c2pa::Context::new().with_settings(json!({ "trust": { "trust_anchors": ca_pem } })).expect("settings");
-    let reader = c2pa::Reader::from_context(context).with_stream(media_type, Cursor::new(bytes)).expect("a C2PA manifest");
+    let context = c2pa::Context::new()
+        .with_settings(json!({ "trust": { "trust_anchors": ca_pem } }))
+        .expect("settings");
+    let reader = c2pa::Reader::from_context(context)
+        .with_stream(media_type, Cursor::new(bytes))
+        .expect("a C2PA manifest");
     assert_eq!(reader.validation_state(), c2pa::ValidationState::Trusted, "{:?}", reader.validation_status());
     reader
 }
 
 #[tokio::test]
-async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditions_with_content_credentials() {
+async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditions_with_content_credentials()
+{
     let rig = Rig::start(None).await;
     rig.approved_prediction("pr1", 0).await;
     // A brand preset in PNG and one in WebP, next to the built-in web-pdp (JPEG).
@@ -225,7 +256,12 @@ async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditi
         });
         let defined = rig
             .gateway
-            .as_user(&rig.owner, "PUT", &format!("/api/v1/brands/acme/channel-presets/{name}"), Some(json!({"spec": spec})))
+            .as_user(
+                &rig.owner,
+                "PUT",
+                &format!("/api/v1/brands/acme/channel-presets/{name}"),
+                Some(json!({"spec": spec})),
+            )
             .await;
         assert_status(&defined, 200);
     }
@@ -248,7 +284,10 @@ async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditi
         let rendition = &renditions[0];
         assert_eq!(rendition["file_name"], file_name);
         assert_eq!(rendition["asset"]["media_type"], media_type);
-        assert_eq!((rendition["asset"]["width"].as_u64(), rendition["asset"]["height"].as_u64()), (Some(width), Some(height)));
+        assert_eq!(
+            (rendition["asset"]["width"].as_u64(), rendition["asset"]["height"].as_u64()),
+            (Some(width), Some(height))
+        );
         assert_eq!(rendition["products"], json!(["prod-dr-2041"]));
         assert!(rendition["location"].as_str().is_some_and(|l| l.starts_with("zip:acme/")), "{rendition}");
         assert_eq!(export["delivery_attempts"][0]["succeeded"], true);
@@ -265,14 +304,26 @@ async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditi
         let ingredients: Vec<&str> = manifest.ingredients().iter().filter_map(|i| i.title()).collect();
         assert_eq!(ingredients, ["DR-2041/BLK front"], "{channel}");
         let actions: serde_json::Value = manifest.find_assertion("c2pa.actions.v2").expect("actions");
-        let created = actions["actions"].as_array().expect("actions").iter().find(|a| a["action"] == "c2pa.created").expect("created");
+        let created = actions["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .find(|a| a["action"] == "c2pa.created")
+            .expect("created");
         assert_eq!(created["digitalSourceType"], TRAINED_ALGORITHMIC_MEDIA);
-        let generation: serde_json::Value = manifest.find_assertion(GENERATION_ASSERTION).expect("generation");
-        assert_eq!((generation["workflow"].as_str(), generation["model"].as_str()), (Some("on-model"), Some("flux-pro-kontext")));
+        let generation: serde_json::Value =
+            manifest.find_assertion(GENERATION_ASSERTION).expect("generation");
+        assert_eq!(
+            (generation["workflow"].as_str(), generation["model"].as_str()),
+            (Some("on-model"), Some("flux-pro-kontext"))
+        );
         assert_eq!(generation["prediction_id"], "pr1");
 
         // The ZIP download: a signed URL; inside, the file and the manifests.
-        let download = rig.gateway.as_user(&rig.owner, "GET", &format!("/api/v1/brands/acme/exports/{id}/download"), None).await;
+        let download = rig
+            .gateway
+            .as_user(&rig.owner, "GET", &format!("/api/v1/brands/acme/exports/{id}/download"), None)
+            .await;
         assert_status(&download, 303);
         let url = download.header("location").expect("location").to_owned();
         assert!(url.starts_with("/cdn/acme/") && url.contains("sig="), "{url}");
@@ -280,20 +331,32 @@ async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditi
         assert_eq!(zip.status, 200);
         let mut archive = zip::ZipArchive::new(Cursor::new(zip.body)).expect("a ZIP");
         let mut inside = Vec::new();
-        std::io::Read::read_to_end(&mut archive.by_name(file_name).expect("the rendition"), &mut inside).expect("read");
+        std::io::Read::read_to_end(&mut archive.by_name(file_name).expect("the rendition"), &mut inside)
+            .expect("read");
         assert_eq!(inside, bytes);
         let mut csv = String::new();
-        std::io::Read::read_to_string(&mut archive.by_name("manifest.csv").expect("manifest.csv"), &mut csv).expect("read");
+        std::io::Read::read_to_string(&mut archive.by_name("manifest.csv").expect("manifest.csv"), &mut csv)
+            .expect("read");
         let sha = rendition["checksum"].as_str().expect("checksum").trim_start_matches("sha256:");
-        assert!(csv.contains(&format!("DR-2041/BLK,{channel},{file_name},pr1,")) && csv.contains(sha), "{csv}");
+        assert!(
+            csv.contains(&format!("DR-2041/BLK,{channel},{file_name},pr1,")) && csv.contains(sha),
+            "{csv}"
+        );
         let mut json_manifest = String::new();
-        std::io::Read::read_to_string(&mut archive.by_name("manifest.json").expect("manifest.json"), &mut json_manifest).expect("read");
+        std::io::Read::read_to_string(
+            &mut archive.by_name("manifest.json").expect("manifest.json"),
+            &mut json_manifest,
+        )
+        .expect("read");
         let entries: serde_json::Value = serde_json::from_str(&json_manifest).expect("json");
         assert_eq!(entries[0]["sha256"], sha);
     }
 
     // Tracking: per product, what went where.
-    let deliveries = rig.gateway.as_user(&rig.owner, "GET", "/api/v1/brands/acme/products/prod-dr-2041/deliveries", None).await;
+    let deliveries = rig
+        .gateway
+        .as_user(&rig.owner, "GET", "/api/v1/brands/acme/products/prod-dr-2041/deliveries", None)
+        .await;
     assert_status(&deliveries, 200);
     let listed = deliveries.json();
     let mut sorted: Vec<&str> =
@@ -302,7 +365,11 @@ async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditi
     assert_eq!(sorted, ["ex-pdp", "ex-square", "ex-story"], "{}", deliveries.body);
 
     // Re-exporting unchanged content to the same destination is skipped, unless forced.
-    let again = rig.export(json!({"predictions": ["pr1"], "channel": "web-pdp", "destination": {"kind": "zip_download"}})).await;
+    let again = rig
+        .export(
+            json!({"predictions": ["pr1"], "channel": "web-pdp", "destination": {"kind": "zip_download"}}),
+        )
+        .await;
     assert_status(&again, 200);
     assert_eq!(again.json()["skipped_unchanged"], json!(["pr1"]));
     assert!(again.json()["detail"].as_str().is_some_and(|d| d.contains("force")), "{}", again.body);
@@ -324,10 +391,19 @@ async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditi
     let rejected = rig.approved_prediction("pr3", 2).await;
     let reject = rig
         .gateway
-        .as_user(&rig.owner, "POST", &format!("/api/v1/brands/acme/predictions/{rejected}/reject"), Some(json!({"reason": "wrong colour"})))
+        .as_user(
+            &rig.owner,
+            "POST",
+            &format!("/api/v1/brands/acme/predictions/{rejected}/reject"),
+            Some(json!({"reason": "wrong colour"})),
+        )
         .await;
     assert_status(&reject, 200);
-    let refused = rig.export(json!({"predictions": ["pr3"], "channel": "web-pdp", "destination": {"kind": "zip_download"}})).await;
+    let refused = rig
+        .export(
+            json!({"predictions": ["pr3"], "channel": "web-pdp", "destination": {"kind": "zip_download"}}),
+        )
+        .await;
     assert_status(&refused, 422);
     assert!(refused.body.contains("pr3") && refused.body.contains("rejected"), "{}", refused.body);
 }
@@ -355,7 +431,9 @@ async fn receiver(failures: u32, secret: &'static [u8]) -> (SocketAddr, Arc<Mute
             async move {
                 let mut seen = seen.lock().expect("lock");
                 seen.requests += 1;
-                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let header = |name: &str| {
+                    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+                };
                 // Verify as the documentation says: HMAC-SHA256 over timestamp + "." + body.
                 let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
                 let message = [header("x-gps-timestamp").as_bytes(), b".", &body].concat();
@@ -414,7 +492,13 @@ async fn a_webhook_that_fails_twice_then_succeeds_receives_the_export_once_with_
     let rendition = &body["renditions"][0];
     assert_eq!((rendition["width"].as_u64(), rendition["height"].as_u64()), (Some(1080), Some(1080)));
     // The signed URL in the body serves the rendition.
-    let path = rendition["url"].as_str().expect("url").split_once(&format!("127.0.0.1:{}", rig.gateway.port)).expect("ours").1.to_owned();
+    let path = rendition["url"]
+        .as_str()
+        .expect("url")
+        .split_once(&format!("127.0.0.1:{}", rig.gateway.port))
+        .expect("ours")
+        .1
+        .to_owned();
     let fetched = raw_request(rig.gateway.port, "GET", &path, &[], b"").await;
     assert_eq!(fetched.status, 200);
     let reader = manifest_of(&fetched.body, "image/jpeg", &rig.ca_pem);
@@ -422,8 +506,10 @@ async fn a_webhook_that_fails_twice_then_succeeds_receives_the_export_once_with_
 
     // Every attempt is visible: two failures with a retry time, then success.
     let attempts = export["delivery_attempts"].as_array().expect("attempts");
-    let outcomes: Vec<(bool, bool)> =
-        attempts.iter().map(|a| (a["succeeded"].as_bool().expect("bool"), a["retry_in_seconds"].is_number())).collect();
+    let outcomes: Vec<(bool, bool)> = attempts
+        .iter()
+        .map(|a| (a["succeeded"].as_bool().expect("bool"), a["retry_in_seconds"].is_number()))
+        .collect();
     assert_eq!(outcomes, [(false, true), (false, true), (true, false)], "{attempts:?}");
     assert!(attempts[0]["detail"].as_str().is_some_and(|d| d.contains("503")), "{attempts:?}");
     assert!(export["renditions"][0]["location"].as_str().is_some_and(|l| l.starts_with(&url)), "{export}");

@@ -91,7 +91,9 @@ impl TestGateway {
         configure(&mut media);
         let media = gps_gateway::media::Media::new(store, media);
         let state = adjust(
-            AppState::new(log.clone(), CommandHandler::new(log), pool, false, media).await.expect("gateway state"),
+            AppState::new(log.clone(), CommandHandler::new(log), pool, false, media)
+                .await
+                .expect("gateway state"),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();

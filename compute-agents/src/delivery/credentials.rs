@@ -78,7 +78,8 @@ pub struct ManifestFacts {
 }
 
 /// The IPTC digital source type of a generated image.
-pub const TRAINED_ALGORITHMIC_MEDIA: &str = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia";
+pub const TRAINED_ALGORITHMIC_MEDIA: &str =
+    "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia";
 /// The IPTC digital source type of a real image edited with generative AI.
 pub const COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA: &str =
     "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia";
@@ -107,7 +108,9 @@ fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, CredentialsError>
     let mut rest = text;
     while let Some(start) = rest.find(&begin) {
         let after = &rest[start + begin.len()..];
-        let stop = after.find(&end).ok_or_else(|| CredentialsError::Invalid(format!("a {label} block is not closed")))?;
+        let stop = after
+            .find(&end)
+            .ok_or_else(|| CredentialsError::Invalid(format!("a {label} block is not closed")))?;
         let body: String = after[..stop].chars().filter(|c| !c.is_whitespace()).collect();
         let der = base64::engine::general_purpose::STANDARD
             .decode(body)
@@ -124,7 +127,8 @@ fn read(path: &Path) -> Result<String, CredentialsError> {
 }
 
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), CredentialsError> {
-    let io = |e: std::io::Error| CredentialsError::Io { path: path.display().to_string(), message: e.to_string() };
+    let io =
+        |e: std::io::Error| CredentialsError::Io { path: path.display().to_string(), message: e.to_string() };
     std::fs::write(path, contents).map_err(io)?;
     #[cfg(unix)]
     if private {
@@ -195,7 +199,12 @@ impl ContentCredentials {
 
     /// `asset` (of `media_type`: image/jpeg, image/png or image/webp) with a
     /// signed manifest stating `facts` embedded.
-    pub fn sign(&self, asset: &[u8], media_type: &str, facts: &ManifestFacts) -> Result<Vec<u8>, CredentialsError> {
+    pub fn sign(
+        &self,
+        asset: &[u8],
+        media_type: &str,
+        facts: &ManifestFacts,
+    ) -> Result<Vec<u8>, CredentialsError> {
         let source_type = if facts.edits_existing_image {
             COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA
         } else {
@@ -243,7 +252,8 @@ impl ContentCredentials {
         let context = c2pa::Context::new()
             .with_settings(json!({ "builder": { "thumbnail": { "enabled": false } } }))
             .map_err(manifest)?;
-        let mut builder = c2pa::Builder::from_context(context).with_definition(definition).map_err(manifest)?;
+        let mut builder =
+            c2pa::Builder::from_context(context).with_definition(definition).map_err(manifest)?;
         let mut source = Cursor::new(asset);
         let mut signed = Cursor::new(Vec::with_capacity(asset.len() + 32 * 1024));
         builder.sign(&AwsLcSigner(self), media_type, &mut source, &mut signed).map_err(manifest)?;
@@ -290,14 +300,16 @@ fn generate_development_chain() -> Result<DevelopmentChain, CredentialsError> {
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
     };
-    let invalid = |e: rcgen::Error| CredentialsError::Invalid(format!("generating the development certificate: {e}"));
+    let invalid =
+        |e: rcgen::Error| CredentialsError::Invalid(format!("generating the development certificate: {e}"));
     let now = time::OffsetDateTime::now_utc();
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(invalid)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(invalid)?;
     ca.distinguished_name.push(DnType::CommonName, "GPS local development C2PA CA");
     ca.distinguished_name.push(DnType::OrganizationName, "GPS development (not trusted)");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     ca.not_before = now - time::Duration::days(1);
     ca.not_after = now + time::Duration::days(3650);
     let ca = CertifiedIssuer::self_signed(ca, ca_key).map_err(invalid)?;
@@ -357,21 +369,30 @@ mod tests {
         let reader = c2pa::Reader::from_context(context)
             .with_stream("image/png", Cursor::new(&signed))
             .expect("reads the manifest");
-        assert_eq!(reader.validation_state(), c2pa::ValidationState::Trusted, "{:?}", reader.validation_status());
+        assert_eq!(
+            reader.validation_state(),
+            c2pa::ValidationState::Trusted,
+            "{:?}",
+            reader.validation_status()
+        );
         let manifest = reader.active_manifest().expect("a manifest");
         let titles: Vec<&str> = manifest.ingredients().iter().filter_map(|i| i.title()).collect();
         assert_eq!(titles, ["DR-2041 front"]);
         let actions: serde_json::Value = manifest.find_assertion("c2pa.actions.v2").expect("actions");
         assert_eq!(actions["actions"][0]["action"], "c2pa.created");
         assert_eq!(actions["actions"][0]["digitalSourceType"], TRAINED_ALGORITHMIC_MEDIA);
-        let generation: serde_json::Value = manifest.find_assertion(GENERATION_ASSERTION).expect("generation");
+        let generation: serde_json::Value =
+            manifest.find_assertion(GENERATION_ASSERTION).expect("generation");
         assert_eq!(generation["workflow"], "on-model");
     }
 
     #[test]
     fn a_key_that_is_not_p256_pkcs8_is_refused_with_how_to_convert_it() {
-        let error = ContentCredentials::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "")
-            .expect_err("no key");
+        let error = ContentCredentials::from_pem(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "",
+        )
+        .expect_err("no key");
         assert!(error.to_string().contains("pkcs8"), "{error}");
     }
 }

@@ -174,12 +174,19 @@ pub fn zip_location(key: &ObjectKey, file_name: &str) -> String {
 }
 
 /// Reads the renditions' bytes back from object storage.
-async fn files(store: &ObjectStore, brand: &gps_domain::ids::BrandId, renditions: &[Delivered<'_>]) -> Result<Vec<(String, Bytes)>, Failure> {
+async fn files(
+    store: &ObjectStore,
+    brand: &gps_domain::ids::BrandId,
+    renditions: &[Delivered<'_>],
+) -> Result<Vec<(String, Bytes)>, Failure> {
     let mut files = Vec::with_capacity(renditions.len());
     for d in renditions {
         let produced = &d.rendition.produced;
         let key = ObjectKey::content(brand, &produced.asset.hash);
-        let object = store.get(&key).await.map_err(|e| Failure::later(format!("reading rendition {}: {e}", produced.rendition_id)))?;
+        let object = store
+            .get(&key)
+            .await
+            .map_err(|e| Failure::later(format!("reading rendition {}: {e}", produced.rendition_id)))?;
         files.push((produced.file_name.to_string(), object.body));
     }
     Ok(files)
@@ -205,7 +212,10 @@ pub async fn zip_download(
         .iter()
         .map(|d| {
             let produced = &d.rendition.produced;
-            Ok((produced.rendition_id.clone(), location(zip_location(&stored.key, produced.file_name.as_str()))?))
+            Ok((
+                produced.rendition_id.clone(),
+                location(zip_location(&stored.key, produced.file_name.as_str()))?,
+            ))
         })
         .collect()
 }
@@ -271,7 +281,8 @@ pub async fn s3(
             .put(&key, bytes, &media_type)
             .await
             .map_err(|e| Failure::later(format!("writing s3://{bucket}/{key}: {e}")))?;
-        delivered.push((d.rendition.produced.rendition_id.clone(), location(format!("s3://{bucket}/{key}"))?));
+        delivered
+            .push((d.rendition.produced.rendition_id.clone(), location(format!("s3://{bucket}/{key}"))?));
     }
     Ok(delivered)
 }
@@ -380,10 +391,8 @@ pub async fn webhook(
             .collect(),
     };
     let body = serde_json::to_vec(&body).map_err(|e| Failure { detail: e.to_string(), retryable: false })?;
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let timestamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let signature = signature(secret.expose(), timestamp, &body);
     let key = idempotency_key(request, renditions);
     let timestamp_text = timestamp.to_string();
@@ -440,18 +449,26 @@ mod tests {
         let csv = manifest_csv(&entries);
         assert_eq!(
             csv,
-            format!("sku,preset,file_name,prediction_id,rendition_id,sha256,bytes\r\n\"DR-1|BAG,2\",web-pdp,DR-1_front_1.jpg,p1,r1,{},1234\r\n", "ab".repeat(32))
+            format!(
+                "sku,preset,file_name,prediction_id,rendition_id,sha256,bytes\r\n\"DR-1|BAG,2\",web-pdp,DR-1_front_1.jpg,p1,r1,{},1234\r\n",
+                "ab".repeat(32)
+            )
         );
     }
 
     #[test]
     fn the_zip_is_the_same_bytes_for_the_same_files() {
-        let files = vec![("b.jpg".to_owned(), Bytes::from_static(b"bbb")), ("a.jpg".to_owned(), Bytes::from_static(b"aaa"))];
+        let files = vec![
+            ("b.jpg".to_owned(), Bytes::from_static(b"bbb")),
+            ("a.jpg".to_owned(), Bytes::from_static(b"aaa")),
+        ];
         let first = build_zip(&files, &[]).expect("zip");
         let reversed: Vec<(String, Bytes)> = files.iter().rev().cloned().collect();
         assert_eq!(first, build_zip(&reversed, &[]).expect("zip"));
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(first)).expect("readable");
-        let names: Vec<String> = (0..archive.len()).map(|i| archive.by_index(i).expect("entry").name().expect("name").to_string()).collect();
+        let names: Vec<String> = (0..archive.len())
+            .map(|i| archive.by_index(i).expect("entry").name().expect("name").to_string())
+            .collect();
         assert_eq!(names, ["a.jpg", "b.jpg", "manifest.csv", "manifest.json"]);
     }
 }

@@ -94,7 +94,9 @@ pub fn check_supported(spec: &ChannelPresetSpec) -> Result<(), FormatError> {
 pub fn target_size(spec: &ChannelPresetSpec) -> (u32, u32) {
     let (w, h) = (u32::from(spec.aspect_ratio.width()), u32::from(spec.aspect_ratio.height()));
     let long = spec.long_edge_px;
-    let short = |num: u32, den: u32| ((u64::from(long) * u64::from(num) + u64::from(den) / 2) / u64::from(den)).max(1) as u32;
+    let short = |num: u32, den: u32| {
+        ((u64::from(long) * u64::from(num) + u64::from(den) / 2) / u64::from(den)).max(1) as u32
+    };
     if w >= h { (long, short(h, w)) } else { (short(w, h), long) }
 }
 
@@ -313,7 +315,13 @@ mod tests {
     use super::*;
     use gps_domain::values::{AspectRatio, Colour};
 
-    fn spec(ratio: &str, long_edge_px: u32, fit: FitMode, background: Background, format: ImageFormat) -> ChannelPresetSpec {
+    fn spec(
+        ratio: &str,
+        long_edge_px: u32,
+        fit: FitMode,
+        background: Background,
+        format: ImageFormat,
+    ) -> ChannelPresetSpec {
         ChannelPresetSpec {
             long_edge_px,
             aspect_ratio: AspectRatio::parse(ratio).expect("ratio"),
@@ -361,10 +369,14 @@ mod tests {
 
     #[test]
     fn cropping_keeps_the_subject_in_frame_when_it_is_off_centre() {
-        let out = compose(&shot(), &spec("1:2", 400, FitMode::CropToSubject, Background::Keep, ImageFormat::Png));
+        let out =
+            compose(&shot(), &spec("1:2", 400, FitMode::CropToSubject, Background::Keep, ImageFormat::Png));
         assert_eq!(out.dimensions(), (200, 400));
-        let red: Vec<(u32, u32)> =
-            out.enumerate_pixels().filter(|(_, _, p)| p.0[0] > 150 && p.0[1] < 80).map(|(x, y, _)| (x, y)).collect();
+        let red: Vec<(u32, u32)> = out
+            .enumerate_pixels()
+            .filter(|(_, _, p)| p.0[0] > 150 && p.0[1] < 80)
+            .map(|(x, y, _)| (x, y))
+            .collect();
         assert!(!red.is_empty(), "the subject is in the crop");
         let xs: Vec<u32> = red.iter().map(|(x, _)| *x).collect();
         let (min, max) = (*xs.iter().min().expect("x"), *xs.iter().max().expect("x"));
@@ -386,7 +398,8 @@ mod tests {
             }
         }
         let beige = Colour::parse("#F5F0E8").expect("colour");
-        let out = compose(&image, &spec("1:1", 256, FitMode::Pad, Background::Colour(beige), ImageFormat::Png));
+        let out =
+            compose(&image, &spec("1:1", 256, FitMode::Pad, Background::Colour(beige), ImageFormat::Png));
         assert_eq!(*out.get_pixel(2, 2), Rgb([0xF5, 0xF0, 0xE8]));
         assert_eq!(*out.get_pixel(128, 128), Rgb([250, 250, 250]), "the hole keeps its colour");
     }

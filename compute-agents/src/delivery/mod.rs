@@ -39,13 +39,13 @@ use async_nats::jetstream::{AckKind, Message};
 use bytes::Bytes;
 use futures::StreamExt;
 use gps_commands::{CommandError, CommandHandler, CommandMeta};
+use gps_domain::AggregateKind;
 use gps_domain::export::{Export, ExportCommand, ExportDestination, ExportRequested, ExportStatus, FileName};
 use gps_domain::generation::{Generation, GenerationRequested, ProductSnapshot};
 use gps_domain::ids::{PredictionId, RenditionId};
 use gps_domain::prediction::{Prediction, PredictionProduced};
 use gps_domain::values::{AssetRef, ChannelPresetSpec, Text};
 use gps_domain::wire::{Actor, EventEnvelope};
-use gps_domain::AggregateKind;
 use gps_nats::AggregateAddress;
 use gps_storage::{ObjectKey, ObjectStore, SafeFetcher};
 use sha2::{Digest, Sha256};
@@ -256,7 +256,15 @@ impl Source {
 
 /// The file name a naming pattern gives one prediction, with the format's
 /// extension (replacing any other the pattern ends in).
-pub fn file_name(pattern: &str, sku: &str, view: &str, n: u32, preset: &str, prediction: &str, extension: &str) -> String {
+pub fn file_name(
+    pattern: &str,
+    sku: &str,
+    view: &str,
+    n: u32,
+    preset: &str,
+    prediction: &str,
+    extension: &str,
+) -> String {
     let filled = pattern
         .replace("{sku}", sku)
         .replace("{view}", view)
@@ -266,7 +274,11 @@ pub fn file_name(pattern: &str, sku: &str, view: &str, n: u32, preset: &str, pre
     let cleaned: String =
         filled.chars().map(|c| if c == '/' || c == '\\' || c.is_control() { '-' } else { c }).collect();
     let stem = match cleaned.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 5 && ext.chars().all(|c| c.is_ascii_alphanumeric()) => stem,
+        Some((stem, ext))
+            if !stem.is_empty() && ext.len() <= 5 && ext.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            stem
+        }
         _ => cleaned.as_str(),
     };
     let stem = stem.trim_start_matches('.');
@@ -313,8 +325,12 @@ async fn load_sources(worker: &DeliveryWorker, request: &ExportRequested) -> Res
     let mut generations: BTreeMap<String, Option<GenerationRequested>> = BTreeMap::new();
     let mut loaded = Vec::with_capacity(request.prediction_ids.len());
     for prediction_id in &request.prediction_ids {
-        let address = AggregateAddress::new(request.brand_id.clone(), AggregateKind::Prediction, prediction_id.as_str())
-            .map_err(|e| Stop::Fail(e.to_string()))?;
+        let address = AggregateAddress::new(
+            request.brand_id.clone(),
+            AggregateKind::Prediction,
+            prediction_id.as_str(),
+        )
+        .map_err(|e| Stop::Fail(e.to_string()))?;
         let prediction = worker.commands.load::<Prediction>(&address).await.map_err(|e| later(worker, e))?;
         let produced = prediction
             .state
@@ -323,9 +339,11 @@ async fn load_sources(worker: &DeliveryWorker, request: &ExportRequested) -> Res
             .ok_or_else(|| Stop::Fail(format!("prediction {prediction_id} has no image in the log")))?;
         let generation_id = produced.generation_id.to_string();
         if !generations.contains_key(&generation_id) {
-            let address = AggregateAddress::new(request.brand_id.clone(), AggregateKind::Generation, &generation_id)
-                .map_err(|e| Stop::Fail(e.to_string()))?;
-            let generation = worker.commands.load::<Generation>(&address).await.map_err(|e| later(worker, e))?;
+            let address =
+                AggregateAddress::new(request.brand_id.clone(), AggregateKind::Generation, &generation_id)
+                    .map_err(|e| Stop::Fail(e.to_string()))?;
+            let generation =
+                worker.commands.load::<Generation>(&address).await.map_err(|e| later(worker, e))?;
             generations.insert(generation_id.clone(), generation.state.request().cloned());
         }
         loaded.push((produced, generations[&generation_id].clone()));
@@ -352,7 +370,8 @@ async fn load_sources(worker: &DeliveryWorker, request: &ExportRequested) -> Res
         .into_iter()
         .zip(loaded)
         .map(|(name, (produced, generation))| {
-            let file_name = FileName::parse(&name).map_err(|e| Stop::Fail(format!("file name {name:?}: {e}")))?;
+            let file_name =
+                FileName::parse(&name).map_err(|e| Stop::Fail(format!("file name {name:?}: {e}")))?;
             Ok(Source { produced, generation, file_name })
         })
         .collect()
@@ -457,7 +476,14 @@ async fn produce(
     }
 }
 
-async fn fail(worker: &DeliveryWorker, address: &AggregateAddress, envelope: &EventEnvelope, attempt: u32, reason: &str, retryable: bool) -> Result<(), Later> {
+async fn fail(
+    worker: &DeliveryWorker,
+    address: &AggregateAddress,
+    envelope: &EventEnvelope,
+    attempt: u32,
+    reason: &str,
+    retryable: bool,
+) -> Result<(), Later> {
     let command = ExportCommand::FailExport { reason: text(reason), retryable };
     let meta = meta(envelope, &["fail", address.id(), &attempt.to_string()]);
     match worker.commands.execute::<Export>(address, &meta, &command).await {
@@ -475,7 +501,11 @@ async fn load_export(worker: &DeliveryWorker, address: &AggregateAddress) -> Res
         .map_err(|e| Later { reason: e.to_string(), delay: worker.settings.retry_base })
 }
 
-async fn work(worker: &DeliveryWorker, address: &AggregateAddress, envelope: &EventEnvelope) -> Result<(), Later> {
+async fn work(
+    worker: &DeliveryWorker,
+    address: &AggregateAddress,
+    envelope: &EventEnvelope,
+) -> Result<(), Later> {
     let state = load_export(worker, address).await?;
     let (Some(request), Some(ExportStatus::InProgress)) = (state.request().cloned(), state.status()) else {
         return Ok(());
@@ -483,7 +513,9 @@ async fn work(worker: &DeliveryWorker, address: &AggregateAddress, envelope: &Ev
     let attempt = state.attempt();
     // A request whose export was retried since is worked on by the retry's event.
     let current = match envelope.event_type.as_str() {
-        "export.retried" => envelope.payload.get("attempt").and_then(|a| a.as_u64()) == Some(u64::from(attempt)),
+        "export.retried" => {
+            envelope.payload.get("attempt").and_then(|a| a.as_u64()) == Some(u64::from(attempt))
+        }
         _ => attempt == 1,
     };
     if !current {
@@ -562,21 +594,40 @@ async fn deliver(
             }
             ExportDestination::S3 { bucket, prefix, credentials } => {
                 match worker.secrets.get(&request.brand_id, credentials).await {
-                    Ok(secret) => destinations::s3(&worker.store, &worker.targets, request, bucket, prefix, &secret, &pending)
-                        .await
-                        .map(|delivered| {
-                            let count = delivered.len();
-                            (delivered, format!("{count} objects written to s3://{bucket}/{prefix}"))
-                        }),
+                    Ok(secret) => destinations::s3(
+                        &worker.store,
+                        &worker.targets,
+                        request,
+                        bucket,
+                        prefix,
+                        &secret,
+                        &pending,
+                    )
+                    .await
+                    .map(|delivered| {
+                        let count = delivered.len();
+                        (delivered, format!("{count} objects written to s3://{bucket}/{prefix}"))
+                    }),
                     Err(error) => Err(Failure::from(error)),
                 }
             }
-            ExportDestination::Webhook { url, secret } => match worker.secrets.get(&request.brand_id, secret).await {
-                Ok(value) => {
-                    destinations::webhook(&worker.targets, request, url, &value, &pending, worker.urls.as_ref(), number).await
+            ExportDestination::Webhook { url, secret } => {
+                match worker.secrets.get(&request.brand_id, secret).await {
+                    Ok(value) => {
+                        destinations::webhook(
+                            &worker.targets,
+                            request,
+                            url,
+                            &value,
+                            &pending,
+                            worker.urls.as_ref(),
+                            number,
+                        )
+                        .await
+                    }
+                    Err(error) => Err(Failure::from(error)),
                 }
-                Err(error) => Err(Failure::from(error)),
-            },
+            }
         };
         let attempt = state.attempt();
         match result {
@@ -595,7 +646,12 @@ async fn deliver(
                     let meta = meta(envelope, &["delivered", address.id(), rendition_id.as_str()]);
                     match worker.commands.execute::<Export>(address, &meta, &command).await {
                         Ok(_) | Err(CommandError::Rejected { .. }) => {}
-                        Err(error) => return Err(Later { reason: error.to_string(), delay: worker.settings.retry_base }),
+                        Err(error) => {
+                            return Err(Later {
+                                reason: error.to_string(),
+                                delay: worker.settings.retry_base,
+                            });
+                        }
                     }
                 }
             }
@@ -613,7 +669,8 @@ async fn deliver(
             }
             Err(failure) => {
                 let delay = worker.settings.retry_delay(number);
-                record_attempt(worker, address, envelope, number, false, &failure.detail, Some(delay)).await?;
+                record_attempt(worker, address, envelope, number, false, &failure.detail, Some(delay))
+                    .await?;
                 return Err(Later { reason: failure.detail, delay });
             }
         }
@@ -657,8 +714,14 @@ mod tests {
 
     #[test]
     fn a_file_name_fills_the_pattern_and_takes_the_format_extension() {
-        assert_eq!(file_name("{sku}_{view}_{n}.jpg", "DR-2041", "front", 1, "web-pdp", "p1", "png"), "DR-2041_front_1.png");
-        assert_eq!(file_name("{sku}_{preset}", "DR/1", "front", 2, "web-pdp", "p1", "jpg"), "DR-1_web-pdp.jpg");
+        assert_eq!(
+            file_name("{sku}_{view}_{n}.jpg", "DR-2041", "front", 1, "web-pdp", "p1", "png"),
+            "DR-2041_front_1.png"
+        );
+        assert_eq!(
+            file_name("{sku}_{preset}", "DR/1", "front", 2, "web-pdp", "p1", "jpg"),
+            "DR-1_web-pdp.jpg"
+        );
         assert_eq!(file_name("{prediction}.{n}", "S", "v", 3, "c", "p9", "webp"), "p9.webp");
     }
 
