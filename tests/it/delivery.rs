@@ -115,10 +115,21 @@ impl Rig {
         }
     }
 
+    /// A produced prediction `id`, approved.
+    async fn approved_prediction(&self, id: &str, variant_index: u8) -> PredictionId {
+        let prediction_id = self.produced_prediction(id, variant_index).await;
+        let approved = self
+            .gateway
+            .as_user(&self.owner, "POST", &format!("/api/v1/brands/acme/predictions/{id}/approve"), None)
+            .await;
+        assert_status(&approved, 200);
+        prediction_id
+    }
+
     /// Requests generation `g1` (from the frozen example: product
     /// `prod-dr-2041`, SKU `DR-2041/BLK`, a front photo) and produces
-    /// prediction `id` of it with a real stored image.
-    async fn approved_prediction(&self, id: &str, variant_index: u8) -> PredictionId {
+    /// prediction `id` of it with a real stored image, awaiting review.
+    async fn produced_prediction(&self, id: &str, variant_index: u8) -> PredictionId {
         let commands = &self.gateway.state.commands;
         let generation = CommandHandler::address::<Generation>(&brand(), "g1").expect("address");
         if commands.load::<Generation>(&generation).await.expect("load").position.aggregate_version == 0 {
@@ -185,11 +196,6 @@ impl Rig {
         let address = CommandHandler::address::<Prediction>(&brand(), id).expect("address");
         let meta = CommandMeta::generated(Actor::System("compute-agent".into()));
         commands.execute::<Prediction>(&address, &meta, &command).await.expect("produce");
-        let approved = self
-            .gateway
-            .as_user(&self.owner, "POST", &format!("/api/v1/brands/acme/predictions/{id}/approve"), None)
-            .await;
-        assert_status(&approved, 200);
         prediction_id
     }
 
@@ -199,7 +205,8 @@ impl Rig {
 
     /// Waits until export `id` is completed (or failed, which fails the test).
     async fn completed(&self, id: &str) -> serde_json::Value {
-        for _ in 0..300 {
+        // Formatting runs unoptimised in tests: allow it two minutes.
+        for _ in 0..1200 {
             let read = self
                 .gateway
                 .as_user(&self.owner, "GET", &format!("/api/v1/brands/acme/exports/{id}"), None)
@@ -214,7 +221,7 @@ impl Rig {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("export {id} did not complete within 30 s");
+        panic!("export {id} did not complete within 2 minutes");
     }
 
     async fn stored(&self, hash: &str) -> Vec<u8> {
@@ -388,7 +395,7 @@ async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditi
     rig.completed("ex-forced").await;
 
     // A rejected prediction is refused, naming it.
-    let rejected = rig.approved_prediction("pr3", 2).await;
+    let rejected = rig.produced_prediction("pr3", 2).await;
     let reject = rig
         .gateway
         .as_user(
@@ -534,5 +541,51 @@ async fn a_webhook_on_loopback_or_a_private_range_is_refused_when_the_export_is_
             .await;
         assert_status(&refused, 400);
         assert_eq!(refused.json()["field"], "destination.url", "{url}: {}", refused.body);
+    }
+}
+
+#[tokio::test]
+async fn an_export_to_a_brand_bucket_writes_every_rendition_under_its_prefix_with_stored_credentials() {
+    // The brand's own S3-compatible bucket: a second embedded endpoint.
+    let bucket_dir = tempfile::tempdir().expect("bucket dir");
+    let server = gps_storage::EmbeddedS3::start(bucket_dir.path()).await.expect("brand's S3 endpoint");
+    let mut brand_bucket = server.settings().clone();
+    brand_bucket.bucket = "acme-dam".into();
+    gps_storage::ObjectStore::connect(&brand_bucket).await.expect("bucket created");
+    let rig = Rig::start(Some(server.address())).await;
+    let credentials = json!({
+        "endpoint": brand_bucket.endpoint,
+        "region": brand_bucket.region,
+        "access_key_id": brand_bucket.access_key_id,
+        "secret_access_key": brand_bucket.secret_access_key.expose(),
+        "path_style": true,
+    });
+    rig.vault
+        .set(&brand(), &SecretName::parse("ACME_S3").expect("name"), credentials.to_string().as_bytes())
+        .await
+        .expect("credentials stored");
+    rig.approved_prediction("pr1", 0).await;
+    let accepted = rig
+        .export(json!({"export_id": "ex-s3", "predictions": ["pr1"], "channel": "marketplace-main",
+                       "destination": {"kind": "s3", "bucket": "acme-dam", "prefix": "gps/summer/", "credentials": "ACME_S3"}}))
+        .await;
+    assert_status(&accepted, 201);
+    let export = rig.completed("ex-s3").await;
+    let rendition = &export["renditions"][0];
+    let file_name = "DR-2041-BLK_main_1.jpg";
+    assert_eq!(rendition["file_name"], file_name);
+    assert_eq!(rendition["location"], format!("s3://acme-dam/gps/summer/{file_name}"));
+    // The object in the brand's bucket is the rendition, byte for byte.
+    let written = std::fs::read(bucket_dir.path().join("acme-dam/gps/summer").join(file_name)).expect("object written");
+    assert_eq!(written, rig.stored(rendition["checksum"].as_str().expect("checksum")).await);
+    let decoded = image::load_from_memory(&written).expect("image");
+    assert_eq!((decoded.width(), decoded.height()), (2000, 2000));
+    // The secret never appears in the export's events or read model.
+    let secret = brand_bucket.secret_access_key.expose().to_owned();
+    assert!(!export.to_string().contains(&secret));
+    let address = CommandHandler::address::<gps_domain::export::Export>(&brand(), "ex-s3").expect("address");
+    let loaded = rig.gateway.state.commands.load::<gps_domain::export::Export>(&address).await.expect("load");
+    for envelope in &loaded.envelopes {
+        assert!(!envelope.payload.to_string().contains(&secret), "{}", envelope.event_type);
     }
 }
