@@ -25,11 +25,11 @@ use gps_nats::EventLog;
 
 use crate::config::Settings;
 
-fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+pub(crate) fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
     match env(name) {
         None => Ok(default),
         Some(value) => {

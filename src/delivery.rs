@@ -19,20 +19,8 @@ use gps_domain::export::SecretName;
 use gps_domain::ids::BrandId;
 use gps_storage::{FetchLimits, ObjectKey, ObjectStore, SafeFetcher};
 
+use crate::agent::{env, number};
 use crate::config::Settings;
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
-    match env(name) {
-        None => Ok(default),
-        Some(value) => {
-            value.trim().parse().map_err(|_| anyhow::anyhow!("{name} = {value:?} is not a valid number"))
-        }
-    }
-}
 
 /// Signed CDN URLs, absolute, with the gateways' signing key.
 struct CdnUrls(gps_gateway::media::Media);

@@ -22,7 +22,7 @@ use gps_domain::generation::{Generation, GenerationCommand, GenerationStatus};
 use gps_domain::ids::{BrandId, GenerationId, PredictionId};
 use gps_domain::prediction::{Prediction, PredictionCommand, Provenance};
 use gps_domain::values::{CostMicros, Name, Text};
-use gps_domain::wire::{Actor, EventEnvelope};
+use gps_domain::wire::EventEnvelope;
 use gps_domain::{AggregateKind, DomainError};
 use gps_nats::{AggregateAddress, EventLog};
 use sha2::{Digest, Sha256};
@@ -225,16 +225,11 @@ struct Retry {
 }
 
 fn meta(envelope: &EventEnvelope, parts: &[&str]) -> CommandMeta {
-    let mut meta = CommandMeta::new(command_id(parts), Actor::System("compute-agent".into()));
-    meta.correlation_id = envelope.correlation_id.clone();
-    meta.causation_id = envelope.event_id.clone();
-    meta
+    consume::caused_by(envelope, "compute-agent", parts)
 }
 
 fn text(s: &str) -> Text {
-    let clipped: String = s.chars().take(Text::MAX_CHARS).collect();
-    Text::parse(if clipped.trim().is_empty() { "unknown error".to_owned() } else { clipped })
-        .unwrap_or_else(|_| unreachable!("clipped, non-empty text"))
+    consume::clipped_text(s)
 }
 
 fn name(s: &str) -> Name {

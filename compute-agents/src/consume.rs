@@ -14,6 +14,9 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{self, PullConsumer};
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
+use gps_commands::CommandMeta;
+use gps_domain::values::Text;
+use gps_domain::wire::{Actor, EventEnvelope};
 use gps_nats::EventLog;
 
 /// How a role's shared consumer is set up.
@@ -135,4 +138,21 @@ pub fn heartbeat(message: Arc<Message>, every: Duration) -> tokio::task::JoinHan
             let _ = message.ack_with(AckKind::Progress).await;
         }
     })
+}
+
+/// The metadata of a command a worker sends because of `envelope`: a
+/// deterministic id from `parts` (so re-processing sends nothing twice),
+/// `actor` as the system actor, and the event as cause and correlation.
+pub fn caused_by(envelope: &EventEnvelope, actor: &str, parts: &[&str]) -> CommandMeta {
+    let mut meta = CommandMeta::new(crate::agent::command_id(parts), Actor::System(actor.into()));
+    meta.correlation_id = envelope.correlation_id.clone();
+    meta.causation_id = envelope.event_id.clone();
+    meta
+}
+
+/// `s` as event text: clipped to the limit, never empty.
+pub fn clipped_text(s: &str) -> Text {
+    let clipped: String = s.chars().take(Text::MAX_CHARS).collect();
+    Text::parse(if clipped.trim().is_empty() { "unknown error".to_owned() } else { clipped })
+        .unwrap_or_else(|_| unreachable!("clipped, non-empty text"))
 }

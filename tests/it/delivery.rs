@@ -21,7 +21,7 @@ use gps_compute_agents::delivery::{self, DeliverySettings, DeliveryWorker, Signe
 use gps_compute_agents::secrets::{SecretVault, SecretsKey};
 use gps_compute_agents::store::ComputeStore;
 use gps_domain::export::SecretName;
-use gps_domain::generation::{Generation, GenerationCommand, GenerationRequested, GenerationStatus};
+use gps_domain::generation::{Generation, GenerationStatus};
 use gps_domain::ids::{GenerationId, LookId, PredictionId};
 use gps_domain::prediction::{Prediction, PredictionCommand, Provenance};
 use gps_domain::values::{AssetRef, Name, ShotType, WorkflowName, WorkflowRef};
@@ -133,23 +133,7 @@ impl Rig {
         let commands = &self.gateway.state.commands;
         let generation = CommandHandler::address::<Generation>(&brand(), "g1").expect("address");
         if commands.load::<Generation>(&generation).await.expect("load").position.aggregate_version == 0 {
-            let fixture: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/schemas/fixtures/generation.requested.v1.json"
-                ))
-                .expect("fixture"),
-            )
-            .expect("json");
-            let mut payload = fixture["payload"].clone();
-            payload["generation_id"] = json!("g1");
-            payload["brand_id"] = json!("acme");
-            let requested: GenerationRequested = serde_json::from_value(payload).expect("requested");
-            let meta = CommandMeta::generated(Actor::System("launch".into()));
-            commands
-                .execute::<Generation>(&generation, &meta, &GenerationCommand::RequestGeneration(requested))
-                .await
-                .expect("request generation");
+            crate::gateway_operate::request_generation(&self.gateway, "g1").await;
         }
         // A grey studio backdrop with a garment: 1200×1500 PNG.
         let mut image = picture(1200, 1500, [90, 90, 90]);
@@ -576,7 +560,8 @@ async fn an_export_to_a_brand_bucket_writes_every_rendition_under_its_prefix_wit
     assert_eq!(rendition["file_name"], file_name);
     assert_eq!(rendition["location"], format!("s3://acme-dam/gps/summer/{file_name}"));
     // The object in the brand's bucket is the rendition, byte for byte.
-    let written = std::fs::read(bucket_dir.path().join("acme-dam/gps/summer").join(file_name)).expect("object written");
+    let written =
+        std::fs::read(bucket_dir.path().join("acme-dam/gps/summer").join(file_name)).expect("object written");
     assert_eq!(written, rig.stored(rendition["checksum"].as_str().expect("checksum")).await);
     let decoded = image::load_from_memory(&written).expect("image");
     assert_eq!((decoded.width(), decoded.height()), (2000, 2000));

@@ -15,7 +15,7 @@ use crate::http::assert_status;
 
 /// Requests generation `id` of brand `acme` through the command path, as the
 /// launch process manager does, from the frozen example of the event.
-async fn request_generation(gateway: &TestGateway, id: &str) {
+pub(crate) async fn request_generation(gateway: &TestGateway, id: &str) {
     let fixture: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -45,12 +45,11 @@ use gps_domain::generation::{Generation, GenerationRequested, ProductSnapshot};
 use gps_domain::ids::{PredictionId, RenditionId};
 use gps_domain::prediction::{Prediction, PredictionProduced};
 use gps_domain::values::{AssetRef, ChannelPresetSpec, Text};
-use gps_domain::wire::{Actor, EventEnvelope};
+use gps_domain::wire::EventEnvelope;
 use gps_nats::AggregateAddress;
 use gps_storage::{ObjectKey, ObjectStore, SafeFetcher};
 use sha2::{Digest, Sha256};
 
-use crate::agent::command_id;
 use crate::consume::{self, ConsumerSpec, ack, header};
 use crate::secrets::SecretVault;
 use credentials::{ContentCredentials, Ingredient, ManifestFacts};
@@ -217,16 +216,11 @@ async fn handle(worker: &DeliveryWorker, message: Message) {
 }
 
 fn meta(envelope: &EventEnvelope, parts: &[&str]) -> CommandMeta {
-    let mut meta = CommandMeta::new(command_id(parts), Actor::System("delivery".into()));
-    meta.correlation_id = envelope.correlation_id.clone();
-    meta.causation_id = envelope.event_id.clone();
-    meta
+    consume::caused_by(envelope, "delivery", parts)
 }
 
 fn text(s: &str) -> Text {
-    let clipped: String = s.chars().take(Text::MAX_CHARS).collect();
-    Text::parse(if clipped.trim().is_empty() { "unknown error".to_owned() } else { clipped })
-        .unwrap_or_else(|_| unreachable!("clipped, non-empty text"))
+    consume::clipped_text(s)
 }
 
 /// The deterministic id of the rendition of `prediction` in `export`.
