@@ -34,7 +34,7 @@ impl SecretsKey {
     /// A fresh random key (tests, and a first `gps up`, which stores it).
     pub fn generate() -> Self {
         let mut key = [0u8; 32];
-        getrandom_fill(&mut key);
+        random_fill(&mut key);
         SecretsKey(key)
     }
 
@@ -50,7 +50,7 @@ impl fmt::Debug for SecretsKey {
     }
 }
 
-fn getrandom_fill(buffer: &mut [u8]) {
+fn random_fill(buffer: &mut [u8]) {
     aws_lc_rs::rand::fill(buffer).unwrap_or_else(|_| panic!("the system random source failed"));
 }
 
@@ -102,11 +102,8 @@ impl fmt::Debug for SecretValue {
 #[derive(Clone)]
 pub struct SecretVault {
     pool: PgPool,
-    key: LessSafeKeyHolder,
+    key: std::sync::Arc<LessSafeKey>,
 }
-
-#[derive(Clone)]
-struct LessSafeKeyHolder(std::sync::Arc<LessSafeKey>);
 
 impl fmt::Debug for SecretVault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -123,7 +120,7 @@ impl SecretVault {
     pub fn new(pool: PgPool, key: &SecretsKey) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, &key.0)
             .unwrap_or_else(|_| unreachable!("32 bytes is an AES-256 key"));
-        SecretVault { pool, key: LessSafeKeyHolder(std::sync::Arc::new(LessSafeKey::new(unbound))) }
+        SecretVault { pool, key: std::sync::Arc::new(LessSafeKey::new(unbound)) }
     }
 
     /// Stores (or replaces) `name` of `brand`.
@@ -132,10 +129,9 @@ impl SecretVault {
             return Err(SecretError::Size(value.len()));
         }
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom_fill(&mut nonce);
+        random_fill(&mut nonce);
         let mut sealed = value.to_vec();
         self.key
-            .0
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad(brand, name).as_bytes()),
@@ -169,7 +165,6 @@ impl SecretVault {
         let nonce = Nonce::try_assume_unique_for_key(&nonce).map_err(|_| unreadable())?;
         let opened = self
             .key
-            .0
             .open_in_place(nonce, Aad::from(aad(brand, name).as_bytes()), &mut sealed)
             .map_err(|_| unreadable())?;
         Ok(SecretValue(opened.to_vec()))
