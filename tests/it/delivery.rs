@@ -574,3 +574,30 @@ async fn an_export_to_a_brand_bucket_writes_every_rendition_under_its_prefix_wit
         assert!(!envelope.payload.to_string().contains(&secret), "{}", envelope.event_type);
     }
 }
+
+#[tokio::test]
+async fn a_destination_secret_is_stored_sealed_and_opens_only_for_its_brand_name_and_key() {
+    use gps_compute_agents::secrets::SecretError;
+    let db = TestDb::create().await;
+    let compute = ComputeStore::connect(db.url(), 2).await.expect("compute database");
+    let key = SecretsKey::generate();
+    let vault = SecretVault::new(compute.pool().clone(), &key);
+    let name = SecretName::parse("ACME_HOOK").expect("name");
+    vault.set(&brand(), &name, b"top-secret-value").await.expect("stored");
+    assert_eq!(vault.get(&brand(), &name).await.expect("opens").expose(), b"top-secret-value");
+    assert!(!format!("{:?}", vault.get(&brand(), &name).await.expect("opens")).contains("top-secret"));
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM delivery_secrets")
+        .fetch_one(compute.pool())
+        .await
+        .expect("row");
+    assert!(!sealed.windows(16).any(|w| w == b"top-secret-value"), "never stored in clear");
+    // Another key (a different installation) cannot open it.
+    let stranger = SecretVault::new(compute.pool().clone(), &SecretsKey::generate());
+    assert!(matches!(stranger.get(&brand(), &name).await, Err(SecretError::Unreadable { .. })));
+    // Copied to another brand, the sealed value does not open there.
+    sqlx::query("UPDATE delivery_secrets SET brand = 'other'").execute(compute.pool()).await.expect("moved");
+    let other = gps_domain::ids::BrandId::parse("other").expect("brand");
+    assert!(matches!(vault.get(&other, &name).await, Err(SecretError::Unreadable { .. })));
+    let missing = vault.get(&brand(), &name).await.expect_err("gone from acme");
+    assert!(missing.to_string().contains("gps secrets set acme ACME_HOOK"), "{missing}");
+}
