@@ -171,7 +171,13 @@ impl Rig {
                 provider: Name::parse("fal").expect("name"),
                 model: Name::parse("flux-pro-kontext").expect("name"),
                 seed: 42,
-                input_hashes: vec![],
+                // The product photo of the frozen generation request.
+                input_hashes: vec![
+                    gps_domain::values::ContentHash::parse(
+                        "sha256:cea9ba527dc62abc9d036df71df02e86752ac2f73216a230e669df052708a733",
+                    )
+                    .expect("hash"),
+                ],
                 prompt: None,
             },
             quality: None,
