@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use gps_commands::CommandHandler;
 use gps_compute_agents::delivery::credentials::{
-    ContentCredentials, DEVELOPMENT_CA_FILE, GENERATION_ASSERTION, TRAINED_ALGORITHMIC_MEDIA,
+    COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, ContentCredentials, DEVELOPMENT_CA_FILE, GENERATION_ASSERTION,
 };
 use gps_compute_agents::delivery::{self, DeliverySettings, DeliveryWorker, SignedUrls};
 use gps_compute_agents::secrets::{SecretVault, SecretsKey};
@@ -307,7 +307,9 @@ async fn an_approved_prediction_exported_with_several_presets_gets_exact_renditi
             .iter()
             .find(|a| a["action"] == "c2pa.created")
             .expect("created");
-        assert_eq!(created["digitalSourceType"], TRAINED_ALGORITHMIC_MEDIA);
+        // The frozen generation request revises an earlier prediction: an
+        // edit of an existing image, so the composite source type.
+        assert_eq!(created["digitalSourceType"], COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA);
         let generation: serde_json::Value =
             manifest.find_assertion(GENERATION_ASSERTION).expect("generation");
         assert_eq!(
