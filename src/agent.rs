@@ -1,5 +1,5 @@
-//! `gps agent`: a compute agent (and the process managers) in its own
-//! process; `gps up` runs the same inside. Builds the providers, router and
+//! `gps agent`: a compute agent, a delivery worker (`delivery`) and the
+//! process managers in their own process; `gps up` runs the same inside. Builds the providers, router and
 //! engine from the environment (documented in `docs/configuration.md`,
 //! "Compute agents"), connects object storage and the compute database, and
 //! consumes generation events until Ctrl-C or SIGTERM.
@@ -25,11 +25,11 @@ use gps_nats::EventLog;
 
 use crate::config::Settings;
 
-fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+pub(crate) fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
     match env(name) {
         None => Ok(default),
         Some(value) => {
@@ -233,11 +233,12 @@ pub(crate) async fn engine(
     Ok((Arc::new(engine), compute.agent))
 }
 
-/// Runs an agent and the process managers on `log` until `shutdown`.
+/// Runs an agent, a delivery worker and the process managers on `log` until `shutdown`.
 pub(crate) async fn run_on(
     log: EventLog,
     engine: Arc<Engine>,
     agent_settings: AgentSettings,
+    delivery: Arc<gps_compute_agents::delivery::DeliveryWorker>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let commands = gps_commands::CommandHandler::new(log.clone());
@@ -246,11 +247,13 @@ pub(crate) async fn run_on(
         let _ = stopped.wait_for(|s| *s).await;
     };
     let managers = tokio::spawn(gps_commands::process_managers::run(commands.clone(), wait(stopped.clone())));
+    let deliveries = tokio::spawn(gps_compute_agents::delivery::run(delivery, wait(stopped.clone())));
     let agent = tokio::spawn(agent::run(commands, engine, agent_settings, wait(stopped)));
     shutdown.await;
     let _ = stop.send(true);
     managers.await.context("the process managers panicked")?.context("process managers")?;
     agent.await.context("the compute agent panicked")?.context("compute agent")?;
+    deliveries.await.context("the delivery worker panicked")?.context("delivery worker")?;
     Ok(())
 }
 
@@ -258,9 +261,14 @@ pub(crate) async fn run_on(
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let (log, _server) = crate::up::connect_event_log(&settings).await?;
     let (store, _embedded) = storage(&settings).await?;
+    let commands = gps_commands::CommandHandler::new(log.clone());
+    let delivery = crate::delivery::worker(&settings, commands, store.clone()).await?;
     let (engine, agent_settings) = engine(&settings, Arc::new(store)).await?;
-    println!("compute agent {} consuming generation events", agent_settings.name);
-    run_on(log, engine, agent_settings, crate::up::shutdown_signal()).await
+    println!(
+        "compute agent {} consuming generation events; delivery worker {} consuming export events",
+        agent_settings.name, delivery.settings.name
+    );
+    run_on(log, engine, agent_settings, delivery, crate::up::shutdown_signal()).await
 }
 
 /// `gps agent --status`: the shared queue's depth and dead letters, as JSON.

@@ -5,7 +5,9 @@
 //! - `gps log provision|verify`: operate the event log.
 //! - `gps projector`: the projection runners alone; `gps projections
 //!   status|rebuild [NAME]`: operate the read models.
-//! - `gps agent [--status]`: a compute agent and the process managers.
+//! - `gps agent [--status]`: a compute agent, a delivery worker and the
+//!   process managers.
+//! - `gps secrets set|remove BRAND NAME`: export destination secrets, sealed.
 //! - `gps admin create-user`: accounts and brand membership.
 //! - `gps import FILE [--images ZIP] --brand B`: a catalog import through the
 //!   gateway's HTTP API, with progress.
@@ -23,6 +25,7 @@ mod bench;
 mod bench_dispatch;
 mod bench_read;
 mod config;
+mod delivery;
 mod demo;
 mod import;
 mod projector;
@@ -92,6 +95,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: audit::AuditAction,
+    },
+    /// Destination secrets of exports (webhook signing secrets, S3
+    /// credentials), stored sealed; never in events or logs.
+    Secrets {
+        #[command(subcommand)]
+        action: delivery::SecretsAction,
     },
     /// Measures the write and read paths; prints one JSON object per line.
     Bench {
@@ -173,6 +182,7 @@ fn main() -> anyhow::Result<()> {
                     std::process::exit(2);
                 }
             },
+            Command::Secrets { action } => delivery::secrets(settings, action).await,
         }
     })
 }

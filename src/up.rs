@@ -130,7 +130,9 @@ pub(crate) async fn connect_media(
 /// The CDN URL signing key of a local installation: generated on first use
 /// into `<data_dir>/cdn-signing-key` (mode 600) and never printed. Production
 /// sets `GPS_CDN_SIGNING_KEY`, the same for every gateway.
-fn local_signing_key(data_dir: &std::path::Path) -> anyhow::Result<gps_gateway::media::UrlSigningKey> {
+pub(crate) fn local_signing_key(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<gps_gateway::media::UrlSigningKey> {
     let path = data_dir.join("cdn-signing-key");
     if let Ok(existing) = std::fs::read(&path) {
         return gps_gateway::media::UrlSigningKey::new(existing).map_err(|reason| {
@@ -213,16 +215,23 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure, media)
         .await
         .context("subscribing the gateway to brand events")?;
-    // The compute agent and the process managers (launch → generations,
-    // revision → generation) run inside `gps up`; `gps agent` runs more of them.
+    // The compute agent, the delivery worker and the process managers (launch
+    // → generations, revision → generation) run inside `gps up`; `gps agent`
+    // runs more of them.
     let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
     let compute = if role == Role::Everything {
         let (store, embedded_storage) = crate::agent::storage(&settings).await?;
+        let delivery = crate::delivery::worker(&settings, state.commands.clone(), store.clone()).await?;
         let (engine, agent_settings) = crate::agent::engine(&settings, std::sync::Arc::new(store)).await?;
-        let agent =
-            tokio::spawn(crate::agent::run_on(state.log.clone(), engine, agent_settings, async move {
+        let agent = tokio::spawn(crate::agent::run_on(
+            state.log.clone(),
+            engine,
+            agent_settings,
+            delivery,
+            async move {
                 let _ = agent_stopped.await;
-            }));
+            },
+        ));
         Some((agent, embedded_storage))
     } else {
         None

@@ -1,5 +1,5 @@
-//! A compute agent: one shared durable JetStream consumer of generation
-//! events, the engine, and the command path for results.
+//! A compute agent: the shared durable JetStream consumer (`consume`) of
+//! generation events, the engine, and the command path for results.
 //!
 //! Every agent process binds the same durable consumer, so agents share the
 //! work and a crashed agent's unacknowledged generation is redelivered to
@@ -14,20 +14,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, PullConsumer};
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use gps_commands::{CommandError, CommandHandler, CommandMeta};
 use gps_domain::generation::{Generation, GenerationCommand, GenerationStatus};
 use gps_domain::ids::{BrandId, GenerationId, PredictionId};
 use gps_domain::prediction::{Prediction, PredictionCommand, Provenance};
 use gps_domain::values::{CostMicros, Name, Text};
-use gps_domain::wire::{Actor, EventEnvelope};
+use gps_domain::wire::EventEnvelope;
 use gps_domain::{AggregateKind, DomainError};
 use gps_nats::{AggregateAddress, EventLog};
 use sha2::{Digest, Sha256};
 
+use crate::consume::{self, ConsumerSpec, ack, header};
 use crate::engine::{Engine, RunControl, RunEnd};
 use crate::store::CompletedStep;
 
@@ -66,12 +66,7 @@ impl AgentSettings {
 }
 
 /// Why the agent stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// JetStream refused the consumer or the subscription.
-    #[error("compute agent consumer: {0}")]
-    Consumer(String),
-}
+pub type AgentError = crate::consume::ConsumeError;
 
 /// The backoff between redeliveries: the ack wait, then doubling.
 fn redelivery_backoff(settings: &AgentSettings) -> Vec<Duration> {
@@ -79,27 +74,20 @@ fn redelivery_backoff(settings: &AgentSettings) -> Vec<Duration> {
     (0..count).map(|i| settings.ack_wait.saturating_mul(1 << i.min(6))).collect()
 }
 
-/// Creates (or binds) the shared durable consumer.
-pub async fn consumer(log: &EventLog, settings: &AgentSettings) -> Result<PullConsumer, AgentError> {
-    let stream = log
-        .jetstream()
-        .get_stream(&log.settings().name)
-        .await
-        .map_err(|e| AgentError::Consumer(e.to_string()))?;
-    let config = consumer::pull::Config {
-        durable_name: Some(settings.durable.clone()),
-        ack_policy: consumer::AckPolicy::Explicit,
+fn spec(settings: &AgentSettings) -> ConsumerSpec {
+    ConsumerSpec {
+        durable: settings.durable.clone(),
+        filter: FILTER.to_owned(),
         ack_wait: settings.ack_wait,
         max_deliver: settings.max_deliver,
         backoff: redelivery_backoff(settings),
-        filter_subject: FILTER.to_owned(),
-        max_ack_pending: 20_000,
-        ..Default::default()
-    };
-    stream
-        .get_or_create_consumer(&settings.durable, config)
-        .await
-        .map_err(|e| AgentError::Consumer(e.to_string()))
+        max_in_flight: settings.max_in_flight,
+    }
+}
+
+/// Creates (or binds) the shared durable consumer.
+pub async fn consumer(log: &EventLog, settings: &AgentSettings) -> Result<PullConsumer, AgentError> {
+    consume::bind(log, &spec(settings)).await
 }
 
 /// Generation events not yet handed to an agent, and those being worked on.
@@ -114,7 +102,10 @@ pub struct QueueDepth {
 /// The shared consumer's queue depth.
 pub async fn queue_depth(log: &EventLog, settings: &AgentSettings) -> Result<QueueDepth, AgentError> {
     let mut consumer = consumer(log, settings).await?;
-    let info = consumer.info().await.map_err(|e| AgentError::Consumer(e.to_string()))?;
+    let info = consumer
+        .info()
+        .await
+        .map_err(|e| consume::ConsumeError { durable: settings.durable.clone(), message: e.to_string() })?;
     Ok(QueueDepth { pending: info.num_pending, in_flight: info.num_ack_pending as u64 })
 }
 
@@ -149,53 +140,23 @@ pub async fn run(
     settings: AgentSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
-    let consumer = consumer(commands.log(), &settings).await?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(settings.max_in_flight.clamp(1, 1000))
-        .messages()
-        .await
-        .map_err(|e| AgentError::Consumer(e.to_string()))?;
-    let limit = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1)));
     tracing::info!(agent = %settings.name, durable = %settings.durable, "compute agent consuming generation events");
+    let spec = spec(&settings);
+    let log = commands.log().clone();
     let shared = Arc::new(Shared { commands, engine, settings });
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => permit.map_err(|e| AgentError::Consumer(e.to_string()))?,
-        };
-        let message = tokio::select! {
-            () = &mut shutdown => break,
-            message = messages.next() => message,
-        };
-        let message = match message {
-            Some(Ok(message)) => message,
-            Some(Err(error)) => {
-                tracing::warn!(%error, "consumer error; continuing");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            None => return Err(AgentError::Consumer("the consumer's message stream ended".into())),
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            handle(&shared, message).await;
-            drop(permit);
-        });
-    }
-    tracing::info!(agent = %shared.settings.name, "compute agent stopped");
+    let name = shared.settings.name.clone();
+    consume::run(
+        &log,
+        &spec,
+        move |message| {
+            let shared = shared.clone();
+            async move { handle(&shared, message).await }
+        },
+        shutdown,
+    )
+    .await?;
+    tracing::info!(agent = %name, "compute agent stopped");
     Ok(())
-}
-
-fn header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
-    message.headers.as_ref()?.get(name).map(|v| v.as_str())
-}
-
-async fn ack(message: &Message, kind: AckKind) {
-    if let Err(error) = message.ack_with(kind).await {
-        tracing::warn!(%error, "acknowledgement not sent; the event will be redelivered");
-    }
 }
 
 async fn handle(shared: &Shared, message: Message) {
@@ -225,16 +186,7 @@ async fn handle(shared: &Shared, message: Message) {
         return;
     };
     let message = Arc::new(message);
-    let heartbeat = {
-        let message = message.clone();
-        let every = shared.settings.ack_wait / 3;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        })
-    };
+    let heartbeat = consume::heartbeat(message.clone(), shared.settings.ack_wait / 3);
     let outcome = work(shared, &address, &envelope).await;
     heartbeat.abort();
     match outcome {
@@ -273,16 +225,11 @@ struct Retry {
 }
 
 fn meta(envelope: &EventEnvelope, parts: &[&str]) -> CommandMeta {
-    let mut meta = CommandMeta::new(command_id(parts), Actor::System("compute-agent".into()));
-    meta.correlation_id = envelope.correlation_id.clone();
-    meta.causation_id = envelope.event_id.clone();
-    meta
+    consume::caused_by(envelope, "compute-agent", parts)
 }
 
 fn text(s: &str) -> Text {
-    let clipped: String = s.chars().take(Text::MAX_CHARS).collect();
-    Text::parse(if clipped.trim().is_empty() { "unknown error".to_owned() } else { clipped })
-        .unwrap_or_else(|_| unreachable!("clipped, non-empty text"))
+    consume::clipped_text(s)
 }
 
 fn name(s: &str) -> Name {

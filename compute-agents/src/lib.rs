@@ -14,7 +14,11 @@
 //! - `imaging`: deterministic image operations.
 //! - `blobs`: the object-storage operations the engine needs.
 //! - `store`: the compute database (`gps_compute`): runs, steps, dead letters.
-//! - `agent`: the shared durable JetStream consumer and the command path back.
+//! - `consume`: the shared durable JetStream consumer loop of both worker roles.
+//! - `agent`: the compute agent on it, and the command path back.
+//! - `delivery`: stage 5 — the delivery worker (formatting, C2PA content
+//!   credentials, ZIP / S3 / webhook destinations) on the same consumer loop.
+//! - `secrets`: the sealed delivery secrets (webhook secrets, S3 credentials).
 //!
 //! Architecture invariant: an agent needs nothing but a generation-requested
 //! event (it reads no business read model), and it writes results back only
@@ -23,10 +27,13 @@
 pub mod agent;
 pub mod animation;
 pub mod blobs;
+pub mod consume;
+pub mod delivery;
 pub mod engine;
 pub mod imaging;
 pub mod providers;
 pub mod quality;
 pub mod router;
+pub mod secrets;
 pub mod store;
 pub mod workflow;

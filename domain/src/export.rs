@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BrandId, ExportId, PredictionId, RenditionId};
+use crate::ids::{BrandId, ExportId, PredictionId, ProductId, RenditionId};
 use crate::prediction::ReviewState;
 use crate::values::{AssetRef, Channel, ChannelPresetSpec, ContentHash, Text};
 use crate::{Aggregate, AggregateKind, DomainError};
@@ -263,6 +263,9 @@ pub enum ExportCommand {
         file_name: FileName,
         /// The sha256 of its bytes; must match the asset's content hash.
         checksum: ContentHash,
+        /// The products it shows (from the prediction's generation), so
+        /// deliveries can be tracked per product.
+        products: Vec<ProductId>,
     },
     /// A delivery step delivered one rendition.
     MarkRenditionDelivered {
@@ -279,6 +282,19 @@ pub enum ExportCommand {
         reason: Text,
         /// Whether a retry may succeed.
         retryable: bool,
+    },
+    /// Records one attempt to reach the destination (a webhook call, an
+    /// upload), successful or not, so every attempt is visible.
+    RecordDeliveryAttempt {
+        /// The attempt's number within the export, from 1; recording the same
+        /// number again records nothing.
+        number: u32,
+        /// Whether the destination accepted the delivery.
+        succeeded: bool,
+        /// What happened, e.g. `HTTP 503` or `accepted (HTTP 200)`.
+        detail: Text,
+        /// When the next attempt is due, in seconds, after a failure.
+        retry_in_seconds: Option<u64>,
     },
     /// Every rendition was delivered: the export is done.
     CompleteExport,
@@ -319,6 +335,24 @@ pub struct ExportRenditionProduced {
     pub file_name: FileName,
     /// The sha256 of its bytes.
     pub checksum: ContentHash,
+    /// The products it shows; absent in renditions recorded before products
+    /// travelled with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<ProductId>,
+}
+
+/// One attempt to reach the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExportDeliveryAttempted {
+    /// The attempt's number within the export, from 1.
+    pub number: u32,
+    /// Whether the destination accepted the delivery.
+    pub succeeded: bool,
+    /// What happened.
+    pub detail: Text,
+    /// When the next attempt is due, in seconds, after a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_seconds: Option<u64>,
 }
 
 /// A rendition was delivered.
@@ -373,6 +407,8 @@ crate::domain_events! {
         Completed(ExportCompleted) = ("export.completed", 1),
         /// See [`ExportRetried`].
         Retried(ExportRetried) = ("export.retried", 1),
+        /// See [`ExportDeliveryAttempted`].
+        DeliveryAttempted(ExportDeliveryAttempted) = ("export.delivery_attempted", 1),
     }
 }
 
@@ -393,6 +429,8 @@ pub struct Export {
     attempt: u32,
     renditions: BTreeMap<RenditionId, Rendition>,
     failure: Option<ExportFailed>,
+    #[serde(default)]
+    delivery_attempts: u32,
 }
 
 impl Export {
@@ -414,6 +452,11 @@ impl Export {
     /// The renditions by id.
     pub fn renditions(&self) -> &BTreeMap<RenditionId, Rendition> {
         &self.renditions
+    }
+
+    /// How many delivery attempts were recorded (the last one's number).
+    pub fn delivery_attempts(&self) -> u32 {
+        self.delivery_attempts
     }
 
     /// The last failure, while the export is failed.
@@ -540,13 +583,21 @@ impl Aggregate for Export {
                     .into(),
                 ])
             }
-            ExportCommand::ProduceRendition { rendition_id, prediction_id, asset, file_name, checksum } => {
+            ExportCommand::ProduceRendition {
+                rendition_id,
+                prediction_id,
+                asset,
+                file_name,
+                checksum,
+                products,
+            } => {
                 let produced = ExportRenditionProduced {
                     rendition_id: rendition_id.clone(),
                     prediction_id: prediction_id.clone(),
                     asset: asset.clone(),
                     file_name: file_name.clone(),
                     checksum: checksum.clone(),
+                    products: products.clone(),
                 };
                 // A redelivered formatting step reports the same rendition again.
                 if self.renditions.get(rendition_id).is_some_and(|r| r.produced == produced) {
@@ -635,6 +686,28 @@ impl Aggregate for Export {
                     ))),
                 }
             }
+            ExportCommand::RecordDeliveryAttempt { number, succeeded, detail, retry_in_seconds } => {
+                // A redelivered worker reports an attempt it already recorded.
+                if *number <= self.delivery_attempts {
+                    return Ok(vec![]);
+                }
+                self.in_progress("record delivery attempts")?;
+                if *number != self.delivery_attempts + 1 {
+                    return Err(DomainError::rule(format!(
+                        "the next delivery attempt is number {}, not {number}",
+                        self.delivery_attempts + 1
+                    )));
+                }
+                Ok(vec![
+                    ExportDeliveryAttempted {
+                        number: *number,
+                        succeeded: *succeeded,
+                        detail: detail.clone(),
+                        retry_in_seconds: if *succeeded { None } else { *retry_in_seconds },
+                    }
+                    .into(),
+                ])
+            }
             ExportCommand::CompleteExport => {
                 if self.status == Some(ExportStatus::Completed) {
                     return Ok(vec![]);
@@ -721,6 +794,7 @@ impl Aggregate for Export {
                 self.attempt = retried.attempt;
                 self.failure = None;
             }
+            ExportEvent::DeliveryAttempted(attempted) => self.delivery_attempts = attempted.number,
         }
         self
     }
@@ -789,6 +863,7 @@ mod tests {
             asset: asset(seed),
             file_name: FileName::parse(format!("{prediction_id}.jpg")).expect("file name"),
             checksum: asset(seed).hash,
+            products: vec![ProductId::parse("dress-1").expect("id")],
         }
     }
 
@@ -800,6 +875,7 @@ mod tests {
             asset: p.asset,
             file_name: p.file_name,
             checksum: p.checksum,
+            products: p.products,
         }
     }
 
@@ -1242,6 +1318,70 @@ mod tests {
         .then(&[ExportCompleted { delivered: 2 }.into()]);
     }
 
+    // Delivery attempts
+
+    fn attempt(number: u32, succeeded: bool) -> ExportCommand {
+        ExportCommand::RecordDeliveryAttempt {
+            number,
+            succeeded,
+            detail: text(if succeeded { "accepted (HTTP 200)" } else { "HTTP 503" }),
+            retry_in_seconds: Some(60),
+        }
+    }
+
+    #[test]
+    fn a_failed_delivery_attempt_is_recorded_with_when_to_try_again() {
+        given::<Export>(&[requested()]).when(&attempt(1, false)).then(&[ExportDeliveryAttempted {
+            number: 1,
+            succeeded: false,
+            detail: text("HTTP 503"),
+            retry_in_seconds: Some(60),
+        }
+        .into()]);
+    }
+
+    #[test]
+    fn a_successful_delivery_attempt_has_no_retry_time() {
+        let failed_first: ExportEvent = ExportDeliveryAttempted {
+            number: 1,
+            succeeded: false,
+            detail: text("HTTP 503"),
+            retry_in_seconds: Some(60),
+        }
+        .into();
+        given::<Export>(&[requested(), failed_first]).when(&attempt(2, true)).then(&[
+            ExportDeliveryAttempted {
+                number: 2,
+                succeeded: true,
+                detail: text("accepted (HTTP 200)"),
+                retry_in_seconds: None,
+            }
+            .into(),
+        ]);
+    }
+
+    #[test]
+    fn recording_an_attempt_again_records_nothing_and_skipping_a_number_is_rejected() {
+        let first: ExportEvent = ExportDeliveryAttempted {
+            number: 1,
+            succeeded: false,
+            detail: text("HTTP 503"),
+            retry_in_seconds: Some(60),
+        }
+        .into();
+        given::<Export>(&[requested(), first.clone()]).when(&attempt(1, false)).then(&[]);
+        given::<Export>(&[requested(), first])
+            .when(&attempt(3, false))
+            .then_rejected(rule_containing("number 2"));
+    }
+
+    #[test]
+    fn recording_an_attempt_for_a_completed_export_is_rejected() {
+        given::<Export>(&with(all_delivered(), ExportCompleted { delivered: 2 }.into()))
+            .when(&attempt(1, true))
+            .then_rejected(invalid_state_containing("already completed"));
+    }
+
     #[test]
     fn replaying_the_events_rebuilds_the_state() {
         let state = given::<Export>(&with(all_delivered(), ExportCompleted { delivered: 2 }.into())).state();
@@ -1265,7 +1405,8 @@ mod tests {
                 "export.rendition_delivered",
                 "export.failed",
                 "export.completed",
-                "export.retried"
+                "export.retried",
+                "export.delivery_attempted"
             ]
         );
         for schema in &catalog {

@@ -6,6 +6,7 @@
 //! - [`ids`] and [`values`]: newtypes that can only hold valid values (parse, don't
 //!   validate). Identifiers that become NATS subject tokens are checked here.
 //! - [`wire`]: the event envelope and the encoding of events to versioned JSON.
+//! - [`presets`]: the built-in channel presets, with their numbers.
 //! - one module per aggregate: [`brand`], [`product`], [`subject`], [`style`],
 //!   [`shooting`], [`look`], [`generation`], [`prediction`], [`export`],
 //!   [`import`].
@@ -29,6 +30,7 @@ pub mod generation;
 pub mod import;
 pub mod look;
 pub mod prediction;
+pub mod presets;
 pub mod product;
 pub mod shooting;
 pub mod style;

@@ -74,6 +74,9 @@ pub struct AppState {
     pub access: access::AccessCache,
     /// Object storage, upload limits and signed URLs.
     pub media: media::Media,
+    /// The address rules export webhooks must pass when they are requested
+    /// (the delivery worker checks again when it posts).
+    pub webhook_targets: gps_storage::SafeFetcher,
 }
 
 impl AppState {
@@ -87,7 +90,16 @@ impl AppState {
         media: media::Media,
     ) -> Result<Self, async_nats::SubscribeError> {
         let access = access::AccessCache::watch(&log).await?;
-        Ok(AppState { log, commands, db, cookie_secure, access, media })
+        let webhook_targets = gps_storage::SafeFetcher::new(gps_storage::FetchLimits::default());
+        Ok(AppState { log, commands, db, cookie_secure, access, media, webhook_targets })
+    }
+
+    /// Exempts one exact socket address from the webhook address rules — for
+    /// a test receiver or a known internal endpoint; there is no blanket
+    /// "allow private addresses".
+    pub fn allowing_webhook_target(mut self, address: std::net::SocketAddr) -> Self {
+        self.webhook_targets = self.webhook_targets.allowing(address);
+        self
     }
 }
 

@@ -93,6 +93,8 @@ use crate::{audit, configure, events, imports, live, operate, queries, review, u
         queries::get_prediction,
         queries::list_exports,
         queries::get_export,
+        queries::download_export,
+        queries::list_product_deliveries,
         queries::list_activity,
         queries::get_usage,
         audit::aggregate_history,

@@ -14,7 +14,7 @@
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use gps_commands::CommandHandler;
 use gps_domain::brand::{Brand, BrandCommand};
@@ -169,9 +169,35 @@ pub(crate) struct RequestExport {
     /// and secrets are names of stored secrets, never the secrets themselves.
     #[schema(value_type = Object)]
     destination: serde_json::Value,
+    /// Deliver predictions again even when the same content already went to
+    /// this destination with this preset (otherwise they are skipped).
+    #[serde(default)]
+    force: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/brands/{brand}/exports", tag = "exports", params(("brand" = String, Path, description = "The brand id")), request_body = RequestExport, responses((status = 201, description = "Export requested", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule (e.g. a prediction that is not approved)", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+/// An export request whose predictions were all delivered unchanged before.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ExportSkipped {
+    /// The predictions skipped.
+    skipped_unchanged: Vec<String>,
+    /// What happened and how to deliver again.
+    detail: String,
+}
+
+/// Why a preset cannot be rendered by this build, if it cannot.
+fn unsupported(spec: &ChannelPresetSpec) -> Option<&'static str> {
+    match (spec.format, spec.colour_space) {
+        (gps_domain::values::ImageFormat::Avif, _) => {
+            Some("AVIF renditions are not supported by this build; choose jpeg, png or webp")
+        }
+        (_, gps_domain::values::ColourSpace::DisplayP3) => {
+            Some("Display P3 renditions are not supported yet; use colour_space srgb")
+        }
+        _ => None,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/exports", tag = "exports", params(("brand" = String, Path, description = "The brand id")), request_body = RequestExport, responses((status = 201, description = "Export requested (with `skipped_unchanged`: predictions left out because they were delivered unchanged before); the channel is the brand's preset of that name or a built-in one (marketplace-main, web-pdp, social-square, social-story)", body = Accepted), (status = 200, description = "Nothing exported: every prediction was delivered unchanged before (send force: true to deliver again)", body = ExportSkipped), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule (e.g. a prediction that is not approved)", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
 pub(crate) async fn request_export(
     State(state): State<AppState>,
     principal: Principal,
@@ -205,12 +231,59 @@ pub(crate) async fn request_export(
         candidates.push(ExportCandidate { prediction_id, review_state });
     }
     let brand_state = existing::<Brand>(&state, &brand, brand.as_str(), "brand").await?;
-    let preset = brand_state.state.channel_preset(&channel).map(|(_, spec)| spec.clone()).ok_or_else(|| {
-        ApiError::field(
-            "channel",
-            format!("brand {brand} has no channel preset {channel}; define it with PUT /api/v1/brands/{brand}/channel-presets/{channel}"),
+    // The brand's own preset of that name wins over the built-in one.
+    let preset = brand_state
+        .state
+        .channel_preset(&channel)
+        .map(|(_, spec)| spec.clone())
+        .or_else(|| gps_domain::presets::built_in(&channel))
+        .ok_or_else(|| {
+            ApiError::field(
+                "channel",
+                format!(
+                    "brand {brand} has no channel preset {channel} and there is no built-in one of that name (built in: {}); define it with PUT /api/v1/brands/{brand}/channel-presets/{channel}",
+                    gps_domain::presets::BUILT_IN.join(", ")
+                ),
+            )
+        })?;
+    if let Some(problem) = unsupported(&preset) {
+        return Err(ApiError::field("channel", format!("channel preset {channel}: {problem}")));
+    }
+    if let ExportDestination::Webhook { url, .. } = &destination {
+        state.webhook_targets.check_target(url.as_str()).await.map_err(|problem| {
+            ApiError::field("destination.url", format!("{problem}; give a public https URL of your system"))
+        })?;
+    }
+    // Unchanged content already at this destination with this preset is
+    // skipped: formatting is deterministic, so it would arrive again as is.
+    let mut skipped = Vec::new();
+    if !body.force {
+        let ids: Vec<String> = candidates.iter().map(|c| c.prediction_id.to_string()).collect();
+        let preset_json = serde_json::to_value(&preset).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let destination_json =
+            serde_json::to_value(&destination).map_err(|e| ApiError::Internal(e.to_string()))?;
+        skipped = gps_projections::queries::delivered_unchanged(
+            &state.db,
+            brand.as_str(),
+            &ids,
+            &preset_json,
+            &destination_json,
         )
-    })?;
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        candidates.retain(|c| !skipped.contains(&c.prediction_id.to_string()));
+        if candidates.is_empty() {
+            let detail = format!(
+                "all {} predictions were already delivered unchanged to this destination with preset {channel}; nothing was exported. Send \"force\": true to deliver them again",
+                skipped.len()
+            );
+            return Ok((
+                axum::http::StatusCode::OK,
+                axum::Json(ExportSkipped { skipped_unchanged: skipped, detail }),
+            )
+                .into_response());
+        }
+    }
     let id = export_id.to_string();
     let command = ExportCommand::RequestExport {
         export_id,
@@ -220,5 +293,6 @@ pub(crate) async fn request_export(
         preset,
         destination,
     };
-    Ok(execute::<Export>(&state, &principal, &headers, &brand, &id, command).await?.respond(true))
+    let accepted = execute::<Export>(&state, &principal, &headers, &brand, &id, command).await?;
+    Ok(accepted.respond_with_skipped(true, skipped))
 }

@@ -15,8 +15,8 @@ use gps_domain::ids::BrandId;
 use gps_projections::queries::{
     self as read, ActivityView, ApiClientView, BrandView, ChannelPresetView, ExportDetail, ExportView,
     GenerationFilter, GenerationView, LookView, MemberView, Page, PageRequest, PredictionDetail,
-    PredictionFilter, PredictionView, ProductDetail, ProductFilter, ProductView, ShootingView, StyleView,
-    SubjectDetail, SubjectView, UsageReport,
+    PredictionFilter, PredictionView, ProductDeliveryView, ProductDetail, ProductFilter, ProductView,
+    ShootingView, StyleView, SubjectDetail, SubjectView, UsageReport,
 };
 use serde::Deserialize;
 
@@ -56,6 +56,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/exports/{export}", get(get_export))
         .route("/api/v1/brands/{brand}/activity", get(list_activity))
         .route("/api/v1/brands/{brand}/usage", get(get_usage))
+        .route("/api/v1/brands/{brand}/exports/{export}/download", get(download_export))
+        .route("/api/v1/brands/{brand}/products/{product}/deliveries", get(list_product_deliveries))
 }
 
 /// Paging and consistency parameters shared by every read.
@@ -630,4 +632,87 @@ pub(crate) async fn get_usage(
         ));
     }
     Ok(Json(read::usage_report(&state.db, brand.as_str(), from, to).await?))
+}
+
+/// Where an export's ZIP download is.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Download {
+    /// A signed, expiring URL of the ZIP (also in the `Location` header).
+    url: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/brands/{brand}/exports/{export}/download", tag = "exports",
+    params(("brand" = String, Path, description = "The brand id"), ("export" = String, Path, description = "The export id"), Paging),
+    responses(
+        (status = 303, description = "The ZIP (renditions, manifest.csv, manifest.json) at a signed URL, in `Location` and the body", body = Download),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a ZIP download, or the ZIP is not built yet", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn download_export(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, export)): Path<(String, String)>,
+    Query(paging): Query<Paging>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let brand = readable(&state, &principal, &brand, actions::READ, &headers, &paging, "delivery").await?;
+    let detail = found(read::get_export(&state.db, brand.as_str(), &export).await?, "export", &export)?.0;
+    let kind = detail.export.destination["kind"].as_str().unwrap_or_default().to_owned();
+    if kind != "zip_download" {
+        return Err(ApiError::Conflict(format!(
+            "export {export} goes to a {kind} destination, not a ZIP download; see its renditions' locations"
+        )));
+    }
+    let key = detail
+        .renditions
+        .iter()
+        .filter_map(|r| {
+            r.location
+                .as_ref()?
+                .as_str()?
+                .strip_prefix("zip:")?
+                .rsplit_once('/')
+                .map(|(key, _)| key.to_owned())
+        })
+        .next()
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "export {export} has no ZIP yet (status {}); ask again when it is completed",
+                detail.export.status
+            ))
+        })?;
+    let key =
+        gps_storage::ObjectKey::parse(&key).ok().filter(|key| key.brand() == &brand).ok_or_else(|| {
+            ApiError::Internal(format!("export {export} names an invalid ZIP location {key:?}"))
+        })?;
+    let url = state.media.signed_url(&key);
+    let location = axum::http::HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = (axum::http::StatusCode::SEE_OTHER, Json(Download { url })).into_response();
+    response.headers_mut().insert(axum::http::header::LOCATION, location);
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/brands/{brand}/products/{product}/deliveries", tag = "exports",
+    params(("brand" = String, Path, description = "The brand id"), ("product" = String, Path, description = "The product id"), Paging),
+    responses(
+        (status = 200, description = "Every delivered rendition showing the product: export, channel, destination, file, checksum, location, time; newest first", body = Page<ProductDeliveryView>),
+        (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not yet consistent with min_sequence", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn list_product_deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, product)): Path<(String, String)>,
+    Query(paging): Query<Paging>,
+) -> Result<Json<Page<ProductDeliveryView>>, ApiError> {
+    let brand = readable(&state, &principal, &brand, actions::READ, &headers, &paging, "delivery").await?;
+    Ok(Json(read::list_product_deliveries(&state.db, brand.as_str(), &product, &paging.page()).await?))
 }

@@ -165,6 +165,8 @@ pub(crate) mod actions {
         ("get_prediction", READ),
         ("list_exports", READ),
         ("get_export", READ),
+        ("download_export", READ),
+        ("list_product_deliveries", READ),
         ("list_activity", READ),
         ("get_usage", READ_USAGE),
         ("add_member", ADD_MEMBER),
@@ -296,6 +298,18 @@ impl Accepted {
             events: outcome.events.len(),
             already_applied: outcome.already_applied,
         }
+    }
+
+    /// Like [`Accepted::respond`], with the export predictions left out as
+    /// delivered unchanged before (`skipped_unchanged`).
+    pub(crate) fn respond_with_skipped(self, created: bool, skipped: Vec<String>) -> Response {
+        let status = if created && !self.already_applied { StatusCode::CREATED } else { StatusCode::OK };
+        let sequence = HeaderValue::from(self.stream_sequence);
+        let mut body = serde_json::to_value(&self).unwrap_or_default();
+        body["skipped_unchanged"] = serde_json::json!(skipped);
+        let mut response = (status, Json(body)).into_response();
+        response.headers_mut().insert(STREAM_SEQUENCE_HEADER, sequence);
+        response
     }
 
     pub(crate) fn respond(self, created: bool) -> Response {

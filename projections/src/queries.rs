@@ -1096,6 +1096,27 @@ pub struct RenditionView {
     pub delivered: bool,
     /// Where (JSON), once delivered.
     pub location: Option<Value>,
+    /// When, once delivered.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub delivered_at: Option<OffsetDateTime>,
+    /// The products it shows (JSON array of product ids).
+    pub products: Value,
+}
+
+/// One attempt to reach an export's destination.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct DeliveryAttemptView {
+    /// The attempt's number, from 1.
+    pub number: i32,
+    /// Whether the destination accepted it.
+    pub succeeded: bool,
+    /// What happened.
+    pub detail: String,
+    /// When the next attempt was due, after a failure.
+    pub retry_in_seconds: Option<i64>,
+    /// When it was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub attempted_at: OffsetDateTime,
 }
 
 /// An export with its renditions.
@@ -1106,6 +1127,79 @@ pub struct ExportDetail {
     pub export: ExportView,
     /// Renditions, oldest first.
     pub renditions: Vec<RenditionView>,
+    /// Attempts to reach the destination, first first.
+    pub delivery_attempts: Vec<DeliveryAttemptView>,
+}
+
+/// One rendition of a product delivered somewhere: what, where, when.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct ProductDeliveryView {
+    /// The export that delivered it.
+    pub export_id: String,
+    /// The channel preset it was formatted for.
+    pub channel: String,
+    /// The destination (JSON; names of secrets only).
+    pub destination: Value,
+    /// The rendition.
+    pub rendition_id: String,
+    /// The prediction it renders.
+    pub prediction_id: String,
+    /// Its file name.
+    pub file_name: String,
+    /// The sha256 of what was delivered.
+    pub checksum: String,
+    /// Where it is (JSON string).
+    pub location: Value,
+    /// When it was delivered.
+    #[serde(with = "time::serde::rfc3339")]
+    pub delivered_at: OffsetDateTime,
+    /// Position of the delivering export (the list order).
+    pub created_sequence: i64,
+}
+
+/// What has been delivered where for one product, newest export first.
+pub async fn list_product_deliveries(
+    pool: &PgPool,
+    brand: &str,
+    product_id: &str,
+    request: &PageRequest,
+) -> Result<Page<ProductDeliveryView>, QueryError> {
+    let product = sqlx::types::Json(Value::Array(vec![Value::String(product_id.to_owned())]));
+    list_query!(pool, request,
+        "SELECT r.export_id, e.channel, e.destination, r.rendition_id, r.prediction_id, r.file_name, r.checksum,
+                r.location, r.delivered_at, r.created_sequence
+         FROM delivery.export_renditions r
+         JOIN delivery.exports e ON e.brand = r.brand AND e.export_id = r.export_id
+         WHERE r.brand = $1 AND r.products @> $2 AND r.delivered
+           AND ($3::bigint IS NULL OR r.created_sequence < $3)
+         ORDER BY r.created_sequence DESC LIMIT $4",
+        ProductDeliveryView, [brand, product])
+}
+
+/// Of `predictions`, those already delivered by an export of the brand with
+/// exactly this preset to exactly this destination — re-exporting them would
+/// deliver the same bytes again (formatting is deterministic), so an export
+/// request skips them unless forced.
+pub async fn delivered_unchanged(
+    pool: &PgPool,
+    brand: &str,
+    predictions: &[String],
+    preset: &Value,
+    destination: &Value,
+) -> Result<Vec<String>, QueryError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT r.prediction_id
+         FROM delivery.export_renditions r
+         JOIN delivery.exports e ON e.brand = r.brand AND e.export_id = r.export_id
+         WHERE r.brand = $1 AND r.prediction_id = ANY($2) AND r.delivered
+           AND e.preset = $3 AND e.destination = $4",
+    )
+    .bind(brand)
+    .bind(predictions)
+    .bind(sqlx::types::Json(preset))
+    .bind(sqlx::types::Json(destination))
+    .fetch_all(pool)
+    .await?)
 }
 
 /// The brand's exports, optionally of one status.
@@ -1141,14 +1235,22 @@ pub async fn get_export(
     .await?;
     let Some(export) = export else { return Ok(None) };
     let renditions = sqlx::query_as(
-        "SELECT rendition_id, prediction_id, file_name, checksum, asset, delivered, location FROM delivery.export_renditions
-         WHERE brand = $1 AND export_id = $2 ORDER BY created_sequence",
+        "SELECT rendition_id, prediction_id, file_name, checksum, asset, delivered, location, delivered_at, products
+         FROM delivery.export_renditions WHERE brand = $1 AND export_id = $2 ORDER BY created_sequence",
     )
     .bind(brand)
     .bind(export_id)
     .fetch_all(pool)
     .await?;
-    Ok(Some(ExportDetail { export, renditions }))
+    let delivery_attempts = sqlx::query_as(
+        "SELECT number, succeeded, detail, retry_in_seconds, attempted_at FROM delivery.export_delivery_attempts
+         WHERE brand = $1 AND export_id = $2 ORDER BY number",
+    )
+    .bind(brand)
+    .bind(export_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(ExportDetail { export, renditions, delivery_attempts }))
 }
 
 // ---------------------------------------------------------------- usage

@@ -270,20 +270,64 @@ impl SafeFetcher {
         })
     }
 
-    async fn fetch_once(&self, url: &Url) -> Result<Hop, FetchError> {
+    /// Checks that `url` may be fetched or posted to — its scheme, and every
+    /// address its host resolves to — without sending anything. A request
+    /// that names a URL (an export's webhook) is refused up front with this.
+    pub async fn check_target(&self, url: &str) -> Result<(), FetchError> {
+        self.address(&parse(url)?).await.map(|_| ())
+    }
+
+    /// POSTs `body` to `url` under the same address rules, with `headers`.
+    /// Redirects are not followed (a POST is not repeated elsewhere); any
+    /// answer but 2xx is an error. At most 64 KiB of the answer is kept.
+    pub async fn post(&self, url: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Posted, FetchError> {
+        let deadline = self.limits.timeout;
+        let attempt = async {
+            let parsed = parse(url)?;
+            let mut request = hyper::Request::post(path_and_query(&parsed));
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let request = request
+                .header(hyper::header::CONTENT_LENGTH, body.len())
+                .body(http_body_util::Full::new(body))
+                .map_err(|error| refused(&parsed, &error.to_string()))?;
+            let response = self.send_to(&parsed, request).await?;
+            let status = response.status();
+            let answer = read_limited(response.into_body(), 64 * 1024).await;
+            if !status.is_success() {
+                return Err(FetchError::Status { url: parsed.to_string(), status: status.as_u16() });
+            }
+            Ok(Posted { status: status.as_u16(), body: answer })
+        };
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout { url: url.to_owned(), seconds: deadline.as_secs() }),
+        }
+    }
+
+    /// Connects to the one permitted address of `url` (TLS for https) and sends `request`.
+    async fn send_to(
+        &self,
+        url: &Url,
+        request: hyper::Request<http_body_util::Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, FetchError> {
         let address = self.address(url).await?;
         let unreachable = |reason: String| FetchError::Unreachable { url: url.to_string(), reason };
         let tcp = TcpStream::connect(address).await.map_err(|error| unreachable(error.to_string()))?;
         let host = url.host_str().unwrap_or_default().to_owned();
-        let request = hyper::Request::get(match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_owned(),
-        })
-        .header(hyper::header::HOST, url.port().map_or(host.clone(), |port| format!("{host}:{port}")))
-        .header(hyper::header::USER_AGENT, "GPS-fetch/1")
-        .body(http_body_util::Empty::<Bytes>::new())
-        .map_err(|error| refused(url, &error.to_string()))?;
-        let response = if url.scheme() == "https" {
+        let (mut parts, body) = request.into_parts();
+        let host_header = url.port().map_or(host.clone(), |port| format!("{host}:{port}"));
+        parts.headers.insert(
+            hyper::header::HOST,
+            hyper::header::HeaderValue::from_str(&host_header)
+                .map_err(|error| refused(url, &error.to_string()))?,
+        );
+        parts
+            .headers
+            .insert(hyper::header::USER_AGENT, hyper::header::HeaderValue::from_static("GPS-fetch/1"));
+        let request = hyper::Request::from_parts(parts, body);
+        if url.scheme() == "https" {
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from(
                 host.trim_matches(['[', ']']).to_owned(),
             )
@@ -294,7 +338,15 @@ impl SafeFetcher {
         } else {
             send(TokioIo::new(tcp), request).await
         }
-        .map_err(unreachable)?;
+        .map_err(unreachable)
+    }
+
+    async fn fetch_once(&self, url: &Url) -> Result<Hop, FetchError> {
+        let unreachable = |reason: String| FetchError::Unreachable { url: url.to_string(), reason };
+        let request = hyper::Request::get(path_and_query(url))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .map_err(|error| refused(url, &error.to_string()))?;
+        let response = self.send_to(url, request).await?;
 
         let status = response.status();
         if status.is_redirection() {
@@ -348,9 +400,42 @@ enum Hop {
     Redirect(String),
 }
 
+/// What a POST got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The (2xx) status.
+    pub status: u16,
+    /// The start of the answer's body.
+    pub body: Bytes,
+}
+
+fn path_and_query(url: &Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// Up to `limit` bytes of `body`; the rest is dropped, as is a broken tail.
+async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> Bytes {
+    let mut collected = BytesMut::new();
+    while collected.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let room = limit - collected.len();
+                    collected.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            _ => break,
+        }
+    }
+    collected.freeze()
+}
+
 async fn send<IO>(
     io: IO,
-    request: hyper::Request<http_body_util::Empty<Bytes>>,
+    request: hyper::Request<http_body_util::Full<Bytes>>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

@@ -28,7 +28,7 @@ mod settings;
 mod store;
 
 pub use embedded::EmbeddedS3;
-pub use fetch::{FetchError, FetchLimits, Fetched, SafeFetcher};
+pub use fetch::{FetchError, FetchLimits, Fetched, Posted, SafeFetcher};
 pub use key::{InvalidKey, ObjectKey};
 pub use settings::{SecretKey, StorageSettings};
-pub use store::{Object, ObjectInfo, ObjectStore, StorageError, StoredObject, content_hash};
+pub use store::{ExternalBucket, Object, ObjectInfo, ObjectStore, StorageError, StoredObject, content_hash};

@@ -76,6 +76,76 @@ fn request_error<E: std::error::Error>(operation: &'static str) -> impl FnOnce(E
     }
 }
 
+fn client(settings: &StorageSettings) -> Client {
+    let credentials = Credentials::new(
+        settings.access_key_id.clone(),
+        settings.secret_access_key.expose().to_owned(),
+        None,
+        None,
+        "gps-settings",
+    );
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .endpoint_url(settings.endpoint.clone())
+        .credentials_provider(credentials)
+        .force_path_style(settings.path_style)
+        // Checksums only where the API requires them: several S3-compatible
+        // servers (GCS interoperability, older MinIO) reject the newer
+        // default trailing checksums. Integrity comes from the content hash.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    Client::from_conf(config)
+}
+
+/// A bucket that belongs to a brand, written to as an export destination:
+/// GPS puts objects under the keys the export names and never creates,
+/// lists or deletes anything there. Unlike [`ObjectStore`], keys are not
+/// content-addressed — they are the brand's file names.
+#[derive(Debug, Clone)]
+pub struct ExternalBucket {
+    client: Client,
+    bucket: String,
+}
+
+impl ExternalBucket {
+    /// The bucket `settings.bucket` at `settings.endpoint` (nothing is sent yet).
+    pub fn new(settings: &StorageSettings) -> Self {
+        ExternalBucket { client: client(settings), bucket: settings.bucket.clone() }
+    }
+
+    /// Writes `bytes` at `key`, replacing what is there, and reads back its
+    /// size, so a write the server did not keep whole is an error.
+    pub async fn put(&self, key: &str, bytes: Bytes, media_type: &str) -> Result<(), StorageError> {
+        let size = bytes.len() as i64;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(media_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(request_error("PutObject"))?;
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(request_error("HeadObject"))?;
+        if head.content_length() != Some(size) {
+            return Err(StorageError::Request {
+                operation: "PutObject",
+                detail: format!("the bucket kept {:?} bytes of {size}", head.content_length()),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of a put: where the bytes are and what they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -130,27 +200,8 @@ impl ObjectStore {
                 ),
             });
         }
-        let credentials = Credentials::new(
-            settings.access_key_id.clone(),
-            settings.secret_access_key.expose().to_owned(),
-            None,
-            None,
-            "gps-settings",
-        );
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
-            .endpoint_url(settings.endpoint.clone())
-            .credentials_provider(credentials)
-            .force_path_style(settings.path_style)
-            // Checksums only where the API requires them: several S3-compatible
-            // servers (GCS interoperability, older MinIO) reject the newer
-            // default trailing checksums. Integrity comes from the content hash.
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
         let store = ObjectStore {
-            client: Client::from_conf(config),
+            client: client(settings),
             bucket: settings.bucket.clone(),
             part_size: settings.multipart_part_size,
         };

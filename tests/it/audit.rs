@@ -109,6 +109,7 @@ async fn deliver(gateway: &TestGateway, export: &str, prediction: &str) {
             asset: asset(20),
             file_name: FileName::parse("dress_front_1.jpg").expect("file name"),
             checksum: hash(20),
+            products: vec![],
         },
         ExportCommand::MarkRenditionDelivered {
             rendition_id: RenditionId::parse("r1").expect("id"),

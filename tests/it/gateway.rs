@@ -49,13 +49,22 @@ impl TestGateway {
     pub(crate) async fn start_configured(
         configure: impl FnOnce(&mut gps_gateway::media::MediaSettings),
     ) -> Self {
+        Self::start_with_state(configure, |state| state).await
+    }
+
+    /// Starts with media settings and the gateway state adjusted (e.g. one
+    /// exact webhook target address allowed).
+    pub(crate) async fn start_with_state(
+        configure: impl FnOnce(&mut gps_gateway::media::MediaSettings),
+        adjust: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let nats = TestNats::start().await;
         let log = nats.event_log().await;
         let db = TestDb::create().await;
         let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
         gps_gateway::auth::migrate(&pool).await.expect("migrate");
         gps_projections::prepare_all(&pool).await.expect("read-model schemas");
-        Self::start_with(nats, log, db, pool, configure).await
+        Self::start_with(nats, log, db, pool, configure, adjust).await
     }
 
     async fn start_with(
@@ -64,6 +73,7 @@ impl TestGateway {
         db: TestDb,
         pool: sqlx::PgPool,
         configure: impl FnOnce(&mut gps_gateway::media::MediaSettings),
+        adjust: impl FnOnce(AppState) -> AppState,
     ) -> Self {
         let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gps_projections::run_all(
@@ -80,9 +90,11 @@ impl TestGateway {
         let mut media = gps_gateway::media::MediaSettings::new(gps_gateway::media::UrlSigningKey::generate());
         configure(&mut media);
         let media = gps_gateway::media::Media::new(store, media);
-        let state = AppState::new(log.clone(), CommandHandler::new(log), pool, false, media)
-            .await
-            .expect("gateway state");
+        let state = adjust(
+            AppState::new(log.clone(), CommandHandler::new(log), pool, false, media)
+                .await
+                .expect("gateway state"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

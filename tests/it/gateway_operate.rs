@@ -15,7 +15,7 @@ use crate::http::assert_status;
 
 /// Requests generation `id` of brand `acme` through the command path, as the
 /// launch process manager does, from the frozen example of the event.
-async fn request_generation(gateway: &TestGateway, id: &str) {
+pub(crate) async fn request_generation(gateway: &TestGateway, id: &str) {
     let fixture: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -165,13 +165,21 @@ async fn an_export_takes_approved_predictions_only_with_an_existing_preset() {
     assert_status(&reject, 200);
 
     let export = |predictions: serde_json::Value, channel: &str| json!({"predictions": predictions, "channel": channel, "destination": {"kind": "zip_download"}});
+    // Neither the brand's nor built in (web-pdp would be built in).
     let no_preset = gateway
-        .as_user(&owner, "POST", "/api/v1/brands/acme/exports", Some(export(json!(["pr-ok"]), "web-pdp")))
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/exports",
+            Some(export(json!(["pr-ok"]), "print-lookbook")),
+        )
         .await;
     assert_status(&no_preset, 400);
     assert_eq!(no_preset.json()["field"], "channel");
     assert!(
-        no_preset.json()["detail"].as_str().is_some_and(|d| d.contains("channel-presets")),
+        no_preset.json()["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("channel-presets") && d.contains("web-pdp")),
         "{}",
         no_preset.body
     );

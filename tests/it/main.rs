@@ -6,6 +6,7 @@ mod audit;
 mod command_path;
 mod compute;
 mod compute_servers;
+mod delivery;
 mod event_log;
 mod event_streams;
 mod faults;

@@ -1,5 +1,6 @@
 //! The `delivery` projection: exports with status and attempts, their
-//! renditions and where each was delivered.
+//! renditions (with the products they show) and where each was delivered,
+//! and every attempt to reach the destination.
 
 use futures::future::BoxFuture;
 use gps_domain::export::ExportEvent;
@@ -49,8 +50,8 @@ async fn export(conn: &mut PgConnection, e: &Event, event: &ExportEvent) -> Resu
         ExportEvent::RenditionProduced(p) => {
             sqlx::query(
                 "INSERT INTO export_renditions (brand, export_id, rendition_id, prediction_id, file_name, checksum, asset,
-                                                produced_at, created_sequence, version, last_sequence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9)",
+                                                produced_at, created_sequence, version, last_sequence, products)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11)",
             )
             .bind(e.brand())
             .bind(e.id())
@@ -62,6 +63,24 @@ async fn export(conn: &mut PgConnection, e: &Event, event: &ExportEvent) -> Resu
             .bind(e.at)
             .bind(e.sequence)
             .bind(e.version)
+            .bind(Json(&p.products))
+            .execute(&mut *conn)
+            .await?;
+        }
+        ExportEvent::DeliveryAttempted(p) => {
+            sqlx::query(
+                "INSERT INTO export_delivery_attempts (brand, export_id, number, succeeded, detail, retry_in_seconds,
+                                                       attempted_at, created_sequence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(e.brand())
+            .bind(e.id())
+            .bind(i64::from(p.number))
+            .bind(p.succeeded)
+            .bind(p.detail.as_str())
+            .bind(p.retry_in_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
+            .bind(e.at)
+            .bind(e.sequence)
             .execute(&mut *conn)
             .await?;
         }
