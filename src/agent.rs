@@ -19,7 +19,7 @@ use gps_compute_agents::providers::local::LocalProvider;
 use gps_compute_agents::providers::{ApiKey, Capability, Provider};
 use gps_compute_agents::quality::GateSettings;
 use gps_compute_agents::router::{Price, ProviderLimits, RetryPolicy, Router};
-use gps_compute_agents::store::{ComputeStore, sibling_url};
+use gps_compute_agents::store::{ComputeStore, compute_url_for};
 use gps_compute_agents::workflow::WorkflowSet;
 use gps_nats::EventLog;
 
@@ -66,8 +66,7 @@ pub(crate) struct ComputeSettings {
 impl ComputeSettings {
     /// Reads `GPS_COMPUTE_*`, `GPS_AGENT_*`, `GPS_GATE_*`.
     pub(crate) fn from_env(settings: &Settings) -> anyhow::Result<Self> {
-        let database_url = env("GPS_COMPUTE_DATABASE_URL")
-            .unwrap_or_else(|| sibling_url(&settings.database_url, "gps_compute"));
+        let database_url = compute_database_url(settings);
         let host = env("HOSTNAME").unwrap_or_else(|| "local".into());
         let mut agent =
             AgentSettings::new(env("GPS_AGENT_NAME").unwrap_or_else(|| {
@@ -175,6 +174,12 @@ pub(crate) fn router(settings: &ComputeSettings) -> anyhow::Result<Router> {
         }
     }
     Ok(Router::new(providers, routes, settings.policy))
+}
+
+/// The compute database: `GPS_COMPUTE_DATABASE_URL`, else the one that
+/// belongs with the read-model database (`gps_read` → `gps_compute`).
+pub(crate) fn compute_database_url(settings: &Settings) -> String {
+    env("GPS_COMPUTE_DATABASE_URL").unwrap_or_else(|| compute_url_for(&settings.database_url))
 }
 
 /// Object storage as `gps up` configures it: `GPS_S3_ENDPOINT` (with

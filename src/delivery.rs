@@ -14,7 +14,9 @@ use clap::Subcommand;
 use gps_compute_agents::delivery::credentials::ContentCredentials;
 use gps_compute_agents::delivery::{DeliverySettings, DeliveryWorker, SignedUrls};
 use gps_compute_agents::secrets::{SecretVault, SecretsKey};
-use gps_compute_agents::store::{ComputeStore, sibling_url};
+use gps_compute_agents::store::ComputeStore;
+
+use crate::agent::compute_database_url;
 use gps_domain::export::SecretName;
 use gps_domain::ids::BrandId;
 use gps_storage::{FetchLimits, ObjectKey, ObjectStore, SafeFetcher};
@@ -87,10 +89,6 @@ pub(crate) fn secrets_key(settings: &Settings) -> anyhow::Result<SecretsKey> {
         .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated the key that seals delivery secrets");
     Ok(key)
-}
-
-fn compute_database_url(settings: &Settings) -> String {
-    env("GPS_COMPUTE_DATABASE_URL").unwrap_or_else(|| sibling_url(&settings.database_url, "gps_compute"))
 }
 
 async fn vault(settings: &Settings) -> anyhow::Result<SecretVault> {

@@ -36,8 +36,24 @@ pub enum StoreError {
     },
 }
 
-/// The URL of the compute database next to the read-model database `url`:
-/// the same server, database `gps_compute`.
+/// The URL of the compute database that belongs with the read-model database
+/// `read_url`: the same server, the read database's name with `_read`
+/// replaced by `_compute` (`gps_read` → `gps_compute`), or `_compute` appended.
+/// Named after the read database because both belong to one installation (one
+/// event log): generation ids repeat across installations (they are derived
+/// from brand, shooting and look ids), so two installations sharing one
+/// compute database would resume each other's generations.
+pub fn compute_url_for(read_url: &str) -> String {
+    let without_query = read_url.split_once('?').map_or(read_url, |(base, _)| base);
+    let read_name = without_query.rsplit_once('/').map_or("gps", |(_, name)| name);
+    let name = match read_name.strip_suffix("_read") {
+        Some(stem) if !stem.is_empty() => format!("{stem}_compute"),
+        _ => format!("{read_name}_compute"),
+    };
+    sibling_url(read_url, &name)
+}
+
+/// The URL of database `database` on the same server as `url`.
 pub fn sibling_url(url: &str, database: &str) -> String {
     match url.split_once('?') {
         Some((base, query)) => {
@@ -345,7 +361,20 @@ impl ComputeStore {
 
 #[cfg(test)]
 mod tests {
-    use super::sibling_url;
+    use super::{compute_url_for, sibling_url};
+
+    #[test]
+    fn each_installation_has_its_own_compute_database() {
+        assert_eq!(
+            compute_url_for("postgres://postgres@127.0.0.1:5432/gps_read"),
+            "postgres://postgres@127.0.0.1:5432/gps_compute"
+        );
+        assert_eq!(
+            compute_url_for("postgres://u@h/gps_test_1f2e?sslmode=require"),
+            "postgres://u@h/gps_test_1f2e_compute?sslmode=require"
+        );
+        assert_eq!(compute_url_for("postgres://u@h/_read"), "postgres://u@h/_read_compute");
+    }
 
     #[test]
     fn the_compute_database_sits_next_to_the_read_models() {

@@ -107,6 +107,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         // Drop runs outside async context guarantees, so a small runtime on its
         // own thread does the clean-up; WITH (FORCE) ends leftover connections.
+        // A `gps up` or `gps agent` given this database made its compute
+        // database next to it (`<name>_compute`); it goes too.
         let name = self.name.clone();
         let admin_url = postgres_admin_url();
         let _ = std::thread::spawn(move || {
@@ -116,11 +118,13 @@ impl Drop for TestDb {
             runtime.block_on(async move {
                 use sqlx::Connection;
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await;
+                    for database in [name.clone(), format!("{name}_compute")] {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                        )))
+                        .execute(&mut admin)
+                        .await;
+                    }
                 }
             });
         })

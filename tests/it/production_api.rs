@@ -153,7 +153,6 @@ async fn a_shooting_launched_over_http_yields_24_predictions_with_provenance_ser
         let url = prediction["url"].as_str().expect("a signed CDN url");
         assert!(url.starts_with("/cdn/"), "{url}");
         let image = raw_request(port, "GET", url, &[], b"").await;
-        assert_eq!(image.status, 200, "{}", image.text());
         assert_eq!(image.header("content-type"), Some("image/jpeg"));
         assert!(image.header("cache-control").is_some_and(|c| c.contains("immutable")));
         let decoded = image::load_from_memory(&image.body).expect("an image");
