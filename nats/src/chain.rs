@@ -56,11 +56,43 @@ pub fn canonical_bytes(envelope: &EventEnvelope) -> Vec<u8> {
     out
 }
 
+/// A JSON value that serializes with its object keys sorted at every depth,
+/// whatever order its maps keep: serde_json's `preserve_order` feature, which
+/// any crate in the build may turn on for everyone (c2pa does), makes maps
+/// keep insertion order, and the hash must not depend on that.
+struct Sorted<'a>(&'a Value);
+
+impl serde::Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let mut out = serializer.serialize_map(Some(keys.len()))?;
+                for key in keys {
+                    out.serialize_entry(key, &Sorted(&map[key]))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Sorted(item))?;
+                }
+                out.end()
+            }
+            scalar => scalar.serialize(serializer),
+        }
+    }
+}
+
 /// The envelope fields the hash covers, in sorted key order, so serializing
 /// this struct writes the canonical bytes directly, without building a JSON
 /// tree first (the hash is on the write path of every event).
 #[derive(serde::Serialize)]
 struct HashedFields<'a> {
+    #[serde(serialize_with = "sorted")]
     actor: Value,
     aggregate_id: &'a str,
     aggregate_type: &'a str,
@@ -72,12 +104,19 @@ struct HashedFields<'a> {
     event_id: &'a str,
     event_type: &'a str,
     occurred_at: &'a str,
-    // serde_json's map is sorted (its `preserve_order` feature is off in this
-    // workspace), so a payload value serializes with sorted keys at every
-    // depth; the `fast_and_reference_canonical_bytes_agree` test guards it.
+    // Sorted keys at every depth, whatever order serde_json's maps keep; the
+    // `fast_and_reference_canonical_bytes_agree` test guards it.
+    #[serde(serialize_with = "sorted")]
     payload: &'a Value,
     prev_hash: &'a str,
     schema_version: u32,
+}
+
+fn sorted<V: std::borrow::Borrow<Value>, S: serde::Serializer>(
+    value: &V,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&Sorted(value.borrow()), serializer)
 }
 
 /// Feeds serialized bytes straight into the hasher.
