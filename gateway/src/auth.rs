@@ -335,13 +335,43 @@ impl Principal {
     }
 }
 
-fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts.headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|value| {
+pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|value| {
         value.split(';').find_map(|pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then(|| value.to_owned())
         })
     })
+}
+
+/// The person a session token belongs to and the session's CSRF token, if
+/// the session is current.
+pub(crate) async fn session(state: &AppState, token: &str) -> Result<(Principal, String), ApiError> {
+    let token_hash = sha256_hex(&token);
+let credentials = match state.access.credential(&token_hash) {
+        Some(Credential { principal, csrf: Some(csrf) }) => (principal, csrf),
+        _ => {
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT user_id, csrf_token FROM auth.sessions WHERE token_hash = $1 AND expires_at > now()",
+            )
+            .bind(&token_hash)
+            .fetch_optional(&state.db)
+            .await?;
+            let Some((user_id, csrf)) = row else {
+                return Err(ApiError::Unauthenticated(
+                    "the session has expired or was ended; sign in again".into(),
+                ));
+            };
+            let user_id = MemberId::parse(user_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let principal = Principal::User { user_id };
+            state.access.store_credential(
+                token_hash,
+                Credential { principal: principal.clone(), csrf: Some(csrf.clone()) },
+            );
+            (principal, csrf)
+        }
+    };
+Ok(credentials)
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -357,36 +387,12 @@ impl FromRequestParts<AppState> for Principal {
             })?;
             return api_client(state, key.trim()).await;
         }
-        let Some(token) = cookie(parts, SESSION_COOKIE) else {
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(ApiError::Unauthenticated(
                 "sign in (POST /api/v1/session) or send an API key as `Authorization: Bearer <key>`".into(),
             ));
         };
-        let token_hash = sha256_hex(&token);
-        let csrf = match state.access.credential(&token_hash) {
-            Some(Credential { principal, csrf: Some(csrf) }) => (principal, csrf),
-            _ => {
-                let row: Option<(String, String)> = sqlx::query_as(
-                    "SELECT user_id, csrf_token FROM auth.sessions WHERE token_hash = $1 AND expires_at > now()",
-                )
-                .bind(&token_hash)
-                .fetch_optional(&state.db)
-                .await?;
-                let Some((user_id, csrf)) = row else {
-                    return Err(ApiError::Unauthenticated(
-                        "the session has expired or was ended; sign in again".into(),
-                    ));
-                };
-                let user_id = MemberId::parse(user_id).map_err(|e| ApiError::Internal(e.to_string()))?;
-                let principal = Principal::User { user_id };
-                state.access.store_credential(
-                    token_hash,
-                    Credential { principal: principal.clone(), csrf: Some(csrf.clone()) },
-                );
-                (principal, csrf)
-            }
-        };
-        let (principal, csrf) = csrf;
+        let (principal, csrf) = session(state, &token).await?;
         // A cookie travels with cross-site requests; a write must also prove it
         // comes from our UI by echoing the session's CSRF token.
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);

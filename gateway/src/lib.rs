@@ -15,7 +15,7 @@
 //! [`archive`] (ZIPs of catalog imports, read within limits),
 //! [`catalog_file`] (CSV / JSON Lines catalogs read into rows), [`imports`]
 //! (catalog imports as background jobs recorded by the Import aggregate), and
-//! `/healthz` here. The UI joins it in a later issue.
+//! `/healthz` here, and `ui_host` (the UI's pages and its LiveView socket).
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
 //! back; business rules stay in `gps-domain`, writes go through
@@ -40,6 +40,7 @@ mod operate;
 mod queries;
 mod review;
 mod routes;
+mod ui_host;
 pub mod uploads;
 
 use std::future::Future;
@@ -129,6 +130,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(routes::router())
         .merge(cdn::router())
+        .merge(ui_host::router())
         .layer(middleware::from_fn(request_log))
         .with_state(state)
 }

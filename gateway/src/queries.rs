@@ -188,6 +188,12 @@ pub(crate) struct ProductFilters {
     category: Option<String>,
     /// Only archived (`true`) or active (`false`) products.
     archived: Option<bool>,
+    /// Only products whose SKU or name contains this text (any case).
+    q: Option<String>,
+    /// Only products with (`true`) or without (`false`) images.
+    has_images: Option<bool>,
+    /// Only products used (`true`) or not used (`false`) in a look of a shooting.
+    in_shootings: Option<bool>,
 }
 
 /// Status filter.
@@ -297,12 +303,20 @@ list_handler!(
     "catalog",
     ProductView,
     ProductFilters,
-    |state, brand, filter, page| read::list_products(
-        &state.db,
-        brand.as_str(),
-        &ProductFilter { category: filter.category, archived: filter.archived },
-        &page
-    )
+    |state, brand, filter, page| async {
+        let filter = ProductFilter {
+            category: filter.category,
+            archived: filter.archived,
+            search: filter.q,
+            has_images: filter.has_images,
+            in_shootings: filter.in_shootings,
+        };
+        let mut page = read::list_products(&state.db, brand.as_str(), &filter, &page).await?;
+        for product in &mut page.items {
+            sign_cover_url(&state, &brand, product);
+        }
+        Ok::<_, read::QueryError>(page)
+    }
 );
 get_handler!(
     get_product,
@@ -316,6 +330,7 @@ get_handler!(
         let mut detail = read::get_product(&state.db, brand.as_str(), &id).await?;
         if let Some(detail) = detail.as_mut() {
             sign_image_urls(&state, &brand, &mut detail.images);
+            sign_cover_url(&state, &brand, &mut detail.product);
         }
         Ok::<_, read::QueryError>(detail)
     }
@@ -345,6 +360,12 @@ get_handler!(
         Ok::<_, read::QueryError>(detail)
     }
 );
+
+/// Fills a product's `cover_url` with a signed CDN URL of its first image.
+fn sign_cover_url(state: &AppState, brand: &gps_domain::ids::BrandId, product: &mut ProductView) {
+    let hash = product.cover_hash.as_deref().and_then(|hash| gps_domain::values::ContentHash::parse(hash).ok());
+    product.cover_url = hash.map(|hash| state.media.signed_url(&gps_storage::ObjectKey::content(brand, &hash)));
+}
 
 /// Fills each image's `url` with a signed CDN URL of its working copy.
 fn sign_image_urls(state: &AppState, brand: &gps_domain::ids::BrandId, images: &mut [read::ImageView]) {

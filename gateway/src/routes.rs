@@ -431,16 +431,22 @@ pub(crate) struct Me {
     id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     brand: Option<String>,
+    /// The brands a signed-in person belongs to, with their role (absent for API keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brands: Option<Vec<gps_projections::queries::Membership>>,
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "session", responses((status = 200, description = "Who is calling", body = Me), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
-pub(crate) async fn me(principal: Principal) -> Json<Me> {
-    Json(match principal {
-        Principal::User { user_id } => Me { kind: "user", id: user_id.to_string(), brand: None },
-        Principal::ApiClient { brand, api_client_id } => {
-            Me { kind: "api_client", id: api_client_id.to_string(), brand: Some(brand.to_string()) }
+pub(crate) async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Me>, ApiError> {
+    Ok(Json(match principal {
+        Principal::User { user_id } => {
+            let brands = gps_projections::queries::memberships_of(&state.db, user_id.as_str()).await?;
+            Me { kind: "user", id: user_id.to_string(), brand: None, brands: Some(brands) }
         }
-    })
+        Principal::ApiClient { brand, api_client_id } => {
+            Me { kind: "api_client", id: api_client_id.to_string(), brand: Some(brand.to_string()), brands: None }
+        }
+    }))
 }
 
 // ---------------------------------------------------------------------------

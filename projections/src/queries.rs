@@ -81,7 +81,7 @@ fn page<T>(mut rows: Vec<T>, request: &PageRequest, position: impl Fn(&T) -> i64
 }
 
 macro_rules! list_query {
-    ($pool:expr, $request:expr, $sql:literal, $ty:ty, [$($bind:expr),*]) => {{
+    ($pool:expr, $request:expr, $sql:expr, $ty:ty, [$($bind:expr),*]) => {{
         let request: &PageRequest = $request;
         let rows: Vec<$ty> = sqlx::query_as($sql)
             $(.bind($bind))*
@@ -181,6 +181,28 @@ pub async fn list_members(
     let mut page = page?;
     page.items = page.items.into_iter().map(MemberView::revealed).collect();
     Ok(page)
+}
+
+/// A brand a person belongs to, with their role in it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct Membership {
+    /// The brand id.
+    pub brand: String,
+    /// The brand's display name.
+    pub name: String,
+    /// The person's role there.
+    pub role: String,
+}
+
+/// The brands `member_id` belongs to, by name.
+pub async fn memberships_of(pool: &PgPool, member_id: &str) -> Result<Vec<Membership>, QueryError> {
+    Ok(sqlx::query_as(
+        "SELECT m.brand, b.name, m.role FROM brands.members m JOIN brands.brands b ON b.brand = m.brand
+         WHERE m.member_id = $1 ORDER BY b.name, m.brand",
+    )
+    .bind(member_id)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// One member.
@@ -307,6 +329,13 @@ pub struct ProductView {
     pub version: i64,
     /// The stream sequence of the last event applied to this row.
     pub last_sequence: i64,
+    /// The content hash of its first image (the list's thumbnail), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cover_hash: Option<String>,
+    /// A signed CDN URL of that image (filled by the gateway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[sqlx(skip)]
+    pub cover_url: Option<String>,
 }
 
 /// An image of a product or a base image of a subject.
@@ -373,6 +402,36 @@ pub struct ProductFilter {
     pub category: Option<String>,
     /// Only archived (`Some(true)`) or active (`Some(false)`) products.
     pub archived: Option<bool>,
+    /// Only products whose SKU or name contains this (any case).
+    pub search: Option<String>,
+    /// Only products with (`Some(true)`) or without (`Some(false)`) images.
+    pub has_images: Option<bool>,
+    /// Only products used (`Some(true)`) or not used (`Some(false)`) by a look.
+    pub in_shootings: Option<bool>,
+}
+
+/// `text` as a literal `ILIKE` pattern that matches it anywhere.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The first image of the product in the row `p` (its thumbnail).
+macro_rules! product_columns {
+    () => {
+        "p.brand, p.product_id, p.sku, p.name, p.category, p.attributes, p.archived, p.image_count, p.created_at,
+         p.updated_at, p.created_sequence, p.version, p.last_sequence,
+         (SELECT i.content_hash FROM catalog.product_images i WHERE i.brand = p.brand AND i.product_id = p.product_id
+           ORDER BY i.created_sequence LIMIT 1) AS cover_hash"
+    };
 }
 
 /// The brand's products.
@@ -382,13 +441,17 @@ pub async fn list_products(
     filter: &ProductFilter,
     request: &PageRequest,
 ) -> Result<Page<ProductView>, QueryError> {
+    let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(contains_pattern);
     list_query!(pool, request,
-        "SELECT brand, product_id, sku, name, category, attributes, archived, image_count, created_at, updated_at,
-                created_sequence, version, last_sequence
-         FROM catalog.products WHERE brand = $1 AND ($2::text IS NULL OR category = $2) AND ($3::bool IS NULL OR archived = $3)
-           AND ($4::bigint IS NULL OR created_sequence < $4)
-         ORDER BY created_sequence DESC LIMIT $5",
-        ProductView, [brand, filter.category.as_deref(), filter.archived])
+        concat!("SELECT ", product_columns!(), " FROM catalog.products p
+         WHERE p.brand = $1 AND ($2::text IS NULL OR p.category = $2) AND ($3::bool IS NULL OR p.archived = $3)
+           AND ($4::text IS NULL OR p.sku ILIKE $4 OR p.name ILIKE $4)
+           AND ($5::bool IS NULL OR (p.image_count > 0) = $5)
+           AND ($6::bool IS NULL OR EXISTS (SELECT 1 FROM production.looks l
+                 WHERE l.brand = p.brand AND NOT l.removed AND l.products ? p.product_id) = $6)
+           AND ($7::bigint IS NULL OR p.created_sequence < $7)
+         ORDER BY p.created_sequence DESC LIMIT $8"),
+        ProductView, [brand, filter.category.as_deref(), filter.archived, search, filter.has_images, filter.in_shootings])
 }
 
 /// One product with its images.
@@ -397,11 +460,8 @@ pub async fn get_product(
     brand: &str,
     product_id: &str,
 ) -> Result<Option<ProductDetail>, QueryError> {
-    let product: Option<ProductView> = sqlx::query_as(
-        "SELECT brand, product_id, sku, name, category, attributes, archived, image_count, created_at, updated_at,
-                created_sequence, version, last_sequence
-         FROM catalog.products WHERE brand = $1 AND product_id = $2",
-    )
+    let product: Option<ProductView> =
+        sqlx::query_as(concat!("SELECT ", product_columns!(), " FROM catalog.products p WHERE p.brand = $1 AND p.product_id = $2"))
     .bind(brand)
     .bind(product_id)
     .fetch_optional(pool)

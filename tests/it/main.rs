@@ -28,3 +28,5 @@ mod production_api;
 mod projections;
 mod snapshots;
 mod tidy;
+mod ui_browser;
+mod webdriver;

@@ -654,14 +654,30 @@ async fn queries_are_scoped_to_the_brand_paginated_by_cursor_and_filtered() {
     assert_eq!(ids(&second), vec!["p1"]);
     assert_eq!(second.next_cursor, None);
 
-    let dresses = ProductFilter { category: Some("dresses".into()), archived: None };
+    let dresses = ProductFilter { category: Some("dresses".into()), ..ProductFilter::default() };
     let page =
         queries::list_products(&pool, "acme", &dresses, &PageRequest::default()).await.expect("dresses");
     assert_eq!(ids(&page), vec!["p3", "p1"]);
-    let archived = ProductFilter { category: None, archived: Some(true) };
+    let archived = ProductFilter { archived: Some(true), ..ProductFilter::default() };
     let page =
         queries::list_products(&pool, "acme", &archived, &PageRequest::default()).await.expect("archived");
     assert_eq!(ids(&page), vec!["p3"]);
+    // Search is by SKU or name, any case; its wildcards are literal.
+    let filtered = |filter: ProductFilter| {
+        let pool = pool.clone();
+        async move { queries::list_products(&pool, "acme", &filter, &PageRequest::default()).await.expect("filtered") }
+    };
+    let page = filtered(ProductFilter { search: Some(" sku-P2 ".into()), ..ProductFilter::default() }).await;
+    assert_eq!(ids(&page), vec!["p2"]);
+    assert!(page.items[0].cover_hash.is_some(), "the list carries each product's first image");
+    let page = filtered(ProductFilter { search: Some("Product p%".into()), ..ProductFilter::default() }).await;
+    assert_eq!(ids(&page), Vec::<String>::new(), "% is a character, not a wildcard");
+    let page = filtered(ProductFilter { has_images: Some(false), ..ProductFilter::default() }).await;
+    assert_eq!(ids(&page), Vec::<String>::new());
+    let page = filtered(ProductFilter { has_images: Some(true), ..ProductFilter::default() }).await;
+    assert_eq!(ids(&page), vec!["p3", "p2", "p1"]);
+    let page = filtered(ProductFilter { in_shootings: Some(true), ..ProductFilter::default() }).await;
+    assert_eq!(ids(&page), Vec::<String>::new(), "no look uses a product yet");
     let page = queries::list_products(&pool, "globex", &ProductFilter::default(), &PageRequest::default())
         .await
         .expect("other brand");

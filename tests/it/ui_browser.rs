@@ -1,0 +1,301 @@
+//! The UI in a real browser (Debian's Chromium through chromedriver): a new
+//! user of `gps up` drives the whole production loop, and a member of brand B
+//! sees none of brand A. Each screen is saved as a screenshot under
+//! `GPS_SCREENSHOT_DIR` (default `target/ui-screenshots`); `.ci/run` keeps
+//! them. The screenshots are a record, not an assertion.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::gateway::{TestGateway, product};
+use crate::gps_up::{gps, temp_dir, terminate, wait_healthy};
+use crate::harness::free_port;
+use crate::ingest_support::{picture, png_of};
+use crate::webdriver::{Browser, Element};
+
+/// Where this run's screenshots go.
+fn screenshots(test: &str) -> PathBuf {
+    let root = std::env::var_os("GPS_SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots"));
+    root.join(test)
+}
+
+/// Writes a test photo (a tinted pattern) and returns its path.
+fn photo(dir: &Path, name: &str, tint: [u8; 3]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, png_of(&picture(900, 1200, tint))).expect("write photo");
+    path
+}
+
+/// The path of a URL (the LiveView's history adds an empty `?#`).
+fn path_of(url: &str) -> String {
+    let after_host = url.splitn(4, '/').nth(3).unwrap_or_default();
+    format!("/{}", after_host.split(['?', '#']).next().unwrap_or_default())
+}
+
+/// Signs in through the sign-in page.
+async fn sign_in(browser: &Browser, base: &str, email: &str, password: &str) {
+    browser.goto(&format!("{base}/app")).await;
+    browser.find("input[name=email]").await.fill(email).await;
+    browser.find("input[name=password]").await.fill(password).await;
+    browser.find("button[type=submit]").await.click().await;
+}
+
+/// Clicks the sidebar link to a section.
+async fn open_section(browser: &Browser, label: &str) {
+    browser.find_with_text(".sidebar a", label).await.click().await;
+}
+
+/// The checkbox inside the label that shows `text`.
+async fn checkbox_labelled(browser: &Browser, scope: &str, text: &str) -> Element {
+    browser.find_with_text(&format!("{scope} label"), text).await.find("input[type=checkbox]").await
+}
+
+#[tokio::test]
+async fn a_new_user_drives_the_production_loop_in_the_browser() {
+    let shots = screenshots("production_loop");
+    let files = tempfile::tempdir().expect("temp dir");
+    let data_dir = temp_dir();
+    let db = crate::harness::TestDb::create().await;
+    let port = free_port();
+    let mut child = gps(&data_dir, port)
+        .env("DATABASE_URL", db.url())
+        .env("GPS_NATS_PORT", free_port().to_string())
+        .spawn()
+        .expect("spawn gps up");
+    wait_healthy(&mut child, port).await;
+    let credentials = std::fs::read_to_string(data_dir.join("demo-credentials.txt")).expect("demo credentials");
+    let field = |name: &str| {
+        credentials.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).expect(name).to_owned()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let browser = Browser::start().await;
+
+    // Sign in: the only brand opens on its catalog.
+    sign_in(&browser, &base, "nobody@example.com", "wrong password").await;
+    browser.find_with_text(".notice.error", "do not match").await;
+    browser.screenshot(&shots.join("00-sign-in-refused.png")).await;
+    sign_in(&browser, &base, &field("email"), &field("password")).await;
+    browser.wait_count("#products .product-tile", 12).await;
+    assert_eq!(path_of(&browser.current_url().await), "/app/demo/catalog");
+    browser.screenshot(&shots.join("01-catalog.png")).await;
+
+    // A new product, and two photos dropped on it.
+    browser.find("#new-product").await.click().await;
+    browser.find("#product-sku").await.fill("UI-LINEN-1").await;
+    browser.find("#product-name").await.fill("Linen shirt").await;
+    browser.find("#product-category").await.fill("shirts").await;
+    browser.find("#create-product").await.click().await;
+    let upload = browser.find(".gps-dropzone input.gps-file").await;
+    let front = photo(files.path(), "linen-front.png", [200, 190, 170]);
+    let back = photo(files.path(), "linen-back.png", [150, 170, 200]);
+    upload.upload(&[&front, &back]).await;
+    browser.wait_count(".files .badge.ok", 2).await;
+    browser.wait_count("#product-images .frame img", 2).await;
+    browser.screenshot(&shots.join("02-product-uploaded.png")).await;
+    // A file that is not an image gets the API's own words, per file.
+    let notes = files.path().join("notes.png");
+    std::fs::write(&notes, b"not an image at all").expect("write");
+    browser.find(".gps-dropzone input.gps-file").await.upload(&[&notes]).await;
+    let refused = browser.find(".files .error").await.text().await;
+    assert!(refused.contains("not an image") && refused.contains("JPEG"), "the API's words, per file: {refused}");
+
+    // The search finds it; a filter that excludes it says so.
+    open_section(&browser, "Catalog").await;
+    browser.find("#catalog-search").await.fill("UI-LINEN").await;
+    browser.wait_count("#products .product-tile", 1).await;
+    browser.find_with_text("#products .product-tile", "Linen shirt").await;
+    browser.find("#filter-images").await.select_text("Without images").await;
+    browser.find_with_text(".empty-state", "No product matches").await;
+
+    // A subject with two base images, and a style.
+    open_section(&browser, "Subjects & styles").await;
+    browser.find("#subject-name").await.fill("Mara").await;
+    browser.find("#subject-description").await.fill("Tall, short dark hair, late twenties").await;
+    browser.find("#create-subject").await.click().await;
+    let subject_card = browser.find_with_text(".subject-card", "Mara").await;
+    let subject_front = photo(files.path(), "mara-front.png", [180, 150, 140]);
+    let subject_side = photo(files.path(), "mara-side.png", [170, 140, 150]);
+    subject_card.find("input.gps-file").await.upload(&[&subject_front, &subject_side]).await;
+    browser.wait_count(".subject-card .files .badge.ok", 2).await;
+    browser.find("#style-name").await.fill("Linen daylight").await;
+    browser.find("#new-style .style-background").await.fill("seamless paper, warm off-white").await;
+    browser.find("#new-style .style-lighting").await.fill("soft window light from the left").await;
+    browser.find("#new-style .style-mood").await.fill("calm").await;
+    browser.find("#create-style").await.click().await;
+    browser.find_with_text(".style-card", "Linen daylight").await;
+    browser.screenshot(&shots.join("03-subjects-and-styles.png")).await;
+
+    // A shooting with one look of the new product; its plan; launch.
+    open_section(&browser, "Shootings").await;
+    browser.find("#shooting-name").await.fill("Linen spring").await;
+    browser.find("#new-shooting .pick-subject").await.select_text("Mara").await;
+    browser.find("#new-shooting .pick-style").await.select_text("Linen daylight").await;
+    let long_edge = browser.find("#new-shooting input[type=number]").await;
+    long_edge.fill("512").await;
+    browser.find("#create-shooting").await.click().await;
+    browser.find("#variants").await.fill("2").await;
+    browser.find("#save-rules").await.click().await;
+    browser.find_with_text("#rules .badge", "saved").await;
+    browser.find("#look-name").await.fill("Linen look").await;
+    checkbox_labelled(&browser, "#new-look", "UI-LINEN-1").await.click().await;
+    browser.find("#add-look").await.click().await;
+    browser.wait_count("#looks tbody tr", 1).await;
+    browser.find_with_text("#plan-predictions", "2").await;
+    browser.screenshot(&shots.join("04-shooting-plan.png")).await;
+    browser.find("#launch").await.click().await;
+    browser.find_with_text(".page-head .badge", "launched").await;
+
+    // The predictions appear live in review (no reload: the page's socket stays open).
+    let marker = browser.execute("window.gpsMarker = 'same page'; return window.gpsMarker;", vec![]).await;
+    assert_eq!(marker, json!("same page"));
+    browser.find_with_text(".page-head a", "Review").await.click().await;
+    let tiles = browser.wait_count(".tile.prediction", 2).await;
+    assert_eq!(browser.execute("return window.gpsMarker || null;", vec![]).await, json!("same page"));
+    browser.find(".tile.prediction .quality").await;
+    browser.screenshot(&shots.join("05-review-live.png")).await;
+    let first = tiles[0].attr("data-prediction").await.expect("prediction id");
+    let second = tiles[1].attr("data-prediction").await.expect("prediction id");
+
+    // Compare the two side by side.
+    for tile in &tiles[..2] {
+        tile.find(".select-prediction").await.click().await;
+    }
+    browser.find_with_text("#selected-count", "2 selected").await;
+    browser.find("#compare").await.click().await;
+    browser.wait_count("#compare-view .compared", 2).await;
+    browser.screenshot(&shots.join("06-compare.png")).await;
+
+    // Approve the first with the keyboard (focus it, press a).
+    browser.find(&format!(".tile.prediction[data-prediction='{first}'] .frame")).await.click().await;
+    browser.find(&format!(".tile.prediction.focused[data-prediction='{first}']")).await;
+    browser.press_key("a").await;
+    browser.find(&format!(".tile.prediction[data-prediction='{first}'][data-state='approved']")).await;
+
+    // Request a revision of the second, with a region drawn on the image.
+    browser.find_with_text(&format!(".tile.prediction[data-prediction='{second}'] button"), "Revise").await.click().await;
+    let canvas = browser.find("#region-canvas").await;
+    browser.drag_on(&canvas, (60, 80), (200, 220)).await;
+    browser.wait_count(".region-row", 1).await;
+    browser.find(".region-note").await.fill("the collar should lie flat").await;
+    browser.find("#revision-comment").await.fill("Straighten the collar").await;
+    browser.screenshot(&shots.join("07-revision-region.png")).await;
+    browser.find("#confirm-revision").await.click().await;
+    browser.wait_gone("#revise-dialog").await;
+    browser.find(&format!(".tile.prediction[data-prediction='{second}'][data-state='revision_requested']")).await;
+
+    // The revision's predictions appear next to their parent.
+    let revisions = browser.wait_count(&format!(".tile.prediction[data-revision-of='{second}']"), 2).await;
+    let order: Vec<String> = {
+        let mut ids = Vec::new();
+        for tile in browser.find_all(".tile.prediction").await {
+            ids.push(tile.attr("data-prediction").await.unwrap_or_default());
+        }
+        ids
+    };
+    let parent_at = order.iter().position(|id| *id == second).expect("parent shown");
+    let revision_id = revisions[0].attr("data-prediction").await.expect("id");
+    assert_eq!(order.get(parent_at + 1), Some(&revision_id), "the revision sits right after its parent: {order:?}");
+    browser.screenshot(&shots.join("08-revision-predictions.png")).await;
+
+    // The queue shows the generations with their steps.
+    open_section(&browser, "Generation queue").await;
+    browser.wait_count(".generation-row[data-status='completed']", 2).await;
+    browser.screenshot(&shots.join("09-queue.png")).await;
+
+    // Export the approved one with a preset; it is delivered.
+    open_section(&browser, "Delivery").await;
+    browser.find(&format!(".export-pick[value='{first}']")).await.click().await;
+    browser.find("#export-preset").await.select_text("web-pdp").await;
+    browser.find("#export").await.click().await;
+    browser.find(".export-row[data-status='completed']").await;
+    browser.find_with_text(".export-row", "1 of 1 delivered").await;
+    browser.screenshot(&shots.join("10-delivery.png")).await;
+
+    // The product says what was delivered where.
+    open_section(&browser, "Catalog").await;
+    browser.find("#catalog-search").await.fill("UI-LINEN").await;
+    browser.find_with_text("#products .product-tile", "Linen shirt").await.click().await;
+    browser.find_with_text("#product-deliveries .delivered-row", "web-pdp").await;
+    browser.screenshot(&shots.join("11-product-delivered.png")).await;
+
+    // Activity, usage and members.
+    open_section(&browser, "Activity & usage").await;
+    browser.find_with_text("#usage-shootings", "Linen spring").await;
+    browser.screenshot(&shots.join("12-activity-usage.png")).await;
+    open_section(&browser, "Members").await;
+    browser.find("#members tbody tr").await;
+    browser.screenshot(&shots.join("13-members.png")).await;
+
+    // A dropped connection: the page says so, reconnects, and the screen comes back.
+    let address = path_of(&browser.current_url().await);
+    browser.execute("window.ipc.ws.close(); return true;", vec![]).await;
+    browser.find("#members tbody tr").await;
+    browser.find("#api-keys").await;
+    assert_eq!(path_of(&browser.current_url().await), address);
+    assert_eq!(browser.execute("return window.gpsMarker || null;", vec![]).await, json!(null), "the page reloaded");
+
+    browser.close().await;
+    assert!(terminate(&mut child).await.success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn a_member_of_brand_b_sees_nothing_of_brand_a() {
+    let shots = screenshots("brand_isolation");
+    let gateway = TestGateway::start().await;
+    let owner_a = gateway.brand_with_owner("brand-a", "owner-a").await;
+    let mut secret = product("secret-a");
+    secret["name"] = json!("Secret Alpha gown");
+    let created = gateway.as_user(&owner_a, "POST", "/api/v1/brands/brand-a/products", Some(secret)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let owner_b = gateway.brand_with_owner("brand-b", "owner-b").await;
+    let mut own = product("own-b");
+    own["name"] = json!("Bravo blazer");
+    let created = gateway.as_user(&owner_b, "POST", "/api/v1/brands/brand-b/products", Some(own)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    let base = format!("http://127.0.0.1:{}", gateway.port);
+    let browser = Browser::start().await;
+    sign_in(&browser, &base, "owner-b@example.com", "a long enough password").await;
+    browser.find_with_text("#products .product-tile", "Bravo blazer").await;
+    let page = browser.execute("return document.body.innerText;", vec![]).await;
+    assert!(!page.to_string().contains("Alpha"), "brand A's product on brand B's catalog: {page}");
+    browser.screenshot(&shots.join("01-brand-b-catalog.png")).await;
+
+    // Brand A's addresses show no data of brand A.
+    for address in ["/app/brand-a/catalog", "/app/brand-a/catalog/secret-a", "/app/brand-a/shootings", "/app/brand-a/activity"] {
+        browser.goto(&format!("{base}{address}")).await;
+        browser.find_with_text(".notice.error", "not a member").await;
+        let page = browser.execute("return document.body.innerText;", vec![]).await;
+        assert!(!page.to_string().contains("Alpha"), "{address} showed brand A's data: {page}");
+    }
+    browser.screenshot(&shots.join("02-brand-a-refused.png")).await;
+
+    // A socket opened from another site's page is refused, even with the cookie.
+    let upgrade = |origin: &str| {
+        format!(
+            "GET /app/ws?path=/app HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Cookie: {cookie}\r\n\r\n",
+            port = gateway.port,
+            cookie = owner_b.cookie
+        )
+    };
+    assert_eq!(status_of(gateway.port, &upgrade("http://evil.example")).await, 403);
+    assert_eq!(status_of(gateway.port, &upgrade(&base)).await, 101, "the UI's own page may open it");
+    browser.close().await;
+}
+
+/// The status code of a raw HTTP/1.1 request.
+async fn status_of(port: u16, request: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut head = vec![0u8; 512];
+    let read = stream.read(&mut head).await.expect("read");
+    let head = String::from_utf8_lossy(&head[..read]).into_owned();
+    head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status line: {head}"))
+}

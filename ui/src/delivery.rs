@@ -1,0 +1,203 @@
+//! Delivery: channel presets (built-in and the brand's own), exporting
+//! approved content with a preset to a destination, and each export's
+//! progress. What was delivered where, per product, is on the product.
+
+use dioxus::prelude::*;
+use serde_json::{Value, json};
+
+use crate::api::text;
+use crate::app::{Loaded, loaded, rows, use_get, write};
+use crate::widgets::{Badge, EmptyState, Frame, ProblemNote, Progress};
+
+/// Every preset an export can use: the brand's own, then the built-ins it
+/// does not override.
+fn presets(own: &[Value]) -> Vec<(String, Value, bool)> {
+    let mut all: Vec<(String, Value, bool)> = own.iter().map(|p| (text(p, "channel"), p["spec"].clone(), false)).collect();
+    for (channel, spec) in gps_domain::presets::all_built_in() {
+        if !all.iter().any(|(name, _, _)| name == channel.as_str()) {
+            all.push((channel.as_str().to_owned(), serde_json::to_value(spec).unwrap_or_default(), true));
+        }
+    }
+    all
+}
+
+fn describe(spec: &Value) -> String {
+    let max = spec["max_bytes"].as_u64().map(|b| format!(", ≤ {:.1} MB", b as f64 / 1_000_000.0)).unwrap_or_default();
+    format!(
+        "{} · {} px long edge · {} · {} q{}{max}",
+        text(spec, "aspect_ratio"),
+        spec["long_edge_px"],
+        text(spec, "fit").replace('_', " "),
+        text(spec, "format").to_uppercase(),
+        spec["quality"],
+    )
+}
+
+#[component]
+pub(crate) fn Delivery(brand: String) -> Element {
+    let b1 = brand.clone();
+    let own = use_get(move || Some(format!("/api/v1/brands/{b1}/channel-presets?limit=100")));
+    let b2 = brand.clone();
+    let exports = use_get(move || Some(format!("/api/v1/brands/{b2}/exports?limit=50")));
+    let all = presets(&rows(&loaded(&own)));
+    let exports = loaded(&exports);
+    let list = rows(&exports);
+    rsx! {
+        div { class: "page-head", h1 { "Delivery" } }
+        NewExport { brand: brand.clone(), presets: all.iter().map(|(name, _, _)| name.clone()).collect::<Vec<_>>() }
+        div { class: "card table-card",
+            div { style: "padding:16px 16px 0", h2 { "Exports" } }
+            if let Loaded::Failed(message) = &exports { ProblemNote { problem: Some(message.clone()) } }
+            if matches!(exports, Loaded::Ready(_)) && list.is_empty() {
+                EmptyState { title: "No exports yet", hint: "Choose approved predictions above, a preset and a destination, then export." }
+            }
+            if !list.is_empty() {
+                table { id: "exports",
+                    thead { tr { th { "Export" } th { "Preset" } th { "Destination" } th { "Progress" } th { "Status" } th {} } }
+                    tbody {
+                        for export in list {
+                            ExportRow { key: "{text(&export, \"export_id\")}", brand: brand.clone(), export }
+                        }
+                    }
+                }
+            }
+        }
+        div { class: "card table-card",
+            div { style: "padding:16px 16px 0", h2 { "Channel presets" } }
+            table { id: "presets",
+                thead { tr { th { "Channel" } th { "Output" } th { "File names" } th {} } }
+                tbody {
+                    for (name, spec, built_in) in all {
+                        tr { key: "{name}",
+                            td { b { "{name}" } }
+                            td { class: "small", "{describe(&spec)}" }
+                            td { class: "small", code { "{text(&spec, \"naming_pattern\")}" } }
+                            td { if built_in { span { class: "badge", "built in" } } else { span { class: "badge ok", "this brand's" } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[component]
+fn ExportRow(brand: String, export: Value) -> Element {
+    let id = text(&export, "export_id");
+    let status = text(&export, "status");
+    let total = export["prediction_ids"].as_array().map(Vec::len).unwrap_or(0) as u64;
+    let delivered = export["delivered"].as_u64().unwrap_or(0);
+    let destination = text(&export["destination"], "kind");
+    rsx! {
+        tr { class: "export-row", "data-status": "{status}",
+            td { class: "small", "{id}" }
+            td { "{text(&export, \"channel\")}" }
+            td { "{destination.replace('_', \" \")}" }
+            td { style: "min-width:140px", Progress { done: delivered, total: total.max(1) } span { class: "small muted", "{delivered} of {total} delivered" } }
+            td {
+                Badge { status: status.clone() }
+                if let Some(reason) = export["failure_reason"].as_str() { div { class: "small", style: "color:var(--bad)", "{reason}" } }
+            }
+            td {
+                if destination == "zip_download" && status == "completed" {
+                    a { href: "/api/v1/brands/{brand}/exports/{id}/download", class: "download", "Download ZIP" }
+                }
+            }
+        }
+    }
+}
+
+#[component]
+fn NewExport(brand: String, presets: Vec<String>) -> Element {
+    let b1 = brand.clone();
+    let approved = use_get(move || Some(format!("/api/v1/brands/{b1}/predictions?review_state=approved&limit=200")));
+    let approved = rows(&loaded(&approved));
+    let mut chosen = use_signal(Vec::<String>::new);
+    let mut preset = use_signal(|| "web-pdp".to_owned());
+    let mut kind = use_signal(|| "zip_download".to_owned());
+    let mut bucket = use_signal(String::new);
+    let mut prefix = use_signal(String::new);
+    let mut url = use_signal(String::new);
+    let mut secret = use_signal(String::new);
+    let mut force = use_signal(|| false);
+    let error = use_signal(|| None::<String>);
+    let mut outcome = use_signal(|| None::<String>);
+    rsx! {
+        div { class: "card", id: "new-export",
+            h2 { "Export approved content" }
+            ProblemNote { problem: error() }
+            if let Some(note) = outcome() { div { class: "notice ok", "{note}" } }
+            if approved.is_empty() {
+                p { class: "muted", "Nothing is approved yet. Approve predictions in a shooting's review; they appear here." }
+            } else {
+                div { class: "grid", style: "grid-template-columns:repeat(auto-fill,minmax(120px,1fr))",
+                    for prediction in approved {
+                        label { key: "{text(&prediction, \"prediction_id\")}", class: "tile export-choice",
+                            Frame { url: text(&prediction, "url"), width: 240, alt: "approved" }
+                            div { class: "body", style: "min-height:0",
+                                div { class: "row", style: "gap:6px",
+                                    input { r#type: "checkbox", class: "export-pick", value: "{text(&prediction, \"prediction_id\")}",
+                                        checked: chosen.read().contains(&text(&prediction, "prediction_id")),
+                                        onchange: {
+                                            let id = text(&prediction, "prediction_id");
+                                            move |e: FormEvent| {
+                                                let mut list = chosen.write();
+                                                list.retain(|p| *p != id);
+                                                if e.checked() { list.push(id.clone()); }
+                                            }
+                                        }
+                                    }
+                                    span { class: "small", "{text(&prediction, \"shot_type\")} · {prediction[\"variant_index\"]}" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            div { class: "form", style: "margin-top:12px",
+                label { "Preset"
+                    select { id: "export-preset", onchange: move |e| preset.set(e.value()),
+                        for name in presets { option { key: "{name}", value: "{name}", selected: preset() == name, "{name}" } }
+                    }
+                }
+                label { "Destination"
+                    select { id: "export-destination", onchange: move |e| kind.set(e.value()),
+                        option { value: "zip_download", "ZIP to download" }
+                        option { value: "s3", "The brand's S3 bucket" }
+                        option { value: "webhook", "A webhook" }
+                    }
+                }
+                if kind() == "s3" {
+                    label { "Bucket" input { r#type: "text", value: "{bucket}", oninput: move |e| bucket.set(e.value()) } }
+                    label { "Prefix" input { r#type: "text", value: "{prefix}", oninput: move |e| prefix.set(e.value()) } }
+                    label { "Credentials (name set with gps secrets)" input { r#type: "text", value: "{secret}", oninput: move |e| secret.set(e.value()) } }
+                }
+                if kind() == "webhook" {
+                    label { "URL (https)" input { r#type: "text", value: "{url}", oninput: move |e| url.set(e.value()) } }
+                    label { "Signing secret (name set with gps secrets)" input { r#type: "text", value: "{secret}", oninput: move |e| secret.set(e.value()) } }
+                }
+                div { class: "checks", label { input { r#type: "checkbox", checked: force(), onchange: move |e| force.set(e.checked()) } "Deliver again even if unchanged" } }
+                div { class: "row",
+                    button { class: "primary", id: "export", disabled: chosen.read().is_empty(),
+                        onclick: move |_| {
+                            let destination = match kind().as_str() {
+                                "s3" => json!({"kind": "s3", "bucket": bucket().trim(), "prefix": prefix().trim(), "credentials": secret().trim()}),
+                                "webhook" => json!({"kind": "webhook", "url": url().trim(), "secret": secret().trim()}),
+                                _ => json!({"kind": "zip_download"}),
+                            };
+                            let body = json!({"predictions": chosen(), "channel": preset(), "destination": destination, "force": force()});
+                            write("POST", format!("/api/v1/brands/{brand}/exports"), Some(body), error, move |answer| {
+                                chosen.set(Vec::new());
+                                outcome.set(Some(match answer["skipped_unchanged"].as_array() {
+                                    Some(skipped) => format!("Nothing to do: {} already delivered unchanged with this preset and destination (tick “deliver again” to force).", skipped.len()),
+                                    None => "Export requested; its progress is below.".to_owned(),
+                                }));
+                            });
+                        },
+                        "Export"
+                    }
+                }
+            }
+        }
+    }
+}
