@@ -4,7 +4,8 @@
 # machine's own nats-server (2.9) is too old for GPS (see ARCHITECTURE.md).
 #
 #   scripts/install-tools.sh            -> the pinned NATS server for gps up and tests
-#   scripts/install-tools.sh --old-nats -> also a 2.10 server, to test the version check
+#   scripts/install-tools.sh --old-nats -> also a 2.10 server, to test the version check,
+#                                          and Debian's Chromium and ChromeDriver for the UI tests
 set -euo pipefail
 
 NATS_VERSION="2.15.1"
@@ -27,6 +28,28 @@ install_nats() { # version target-dir
 
 mkdir -p "$TOOLS_DIR"
 install_nats "$NATS_VERSION" "$TOOLS_DIR/nats-$NATS_VERSION"
+# The browser tests drive Debian's Chromium through its ChromeDriver (a test
+# tool's own browser download cannot reach the network here).
+install_browser() {
+  local chromium=${GPS_CHROMIUM:-/usr/bin/chromium} driver=${GPS_CHROMEDRIVER:-/usr/bin/chromedriver}
+  if [ -x "$chromium" ] && [ -x "$driver" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: the UI tests need $chromium and $driver; install Debian's chromium and chromium-driver (as root: apt-get install chromium chromium-driver) or set GPS_CHROMIUM and GPS_CHROMEDRIVER" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  }
+  [ -x "$chromium" ] && [ -x "$driver" ] || {
+    echo "error: apt-get did not install $chromium and $driver" >&2
+    exit 1
+  }
+}
+
 if [ "${1:-}" = "--old-nats" ]; then
   install_nats "$OLD_NATS_VERSION" "$TOOLS_DIR/nats-$OLD_NATS_VERSION"
+  install_browser
 fi

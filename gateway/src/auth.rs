@@ -347,8 +347,8 @@ pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<Stri
 /// The person a session token belongs to and the session's CSRF token, if
 /// the session is current.
 pub(crate) async fn session(state: &AppState, token: &str) -> Result<(Principal, String), ApiError> {
-    let token_hash = sha256_hex(&token);
-let credentials = match state.access.credential(&token_hash) {
+    let token_hash = sha256_hex(token);
+    let credentials = match state.access.credential(&token_hash) {
         Some(Credential { principal, csrf: Some(csrf) }) => (principal, csrf),
         _ => {
             let row: Option<(String, String)> = sqlx::query_as(
@@ -371,7 +371,7 @@ let credentials = match state.access.credential(&token_hash) {
             (principal, csrf)
         }
     };
-Ok(credentials)
+    Ok(credentials)
 }
 
 impl FromRequestParts<AppState> for Principal {

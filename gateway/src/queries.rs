@@ -363,8 +363,10 @@ get_handler!(
 
 /// Fills a product's `cover_url` with a signed CDN URL of its first image.
 fn sign_cover_url(state: &AppState, brand: &gps_domain::ids::BrandId, product: &mut ProductView) {
-    let hash = product.cover_hash.as_deref().and_then(|hash| gps_domain::values::ContentHash::parse(hash).ok());
-    product.cover_url = hash.map(|hash| state.media.signed_url(&gps_storage::ObjectKey::content(brand, &hash)));
+    let hash =
+        product.cover_hash.as_deref().and_then(|hash| gps_domain::values::ContentHash::parse(hash).ok());
+    product.cover_url =
+        hash.map(|hash| state.media.signed_url(&gps_storage::ObjectKey::content(brand, &hash)));
 }
 
 /// Fills each image's `url` with a signed CDN URL of its working copy.

@@ -443,9 +443,12 @@ pub(crate) async fn me(State(state): State<AppState>, principal: Principal) -> R
             let brands = gps_projections::queries::memberships_of(&state.db, user_id.as_str()).await?;
             Me { kind: "user", id: user_id.to_string(), brand: None, brands: Some(brands) }
         }
-        Principal::ApiClient { brand, api_client_id } => {
-            Me { kind: "api_client", id: api_client_id.to_string(), brand: Some(brand.to_string()), brands: None }
-        }
+        Principal::ApiClient { brand, api_client_id } => Me {
+            kind: "api_client",
+            id: api_client_id.to_string(),
+            brand: Some(brand.to_string()),
+            brands: None,
+        },
     }))
 }
 

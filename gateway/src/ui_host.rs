@@ -32,6 +32,9 @@ use tower::ServiceExt;
 use crate::auth::{self, CSRF_HEADER, SESSION_COOKIE};
 use crate::{ApiError, AppState};
 
+/// How many live notices may wait for a page that is busy rendering.
+const FOLLOW_BUFFER: usize = 64;
+
 /// The largest API answer the UI reads (a page of 200 rows is far smaller).
 const REPLY_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -69,7 +72,9 @@ fn html(status: StatusCode, body: String) -> Response {
 /// Where to go after signing in: only an address of the UI itself.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(next) if next.starts_with("/app") && !next.starts_with("//") && !next.contains("://") => next.to_owned(),
+        Some(next) if next.starts_with("/app") && !next.starts_with("//") && !next.contains("://") => {
+            next.to_owned()
+        }
         _ => "/app".to_owned(),
     }
 }
@@ -107,13 +112,21 @@ async fn sign_in(State(state): State<AppState>, Form(form): Form<SignInForm>) ->
         }
         Err(ApiError::Unauthenticated(_)) => html(
             StatusCode::UNAUTHORIZED,
-            gps_ui::sign_in_page(Some("That email and password do not match an account. Check both and try again."), &form.email, &next),
+            gps_ui::sign_in_page(
+                Some("That email and password do not match an account. Check both and try again."),
+                &form.email,
+                &next,
+            ),
         ),
         Err(error) => {
             tracing::error!(%error, "sign-in failed");
             html(
                 StatusCode::SERVICE_UNAVAILABLE,
-                gps_ui::sign_in_page(Some("Signing in is not possible right now; try again in a moment."), &form.email, &next),
+                gps_ui::sign_in_page(
+                    Some("Signing in is not possible right now; try again in a moment."),
+                    &form.email,
+                    &next,
+                ),
             )
         }
     }
@@ -144,7 +157,8 @@ async fn page(State(state): State<AppState>, request: Request) -> Response {
     };
     // A person of one brand starts on its catalog rather than a list of one.
     if let (auth::Principal::User { user_id }, "/app" | "/app/") = (&principal, request.uri().path())
-        && let Ok([only]) = gps_projections::queries::memberships_of(&state.db, user_id.as_str()).await.as_deref()
+        && let Ok([only]) =
+            gps_projections::queries::memberships_of(&state.db, user_id.as_str()).await.as_deref()
     {
         return Redirect::to(&format!("/app/{}/catalog", encode(&only.brand))).into_response();
     }
@@ -176,6 +190,7 @@ async fn socket(
         .ok_or_else(|| ApiError::Unauthenticated("sign in at /app/sign-in first".into()))?;
     let (_principal, csrf) = auth::session(&state, &token).await?;
     let api = InProcessApi {
+        runtime: tokio::runtime::Handle::current(),
         app: crate::app(state),
         cookie: HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}"))
             .map_err(|_| ApiError::Unauthenticated("the session cookie is not valid".into()))?,
@@ -189,7 +204,12 @@ async fn socket(
 
 /// The gateway's own router, called with the person's session cookie and
 /// CSRF token: every UI action is an API request in all but transport.
+///
+/// Requests run on the gateway's runtime, not on the LiveView's component
+/// threads: database and NATS I/O then stays where the rest of the gateway
+/// drives it, and a slow request never holds up rendering.
 struct InProcessApi {
+    runtime: tokio::runtime::Handle,
     app: Router,
     cookie: HeaderValue,
     csrf: HeaderValue,
@@ -214,11 +234,13 @@ impl Api for InProcessApi {
             builder = builder.header(crate::MIN_SEQUENCE_HEADER, sequence);
         }
         let request = match call.json {
-            Some(json) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string())),
+            Some(json) => {
+                builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string()))
+            }
             None => builder.body(Body::empty()),
         };
         let app = self.app.clone();
-        Box::pin(async move {
+        let answer = self.runtime.spawn(async move {
             let Ok(request) = request else {
                 return problem_reply(400, "the UI built a request the API cannot take; reload the page");
             };
@@ -231,38 +253,52 @@ impl Api for InProcessApi {
                 Ok(body) => ApiReply { status, body },
                 Err(error) => problem_reply(502, &format!("the answer could not be read: {error}")),
             }
+        });
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|error| problem_reply(500, &format!("the request did not finish: {error}")))
         })
     }
 
     fn follow(&self, path: String) -> Pin<Box<dyn Stream<Item = String> + Send>> {
         let request = self.request("GET", &path, "text/event-stream").body(Body::empty());
         let app = self.app.clone();
-        let body = async move {
-            let request = request.ok()?;
-            let response: Response = app.oneshot(request).await.unwrap_or_else(|never: Infallible| match never {});
-            response.status().is_success().then(|| response.into_body().into_data_stream())
-        };
-        Box::pin(
-            futures::stream::once(body)
-                .filter_map(|body| async move { body })
-                .flat_map(|chunks| {
-                    // SSE frames end with a blank line; only `data:` lines matter here.
-                    let mut pending = String::new();
-                    chunks.take_while(|chunk| futures::future::ready(chunk.is_ok())).flat_map(move |chunk| {
-                        pending.push_str(&String::from_utf8_lossy(&chunk.unwrap_or_default()));
-                        let mut data = Vec::new();
-                        while let Some(end) = pending.find("\n\n") {
-                            let frame: String = pending.drain(..end + 2).collect();
-                            let payload: Vec<&str> =
-                                frame.lines().filter_map(|line| line.strip_prefix("data:")).map(str::trim_start).collect();
-                            if !payload.is_empty() {
-                                data.push(payload.join("\n"));
-                            }
-                        }
-                        futures::stream::iter(data)
-                    })
-                }),
-        )
+        let (sender, receiver) = tokio::sync::mpsc::channel::<String>(FOLLOW_BUFFER);
+        self.runtime.spawn(async move {
+            let Ok(request) = request else { return };
+            let response: Response =
+                app.oneshot(request).await.unwrap_or_else(|never: Infallible| match never {});
+            if !response.status().is_success() {
+                return;
+            }
+            let mut chunks = response.into_body().into_data_stream();
+            let mut pending = String::new();
+            loop {
+                let chunk = tokio::select! {
+                    chunk = chunks.next() => chunk,
+                    // The page went away: stop following.
+                    () = sender.closed() => return,
+                };
+                let Some(Ok(chunk)) = chunk else { return };
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                // SSE frames end with a blank line; only `data:` lines matter here.
+                while let Some(end) = pending.find("\n\n") {
+                    let frame: String = pending.drain(..end + 2).collect();
+                    let data: Vec<&str> = frame
+                        .lines()
+                        .filter_map(|line| line.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect();
+                    if !data.is_empty() && sender.send(data.join("\n")).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Box::pin(futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|data| (data, receiver))
+        }))
     }
 }
 
@@ -275,7 +311,9 @@ fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }

@@ -460,8 +460,11 @@ pub async fn get_product(
     brand: &str,
     product_id: &str,
 ) -> Result<Option<ProductDetail>, QueryError> {
-    let product: Option<ProductView> =
-        sqlx::query_as(concat!("SELECT ", product_columns!(), " FROM catalog.products p WHERE p.brand = $1 AND p.product_id = $2"))
+    let product: Option<ProductView> = sqlx::query_as(concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM catalog.products p WHERE p.brand = $1 AND p.product_id = $2"
+    ))
     .bind(brand)
     .bind(product_id)
     .fetch_optional(pool)

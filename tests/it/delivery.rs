@@ -170,7 +170,8 @@ impl Rig {
                 workflow: WorkflowRef { name: WorkflowName::parse("on-model").expect("name"), version: 1 },
                 provider: Name::parse("fal").expect("name"),
                 model: Name::parse("flux-pro-kontext").expect("name"),
-                seed: 42,
+                // Above i64::MAX, as real seeds often are (c2pa once refused them).
+                seed: 14_765_702_486_986_883_656,
                 // The product photo of the frozen generation request.
                 input_hashes: vec![
                     gps_domain::values::ContentHash::parse(

@@ -665,12 +665,15 @@ async fn queries_are_scoped_to_the_brand_paginated_by_cursor_and_filtered() {
     // Search is by SKU or name, any case; its wildcards are literal.
     let filtered = |filter: ProductFilter| {
         let pool = pool.clone();
-        async move { queries::list_products(&pool, "acme", &filter, &PageRequest::default()).await.expect("filtered") }
+        async move {
+            queries::list_products(&pool, "acme", &filter, &PageRequest::default()).await.expect("filtered")
+        }
     };
     let page = filtered(ProductFilter { search: Some(" sku-P2 ".into()), ..ProductFilter::default() }).await;
     assert_eq!(ids(&page), vec!["p2"]);
     assert!(page.items[0].cover_hash.is_some(), "the list carries each product's first image");
-    let page = filtered(ProductFilter { search: Some("Product p%".into()), ..ProductFilter::default() }).await;
+    let page =
+        filtered(ProductFilter { search: Some("Product p%".into()), ..ProductFilter::default() }).await;
     assert_eq!(ids(&page), Vec::<String>::new(), "% is a character, not a wildcard");
     let page = filtered(ProductFilter { has_images: Some(false), ..ProductFilter::default() }).await;
     assert_eq!(ids(&page), Vec::<String>::new());

@@ -77,23 +77,22 @@ impl std::fmt::Display for WdError {
 }
 
 /// Sends one WebDriver command and returns its `value`.
-async fn request(http: &reqwest::Client, method: Method, url: &str, body: Option<&Value>) -> Result<Value, WdError> {
+async fn request(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<Value, WdError> {
     let command = format!("{method} {url}");
-    let fail = |error: &str, message: String| WdError {
-        command: command.clone(),
-        error: error.to_owned(),
-        message,
-    };
+    let fail =
+        |error: &str, message: String| WdError { command: command.clone(), error: error.to_owned(), message };
     let mut builder = http.request(method.clone(), url);
     if let Some(body) = body {
         builder = builder.json(body);
     }
     let response = builder.send().await.map_err(|e| fail("transport", format!("{e:?}")))?;
     let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| fail("transport", format!("reading body: {e:?}")))?;
+    let text = response.text().await.map_err(|e| fail("transport", format!("reading body: {e:?}")))?;
     let mut parsed: Value = serde_json::from_str(&text)
         .map_err(|e| fail("invalid response", format!("HTTP {status}, {e}, body: {text}")))?;
     let value = parsed["value"].take();
@@ -146,30 +145,19 @@ impl Session {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.try_cmd(Method::GET, path, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.try_cmd(Method::GET, path, None).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        self.try_cmd(Method::POST, path, Some(&body))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.try_cmd(Method::POST, path, Some(&body)).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn delete(&self, path: &str) -> Value {
-        self.try_cmd(Method::DELETE, path, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.try_cmd(Method::DELETE, path, None).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn try_execute(&self, script: &str, args: Vec<Value>) -> Result<Value, WdError> {
-        self.try_cmd(
-            Method::POST,
-            "/execute/sync",
-            Some(&json!({ "script": script, "args": args })),
-        )
-        .await
+        self.try_cmd(Method::POST, "/execute/sync", Some(&json!({ "script": script, "args": args }))).await
     }
 
     /// Ids of the elements matching `css`, in the document or below `parent`.
@@ -199,9 +187,7 @@ impl Session {
         text: Option<&str>,
     ) -> Result<Option<String>, WdError> {
         for id in self.try_find_ids(parent, css).await? {
-            let displayed = self
-                .try_cmd(Method::GET, &format!("/element/{id}/displayed"), None)
-                .await?;
+            let displayed = self.try_cmd(Method::GET, &format!("/element/{id}/displayed"), None).await?;
             if displayed != Value::Bool(true) {
                 continue;
             }
@@ -254,16 +240,18 @@ impl Session {
 /// Deadline bookkeeping of the waiting helpers.
 struct Patience {
     started: Instant,
+    limit: Duration,
     /// Last tolerated (stale element) error, reported if the wait times out.
     last_error: Option<WdError>,
 }
 
 impl Patience {
     fn new() -> Self {
-        Patience {
-            started: Instant::now(),
-            last_error: None,
-        }
+        Self::with_limit(WAIT)
+    }
+
+    fn with_limit(limit: Duration) -> Self {
+        Patience { started: Instant::now(), limit, last_error: None }
     }
 
     /// Remembers a stale-element error to retry after it; any other WebDriver error is a real failure.
@@ -276,12 +264,12 @@ impl Patience {
 
     /// Sleeps until the next poll, or panics with the page state once `WAIT` is exhausted.
     async fn pause(&self, session: &Session, what: &str) {
-        if self.started.elapsed() > WAIT {
+        if self.started.elapsed() > self.limit {
             let last = match &self.last_error {
                 Some(e) => format!(" (last retried error: {e})"),
                 None => String::new(),
             };
-            panic!("timed out after {WAIT:?} {what}{last}\n{}", session.page_report().await);
+            panic!("timed out after {:?} {what}{last}\n{}", self.limit, session.page_report().await);
         }
         tokio::time::sleep(POLL).await;
     }
@@ -308,7 +296,8 @@ impl ScratchDir {
     }
 
     fn read_log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_else(|e| format!("<cannot read chromedriver log: {e}>"))
+        std::fs::read_to_string(self.log_path())
+            .unwrap_or_else(|e| format!("<cannot read chromedriver log: {e}>"))
     }
 }
 
@@ -385,7 +374,8 @@ impl Browser {
     /// to 1280x800. `GPS_CHROMIUM` and `GPS_CHROMEDRIVER` override the binaries' paths.
     pub(crate) async fn start() -> Browser {
         let chromium = std::env::var("GPS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-        let chromedriver = std::env::var("GPS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
+        let chromedriver =
+            std::env::var("GPS_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
         let scratch = ScratchDir::create();
 
         // Let the kernel pick a free port. chromedriver binds it a moment after we release it; a collision in
@@ -458,10 +448,7 @@ impl Browser {
 
         // Built right away so that a failure from here on still ends the session (see Drop).
         let browser = Browser {
-            session: Arc::new(Session {
-                http,
-                url: format!("{base}/session/{session_id}"),
-            }),
+            session: Arc::new(Session { http, url: format!("{base}/session/{session_id}") }),
             session_id,
             driver_addr,
             driver,
@@ -476,20 +463,14 @@ impl Browser {
     /// Chromium still subtracts a simulated toolbar), so that pages and screenshots are exactly `VIEWPORT`.
     async fn size_viewport(&self) {
         let (width, height) = VIEWPORT;
-        self.session
-            .post("/window/rect", json!({ "width": width, "height": height }))
-            .await;
-        let inner = self
-            .execute("return [window.innerWidth, window.innerHeight]", Vec::new())
-            .await;
+        self.session.post("/window/rect", json!({ "width": width, "height": height })).await;
+        let inner = self.execute("return [window.innerWidth, window.innerHeight]", Vec::new()).await;
         let (Some(inner_width), Some(inner_height)) = (inner[0].as_i64(), inner[1].as_i64()) else {
             panic!("unexpected viewport size answer: {inner}");
         };
         if (inner_width, inner_height) != VIEWPORT {
             let (grown_width, grown_height) = (2 * width - inner_width, 2 * height - inner_height);
-            self.session
-                .post("/window/rect", json!({ "width": grown_width, "height": grown_height }))
-                .await;
+            self.session.post("/window/rect", json!({ "width": grown_width, "height": grown_height })).await;
         }
     }
 
@@ -499,16 +480,11 @@ impl Browser {
 
     pub(crate) async fn current_url(&self) -> String {
         let url = self.session.get("/url").await;
-        url.as_str()
-            .unwrap_or_else(|| panic!("current URL is not a string: {url}"))
-            .to_owned()
+        url.as_str().unwrap_or_else(|| panic!("current URL is not a string: {url}")).to_owned()
     }
 
     fn element(&self, id: String) -> Element {
-        Element {
-            session: Arc::clone(&self.session),
-            id,
-        }
+        Element { session: Arc::clone(&self.session), id }
     }
 
     /// Waits (polling every 100 ms, up to `WAIT`) until an element matching the CSS selector exists and is
@@ -522,28 +498,75 @@ impl Browser {
         self.element(self.session.wait_displayed(None, css, Some(text)).await)
     }
 
+    /// Types `value` into the element matching `css` (cleared first), finding
+    /// it again when the live page re-rendered it in between.
+    pub(crate) async fn fill_in(&self, css: &str, value: &str) {
+        let mut patience = Patience::new();
+        loop {
+            let element = self.find(css).await;
+            let mut typed =
+                self.session.try_cmd(Method::POST, &element.path("clear"), Some(&json!({}))).await;
+            if typed.is_ok() && !value.is_empty() {
+                let body = json!({ "text": value });
+                typed = self.session.try_cmd(Method::POST, &element.path("value"), Some(&body)).await;
+            }
+            match typed {
+                Ok(_) => return,
+                Err(error) => patience.tolerate(&format!("typing into {css:?}"), error),
+            }
+            patience.pause(&self.session, &format!("typing into {css:?}")).await;
+        }
+    }
+
+    /// Sets the files of the `<input type=file>` matching `css`, finding it
+    /// again when the live page re-rendered it in between.
+    pub(crate) async fn upload_to(&self, css: &str, paths: &[&Path]) {
+        let mut patience = Patience::new();
+        loop {
+            let element = self.find(css).await;
+            match element.try_upload(paths).await {
+                Ok(()) => return,
+                Err(error) => patience.tolerate(&format!("uploading to {css:?}"), error),
+            }
+            patience.pause(&self.session, &format!("uploading to {css:?}")).await;
+        }
+    }
+
+    /// Clicks the element matching `css` (and showing `text`, if given),
+    /// finding it again when the live page re-rendered it in between.
+    pub(crate) async fn click_on(&self, css: &str, text: Option<&str>) {
+        let mut patience = Patience::new();
+        loop {
+            let element = self.element(self.session.wait_displayed(None, css, text).await);
+            match self.session.try_cmd(Method::POST, &element.path("click"), Some(&json!({}))).await {
+                Ok(_) => return,
+                Err(error) => patience.tolerate(&format!("clicking {css:?}"), error),
+            }
+            patience.pause(&self.session, &format!("clicking {css:?}")).await;
+        }
+    }
+
     /// All elements currently matching `css`, displayed or not (no waiting).
     pub(crate) async fn find_all(&self, css: &str) -> Vec<Element> {
-        self.session
-            .find_ids(None, css)
-            .await
-            .into_iter()
-            .map(|id| self.element(id))
-            .collect()
+        self.session.find_ids(None, css).await.into_iter().map(|id| self.element(id)).collect()
     }
 
     /// Waits until at least `n` elements match `css` (displayed or not) and returns them all.
     pub(crate) async fn wait_count(&self, css: &str, n: usize) -> Vec<Element> {
+        self.wait_count_within(css, n, WAIT).await
+    }
+
+    /// [`Browser::wait_count`] with its own time limit, for what waits on
+    /// background work (generations, deliveries) rather than on the page.
+    pub(crate) async fn wait_count_within(&self, css: &str, n: usize, limit: Duration) -> Vec<Element> {
         let what = format!("waiting for at least {n} elements matching {css:?}");
-        let patience = Patience::new();
+        let patience = Patience::with_limit(limit);
         loop {
             let ids = self.session.find_ids(None, css).await;
             if ids.len() >= n {
                 return ids.into_iter().map(|id| self.element(id)).collect();
             }
-            patience
-                .pause(&self.session, &format!("{what} (found {})", ids.len()))
-                .await;
+            patience.pause(&self.session, &format!("{what} (found {})", ids.len())).await;
         }
     }
 
@@ -559,10 +582,7 @@ impl Browser {
     /// Runs synchronous JavaScript (`return ...` gives the result) with `args` as `arguments`; elements can be
     /// passed with `Value::from(&element)`.
     pub(crate) async fn execute(&self, script: &str, args: Vec<Value>) -> Value {
-        self.session
-            .try_execute(script, args)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\nscript: {script}"))
+        self.session.try_execute(script, args).await.unwrap_or_else(|e| panic!("{e}\nscript: {script}"))
     }
 
     /// Presses and releases `key` on whatever has the focus, as keyboard shortcuts are handled. `key` is either
@@ -574,18 +594,10 @@ impl Browser {
         };
         let actions: Vec<Value> = keys
             .iter()
-            .flat_map(|k| {
-                [
-                    json!({ "type": "keyDown", "value": k }),
-                    json!({ "type": "keyUp", "value": k }),
-                ]
-            })
+            .flat_map(|k| [json!({ "type": "keyDown", "value": k }), json!({ "type": "keyUp", "value": k })])
             .collect();
         self.session
-            .post(
-                "/actions",
-                json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
-            )
+            .post("/actions", json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }))
             .await;
         // Resets the driver's input state so no key counts as held by later actions.
         self.session.delete("/actions").await;
@@ -598,9 +610,11 @@ impl Browser {
             .decode(encoded.as_str().unwrap_or_default())
             .expect("screenshot is not valid base64");
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
         }
-        std::fs::write(path, png).unwrap_or_else(|e| panic!("cannot write screenshot {}: {e}", path.display()));
+        std::fs::write(path, png)
+            .unwrap_or_else(|e| panic!("cannot write screenshot {}: {e}", path.display()));
     }
 
     /// Drags with the left mouse button from `from` to `to`, both in CSS pixels relative to the element's
@@ -632,15 +646,11 @@ impl Browser {
         const STEPS: i64 = 5;
         let mut actions = vec![move_to(from, 0), json!({ "type": "pointerDown", "button": 0 })];
         for step in 1..=STEPS {
-            let between = (
-                from.0 + (to.0 - from.0) * step / STEPS,
-                from.1 + (to.1 - from.1) * step / STEPS,
-            );
+            let between = (from.0 + (to.0 - from.0) * step / STEPS, from.1 + (to.1 - from.1) * step / STEPS);
             actions.push(move_to(between, 20));
         }
         actions.push(json!({ "type": "pointerUp", "button": 0 }));
-        let pointer =
-            json!({ "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" }, "actions": actions });
+        let pointer = json!({ "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" }, "actions": actions });
         self.session.post("/actions", json!({ "actions": [pointer] })).await;
         self.session.delete("/actions").await;
     }
@@ -692,10 +702,7 @@ impl Element {
     }
 
     fn child(&self, id: String) -> Element {
-        Element {
-            session: Arc::clone(&self.session),
-            id,
-        }
+        Element { session: Arc::clone(&self.session), id }
     }
 
     pub(crate) async fn click(&self) {
@@ -718,30 +725,21 @@ impl Element {
         }
     }
 
-    /// Clears an input or textarea and types `text` into it (real key events, so input handlers run).
-    pub(crate) async fn fill(&self, text: &str) {
-        self.session.post(&self.path("clear"), json!({})).await;
-        if !text.is_empty() {
-            self.session.post(&self.path("value"), json!({ "text": text })).await;
-        }
-    }
-
     /// Sets the files of an `<input type=file>`; several paths are sent joined by newlines, as chromedriver
     /// expects for `multiple` inputs. Relative paths are made absolute.
-    pub(crate) async fn upload(&self, paths: &[&Path]) {
+    async fn try_upload(&self, paths: &[&Path]) -> Result<(), WdError> {
         let absolute: Vec<String> = paths
             .iter()
             .map(|path| {
-                let path =
-                    std::path::absolute(path).unwrap_or_else(|e| panic!("cannot resolve {}: {e}", path.display()));
+                let path = std::path::absolute(path)
+                    .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", path.display()));
                 path.to_str()
                     .unwrap_or_else(|| panic!("upload path is not UTF-8: {}", path.display()))
                     .to_owned()
             })
             .collect();
-        self.session
-            .post(&self.path("value"), json!({ "text": absolute.join("\n") }))
-            .await;
+        let body = json!({ "text": absolute.join("\n") });
+        self.session.try_cmd(Method::POST, &self.path("value"), Some(&body)).await.map(|_| ())
     }
 
     /// Selects the `<option>` of this `<select>` whose text is `text` (trimmed), by clicking it like a user, so
@@ -766,10 +764,8 @@ impl Element {
     async fn option_with_text(&self, wanted: &str) -> Result<Option<Element>, WdError> {
         for id in self.session.try_find_ids(Some(&self.id), "option").await? {
             // The `text` property (whitespace-collapsed label) does not depend on the closed list being rendered.
-            let label = self
-                .session
-                .try_cmd(Method::GET, &format!("/element/{id}/property/text"), None)
-                .await?;
+            let label =
+                self.session.try_cmd(Method::GET, &format!("/element/{id}/property/text"), None).await?;
             if label.as_str().map(str::trim) == Some(wanted) {
                 return Ok(Some(self.child(id)));
             }
@@ -785,11 +781,8 @@ impl Element {
     /// `(x, y, width, height)` in CSS pixels, relative to the document.
     pub(crate) async fn rect(&self) -> (f64, f64, f64, f64) {
         let rect = self.session.get(&self.path("rect")).await;
-        let number = |key: &str| {
-            rect[key]
-                .as_f64()
-                .unwrap_or_else(|| panic!("element rect without {key}: {rect}"))
-        };
+        let number =
+            |key: &str| rect[key].as_f64().unwrap_or_else(|| panic!("element rect without {key}: {rect}"));
         (number("x"), number("y"), number("width"), number("height"))
     }
 }

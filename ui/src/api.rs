@@ -102,13 +102,19 @@ impl Client {
 
     /// `GET path` as JSON.
     pub(crate) async fn get(&self, path: &str) -> Result<Value, Problem> {
-        let call = ApiCall { method: "GET", path: path.to_owned(), json: None, min_sequence: self.min_sequence() };
+        let call =
+            ApiCall { method: "GET", path: path.to_owned(), json: None, min_sequence: self.min_sequence() };
         let reply = self.api.call(call).await;
         Self::json(reply)
     }
 
     /// A write; its stream sequence becomes the floor of later reads.
-    pub(crate) async fn send(&self, method: &'static str, path: &str, json: Option<Value>) -> Result<Value, Problem> {
+    pub(crate) async fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        json: Option<Value>,
+    ) -> Result<Value, Problem> {
         let call = ApiCall { method, path: path.to_owned(), json, min_sequence: None };
         let reply = self.api.call(call).await;
         let body = Self::json(reply)?;
@@ -135,8 +141,10 @@ impl Client {
         if reply.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&reply.body)
-            .map_err(|e| Problem { status: reply.status, message: format!("The server's answer was not JSON: {e}") })
+        serde_json::from_slice(&reply.body).map_err(|e| Problem {
+            status: reply.status,
+            message: format!("The server's answer was not JSON: {e}"),
+        })
     }
 }
 
@@ -187,7 +195,10 @@ mod tests {
             body: Bytes::from_static(br#"{"title":"Bad request","detail":"must not be empty","field":"name","status":400,"type":"x"}"#),
         };
         assert_eq!(Problem::from_reply(&reply).message, "name: must not be empty");
-        let expired = ApiReply { status: 401, body: Bytes::from_static(br#"{"title":"x","detail":"the session has expired"}"#) };
+        let expired = ApiReply {
+            status: 401,
+            body: Bytes::from_static(br#"{"title":"x","detail":"the session has expired"}"#),
+        };
         assert!(Problem::from_reply(&expired).message.contains("Sign in again"));
         let html = ApiReply { status: 502, body: Bytes::from_static(b"<html>") };
         assert!(Problem::from_reply(&html).message.contains("502"));

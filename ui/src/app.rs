@@ -2,6 +2,9 @@
 //! reconnect comes back to it), the layout with its navigation, the live
 //! notices that refresh what is on screen, and the data hook the screens use.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +53,12 @@ impl Route {
             [_, "catalog", product] => Route::Product { brand: brand(0), product: (*product).to_owned() },
             [_, "studio"] => Route::Studio { brand: brand(0) },
             [_, "shootings"] => Route::Shootings { brand: brand(0) },
-            [_, "shootings", shooting] => Route::Shooting { brand: brand(0), shooting: (*shooting).to_owned() },
-            [_, "shootings", shooting, "review"] => Route::Review { brand: brand(0), shooting: (*shooting).to_owned() },
+            [_, "shootings", shooting] => {
+                Route::Shooting { brand: brand(0), shooting: (*shooting).to_owned() }
+            }
+            [_, "shootings", shooting, "review"] => {
+                Route::Review { brand: brand(0), shooting: (*shooting).to_owned() }
+            }
             [_, "queue"] => Route::Queue { brand: brand(0) },
             [_, "delivery"] => Route::Delivery { brand: brand(0) },
             [_, "activity"] => Route::Activity { brand: brand(0) },
@@ -121,31 +128,78 @@ impl Refresh {
     }
 }
 
-/// A read that follows the screen: it runs again when `path` changes or a
-/// refresh comes, and keeps showing the last answer meanwhile (no flicker,
-/// no layout jump). `None` from `path` means "nothing to read yet".
-pub(crate) fn use_get(path: impl Fn() -> Option<String> + 'static) -> Resource<Option<Result<Value, Problem>>> {
+/// What a [`use_get`] holds.
+pub(crate) type Fetched = Memo<Option<Result<Value, Problem>>>;
+
+/// Whether a loader is reading, and whether it must read again when done.
+#[derive(Default)]
+struct LoaderState {
+    reading: Cell<bool>,
+    again: Cell<bool>,
+}
+
+/// Keeps `T` loaded for what `key` says (re-read when the key changes or a
+/// refresh comes). A read in progress is never cancelled: a refresh during it
+/// only asks for one more read after it, so a burst of live notices costs at
+/// most two reads and the screen always ends up current. The last value stays
+/// on screen meanwhile (no flicker, no layout jump).
+pub(crate) fn use_loader<K, T, F>(
+    key: impl Fn() -> K + 'static,
+    load: impl Fn(Client, K) -> F + 'static,
+) -> Signal<Option<T>>
+where
+    K: PartialEq + Clone + 'static,
+    T: 'static,
+    F: Future<Output = T> + 'static,
+{
     let client = use_context::<Client>();
     let refresh = use_context::<Refresh>();
-    use_resource(move || {
-        let client = client.clone();
-        let path = path();
-        let _ = (refresh.0)();
-        async move {
-            match path {
-                Some(path) => Some(client.get(&path).await),
-                None => None,
-            }
+    let mut value = use_signal(|| None::<T>);
+    let wanted = use_memo(move || ((refresh.0)(), key()));
+    let state = use_hook(|| Rc::new(LoaderState::default()));
+    let load = use_hook(|| Rc::new(load));
+    use_effect(move || {
+        let _ = wanted();
+        if state.reading.get() {
+            state.again.set(true);
+            return;
         }
-    })
+        state.reading.set(true);
+        let (client, state, load) = (client.clone(), state.clone(), load.clone());
+        spawn(async move {
+            loop {
+                let (_, key) = wanted.peek().clone();
+                let loaded = load(client.clone(), key).await;
+                value.set(Some(loaded));
+                if !state.again.replace(false) {
+                    state.reading.set(false);
+                    break;
+                }
+            }
+        });
+    });
+    value
+}
+
+/// A read of `path` that follows the screen (see [`use_loader`]); `None` from
+/// `path` means "nothing to read yet".
+pub(crate) fn use_get(path: impl Fn() -> Option<String> + 'static) -> Fetched {
+    let fetched = use_loader(path, |client, path| async move {
+        match path {
+            Some(path) => Some(client.get(&path).await),
+            None => None,
+        }
+    });
+    // Flatten "not loaded" and "nothing to read" into one None.
+    use_memo(move || fetched.read().clone().flatten())
 }
 
 /// What a [`use_get`] holds: the value, or the problem, or nothing yet.
-pub(crate) fn loaded(resource: &Resource<Option<Result<Value, Problem>>>) -> Loaded {
-    match &*resource.read() {
-        Some(Some(Ok(value))) => Loaded::Ready(value.clone()),
-        Some(Some(Err(problem))) => Loaded::Failed(problem.message.clone()),
-        _ => Loaded::Waiting,
+pub(crate) fn loaded(fetched: &Fetched) -> Loaded {
+    match &*fetched.read() {
+        Some(Ok(value)) => Loaded::Ready(value.clone()),
+        Some(Err(problem)) => Loaded::Failed(problem.message.clone()),
+        None => Loaded::Waiting,
     }
 }
 

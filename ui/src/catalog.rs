@@ -18,7 +18,9 @@ pub(crate) fn Catalog(brand: String) -> Element {
     let list_brand = brand.clone();
     let products = use_get(move || {
         let mut path = format!("/api/v1/brands/{list_brand}/products?limit=200&archived=false");
-        for (name, value) in [("q", search()), ("category", category()), ("has_images", images()), ("in_shootings", used())] {
+        for (name, value) in
+            [("q", search()), ("category", category()), ("has_images", images()), ("in_shootings", used())]
+        {
             if !value.trim().is_empty() {
                 path.push_str(&format!("&{name}={}", encode(value.trim())));
             }
@@ -27,17 +29,19 @@ pub(crate) fn Catalog(brand: String) -> Element {
     });
     let all_brand = brand.clone();
     let everything = use_get(move || Some(format!("/api/v1/brands/{all_brand}/products?limit=200")));
-    let mut categories: Vec<String> = rows(&loaded(&everything)).iter().map(|p| text(p, "category")).collect();
+    let mut categories: Vec<String> =
+        rows(&loaded(&everything)).iter().map(|p| text(p, "category")).collect();
     categories.sort();
     categories.dedup();
     let products = loaded(&products);
     let list = rows(&products);
-    let filtering = !(search().is_empty() && category().is_empty() && images().is_empty() && used().is_empty());
+    let filtering =
+        !(search().is_empty() && category().is_empty() && images().is_empty() && used().is_empty());
     rsx! {
         div { class: "page-head",
             h1 { "Catalog" }
             span { class: "grow" }
-            input { r#type: "search", id: "catalog-search", placeholder: "Search SKU or name", value: "{search}",
+            input { r#type: "search", id: "catalog-search", placeholder: "Search SKU or name", initial_value: "{search}",
                 oninput: move |e| search.set(e.value()) }
             select { id: "filter-category", onchange: move |e| category.set(e.value()),
                 option { value: "", "All categories" }
@@ -112,9 +116,9 @@ fn NewProduct(brand: String) -> Element {
             h2 { "New product" }
             ProblemNote { problem: error() }
             div { class: "form",
-                label { "SKU" input { r#type: "text", id: "product-sku", value: "{sku}", oninput: move |e| sku.set(e.value()) } }
-                label { "Name" input { r#type: "text", id: "product-name", value: "{name}", oninput: move |e| name.set(e.value()) } }
-                label { "Category" input { r#type: "text", id: "product-category", value: "{category}", oninput: move |e| category.set(e.value()) } }
+                label { "SKU" input { r#type: "text", id: "product-sku", initial_value: "{sku}", oninput: move |e| sku.set(e.value()) } }
+                label { "Name" input { r#type: "text", id: "product-name", initial_value: "{name}", oninput: move |e| name.set(e.value()) } }
+                label { "Category" input { r#type: "text", id: "product-category", initial_value: "{category}", oninput: move |e| category.set(e.value()) } }
                 div { class: "row",
                     button { class: "primary", id: "create-product",
                         onclick: move |_| {
@@ -139,7 +143,9 @@ pub(crate) fn Product(brand: String, product: String) -> Element {
     let (detail_brand, detail_id) = (brand.clone(), product.clone());
     let detail = use_get(move || Some(format!("/api/v1/brands/{detail_brand}/products/{detail_id}")));
     let (delivery_brand, delivery_id) = (brand.clone(), product.clone());
-    let deliveries = use_get(move || Some(format!("/api/v1/brands/{delivery_brand}/products/{delivery_id}/deliveries?limit=100")));
+    let deliveries = use_get(move || {
+        Some(format!("/api/v1/brands/{delivery_brand}/products/{delivery_id}/deliveries?limit=100"))
+    });
     let detail = match loaded(&detail) {
         Loaded::Ready(detail) => detail,
         Loaded::Failed(message) => return rsx! { ProblemNote { problem: Some(message) } },
@@ -236,14 +242,16 @@ fn Imports(brand: String) -> Element {
 fn ImportStarted() -> Element {
     let mut outcome = use_signal(|| None::<Result<String, String>>);
     use_future(move || async move {
-        let mut messages =
-            document::eval("GPS.channels.import = (message) => dioxus.send(message); await new Promise(() => {});");
+        let mut messages = document::eval(
+            "GPS.channels.import = (message) => dioxus.send(message); await new Promise(() => {});",
+        );
         while let Ok(message) = messages.recv::<Value>().await {
             if message["phase"] != "done" {
                 outcome.set(Some(Ok("Sending the catalog…".into())));
                 continue;
             }
-            let body: Value = message["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+            let body: Value =
+                message["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
             let status = message["status"].as_u64().unwrap_or(0);
             outcome.set(Some(if (200..300).contains(&status) {
                 Ok(format!("Import started: {} rows. Progress below.", body["total_rows"]))
@@ -258,7 +266,9 @@ fn ImportStarted() -> Element {
     });
     match outcome() {
         Some(Ok(note)) => rsx! { div { class: "notice info", style: "margin:12px 0 0", "{note}" } },
-        Some(Err(problem)) => rsx! { div { class: "notice error", style: "margin:12px 0 0", role: "alert", "{problem}" } },
+        Some(Err(problem)) => {
+            rsx! { div { class: "notice error", style: "margin:12px 0 0", role: "alert", "{problem}" } }
+        }
         None => rsx! {},
     }
 }

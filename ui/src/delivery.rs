@@ -12,7 +12,8 @@ use crate::widgets::{Badge, EmptyState, Frame, ProblemNote, Progress};
 /// Every preset an export can use: the brand's own, then the built-ins it
 /// does not override.
 fn presets(own: &[Value]) -> Vec<(String, Value, bool)> {
-    let mut all: Vec<(String, Value, bool)> = own.iter().map(|p| (text(p, "channel"), p["spec"].clone(), false)).collect();
+    let mut all: Vec<(String, Value, bool)> =
+        own.iter().map(|p| (text(p, "channel"), p["spec"].clone(), false)).collect();
     for (channel, spec) in gps_domain::presets::all_built_in() {
         if !all.iter().any(|(name, _, _)| name == channel.as_str()) {
             all.push((channel.as_str().to_owned(), serde_json::to_value(spec).unwrap_or_default(), true));
@@ -22,7 +23,10 @@ fn presets(own: &[Value]) -> Vec<(String, Value, bool)> {
 }
 
 fn describe(spec: &Value) -> String {
-    let max = spec["max_bytes"].as_u64().map(|b| format!(", ≤ {:.1} MB", b as f64 / 1_000_000.0)).unwrap_or_default();
+    let max = spec["max_bytes"]
+        .as_u64()
+        .map(|b| format!(", ≤ {:.1} MB", b as f64 / 1_000_000.0))
+        .unwrap_or_default();
     format!(
         "{} · {} px long edge · {} · {} q{}{max}",
         text(spec, "aspect_ratio"),
@@ -110,7 +114,8 @@ fn ExportRow(brand: String, export: Value) -> Element {
 #[component]
 fn NewExport(brand: String, presets: Vec<String>) -> Element {
     let b1 = brand.clone();
-    let approved = use_get(move || Some(format!("/api/v1/brands/{b1}/predictions?review_state=approved&limit=200")));
+    let approved =
+        use_get(move || Some(format!("/api/v1/brands/{b1}/predictions?review_state=approved&limit=200")));
     let approved = rows(&loaded(&approved));
     let mut chosen = use_signal(Vec::<String>::new);
     let mut preset = use_signal(|| "web-pdp".to_owned());
@@ -168,13 +173,13 @@ fn NewExport(brand: String, presets: Vec<String>) -> Element {
                     }
                 }
                 if kind() == "s3" {
-                    label { "Bucket" input { r#type: "text", value: "{bucket}", oninput: move |e| bucket.set(e.value()) } }
-                    label { "Prefix" input { r#type: "text", value: "{prefix}", oninput: move |e| prefix.set(e.value()) } }
-                    label { "Credentials (name set with gps secrets)" input { r#type: "text", value: "{secret}", oninput: move |e| secret.set(e.value()) } }
+                    label { "Bucket" input { r#type: "text", initial_value: "{bucket}", oninput: move |e| bucket.set(e.value()) } }
+                    label { "Prefix" input { r#type: "text", initial_value: "{prefix}", oninput: move |e| prefix.set(e.value()) } }
+                    label { "Credentials (name set with gps secrets)" input { r#type: "text", initial_value: "{secret}", oninput: move |e| secret.set(e.value()) } }
                 }
                 if kind() == "webhook" {
-                    label { "URL (https)" input { r#type: "text", value: "{url}", oninput: move |e| url.set(e.value()) } }
-                    label { "Signing secret (name set with gps secrets)" input { r#type: "text", value: "{secret}", oninput: move |e| secret.set(e.value()) } }
+                    label { "URL (https)" input { r#type: "text", initial_value: "{url}", oninput: move |e| url.set(e.value()) } }
+                    label { "Signing secret (name set with gps secrets)" input { r#type: "text", initial_value: "{secret}", oninput: move |e| secret.set(e.value()) } }
                 }
                 div { class: "checks", label { input { r#type: "checkbox", checked: force(), onchange: move |e| force.set(e.checked()) } "Deliver again even if unchanged" } }
                 div { class: "row",

@@ -58,7 +58,9 @@ impl Ui {
         let props = app::RootProps { api: app::ApiHandle(api), path };
         let outcome = self
             .pool
-            .launch_virtualdom(dioxus_liveview::axum_socket(socket), move || VirtualDom::new_with_props(app::Root, props))
+            .launch_virtualdom(dioxus_liveview::axum_socket(socket), move || {
+                VirtualDom::new_with_props(app::Root, props)
+            })
             .await;
         if let Err(error) = outcome {
             tracing::debug!(%error, "a UI connection ended");

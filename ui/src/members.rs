@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::api::text;
 use crate::app::{Loaded, loaded, rows, use_get, write};
-use crate::widgets::{Badge, EmptyState, ProblemNote, money, short_time};
+use crate::widgets::{Badge, EmptyState, ProblemNote, clear_inputs, money, short_time};
 
 const ROLES: &[&str] = &["owner", "producer", "reviewer", "viewer", "auditor"];
 
@@ -82,7 +82,10 @@ fn actor(actor: &Value) -> String {
         Value::String(name) => name.clone(),
         Value::Object(_) => {
             let kind = text(actor, "kind");
-            let id = ["display_name", "name", "id", "member_id", "agent"].iter().map(|k| text(actor, k)).find(|v| !v.is_empty());
+            let id = ["display_name", "name", "id", "member_id", "agent"]
+                .iter()
+                .map(|k| text(actor, k))
+                .find(|v| !v.is_empty());
             match id {
                 Some(id) => format!("{kind} {id}").trim().to_owned(),
                 None => kind,
@@ -146,12 +149,12 @@ fn Invite(brand: String) -> Element {
     let error = use_signal(|| None::<String>);
     let mut invited = use_signal(|| None::<String>);
     rsx! {
-        div { class: "card",
+        div { class: "card", id: "invite-form",
             h2 { "Invite a member" }
             ProblemNote { problem: error() }
             if let Some(who) = invited() { div { class: "notice ok", "{who} was added." } }
             div { class: "form",
-                label { "Email" input { r#type: "email", id: "invite-email", value: "{email}", oninput: move |e| email.set(e.value()) } }
+                label { "Email" input { r#type: "email", id: "invite-email", initial_value: "{email}", oninput: move |e| email.set(e.value()) } }
                 label { "Role"
                     select { onchange: move |e| role.set(e.value()),
                         for r in ROLES { option { key: "{r}", value: "{r}", selected: role() == *r, "{r}" } }
@@ -164,6 +167,7 @@ fn Invite(brand: String) -> Element {
                             write("POST", format!("/api/v1/brands/{brand}/members"), Some(json!({"email": who, "role": role()})), error, move |_| {
                                 invited.set(Some(who));
                                 email.set(String::new());
+                                clear_inputs("#invite-form");
                             });
                         },
                         "Invite"
@@ -220,8 +224,8 @@ fn ApiKeys(brand: String, owner: bool, keys: Vec<Value>) -> Element {
                 }
             }
             if owner {
-                div { class: "form", style: "padding:16px",
-                    label { "Name" input { r#type: "text", id: "key-name", value: "{name}", oninput: move |e| name.set(e.value()) } }
+                div { class: "form", id: "api-key-form", style: "padding:16px",
+                    label { "Name" input { r#type: "text", id: "key-name", initial_value: "{name}", oninput: move |e| name.set(e.value()) } }
                     label { "Role"
                         select { onchange: move |e| role.set(e.value()),
                             for r in ROLES { option { key: "{r}", value: "{r}", selected: role() == *r, "{r}" } }
@@ -234,6 +238,7 @@ fn ApiKeys(brand: String, owner: bool, keys: Vec<Value>) -> Element {
                                 write("POST", format!("/api/v1/brands/{create_brand}/api-clients"), Some(body), error, move |answer| {
                                     shown.set(Some(text(&answer, "api_key")));
                                     name.set(String::new());
+                                    clear_inputs("#api-key-form");
                                 });
                             },
                             "Create key"

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::api::{items, text};
 use crate::app::{Link, Loaded, Nav, Route, loaded, rows, use_get, write};
-use crate::widgets::{Badge, EmptyState, ProblemNote, Progress, money, short_time};
+use crate::widgets::{Badge, EmptyState, ProblemNote, Progress, clear_inputs, money, short_time};
 
 /// The shot types a look can be generated in.
 const SHOT_TYPES: &[&str] = &["front", "back", "side", "full-body", "detail", "lifestyle"];
@@ -48,11 +48,17 @@ pub(crate) fn Shootings(brand: String) -> Element {
 
 /// Pickers of a subject and a style of the brand (active ones).
 #[component]
-fn SubjectStylePickers(brand: String, subject: Signal<String>, style: Signal<String>, allow_default: bool) -> Element {
+fn SubjectStylePickers(
+    brand: String,
+    subject: Signal<String>,
+    style: Signal<String>,
+    allow_default: bool,
+) -> Element {
     let (subjects_brand, styles_brand) = (brand.clone(), brand.clone());
     let subjects = use_get(move || Some(format!("/api/v1/brands/{subjects_brand}/subjects?limit=100")));
     let styles = use_get(move || Some(format!("/api/v1/brands/{styles_brand}/styles?limit=100")));
-    let subjects: Vec<Value> = rows(&loaded(&subjects)).into_iter().filter(|s| s["retired"] != true).collect();
+    let subjects: Vec<Value> =
+        rows(&loaded(&subjects)).into_iter().filter(|s| s["retired"] != true).collect();
     let styles: Vec<Value> = rows(&loaded(&styles)).into_iter().filter(|s| s["archived"] != true).collect();
     let mut subject = subject;
     let mut style = style;
@@ -116,14 +122,14 @@ fn NewShooting(brand: String) -> Element {
             h2 { "New shooting" }
             ProblemNote { problem: error() }
             div { class: "form",
-                label { "Name" input { r#type: "text", id: "shooting-name", value: "{name}", oninput: move |e| name.set(e.value()) } }
+                label { "Name" input { r#type: "text", id: "shooting-name", initial_value: "{name}", oninput: move |e| name.set(e.value()) } }
                 SubjectStylePickers { brand: brand.clone(), subject, style, allow_default: false }
                 label { "Aspect ratio"
                     select { onchange: move |e| aspect.set(e.value()),
                         for ratio in ["4:5", "1:1", "3:4", "2:3", "9:16", "16:9"] { option { key: "{ratio}", value: "{ratio}", selected: aspect() == ratio, "{ratio}" } }
                     }
                 }
-                label { "Long edge (px)" input { r#type: "number", value: "{long_edge}", oninput: move |e| long_edge.set(e.value()) } }
+                label { "Long edge (px)" input { r#type: "number", initial_value: "{long_edge}", oninput: move |e| long_edge.set(e.value()) } }
                 label { "Format"
                     select { onchange: move |e| format.set(e.value()),
                         for f in ["jpeg", "png", "webp"] { option { key: "{f}", value: "{f}", selected: format() == f, "{f}" } }
@@ -159,8 +165,24 @@ pub(crate) fn Shooting(brand: String, shooting: String) -> Element {
     let detail = use_get(move || Some(format!("/api/v1/brands/{b1}/shootings/{s1}")));
     let (b2, s2) = (brand.clone(), shooting.clone());
     let looks = use_get(move || Some(format!("/api/v1/brands/{b2}/shootings/{s2}/looks?limit=100")));
+    let b4 = brand.clone();
+    let catalog = use_get(move || Some(format!("/api/v1/brands/{b4}/products?limit=200")));
+    let product_names: std::collections::HashMap<String, String> = rows(&loaded(&catalog))
+        .iter()
+        .map(|p| (text(p, "product_id"), format!("{} ({})", text(p, "name"), text(p, "sku"))))
+        .collect();
+    let names_of = |look: &Value| {
+        let ids = look["products"].as_array().cloned().unwrap_or_default();
+        let names: Vec<String> = ids
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|id| product_names.get(id).cloned().unwrap_or_else(|| id.to_owned()))
+            .collect();
+        names.join(", ")
+    };
     let b3 = brand.clone();
-    let history = use_get(move || Some(format!("/api/v1/brands/{b3}/generations?status=completed&limit=200")));
+    let history =
+        use_get(move || Some(format!("/api/v1/brands/{b3}/generations?status=completed&limit=200")));
     let error = use_signal(|| None::<String>);
     let detail = match loaded(&detail) {
         Loaded::Ready(detail) => detail,
@@ -235,7 +257,7 @@ pub(crate) fn Shooting(brand: String, shooting: String) -> Element {
                         for look in looks.iter() {
                             tr { key: "{text(look, \"look_id\")}",
                                 td { "{text(look, \"name\")}" }
-                                td { class: "small", "{join(&look[\"products\"])}" }
+                                td { class: "small", "{names_of(look)}" }
                                 td { class: "small", "{or_default(&text(look, \"subject_id\"))}" }
                                 td { class: "small", "{or_default(&text(look, \"style_id\"))}" }
                                 td { class: "small", "{or_default(&join(&look[\"shot_types\"]))}" }
@@ -252,7 +274,9 @@ pub(crate) fn Shooting(brand: String, shooting: String) -> Element {
 }
 
 fn join(list: &Value) -> String {
-    list.as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+    list.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
 }
 
 fn or_default(value: &str) -> String {
@@ -262,8 +286,11 @@ fn or_default(value: &str) -> String {
 #[component]
 fn Rules(brand: String, shooting: String, rules: Value) -> Element {
     let mut variants = use_signal(|| rules["variants_per_shot"].as_u64().unwrap_or(4).to_string());
-    let mut checks = use_signal(|| rules["quality_gates"]["require_automatic_checks"].as_bool().unwrap_or(true));
-    let mut min_edge = use_signal(|| rules["quality_gates"]["min_long_edge_px"].as_u64().map(|v| v.to_string()).unwrap_or_default());
+    let mut checks =
+        use_signal(|| rules["quality_gates"]["require_automatic_checks"].as_bool().unwrap_or(true));
+    let mut min_edge = use_signal(|| {
+        rules["quality_gates"]["min_long_edge_px"].as_u64().map(|v| v.to_string()).unwrap_or_default()
+    });
     let error = use_signal(|| None::<String>);
     let mut saved = use_signal(|| false);
     rsx! {
@@ -271,8 +298,8 @@ fn Rules(brand: String, shooting: String, rules: Value) -> Element {
             h2 { "Rules" }
             ProblemNote { problem: error() }
             div { class: "form",
-                label { "Variants per shot (1–8)" input { r#type: "number", id: "variants", min: "1", max: "8", value: "{variants}", oninput: move |e| variants.set(e.value()) } }
-                label { "Minimum long edge (px, optional)" input { r#type: "number", value: "{min_edge}", oninput: move |e| min_edge.set(e.value()) } }
+                label { "Variants per shot (1–8)" input { r#type: "number", id: "variants", min: "1", max: "8", initial_value: "{variants}", oninput: move |e| variants.set(e.value()) } }
+                label { "Minimum long edge (px, optional)" input { r#type: "number", initial_value: "{min_edge}", oninput: move |e| min_edge.set(e.value()) } }
                 div { class: "checks",
                     label { input { r#type: "checkbox", checked: checks(), onchange: move |e| checks.set(e.checked()) } "Require the automatic quality checks" }
                 }
@@ -304,7 +331,8 @@ fn NewLook(brand: String, shooting: String) -> Element {
     let mut guidelines = use_signal(String::new);
     let error = use_signal(|| None::<String>);
     let catalog_brand = brand.clone();
-    let catalog = use_get(move || Some(format!("/api/v1/brands/{catalog_brand}/products?limit=200&archived=false")));
+    let catalog =
+        use_get(move || Some(format!("/api/v1/brands/{catalog_brand}/products?limit=200&archived=false")));
     let catalog = rows(&loaded(&catalog));
     let (add_brand, add_shooting) = (brand.clone(), shooting.clone());
     rsx! {
@@ -312,7 +340,7 @@ fn NewLook(brand: String, shooting: String) -> Element {
             h2 { "Add a look" }
             ProblemNote { problem: error() }
             div { class: "form",
-                label { "Name" input { r#type: "text", id: "look-name", value: "{name}", oninput: move |e| name.set(e.value()) } }
+                label { "Name" input { r#type: "text", id: "look-name", initial_value: "{name}", oninput: move |e| name.set(e.value()) } }
                 SubjectStylePickers { brand: brand.clone(), subject, style, allow_default: true }
                 div { class: "wide",
                     label { "Products (the first is the main one)" }
@@ -339,7 +367,7 @@ fn NewLook(brand: String, shooting: String) -> Element {
                     }
                 }
                 div { class: "wide", label { "Own shot types (none checked: the shooting's defaults)" } ShotTypePicker { chosen: shot_types } }
-                label { class: "wide", "Guidelines: do (one per line)" textarea { value: "{guidelines}", oninput: move |e| guidelines.set(e.value()) } }
+                label { class: "wide", "Guidelines: do (one per line)" textarea { initial_value: "{guidelines}", oninput: move |e| guidelines.set(e.value()) } }
                 div { class: "row",
                     button { class: "primary", id: "add-look",
                         onclick: move |_| {
@@ -352,6 +380,7 @@ fn NewLook(brand: String, shooting: String) -> Element {
                                 name.set(String::new());
                                 products.set(Vec::new());
                                 guidelines.set(String::new());
+                                clear_inputs("#new-look");
                             });
                         },
                         "Add look"
@@ -405,7 +434,12 @@ fn GenerationRow(brand: String, generation: Value) -> Element {
     let id = text(&generation, "generation_id");
     let status = text(&generation, "status");
     let done = generation["steps_completed"].as_u64().unwrap_or(0);
-    let total = generation["request"]["workflow"]["steps"].as_array().map(|s| s.len() as u64).unwrap_or(0).max(done).max(1);
+    let total = generation["request"]["workflow"]["steps"]
+        .as_array()
+        .map(|s| s.len() as u64)
+        .unwrap_or(0)
+        .max(done)
+        .max(1);
     let steps = items(&json!({"items": generation["steps"].clone()}));
     let error = use_signal(|| None::<String>);
     let (retry_brand, retry_id) = (brand.clone(), id.clone());

@@ -5,13 +5,15 @@
 //! v revise, x select, c compare). A revision's predictions sit right after
 //! their parent.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use dioxus::prelude::*;
 use serde_json::{Value, json};
 
 use crate::api::{Client, items, text};
-use crate::app::{Link, Refresh, Route, loaded, rows, use_get, write};
+use crate::app::{Link, Refresh, Route, loaded, rows, use_get, use_loader, write};
 use crate::widgets::{Badge, EmptyState, ProblemNote};
 
 /// What the reviewer is doing to one prediction.
@@ -21,9 +23,12 @@ enum Dialog {
     Revise(Value),
 }
 
+/// A prediction in review order, with the prediction it revises (if any).
+type Placed = (Value, Option<String>);
+
 /// Orders a look's predictions: originals by shot type and variant, each
 /// followed by the predictions of its revisions (recursively).
-fn ordered(predictions: Vec<Value>, parent_of_generation: &HashMap<String, String>) -> Vec<(Value, Option<String>)> {
+fn ordered(predictions: Vec<Value>, parent_of_generation: &HashMap<String, String>) -> Vec<Placed> {
     let mut children: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut roots = Vec::new();
     for prediction in predictions {
@@ -37,7 +42,7 @@ fn ordered(predictions: Vec<Value>, parent_of_generation: &HashMap<String, Strin
     // A parent that is not among this look's predictions: show the revision anyway.
     let known: std::collections::HashSet<String> = roots.iter().map(|p| text(p, "prediction_id")).collect();
     fn push(
-        out: &mut Vec<(Value, Option<String>)>,
+        out: &mut Vec<Placed>,
         prediction: Value,
         parent: Option<String>,
         children: &mut BTreeMap<String, Vec<Value>>,
@@ -55,7 +60,8 @@ fn ordered(predictions: Vec<Value>, parent_of_generation: &HashMap<String, Strin
     for root in roots {
         push(&mut out, root, None, &mut children);
     }
-    let orphans: Vec<(String, Vec<Value>)> = children.into_iter().filter(|(p, _)| !known.contains(p)).collect();
+    let orphans: Vec<(String, Vec<Value>)> =
+        children.into_iter().filter(|(p, _)| !known.contains(p)).collect();
     for (parent, revisions) in orphans {
         for revision in revisions {
             out.push((revision, Some(parent.clone())));
@@ -71,7 +77,8 @@ pub(crate) fn Review(brand: String, shooting: String) -> Element {
     let (b2, s2) = (brand.clone(), shooting.clone());
     let looks_resource = use_get(move || Some(format!("/api/v1/brands/{b2}/shootings/{s2}/looks?limit=100")));
     let (b3, s3) = (brand.clone(), shooting.clone());
-    let generations = use_get(move || Some(format!("/api/v1/brands/{b3}/generations?shooting={s3}&limit=200")));
+    let generations =
+        use_get(move || Some(format!("/api/v1/brands/{b3}/generations?shooting={s3}&limit=200")));
     let mut state_filter = use_signal(String::new);
     let mut quality_filter = use_signal(String::new);
     let mut selected = use_signal(Vec::<String>::new);
@@ -79,7 +86,8 @@ pub(crate) fn Review(brand: String, shooting: String) -> Element {
     let mut dialog = use_signal(|| None::<Dialog>);
     let mut focus = use_signal(|| 0usize);
     let error = use_signal(|| None::<String>);
-    let looks: Vec<Value> = rows(&loaded(&looks_resource)).into_iter().filter(|l| l["removed"] != true).collect();
+    let looks: Vec<Value> =
+        rows(&loaded(&looks_resource)).into_iter().filter(|l| l["removed"] != true).collect();
     let generations = rows(&loaded(&generations));
     let parent_of_generation: HashMap<String, String> = generations
         .iter()
@@ -88,45 +96,51 @@ pub(crate) fn Review(brand: String, shooting: String) -> Element {
             Some((text(g, "generation_id"), parent.to_owned()))
         })
         .collect();
-    let running = generations.iter().filter(|g| g["status"] == "requested" || g["status"] == "running").count();
+    let running =
+        generations.iter().filter(|g| g["status"] == "requested" || g["status"] == "running").count();
 
     // Every prediction of the shooting, look by look (filtered on the server).
-    let client = use_context::<Client>();
-    let refresh = use_context::<Refresh>();
     let predictions_brand = brand.clone();
-    let predictions_client = client.clone();
-    let predictions = use_resource(move || {
-        let client = predictions_client.clone();
-        let brand = predictions_brand.clone();
-        let look_ids: Vec<String> =
-            rows(&loaded(&looks_resource)).iter().filter(|l| l["removed"] != true).map(|l| text(l, "look_id")).collect();
-        let mut filter = String::new();
-        if !state_filter().is_empty() {
-            filter.push_str(&format!("&review_state={}", state_filter()));
-        }
-        if !quality_filter().is_empty() {
-            filter.push_str(&format!("&quality={}", quality_filter()));
-        }
-        let _ = (refresh.0)();
-        async move {
-            let mut all = Vec::new();
-            for look in look_ids {
-                let page = client.get(&format!("/api/v1/brands/{brand}/predictions?look={look}&limit=200{filter}")).await?;
-                all.extend(items(&page));
+    let predictions = use_loader(
+        move || {
+            let look_ids: Vec<String> = rows(&loaded(&looks_resource))
+                .iter()
+                .filter(|l| l["removed"] != true)
+                .map(|l| text(l, "look_id"))
+                .collect();
+            let mut filter = String::new();
+            if !state_filter().is_empty() {
+                filter.push_str(&format!("&review_state={}", state_filter()));
             }
-            Ok::<_, crate::api::Problem>(all)
-        }
-    });
+            if !quality_filter().is_empty() {
+                filter.push_str(&format!("&quality={}", quality_filter()));
+            }
+            (look_ids, filter)
+        },
+        move |client, (look_ids, filter)| {
+            let brand = predictions_brand.clone();
+            async move {
+                let mut all = Vec::new();
+                for look in look_ids {
+                    let path = format!("/api/v1/brands/{brand}/predictions?look={look}&limit=200{filter}");
+                    all.extend(items(&client.get(&path).await?));
+                }
+                Ok::<_, crate::api::Problem>(all)
+            }
+        },
+    );
     let (everything, predictions_problem) = match &*predictions.read() {
         Some(Ok(all)) => (all.clone(), None),
         Some(Err(problem)) => (Vec::new(), Some(problem.message.clone())),
         None => (Vec::new(), None),
     };
+    let client = use_context::<Client>();
+    let refresh = use_context::<Refresh>();
     let mut by_look: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for prediction in everything {
         by_look.entry(text(&prediction, "look_id")).or_default().push(prediction);
     }
-    let galleries: Vec<(Value, Vec<(Value, Option<String>)>)> = looks
+    let galleries: Vec<(Value, Vec<Placed>)> = looks
         .iter()
         .map(|look| {
             let predictions = by_look.remove(&text(look, "look_id")).unwrap_or_default();
@@ -137,51 +151,63 @@ pub(crate) fn Review(brand: String, shooting: String) -> Element {
     let count = flat.len();
     let focused = flat.get(focus().min(count.saturating_sub(1))).cloned();
 
-    // Keyboard shortcuts act on the focused prediction.
+    // Keyboard shortcuts act on the focused prediction of what is on screen
+    // now (kept in a cell each render; the key listener outlives renders).
+    let on_screen = use_hook(|| Rc::new(RefCell::new(Vec::<Value>::new())));
+    *on_screen.borrow_mut() = flat.clone();
     let key_brand = brand.clone();
-    let flat_for_keys = flat.clone();
-    let mut keys = use_signal(|| None::<String>);
-    use_future(move || async move {
-        let mut pressed = document::eval("GPS.channels.keys = (key) => dioxus.send(key); await new Promise(() => {});");
-        while let Ok(key) = pressed.recv::<String>().await {
-            keys.set(Some(key));
-        }
-    });
-    use_effect(move || {
-        let Some(key) = keys() else { return };
-        keys.set(None);
-        let total = flat_for_keys.len();
-        if total == 0 || dialog.peek().is_some() && key != "Escape" {
-            return;
-        }
-        let index = (*focus.peek()).min(total - 1);
-        let current = flat_for_keys[index].clone();
-        let id = text(&current, "prediction_id");
-        match key.as_str() {
-            "j" | "ArrowRight" => focus.set((index + 1).min(total - 1)),
-            "k" | "ArrowLeft" => focus.set(index.saturating_sub(1)),
-            "a" => write("POST", format!("/api/v1/brands/{key_brand}/predictions/{id}/approve"), None, error, |_| {}),
-            "r" => dialog.set(Some(Dialog::Reject(current))),
-            "v" => dialog.set(Some(Dialog::Revise(current))),
-            "x" => {
-                let mut list = selected.write();
-                if let Some(at) = list.iter().position(|p| *p == id) {
-                    list.remove(at);
-                } else if list.len() < 4 {
-                    list.push(id);
+    use_future(move || {
+        let on_screen = on_screen.clone();
+        let brand = key_brand.clone();
+        async move {
+            let mut pressed =
+                document::eval("GPS.channels.keys = (key) => dioxus.send(key); await new Promise(() => {});");
+            while let Ok(key) = pressed.recv::<String>().await {
+                let flat = on_screen.borrow().clone();
+                let total = flat.len();
+                if key == "Escape" {
+                    dialog.set(None);
+                    comparing.set(false);
+                }
+                if total == 0 || dialog.peek().is_some() {
+                    continue;
+                }
+                let index = (*focus.peek()).min(total - 1);
+                let current = flat[index].clone();
+                let id = text(&current, "prediction_id");
+                match key.as_str() {
+                    "j" | "ArrowRight" => focus.set((index + 1).min(total - 1)),
+                    "k" | "ArrowLeft" => focus.set(index.saturating_sub(1)),
+                    "a" => write(
+                        "POST",
+                        format!("/api/v1/brands/{brand}/predictions/{id}/approve"),
+                        None,
+                        error,
+                        |_| {},
+                    ),
+                    "r" => dialog.set(Some(Dialog::Reject(current))),
+                    "v" => dialog.set(Some(Dialog::Revise(current))),
+                    "x" => {
+                        let mut list = selected.write();
+                        if let Some(at) = list.iter().position(|p| *p == id) {
+                            list.remove(at);
+                        } else if list.len() < 4 {
+                            list.push(id);
+                        }
+                    }
+                    "c" => comparing.set(selected.peek().len() >= 2),
+                    _ => {}
                 }
             }
-            "c" => comparing.set(selected.peek().len() >= 2),
-            "Escape" => {
-                dialog.set(None);
-                comparing.set(false);
-            }
-            _ => {}
         }
     });
 
     let detail = loaded(&detail).value();
-    let chosen: Vec<Value> = selected.read().iter().filter_map(|id| flat.iter().find(|p| text(p, "prediction_id") == *id).cloned()).collect();
+    let chosen: Vec<Value> = selected
+        .read()
+        .iter()
+        .filter_map(|id| flat.iter().find(|p| text(p, "prediction_id") == *id).cloned())
+        .collect();
     let bulk_brand = brand.clone();
     rsx! {
         div { class: "page-head",
@@ -308,7 +334,12 @@ fn figure(value: &Value) -> String {
 }
 
 #[component]
-fn ReviewActions(brand: String, prediction: Value, dialog: Signal<Option<Dialog>>, error: Signal<Option<String>>) -> Element {
+fn ReviewActions(
+    brand: String,
+    prediction: Value,
+    dialog: Signal<Option<Dialog>>,
+    error: Signal<Option<String>>,
+) -> Element {
     let id = text(&prediction, "prediction_id");
     let state = text(&prediction, "review_state");
     let mut dialog = dialog;
@@ -341,7 +372,11 @@ fn PredictionTile(
     let id = text(&prediction, "prediction_id");
     let state = text(&prediction, "review_state");
     let flagged = prediction["quality_passed"] == false;
-    let class = format!("tile prediction{}{}", if selected { " selected" } else { "" }, if focused { " focused" } else { "" });
+    let class = format!(
+        "tile prediction{}{}",
+        if selected { " selected" } else { "" },
+        if focused { " focused" } else { "" }
+    );
     let select_id = id.clone();
     rsx! {
         div { class: "{class}", "data-prediction": "{id}", "data-state": "{state}", "data-revision-of": parent.clone().unwrap_or_default(),
@@ -357,7 +392,7 @@ fn PredictionTile(
                     if flagged { span { class: "badge flagged", "flagged" } }
                 }
                 span { class: "small muted", "{text(&prediction, \"shot_type\")} · variant {prediction[\"variant_index\"]}" }
-                if let Some(parent) = parent.as_ref() { span { class: "revision-of", "↳ revision of {parent}" } }
+                if let Some(parent) = parent.as_ref() { span { class: "revision-of", title: "{parent}", "↳ revision of …{&parent[parent.len().saturating_sub(6)..]}" } }
                 if let Some(reason) = prediction["review_reason"].as_str() { span { class: "small", "“{reason}”" } }
                 Quality { quality: prediction["quality"].clone() }
                 ReviewActions { brand, prediction: prediction.clone(), dialog, error }
@@ -368,7 +403,13 @@ fn PredictionTile(
 
 /// Two to four predictions side by side at one zoom.
 #[component]
-fn Compare(brand: String, predictions: Vec<Value>, dialog: Signal<Option<Dialog>>, error: Signal<Option<String>>, on_close: EventHandler<()>) -> Element {
+fn Compare(
+    brand: String,
+    predictions: Vec<Value>,
+    dialog: Signal<Option<Dialog>>,
+    error: Signal<Option<String>>,
+    on_close: EventHandler<()>,
+) -> Element {
     let mut zoom = use_signal(|| 420u32);
     let columns = predictions.len();
     rsx! {
@@ -377,7 +418,7 @@ fn Compare(brand: String, predictions: Vec<Value>, dialog: Signal<Option<Dialog>
                 h2 { style: "margin:0", "Compare {columns}" }
                 span { class: "grow" }
                 label { style: "flex-direction:row;align-items:center;gap:8px", "Zoom"
-                    input { r#type: "range", id: "compare-zoom", min: "240", max: "900", step: "20", value: "{zoom}", oninput: move |e| zoom.set(e.value().parse().unwrap_or(420)) }
+                    input { r#type: "range", id: "compare-zoom", min: "240", max: "900", step: "20", initial_value: "{zoom}", oninput: move |e| zoom.set(e.value().parse().unwrap_or(420)) }
                 }
                 button { onclick: move |_| on_close.call(()), "Close" }
             }
@@ -410,7 +451,7 @@ fn RejectDialog(brand: String, prediction: Value, dialog: Signal<Option<Dialog>>
             div { class: "dialog", id: "reject-dialog",
                 h2 { "Reject this prediction" }
                 ProblemNote { problem: error() }
-                label { "Why? (the team sees the reason)" textarea { id: "reject-reason", value: "{reason}", oninput: move |e| reason.set(e.value()) } }
+                label { "Why? (the team sees the reason)" textarea { id: "reject-reason", initial_value: "{reason}", oninput: move |e| reason.set(e.value()) } }
                 div { class: "row", style: "margin-top:12px",
                     button { class: "danger", id: "confirm-reject",
                         onclick: move |_| write("POST", format!("/api/v1/brands/{brand}/predictions/{id}/reject"), Some(json!({"reason": reason().trim()})), error, move |_| dialog.set(None)),
@@ -441,10 +482,18 @@ fn ReviseDialog(brand: String, prediction: Value, dialog: Signal<Option<Dialog>>
     let mut dialog = dialog;
     let id = text(&prediction, "prediction_id");
     use_future(move || async move {
-        let mut drawn = document::eval("GPS.channels.region = (region) => dioxus.send(region); await new Promise(() => {});");
+        let mut drawn = document::eval(
+            "GPS.channels.region = (region) => dioxus.send(region); await new Promise(() => {});",
+        );
         while let Ok(region) = drawn.recv::<Value>().await {
             let number = |key: &str| region[key].as_f64().unwrap_or(0.0);
-            regions.write().push(Region { x: number("x"), y: number("y"), width: number("width"), height: number("height"), note: String::new() });
+            regions.write().push(Region {
+                x: number("x"),
+                y: number("y"),
+                width: number("width"),
+                height: number("height"),
+                note: String::new(),
+            });
         }
     });
     rsx! {
@@ -462,11 +511,11 @@ fn ReviseDialog(brand: String, prediction: Value, dialog: Signal<Option<Dialog>>
                         }
                     }
                     div { class: "stack", style: "flex:1",
-                        label { "What should change?" textarea { id: "revision-comment", value: "{comment}", oninput: move |e| comment.set(e.value()) } }
+                        label { "What should change?" textarea { id: "revision-comment", initial_value: "{comment}", oninput: move |e| comment.set(e.value()) } }
                         for (index, region) in regions.read().iter().enumerate() {
                             div { key: "{index}", class: "row region-row",
                                 span { class: "badge", "Region {index + 1}" }
-                                input { r#type: "text", class: "region-note", placeholder: "What to change here", value: "{region.note}",
+                                input { r#type: "text", class: "region-note", placeholder: "What to change here", initial_value: "{region.note}",
                                     oninput: move |e| if let Some(r) = regions.write().get_mut(index) { r.note = e.value() } }
                                 button { class: "small", onclick: move |_| { regions.write().remove(index); }, "Remove" }
                             }
@@ -498,11 +547,17 @@ mod tests {
 
     #[test]
     fn revisions_follow_their_parent() {
-        let p = |id: &str, generation: &str, shot: &str, variant: u64| {
-            json!({"prediction_id": id, "generation_id": generation, "shot_type": shot, "variant_index": variant})
-        };
+        let p = |id: &str, generation: &str, shot: &str, variant: u64| json!({"prediction_id": id, "generation_id": generation, "shot_type": shot, "variant_index": variant});
         let parents = HashMap::from([("g-rev".to_owned(), "p1".to_owned())]);
-        let order = ordered(vec![p("r1", "g-rev", "front", 1), p("p2", "g1", "front", 2), p("r0", "g-rev", "front", 0), p("p1", "g1", "front", 1)], &parents);
+        let order = ordered(
+            vec![
+                p("r1", "g-rev", "front", 1),
+                p("p2", "g1", "front", 2),
+                p("r0", "g-rev", "front", 0),
+                p("p1", "g1", "front", 1),
+            ],
+            &parents,
+        );
         let ids: Vec<String> = order.iter().map(|(p, _)| text(p, "prediction_id")).collect();
         assert_eq!(ids, ["p1", "r0", "r1", "p2"]);
         assert_eq!(order[1].1.as_deref(), Some("p1"));

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::api::text;
 use crate::app::{Loaded, loaded, rows, use_get, write};
-use crate::widgets::{EmptyState, Frame, ProblemNote, UploadZone};
+use crate::widgets::{EmptyState, Frame, ProblemNote, UploadZone, clear_inputs};
 
 #[component]
 pub(crate) fn Studio(brand: String) -> Element {
@@ -56,9 +56,9 @@ fn NewSubject(brand: String) -> Element {
             h3 { "New subject" }
             ProblemNote { problem: error() }
             div { class: "stack",
-                label { "Name" input { r#type: "text", id: "subject-name", value: "{name}", oninput: move |e| name.set(e.value()) } }
+                label { "Name" input { r#type: "text", id: "subject-name", initial_value: "{name}", oninput: move |e| name.set(e.value()) } }
                 label { "Description (appearance, age range, build)"
-                    textarea { id: "subject-description", value: "{description}", oninput: move |e| description.set(e.value()) }
+                    textarea { id: "subject-description", initial_value: "{description}", oninput: move |e| description.set(e.value()) }
                 }
                 div { class: "row",
                     button { class: "primary", id: "create-subject",
@@ -67,6 +67,7 @@ fn NewSubject(brand: String) -> Element {
                             write("POST", format!("/api/v1/brands/{brand}/subjects"), Some(body), error, move |_| {
                                 name.set(String::new());
                                 description.set(String::new());
+                                clear_inputs("#new-subject");
                             });
                         },
                         "Create subject"
@@ -111,7 +112,8 @@ fn lines(text: &str) -> Vec<String> {
 
 /// A style definition from the form's fields.
 fn style_definition(fields: &StyleFields) -> Value {
-    let mut guidelines: Vec<Value> = lines(&fields.dos).into_iter().map(|t| json!({"kind": "do", "text": t})).collect();
+    let mut guidelines: Vec<Value> =
+        lines(&fields.dos).into_iter().map(|t| json!({"kind": "do", "text": t})).collect();
     guidelines.extend(lines(&fields.donts).into_iter().map(|t| json!({"kind": "dont", "text": t})));
     json!({
         "background": fields.background.trim(),
@@ -139,12 +141,20 @@ struct StyleFields {
 impl StyleFields {
     fn of(definition: &Value) -> StyleFields {
         let list = |key: &str| {
-            definition[key].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"))
+            definition[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"))
         };
         let rules = |kind: &str| {
             definition["guidelines"]
                 .as_array()
-                .map(|a| a.iter().filter(|g| g["kind"] == kind).map(|g| text(g, "text")).collect::<Vec<_>>().join("\n"))
+                .map(|a| {
+                    a.iter()
+                        .filter(|g| g["kind"] == kind)
+                        .map(|g| text(g, "text"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
                 .unwrap_or_default()
         };
         StyleFields {
@@ -166,13 +176,13 @@ fn StyleForm(fields: Signal<StyleFields>) -> Element {
     let mut fields = fields;
     rsx! {
         div { class: "form",
-            label { "Background" input { r#type: "text", class: "style-background", value: "{fields.read().background}", oninput: move |e| fields.write().background = e.value() } }
-            label { "Lighting" input { r#type: "text", class: "style-lighting", value: "{fields.read().lighting}", oninput: move |e| fields.write().lighting = e.value() } }
-            label { "Mood" input { r#type: "text", class: "style-mood", value: "{fields.read().mood}", oninput: move |e| fields.write().mood = e.value() } }
-            label { class: "wide", "Prompt words (one per line)" textarea { value: "{fields.read().positive}", oninput: move |e| fields.write().positive = e.value() } }
-            label { class: "wide", "Avoid (one per line)" textarea { value: "{fields.read().negative}", oninput: move |e| fields.write().negative = e.value() } }
-            label { class: "wide", "Rules: do (one per line)" textarea { value: "{fields.read().dos}", oninput: move |e| fields.write().dos = e.value() } }
-            label { class: "wide", "Rules: don't (one per line)" textarea { value: "{fields.read().donts}", oninput: move |e| fields.write().donts = e.value() } }
+            label { "Background" input { r#type: "text", class: "style-background", initial_value: "{fields.read().background}", oninput: move |e| fields.write().background = e.value() } }
+            label { "Lighting" input { r#type: "text", class: "style-lighting", initial_value: "{fields.read().lighting}", oninput: move |e| fields.write().lighting = e.value() } }
+            label { "Mood" input { r#type: "text", class: "style-mood", initial_value: "{fields.read().mood}", oninput: move |e| fields.write().mood = e.value() } }
+            label { class: "wide", "Prompt words (one per line)" textarea { initial_value: "{fields.read().positive}", oninput: move |e| fields.write().positive = e.value() } }
+            label { class: "wide", "Avoid (one per line)" textarea { initial_value: "{fields.read().negative}", oninput: move |e| fields.write().negative = e.value() } }
+            label { class: "wide", "Rules: do (one per line)" textarea { initial_value: "{fields.read().dos}", oninput: move |e| fields.write().dos = e.value() } }
+            label { class: "wide", "Rules: don't (one per line)" textarea { initial_value: "{fields.read().donts}", oninput: move |e| fields.write().donts = e.value() } }
         }
     }
 }
@@ -186,7 +196,7 @@ fn NewStyle(brand: String) -> Element {
         div { class: "card", id: "new-style",
             h3 { "New style" }
             ProblemNote { problem: error() }
-            label { "Name" input { r#type: "text", id: "style-name", value: "{name}", oninput: move |e| name.set(e.value()) } }
+            label { "Name" input { r#type: "text", id: "style-name", initial_value: "{name}", oninput: move |e| name.set(e.value()) } }
             div { style: "margin-top:12px", StyleForm { fields } }
             div { class: "row", style: "margin-top:12px",
                 button { class: "primary", id: "create-style",
@@ -195,6 +205,7 @@ fn NewStyle(brand: String) -> Element {
                         write("POST", format!("/api/v1/brands/{brand}/styles"), Some(body), error, move |_| {
                             name.set(String::new());
                             fields.set(StyleFields { references: json!([]), ..StyleFields::default() });
+                            clear_inputs("#new-style");
                         });
                     },
                     "Create style"
@@ -278,7 +289,10 @@ mod tests {
         };
         let definition = style_definition(&fields);
         assert_eq!(definition["positive_prompt"], json!(["editorial", "linen"]));
-        assert_eq!(definition["guidelines"], json!([{"kind": "do", "text": "show the back"}, {"kind": "dont", "text": "no props"}]));
+        assert_eq!(
+            definition["guidelines"],
+            json!([{"kind": "do", "text": "show the back"}, {"kind": "dont", "text": "no props"}])
+        );
         let back = StyleFields::of(&definition);
         assert_eq!(back.positive, "editorial\nlinen");
         assert_eq!(back.donts, "no props");

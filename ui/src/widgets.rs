@@ -14,6 +14,8 @@ struct FileProgress {
     loaded: u64,
     total: u64,
     outcome: Option<Result<String, String>>,
+    /// What the API warned about (e.g. a near duplicate of another image).
+    warnings: Vec<String>,
 }
 
 /// Drag-and-drop (or choose) several files; each goes to `url` as its own
@@ -39,7 +41,13 @@ pub(crate) fn UploadZone(zone: String, url: String, label: String, accept: Strin
                 let index = match list.iter().position(|f| f.name == name && f.outcome.is_none()) {
                     Some(index) => index,
                     None => {
-                        list.push(FileProgress { name: name.clone(), loaded: 0, total: 0, outcome: None });
+                        list.push(FileProgress {
+                            name: name.clone(),
+                            loaded: 0,
+                            total: 0,
+                            outcome: None,
+                            warnings: Vec::new(),
+                        });
                         list.len() - 1
                     }
                 };
@@ -48,6 +56,7 @@ pub(crate) fn UploadZone(zone: String, url: String, label: String, accept: Strin
                 entry.total = message["total"].as_u64().unwrap_or(entry.total);
                 if message["phase"] == "done" {
                     entry.outcome = Some(upload_outcome(&message, &client));
+                    entry.warnings = warnings(&message);
                     entry.loaded = entry.total;
                     drop(list);
                     refresh.bump();
@@ -76,6 +85,9 @@ pub(crate) fn UploadZone(zone: String, url: String, label: String, accept: Strin
                             if let Some(Err(problem)) = &file.outcome {
                                 span { class: "error", "{problem}" }
                             }
+                            for warning in file.warnings.iter() {
+                                span { class: "warning", "{warning}" }
+                            }
                         }
                     }
                 }
@@ -84,11 +96,36 @@ pub(crate) fn UploadZone(zone: String, url: String, label: String, accept: Strin
     }
 }
 
+/// The warnings of an accepted upload, as the API words them.
+fn warnings(message: &Value) -> Vec<String> {
+    let body: Value =
+        message["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    body["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Empties the text fields under `scope` (a CSS selector) after their form
+/// was submitted. The fields are not bound to their values on every render
+/// (the browser is ahead of the server while someone types, so a re-render
+/// would drop keystrokes); this is how a form starts over.
+pub(crate) fn clear_inputs(scope: &str) {
+    let selector =
+        Value::String(format!("{scope} input[type=text], {scope} input[type=email], {scope} textarea"));
+    document::eval(&format!(
+        "document.querySelectorAll({selector}).forEach((field) => {{ field.value = ''; }});"
+    ));
+}
+
 /// What a finished browser upload means: accepted (with warnings), or the
 /// problem as the API worded it.
 fn upload_outcome(message: &Value, client: &Client) -> Result<String, String> {
     let status = message["status"].as_u64().unwrap_or(0);
-    let body: Value = message["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    let body: Value =
+        message["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
     if (200..300).contains(&status) {
         if let Some(sequence) = body["stream_sequence"].as_u64() {
             client.saw_write(sequence);
@@ -101,7 +138,9 @@ fn upload_outcome(message: &Value, client: &Client) -> Result<String, String> {
         });
     }
     if status == 0 {
-        return Err("The upload did not reach the server; check the connection and drop the file again.".into());
+        return Err(
+            "The upload did not reach the server; check the connection and drop the file again.".into()
+        );
     }
     let detail = body["detail"].as_str().unwrap_or("the server refused the file");
     Err(match body["field"].as_str() {
@@ -134,7 +173,7 @@ pub(crate) fn Badge(status: String) -> Element {
 /// A progress bar (`done` of `total`).
 #[component]
 pub(crate) fn Progress(done: u64, total: u64) -> Element {
-    let percent = if total == 0 { 0 } else { (done.min(total) * 100) / total };
+    let percent = (done.min(total) * 100).checked_div(total).unwrap_or(0);
     rsx! { div { class: "progress", title: "{percent}%", div { style: "width:{percent}%" } } }
 }
 

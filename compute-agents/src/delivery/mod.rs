@@ -395,7 +395,9 @@ fn manifest_facts(request: &ExportRequested, source: &Source) -> ManifestFacts {
             "workflow_version": provenance.workflow.version,
             "provider": provenance.provider.as_str(),
             "model": provenance.model.as_str(),
-            "seed": provenance.seed,
+            // As text: seeds use all 64 bits, and c2pa stores assertion
+            // numbers as signed 64-bit integers (it refused seeds ≥ 2^63).
+            "seed": provenance.seed.to_string(),
             "generation_id": produced.generation_id.as_str(),
             "prediction_id": produced.prediction_id.as_str(),
             "brand": request.brand_id.as_str(),
