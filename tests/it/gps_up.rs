@@ -29,6 +29,19 @@ pub(crate) fn gps(data_dir: &PathBuf, http_port: u16) -> Command {
     command
 }
 
+/// A log file in `data_dir` for a `gps up` that logs a lot (every API
+/// request is a line): a pipe nobody reads fills up after 64 KiB and then
+/// blocks the server's logging, and with it the server.
+pub(crate) fn log_file(data_dir: &std::path::Path) -> Stdio {
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("gps-up.log"))
+        .expect("log file");
+    Stdio::from(file)
+}
+
 /// `GET path` over plain HTTP/1.1; the status code and body.
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
@@ -45,8 +58,9 @@ pub(crate) async fn wait_healthy(child: &mut Child, port: u16) -> serde_json::Va
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(status) = child.try_wait().expect("poll") {
-            let mut stderr = String::new();
+            let mut stderr = "(its log is gps-up.log in its data folder)".to_owned();
             if let Some(mut pipe) = child.stderr.take() {
+                stderr.clear();
                 let _ = pipe.read_to_string(&mut stderr).await;
             }
             panic!("gps up exited early with {status}: {stderr}");

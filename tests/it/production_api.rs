@@ -10,7 +10,7 @@ use std::time::Duration;
 use image::AnimationDecoder;
 use serde_json::{Value, json};
 
-use crate::gps_up::{gps, temp_dir, terminate, wait_healthy};
+use crate::gps_up::{gps, log_file, temp_dir, terminate, wait_healthy};
 use crate::harness::free_port;
 use crate::ingest_support::{RawResponse, raw_request};
 
@@ -93,6 +93,8 @@ async fn a_shooting_launched_over_http_yields_24_predictions_with_provenance_ser
     let mut child = gps(&data_dir, port)
         .env("DATABASE_URL", db.url())
         .env("GPS_NATS_PORT", free_port().to_string())
+        .stdout(log_file(&data_dir))
+        .stderr(log_file(&data_dir))
         .spawn()
         .expect("spawn gps");
     wait_healthy(&mut child, port).await;

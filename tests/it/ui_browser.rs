@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::gateway::{TestGateway, product};
-use crate::gps_up::{gps, temp_dir, terminate, wait_healthy};
+use crate::gps_up::{gps, log_file, temp_dir, terminate, wait_healthy};
 use crate::harness::free_port;
 use crate::ingest_support::{picture, png_of};
 use crate::webdriver::Browser;
@@ -39,17 +39,6 @@ async fn snapshot(browser: &Browser, path: &Path) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     browser.screenshot(path).await;
-}
-
-/// The log file of the `gps up` under test (kept in its data folder).
-fn log_file(data_dir: &Path) -> std::process::Stdio {
-    std::fs::create_dir_all(data_dir).expect("data dir");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.join("gps-up.log"))
-        .expect("log file");
-    std::process::Stdio::from(file)
 }
 
 /// Writes a test photo (a tinted pattern) and returns its path.
@@ -88,8 +77,6 @@ async fn a_new_user_drives_the_production_loop_in_the_browser() {
     let mut child = gps(&data_dir, port)
         .env("DATABASE_URL", db.url())
         .env("GPS_NATS_PORT", free_port().to_string())
-        // Every UI read is an API request with a log line: a pipe nobody
-        // reads would fill and block the server's logging, so log to a file.
         .stdout(log_file(&data_dir))
         .stderr(log_file(&data_dir))
         .spawn()
@@ -253,6 +240,7 @@ async fn a_new_user_drives_the_production_loop_in_the_browser() {
     browser.click_on(&format!(".export-pick[value='{first}']"), None).await;
     browser.find("#export-preset").await.select_text("web-pdp").await;
     browser.click_on("#export", None).await;
+    browser.find_with_text("#new-export .notice.ok", "Export requested").await;
     browser.wait_count_within(".export-row[data-status='completed']", 1, BACKGROUND_WORK).await;
     browser.find_with_text(".export-row", "1 of 1 delivered").await;
     snapshot(&browser, &shots.join("10-delivery.png")).await;

@@ -193,9 +193,12 @@ fn NewExport(brand: String, presets: Vec<String>) -> Element {
                             let body = json!({"predictions": chosen(), "channel": preset(), "destination": destination, "force": force()});
                             write("POST", format!("/api/v1/brands/{brand}/exports"), Some(body), error, move |answer| {
                                 chosen.set(Vec::new());
-                                outcome.set(Some(match answer["skipped_unchanged"].as_array() {
-                                    Some(skipped) => format!("Nothing to do: {} already delivered unchanged with this preset and destination (tick “deliver again” to force).", skipped.len()),
-                                    None => "Export requested; its progress is below.".to_owned(),
+                                let skipped = answer["skipped_unchanged"].as_array().map(Vec::len).unwrap_or(0);
+                                outcome.set(Some(match (answer.get("detail"), skipped) {
+                                    // The whole export was unchanged content already delivered.
+                                    (Some(_), _) => format!("Nothing to do: {skipped} already delivered unchanged with this preset and destination (tick “deliver again” to force)."),
+                                    (None, 0) => "Export requested; its progress is below.".to_owned(),
+                                    (None, n) => format!("Export requested; {n} already delivered unchanged were left out. Progress is below."),
                                 }));
                             });
                         },
