@@ -42,6 +42,49 @@ pub(crate) fn log_file(data_dir: &std::path::Path) -> Stdio {
     Stdio::from(file)
 }
 
+/// A `gps up` of a test's own, as a new user starts it: a fresh database,
+/// its own NATS port, logging to a file, healthy, with its demo brand.
+pub(crate) struct DemoInstallation {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) data_dir: PathBuf,
+    _db: crate::harness::TestDb,
+}
+
+impl DemoInstallation {
+    pub(crate) async fn start() -> DemoInstallation {
+        let data_dir = temp_dir();
+        let db = crate::harness::TestDb::create().await;
+        let port = free_port();
+        let mut child = gps(&data_dir, port)
+            .env("DATABASE_URL", db.url())
+            .env("GPS_NATS_PORT", free_port().to_string())
+            .stdout(log_file(&data_dir))
+            .stderr(log_file(&data_dir))
+            .spawn()
+            .expect("spawn gps up");
+        wait_healthy(&mut child, port).await;
+        DemoInstallation { child, port, data_dir, _db: db }
+    }
+
+    /// A line of `demo-credentials.txt` (`email`, `password`).
+    pub(crate) fn credential(&self, name: &str) -> String {
+        let credentials =
+            std::fs::read_to_string(self.data_dir.join("demo-credentials.txt")).expect("demo credentials");
+        credentials
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in demo-credentials.txt"))
+            .to_owned()
+    }
+
+    /// Stops it with SIGTERM (it must exit cleanly) and removes its data.
+    pub(crate) async fn stop(mut self) {
+        assert!(terminate(&mut self.child).await.success());
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
 /// `GET path` over plain HTTP/1.1; the status code and body.
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;

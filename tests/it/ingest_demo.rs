@@ -1,26 +1,14 @@
 //! `gps up` on a fresh installation seeds the demo catalog: the API lists the
 //! drawn products, subjects and styles, and their image URLs serve images.
 
-use crate::gps_up::{gps, temp_dir, terminate, wait_healthy};
-use crate::harness::free_port;
+use crate::gps_up::DemoInstallation;
 use crate::ingest_support::raw_request;
 
 #[tokio::test]
 async fn gps_up_shows_the_demo_catalog_through_the_api_with_working_image_urls() {
-    let data_dir = temp_dir();
-    let db = crate::harness::TestDb::create().await;
-    let port = free_port();
-    let mut child = gps(&data_dir, port)
-        .env("DATABASE_URL", db.url())
-        .env("GPS_NATS_PORT", free_port().to_string())
-        .spawn()
-        .expect("spawn gps");
-    wait_healthy(&mut child, port).await;
-    let credentials =
-        std::fs::read_to_string(data_dir.join("demo-credentials.txt")).expect("demo credentials");
-    let field = |name: &str| {
-        credentials.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).expect(name).to_owned()
-    };
+    let gps = DemoInstallation::start().await;
+    let port = gps.port;
+    let field = |name: &str| gps.credential(name);
     let body = serde_json::json!({"email": field("email"), "password": field("password")}).to_string();
     let signed_in = raw_request(
         port,
@@ -61,6 +49,5 @@ async fn gps_up_shows_the_demo_catalog_through_the_api_with_working_image_urls()
     assert_eq!(subject["images"].as_array().map(Vec::len), Some(2), "{subject}");
     let styles = raw_request(port, "GET", "/api/v1/brands/demo/styles", &auth, b"").await.json();
     assert_eq!(styles["items"].as_array().map(Vec::len), Some(2), "{styles}");
-    assert!(terminate(&mut child).await.success());
-    let _ = std::fs::remove_dir_all(&data_dir);
+    gps.stop().await;
 }

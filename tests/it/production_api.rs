@@ -10,8 +10,7 @@ use std::time::Duration;
 use image::AnimationDecoder;
 use serde_json::{Value, json};
 
-use crate::gps_up::{gps, log_file, temp_dir, terminate, wait_healthy};
-use crate::harness::free_port;
+use crate::gps_up::DemoInstallation;
 use crate::ingest_support::{RawResponse, raw_request};
 
 /// A signed-in member of the demo brand on a running `gps up`.
@@ -22,17 +21,10 @@ struct Member {
 }
 
 impl Member {
-    async fn sign_in(port: u16, data_dir: &std::path::Path) -> Self {
-        let credentials =
-            std::fs::read_to_string(data_dir.join("demo-credentials.txt")).expect("demo credentials");
-        let field = |name: &str| {
-            credentials
-                .lines()
-                .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-                .expect(name)
-                .to_owned()
-        };
-        let body = json!({"email": field("email"), "password": field("password")}).to_string();
+    async fn sign_in(gps: &DemoInstallation) -> Self {
+        let port = gps.port;
+        let body =
+            json!({"email": gps.credential("email"), "password": gps.credential("password")}).to_string();
         let headers = [("Content-Type", "application/json")];
         let signed_in = raw_request(port, "POST", "/api/v1/session", &headers, body.as_bytes()).await;
         assert_eq!(signed_in.status, 200, "{}", signed_in.text());
@@ -87,18 +79,8 @@ fn items(page: &Value) -> &Vec<Value> {
 #[tokio::test]
 async fn a_shooting_launched_over_http_yields_24_predictions_with_provenance_served_from_the_cdn_and_a_clip()
 {
-    let data_dir = temp_dir();
-    let db = crate::harness::TestDb::create().await;
-    let port = free_port();
-    let mut child = gps(&data_dir, port)
-        .env("DATABASE_URL", db.url())
-        .env("GPS_NATS_PORT", free_port().to_string())
-        .stdout(log_file(&data_dir))
-        .stderr(log_file(&data_dir))
-        .spawn()
-        .expect("spawn gps");
-    wait_healthy(&mut child, port).await;
-    let member = Member::sign_in(port, &data_dir).await;
+    let gps = DemoInstallation::start().await;
+    let member = Member::sign_in(&gps).await;
     member.until("/api/v1/brands/demo/products?limit=50", 60, |page| items(page).len() >= 12).await;
     member.until("/api/v1/brands/demo/styles", 60, |page| items(page).len() >= 2).await;
 
@@ -154,7 +136,7 @@ async fn a_shooting_launched_over_http_yields_24_predictions_with_provenance_ser
         hashes.insert(prediction["content_hash"].as_str().expect("hash").to_owned());
         let url = prediction["url"].as_str().expect("a signed CDN url");
         assert!(url.starts_with("/cdn/"), "{url}");
-        let image = raw_request(port, "GET", url, &[], b"").await;
+        let image = raw_request(gps.port, "GET", url, &[], b"").await;
         assert_eq!(image.header("content-type"), Some("image/jpeg"));
         assert!(image.header("cache-control").is_some_and(|c| c.contains("immutable")));
         let decoded = image::load_from_memory(&image.body).expect("an image");
@@ -188,7 +170,7 @@ async fn a_shooting_launched_over_http_yields_24_predictions_with_provenance_ser
         .until(&format!("/api/v1/brands/demo/predictions/{clip_id}"), 60, |p| p["url"].is_string())
         .await;
     assert_eq!(clip["provenance"]["workflow"]["name"], "video");
-    let served = raw_request(port, "GET", clip["url"].as_str().expect("url"), &[], b"").await;
+    let served = raw_request(gps.port, "GET", clip["url"].as_str().expect("url"), &[], b"").await;
     assert_eq!(served.status, 200);
     assert_eq!(served.header("content-type"), Some("image/webp"));
     let decoder =
@@ -209,6 +191,5 @@ async fn a_shooting_launched_over_http_yields_24_predictions_with_provenance_ser
     assert_eq!(bad_period.status, 400, "{}", bad_period.text());
     assert!(bad_period.text().contains("YYYY-MM"));
 
-    assert!(terminate(&mut child).await.success());
-    let _ = std::fs::remove_dir_all(&data_dir);
+    gps.stop().await;
 }

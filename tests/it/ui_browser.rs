@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::gateway::{TestGateway, product};
-use crate::gps_up::{gps, log_file, temp_dir, terminate, wait_healthy};
-use crate::harness::free_port;
+use crate::gps_up::DemoInstallation;
 use crate::ingest_support::{picture, png_of};
 use crate::webdriver::Browser;
 
@@ -71,30 +70,15 @@ async fn open_section(browser: &Browser, label: &str) {
 async fn a_new_user_drives_the_production_loop_in_the_browser() {
     let shots = screenshots("production_loop");
     let files = tempfile::tempdir().expect("temp dir");
-    let data_dir = temp_dir();
-    let db = crate::harness::TestDb::create().await;
-    let port = free_port();
-    let mut child = gps(&data_dir, port)
-        .env("DATABASE_URL", db.url())
-        .env("GPS_NATS_PORT", free_port().to_string())
-        .stdout(log_file(&data_dir))
-        .stderr(log_file(&data_dir))
-        .spawn()
-        .expect("spawn gps up");
-    wait_healthy(&mut child, port).await;
-    let credentials =
-        std::fs::read_to_string(data_dir.join("demo-credentials.txt")).expect("demo credentials");
-    let field = |name: &str| {
-        credentials.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).expect(name).to_owned()
-    };
-    let base = format!("http://127.0.0.1:{port}");
+    let gps = DemoInstallation::start().await;
+    let base = format!("http://127.0.0.1:{}", gps.port);
     let browser = Browser::start().await;
 
     // Sign in: the only brand opens on its catalog.
     sign_in(&browser, &base, "nobody@example.com", "wrong password").await;
     browser.find_with_text(".notice.error", "do not match").await;
     snapshot(&browser, &shots.join("00-sign-in-refused.png")).await;
-    sign_in(&browser, &base, &field("email"), &field("password")).await;
+    sign_in(&browser, &base, &gps.credential("email"), &gps.credential("password")).await;
     browser.wait_count("#products .product-tile", 12).await;
     assert_eq!(path_of(&browser.current_url().await), "/app/demo/catalog");
     snapshot(&browser, &shots.join("01-catalog.png")).await;
@@ -230,6 +214,18 @@ async fn a_new_user_drives_the_production_loop_in_the_browser() {
     );
     snapshot(&browser, &shots.join("08-revision-predictions.png")).await;
 
+    // Bulk approve: select both revision predictions, approve them at once.
+    browser.click_on("button", Some("Clear")).await;
+    let revision_ids = [revision_id.clone(), revisions[1].attr("data-prediction").await.expect("id")];
+    for id in &revision_ids {
+        browser.click_on(&format!(".tile.prediction[data-prediction='{id}'] .select-prediction"), None).await;
+    }
+    browser.find_with_text("#selected-count", "2 selected").await;
+    browser.click_on("#bulk-approve", None).await;
+    for id in &revision_ids {
+        browser.find(&format!(".tile.prediction[data-prediction='{id}'][data-state='approved']")).await;
+    }
+
     // The queue shows the generations with their steps.
     open_section(&browser, "Generation queue").await;
     browser.wait_count_within(".generation-row[data-status='completed']", 2, BACKGROUND_WORK).await;
@@ -275,8 +271,7 @@ async fn a_new_user_drives_the_production_loop_in_the_browser() {
     assert_eq!(path_of(&browser.current_url().await), address);
 
     browser.close().await;
-    assert!(terminate(&mut child).await.success());
-    let _ = std::fs::remove_dir_all(&data_dir);
+    gps.stop().await;
 }
 
 #[tokio::test]
@@ -315,6 +310,19 @@ async fn a_member_of_brand_b_sees_nothing_of_brand_a() {
         assert!(!page.to_string().contains("Alpha"), "{address} showed brand A's data: {page}");
     }
     snapshot(&browser, &shots.join("02-brand-a-refused.png")).await;
+
+    // An owner creates an API key; it is shown once.
+    browser.goto(&format!("{base}/app/brand-b/members")).await;
+    browser.fill_in("#key-name", "DAM sync").await;
+    browser.click_on("#create-key", None).await;
+    let key = browser.find("#new-api-key").await.text().await;
+    assert!(key.len() > 20, "the new key is shown: {key}");
+    browser.find_with_text("#api-keys tbody tr", "DAM sync").await;
+    snapshot(&browser, &shots.join("03-api-key-shown-once.png")).await;
+    browser.goto(&format!("{base}/app/brand-b/members")).await;
+    browser.find_with_text("#api-keys tbody tr", "DAM sync").await;
+    let page = browser.execute("return document.body.innerText;", vec![]).await;
+    assert!(!page.to_string().contains(&key), "the key is never shown again");
 
     // A socket opened from another site's page is refused, even with the cookie.
     let upgrade = |origin: &str| {

@@ -211,6 +211,15 @@ pub(crate) enum Loaded {
 }
 
 impl Loaded {
+    /// For [`crate::widgets::ListStatus`]: `rows` shown once read, or the problem.
+    pub(crate) fn counted(&self, rows: usize) -> Option<Result<usize, String>> {
+        match self {
+            Loaded::Waiting => None,
+            Loaded::Ready(_) => Some(Ok(rows)),
+            Loaded::Failed(message) => Some(Err(message.clone())),
+        }
+    }
+
     pub(crate) fn value(&self) -> Value {
         match self {
             Loaded::Ready(value) => value.clone(),

@@ -6,8 +6,8 @@ use dioxus::prelude::*;
 use serde_json::{Value, json};
 
 use crate::api::text;
-use crate::app::{Loaded, loaded, rows, use_get, write};
-use crate::widgets::{Badge, EmptyState, Frame, ProblemNote, Progress};
+use crate::app::{loaded, rows, use_get, write};
+use crate::widgets::{Badge, Frame, ListStatus, ProblemNote, Progress};
 
 /// Every preset an export can use: the brand's own, then the built-ins it
 /// does not override.
@@ -51,10 +51,7 @@ pub(crate) fn Delivery(brand: String) -> Element {
         NewExport { brand: brand.clone(), presets: all.iter().map(|(name, _, _)| name.clone()).collect::<Vec<_>>() }
         div { class: "card table-card",
             div { style: "padding:16px 16px 0", h2 { "Exports" } }
-            if let Loaded::Failed(message) = &exports { ProblemNote { problem: Some(message.clone()) } }
-            if matches!(exports, Loaded::Ready(_)) && list.is_empty() {
-                EmptyState { title: "No exports yet", hint: "Choose approved predictions above, a preset and a destination, then export." }
-            }
+            ListStatus { loaded: exports.counted(list.len()), title: "No exports yet", hint: "Choose approved predictions above, a preset and a destination, then export." }
             if !list.is_empty() {
                 table { id: "exports",
                     thead { tr { th { "Export" } th { "Preset" } th { "Destination" } th { "Progress" } th { "Status" } th {} } }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::api::text;
 use crate::app::{Loaded, loaded, rows, use_get, write};
-use crate::widgets::{Badge, EmptyState, ProblemNote, clear_inputs, money, short_time};
+use crate::widgets::{Badge, ListStatus, ProblemNote, clear_inputs, money, short_time};
 
 const ROLES: &[&str] = &["owner", "producer", "reviewer", "viewer", "auditor"];
 
@@ -58,10 +58,7 @@ pub(crate) fn Activity(brand: String) -> Element {
         }
         div { class: "card table-card",
             div { style: "padding:16px 16px 0", h2 { "Activity" } }
-            if let Loaded::Failed(message) = &feed { ProblemNote { problem: Some(message.clone()) } }
-            if matches!(feed, Loaded::Ready(_)) && entries.is_empty() {
-                EmptyState { title: "Nothing has happened yet", hint: "Every change to the brand's catalog, shootings, reviews and exports is listed here." }
-            }
+            ListStatus { loaded: feed.counted(entries.len()), title: "Nothing has happened yet", hint: "Every change to the brand's catalog, shootings, reviews and exports is listed here." }
             table { id: "activity",
                 tbody {
                     for entry in entries {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::api::{items, text};
 use crate::app::{Link, Loaded, Nav, Route, loaded, rows, use_get, write};
-use crate::widgets::{Badge, EmptyState, ProblemNote, Progress, clear_inputs, money, short_time};
+use crate::widgets::{Badge, ListStatus, ProblemNote, Progress, clear_inputs, money, short_time};
 
 /// The shot types a look can be generated in.
 const SHOT_TYPES: &[&str] = &["front", "back", "side", "full-body", "detail", "lifestyle"];
@@ -21,10 +21,7 @@ pub(crate) fn Shootings(brand: String) -> Element {
     rsx! {
         div { class: "page-head", h1 { "Shootings" } }
         NewShooting { brand: brand.clone() }
-        if let Loaded::Failed(message) = &shootings { ProblemNote { problem: Some(message.clone()) } }
-        if matches!(shootings, Loaded::Ready(_)) && list.is_empty() {
-            EmptyState { title: "No shootings yet", hint: "Create one above: name it, pick its default subject, style and shot types; then add looks." }
-        }
+        ListStatus { loaded: shootings.counted(list.len()), title: "No shootings yet", hint: "Create one above: name it, pick its default subject, style and shot types; then add looks." }
         if !list.is_empty() {
             div { class: "card table-card",
                 table { id: "shootings",
@@ -410,10 +407,7 @@ pub(crate) fn Queue(brand: String) -> Element {
                 for s in ["requested", "running", "completed", "failed", "cancelled"] { option { key: "{s}", value: "{s}", "{s}" } }
             }
         }
-        if let Loaded::Failed(message) = &generations { ProblemNote { problem: Some(message.clone()) } }
-        if matches!(generations, Loaded::Ready(_)) && list.is_empty() {
-            EmptyState { title: "Nothing in the queue", hint: "Launch a shooting; its generations appear here and progress live." }
-        }
+        ListStatus { loaded: generations.counted(list.len()), title: "Nothing in the queue", hint: "Launch a shooting; its generations appear here and progress live." }
         if !list.is_empty() {
             div { class: "card table-card",
                 table { id: "queue",

@@ -5,22 +5,28 @@
 const STYLE: &str = include_str!("../assets/gps.css");
 const SCRIPT: &str = include_str!("../assets/gps.js");
 
-/// The page of every UI address: styles, the CSRF token of the session (the
-/// browser's own uploads echo it), the LiveView glue connecting to
-/// `socket_path`, and the browser glue.
-pub fn page(socket_path: &str, csrf_token: &str) -> String {
-    let glue = dioxus_liveview::interpreter_glue(socket_path);
-    let csrf = escape(csrf_token);
+/// The `<head>` of every page: `extra` goes after the viewport (meta tags).
+fn head(title: &str, extra: &str) -> String {
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="gps-csrf" content="{csrf}">
-<title>GPS</title>
+{extra}<title>{title}</title>
 <style>{STYLE}</style>
-</head>
+</head>"#
+    )
+}
+
+/// The page of every UI address: styles, the CSRF token of the session (the
+/// browser's own uploads echo it), the LiveView glue connecting to
+/// `socket_path`, and the browser glue.
+pub fn page(socket_path: &str, csrf_token: &str) -> String {
+    let glue = dioxus_liveview::interpreter_glue(socket_path);
+    let head = head("GPS", &format!("<meta name=\"gps-csrf\" content=\"{}\">\n", escape(csrf_token)));
+    format!(
+        r#"{head}
 <body>
 <div id="main"></div>
 <div id="gps-connection" class="connection" hidden>Connection lost — reconnecting…</div>
@@ -37,15 +43,9 @@ pub fn sign_in_page(problem: Option<&str>, email: &str, next: &str) -> String {
     let problem = problem.unwrap_or_default();
     let email = escape(email);
     let next = escape(next);
+    let head = head("Sign in · GPS", "");
     format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in · GPS</title>
-<style>{STYLE}</style>
-</head>
+        r#"{head}
 <body>
 <main class="sign-in">
 <h1 style="margin-bottom:16px">GPS</h1>

@@ -6,8 +6,8 @@ use dioxus::prelude::*;
 use serde_json::{Value, json};
 
 use crate::api::text;
-use crate::app::{Loaded, loaded, rows, use_get, write};
-use crate::widgets::{EmptyState, Frame, ProblemNote, UploadZone, clear_inputs};
+use crate::app::{loaded, rows, use_get, write};
+use crate::widgets::{Frame, ListStatus, ProblemNote, UploadZone, clear_inputs};
 
 #[component]
 pub(crate) fn Studio(brand: String) -> Element {
@@ -23,10 +23,7 @@ pub(crate) fn Studio(brand: String) -> Element {
             div {
                 h2 { "Subjects" }
                 NewSubject { brand: brand.clone() }
-                if let Loaded::Failed(message) = &subjects { ProblemNote { problem: Some(message.clone()) } }
-                if matches!(subjects, Loaded::Ready(_)) && rows(&subjects).is_empty() {
-                    EmptyState { title: "No subjects yet", hint: "A subject is the virtual model your looks are shot on: describe them, then add two or more base images." }
-                }
+                ListStatus { loaded: subjects.counted(rows(&subjects).len()), title: "No subjects yet", hint: "A subject is the virtual model your looks are shot on: describe them, then add two or more base images." }
                 for subject in rows(&subjects).into_iter().filter(|s| s["retired"] != true) {
                     SubjectCard { key: "{text(&subject, \"subject_id\")}", brand: brand.clone(), id: text(&subject, "subject_id") }
                 }
@@ -34,10 +31,7 @@ pub(crate) fn Studio(brand: String) -> Element {
             div {
                 h2 { "Styles" }
                 NewStyle { brand: brand.clone() }
-                if let Loaded::Failed(message) = &styles { ProblemNote { problem: Some(message.clone()) } }
-                if matches!(styles, Loaded::Ready(_)) && rows(&styles).is_empty() {
-                    EmptyState { title: "No styles yet", hint: "A style sets the background, light and mood of a shooting, with rules the images must follow." }
-                }
+                ListStatus { loaded: styles.counted(rows(&styles).len()), title: "No styles yet", hint: "A style sets the background, light and mood of a shooting, with rules the images must follow." }
                 for style in rows(&styles).into_iter().filter(|s| s["archived"] != true) {
                     StyleCard { key: "{text(&style, \"style_id\")}", brand: brand.clone(), style }
                 }

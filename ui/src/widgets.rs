@@ -186,6 +186,17 @@ pub(crate) fn ProblemNote(problem: Option<String>) -> Element {
     }
 }
 
+/// What a list says instead of rows: the problem reading it, or what to do
+/// when it is empty; nothing while it loads or when it has rows.
+#[component]
+pub(crate) fn ListStatus(loaded: Option<Result<usize, String>>, title: String, hint: String) -> Element {
+    match loaded {
+        Some(Err(message)) => rsx! { ProblemNote { problem: Some(message) } },
+        Some(Ok(0)) => rsx! { EmptyState { title, hint } },
+        _ => rsx! {},
+    }
+}
+
 /// What to do when a list is empty.
 #[component]
 pub(crate) fn EmptyState(title: String, hint: String) -> Element {
