@@ -371,19 +371,26 @@ fn Layout(me: Value, route: Route) -> Element {
             nav { class: "sidebar",
                 div { class: "logo", "GPS" }
                 div { class: "brand-name", "{brand_name}" }
-                for (label, section) in sections {
-                    Link {
-                        key: "{label}",
-                        class: if active(&section) { "active" } else { "" },
-                        route: section.clone(),
-                        "{label}"
+                // A brand the person is not a member of gets no sections.
+                if !membership.is_null() {
+                    for (label, section) in sections {
+                        Link {
+                            key: "{label}",
+                            class: if active(&section) { "active" } else { "" },
+                            route: section.clone(),
+                            "{label}"
+                        }
                     }
                 }
                 div { class: "spacer" }
                 if me["brands"].as_array().is_some_and(|b| b.len() > 1) {
                     Link { route: Route::Brands, "Switch brand" }
                 }
-                div { class: "who", "Signed in · {text(&membership, \"role\")}" }
+                if membership.is_null() {
+                    div { class: "who", "Signed in" }
+                } else {
+                    div { class: "who", "Signed in · {text(&membership, \"role\")}" }
+                }
                 form { method: "post", action: "/app/sign-out",
                     button { r#type: "submit", "Sign out" }
                 }
