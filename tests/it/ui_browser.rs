@@ -133,6 +133,12 @@ async fn a_new_user_drives_the_production_loop_in_the_browser() {
     browser.fill_in("#new-style .style-mood", "calm").await;
     browser.click_on("#create-style", None).await;
     browser.find_with_text(".style-card", "Linen daylight").await;
+    // Edit the subject's description.
+    let mara = browser.find_with_text(".subject-card", "Mara").await;
+    mara.find(".edit-subject").await.click().await;
+    browser.fill_in(".subject-description-edit", "Tall, short dark hair, late twenties, freckles").await;
+    browser.click_on(".save-subject", None).await;
+    browser.find_with_text(".subject-card", "freckles").await;
     snapshot(&browser, &shots.join("03-subjects-and-styles.png")).await;
 
     // A shooting with one look of the new product; its plan; launch.
@@ -233,6 +239,12 @@ async fn a_new_user_drives_the_production_loop_in_the_browser() {
 
     // Export the approved one with a preset; it is delivered.
     open_section(&browser, "Delivery").await;
+    // The brand defines a preset of its own.
+    browser.click_on("#new-preset", None).await;
+    browser.fill_in("#preset-channel", "lookbook-square").await;
+    browser.find("#preset-form select").await.select_text("1:1").await;
+    browser.click_on("#save-preset", None).await;
+    browser.find_with_text("#presets tbody tr", "lookbook-square").await;
     browser.click_on(&format!(".export-pick[value='{first}']"), None).await;
     browser.find("#export-preset").await.select_text("web-pdp").await;
     browser.click_on("#export", None).await;

@@ -5,7 +5,7 @@
 use dioxus::prelude::*;
 use serde_json::{Value, json};
 
-use crate::api::text;
+use crate::api::{encode, text};
 use crate::app::{loaded, rows, use_get, write};
 use crate::widgets::{Badge, Frame, ListStatus, ProblemNote, Progress};
 
@@ -65,6 +65,7 @@ pub(crate) fn Delivery(brand: String) -> Element {
         }
         div { class: "card table-card",
             div { style: "padding:16px 16px 0", h2 { "Channel presets" } }
+            NewPreset { brand: brand.clone() }
             table { id: "presets",
                 thead { tr { th { "Channel" } th { "Output" } th { "File names" } th {} } }
                 tbody {
@@ -201,6 +202,90 @@ fn NewExport(brand: String, presets: Vec<String>) -> Element {
                         },
                         "Export"
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Defines (or redefines, as a new version) one of the brand's presets; a
+/// brand's preset of a built-in's name takes its place.
+#[component]
+fn NewPreset(brand: String) -> Element {
+    let mut open = use_signal(|| false);
+    let mut channel = use_signal(String::new);
+    let mut long_edge = use_signal(|| "2000".to_owned());
+    let mut aspect = use_signal(|| "4:5".to_owned());
+    let mut fit = use_signal(|| "crop_to_subject".to_owned());
+    let mut background = use_signal(|| "keep".to_owned());
+    let mut format = use_signal(|| "jpeg".to_owned());
+    let mut quality = use_signal(|| "85".to_owned());
+    let mut max_mb = use_signal(String::new);
+    let mut naming = use_signal(|| "{sku}_{view}_{n}".to_owned());
+    let error = use_signal(|| None::<String>);
+    if !open() {
+        return rsx! {
+            div { style: "padding:0 16px 12px", button { id: "new-preset", onclick: move |_| open.set(true), "Define a preset" } }
+        };
+    }
+    rsx! {
+        div { style: "padding:0 16px 16px", id: "preset-form",
+            ProblemNote { problem: error() }
+            div { class: "form",
+                label { "Channel name" input { r#type: "text", id: "preset-channel", initial_value: "{channel}", oninput: move |e| channel.set(e.value()) } }
+                label { "Long edge (px)" input { r#type: "number", initial_value: "{long_edge}", oninput: move |e| long_edge.set(e.value()) } }
+                label { "Aspect ratio"
+                    select { onchange: move |e| aspect.set(e.value()),
+                        for ratio in ["4:5", "1:1", "3:4", "2:3", "9:16", "16:9"] { option { key: "{ratio}", value: "{ratio}", selected: aspect() == ratio, "{ratio}" } }
+                    }
+                }
+                label { "Fit"
+                    select { onchange: move |e| fit.set(e.value()),
+                        option { value: "crop_to_subject", selected: fit() == "crop_to_subject", "crop to the subject" }
+                        option { value: "pad", selected: fit() == "pad", "pad" }
+                    }
+                }
+                label { "Background"
+                    select { onchange: move |e| background.set(e.value()),
+                        option { value: "keep", selected: background() == "keep", "keep" }
+                        option { value: "white", selected: background() == "white", "white" }
+                    }
+                }
+                label { "Format"
+                    select { onchange: move |e| format.set(e.value()),
+                        for f in ["jpeg", "png", "webp"] { option { key: "{f}", value: "{f}", selected: format() == f, "{f}" } }
+                    }
+                }
+                label { "Quality (1–100)" input { r#type: "number", initial_value: "{quality}", oninput: move |e| quality.set(e.value()) } }
+                label { "Largest file (MB, optional)" input { r#type: "number", initial_value: "{max_mb}", oninput: move |e| max_mb.set(e.value()) } }
+                label { "File names" input { r#type: "text", initial_value: "{naming}", oninput: move |e| naming.set(e.value()) } }
+                div { class: "row",
+                    button { class: "primary", id: "save-preset",
+                        onclick: move |_| {
+                            let mut spec = json!({
+                                "long_edge_px": long_edge().trim().parse::<u32>().unwrap_or(0),
+                                "aspect_ratio": aspect(),
+                                "fit": fit(),
+                                "background": {"kind": background()},
+                                "format": format(),
+                                "quality": quality().trim().parse::<u32>().unwrap_or(0),
+                                "colour_space": "srgb",
+                                "naming_pattern": naming().trim(),
+                            });
+                            if let Ok(megabytes) = max_mb().trim().parse::<f64>() {
+                                spec["max_bytes"] = json!((megabytes * 1_000_000.0) as u64);
+                            }
+                            let name = channel().trim().to_owned();
+                            if name.is_empty() {
+                                let mut error = error;
+                                error.set(Some("Name the channel first, e.g. lookbook-square.".to_owned()));
+                                return;
+                            }
+                            write("PUT", format!("/api/v1/brands/{brand}/channel-presets/{}", encode(&name)), Some(json!({"spec": spec})), error, move |_| open.set(false));
+                        },
+                        "Save preset"
+                    }
+                    button { onclick: move |_| open.set(false), "Cancel" }
                 }
             }
         }

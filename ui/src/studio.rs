@@ -78,10 +78,36 @@ fn SubjectCard(brand: String, id: String) -> Element {
     let detail = use_get(move || Some(format!("/api/v1/brands/{detail_brand}/subjects/{detail_id}")));
     let subject = loaded(&detail).value();
     let images = subject["images"].as_array().cloned().unwrap_or_default();
+    let mut editing = use_signal(|| false);
+    let mut description = use_signal(String::new);
+    let error = use_signal(|| None::<String>);
+    let current = text(&subject, "description");
+    let (save_brand, save_id) = (brand.clone(), id.clone());
     rsx! {
         div { class: "card subject-card",
-            h3 { "{text(&subject, \"name\")}" }
-            p { class: "muted small", "{text(&subject, \"description\")}" }
+            div { class: "row",
+                h3 { style: "margin:0", "{text(&subject, \"name\")}" }
+                span { class: "grow" }
+                button { class: "small edit-subject",
+                    onclick: move |_| { description.set(current.clone()); editing.set(!editing()); },
+                    if editing() { "Close" } else { "Edit" }
+                }
+            }
+            if editing() {
+                ProblemNote { problem: error() }
+                label { "Description (appearance, age range, build)"
+                    textarea { class: "subject-description-edit", initial_value: "{description}", oninput: move |e| description.set(e.value()) }
+                }
+                button { class: "primary save-subject", style: "margin-top:8px",
+                    onclick: move |_| {
+                        let body = json!({"description": description().trim()});
+                        write("PATCH", format!("/api/v1/brands/{save_brand}/subjects/{save_id}"), Some(body), error, move |_| editing.set(false));
+                    },
+                    "Save"
+                }
+            } else {
+                p { class: "muted small", "{text(&subject, \"description\")}" }
+            }
             div { class: "thumbs",
                 for image in images {
                     Frame { key: "{text(&image, \"image_id\")}", url: text(&image, "url"), width: 240, alt: text(&image, "kind") }
