@@ -804,7 +804,7 @@ async fn w7(database_url: &str, seconds: u64, concurrency: usize, products: usiz
         async move {
             let row: Option<gps_projections::queries::ProductView> = sqlx::query_as(
                 "SELECT brand, product_id, sku, name, category, attributes, archived, image_count, created_at,
-                        updated_at, created_sequence, version, last_sequence
+                        updated_at, created_sequence, version, last_sequence, NULL::text AS cover_hash
                  FROM catalog.products WHERE brand = $1 AND product_id = $2",
             )
                 .bind(brand().as_str())
