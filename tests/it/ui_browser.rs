@@ -386,5 +386,12 @@ async fn a_screen_updates_live_when_someone_else_changes_the_brand() {
         json!("same page"),
         "no reload"
     );
+
+    // A form sent incomplete gets the API's problem, naming the field.
+    browser.click_on("#new-product", None).await;
+    browser.click_on("#create-product", None).await;
+    let problem = browser.find(".card .notice.error").await.text().await;
+    assert!(problem.starts_with("sku:"), "the problem names the field: {problem}");
+    snapshot(&browser, &screenshots("live_updates").join("01-problem-named.png")).await;
     browser.close().await;
 }

@@ -59,13 +59,8 @@ impl Problem {
     fn from_reply(reply: &ApiReply) -> Problem {
         let message = match serde_json::from_slice::<Value>(&reply.body) {
             Ok(problem) => {
-                let detail = problem["detail"].as_str().unwrap_or_default();
                 let title = problem["title"].as_str().unwrap_or("The request failed");
-                match (problem["field"].as_str(), detail.is_empty()) {
-                    (Some(field), false) => format!("{field}: {detail}"),
-                    (None, false) => detail.to_owned(),
-                    _ => title.to_owned(),
-                }
+                worded(&problem).unwrap_or_else(|| title.to_owned())
             }
             Err(_) => format!("The server answered {} without details; try again.", reply.status),
         };
@@ -75,6 +70,16 @@ impl Problem {
         };
         Problem { status: reply.status, message }
     }
+}
+
+/// A problem document's detail, led by the field it names (unless the
+/// detail already starts with it); `None` without a detail.
+pub(crate) fn worded(problem: &Value) -> Option<String> {
+    let detail = problem["detail"].as_str().filter(|d| !d.is_empty())?;
+    Some(match problem["field"].as_str() {
+        Some(field) if !detail.starts_with(&format!("{field}:")) => format!("{field}: {detail}"),
+        _ => detail.to_owned(),
+    })
 }
 
 /// The components' handle on the API: remembers the person's last write so
@@ -195,6 +200,11 @@ mod tests {
             body: Bytes::from_static(br#"{"title":"Bad request","detail":"must not be empty","field":"name","status":400,"type":"x"}"#),
         };
         assert_eq!(Problem::from_reply(&reply).message, "name: must not be empty");
+        let named = ApiReply {
+            status: 400,
+            body: Bytes::from_static(br#"{"title":"Bad request","detail":"sku: it is empty","field":"sku"}"#),
+        };
+        assert_eq!(Problem::from_reply(&named).message, "sku: it is empty", "the field is named once");
         let expired = ApiReply {
             status: 401,
             body: Bytes::from_static(br#"{"title":"x","detail":"the session has expired"}"#),

@@ -256,11 +256,7 @@ fn ImportStarted() -> Element {
             outcome.set(Some(if (200..300).contains(&status) {
                 Ok(format!("Import started: {} rows. Progress below.", body["total_rows"]))
             } else {
-                let detail = body["detail"].as_str().unwrap_or("the server refused the catalog");
-                Err(match body["field"].as_str() {
-                    Some(field) => format!("{field}: {detail}"),
-                    None => detail.to_owned(),
-                })
+                Err(crate::api::worded(&body).unwrap_or_else(|| "the server refused the catalog".to_owned()))
             }));
         }
     });

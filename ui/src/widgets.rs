@@ -142,11 +142,7 @@ fn upload_outcome(message: &Value, client: &Client) -> Result<String, String> {
             "The upload did not reach the server; check the connection and drop the file again.".into()
         );
     }
-    let detail = body["detail"].as_str().unwrap_or("the server refused the file");
-    Err(match body["field"].as_str() {
-        Some(field) => format!("{field}: {detail}"),
-        None => detail.to_owned(),
-    })
+    Err(crate::api::worded(&body).unwrap_or_else(|| "the server refused the file".to_owned()))
 }
 
 /// An image in a fixed 4:5 box, at a CDN derivative width.
