@@ -345,6 +345,20 @@ pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<Stri
 }
 
 /// The person a session token belongs to and the session's CSRF token, if
+/// The `Set-Cookie` value that starts a session (HttpOnly, SameSite=Strict,
+/// `Secure` on HTTPS deployments); the API's and the UI's sign-in share it.
+pub(crate) fn session_cookie(token: &str, secure: bool) -> Result<axum::http::HeaderValue, ApiError> {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        SESSION_LIFETIME.whole_seconds()
+    );
+    axum::http::HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The `Set-Cookie` value that ends a session in the browser.
+pub(crate) const CLEARED_SESSION_COOKIE: &str = "gps_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0";
+
 /// the session is current.
 pub(crate) async fn session(state: &AppState, token: &str) -> Result<(Principal, String), ApiError> {
     let token_hash = sha256_hex(token);

@@ -390,16 +390,8 @@ pub(crate) async fn sign_in(
     Body(body): Body<SignIn>,
 ) -> Result<Response, ApiError> {
     let (user, token, csrf_token) = auth::sign_in(&state.db, &body.email, &body.password).await?;
-    let secure = if state.cookie_secure { "; Secure" } else { "" };
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
-        auth::SESSION_LIFETIME.whole_seconds()
-    );
     let mut response = Json(SignedIn { user, csrf_token }).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
-    );
+    response.headers_mut().insert(header::SET_COOKIE, auth::session_cookie(&token, state.cookie_secure)?);
     Ok(response)
 }
 
@@ -418,10 +410,7 @@ pub(crate) async fn sign_out(
         auth::sign_out(&state, &token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("gps_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(auth::CLEARED_SESSION_COOKIE));
     Ok(response)
 }
 

@@ -99,13 +99,8 @@ async fn sign_in(State(state): State<AppState>, Form(form): Form<SignInForm>) ->
     let next = safe_next(form.next.as_deref());
     match auth::sign_in(&state.db, &form.email, &form.password).await {
         Ok((_user, token, _csrf)) => {
-            let secure = if state.cookie_secure { "; Secure" } else { "" };
-            let cookie = format!(
-                "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
-                auth::SESSION_LIFETIME.whole_seconds()
-            );
             let mut response = Redirect::to(&next).into_response();
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
+            if let Ok(value) = auth::session_cookie(&token, state.cookie_secure) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
             response
@@ -139,10 +134,7 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response
         tracing::warn!(%error, "sign-out failed");
     }
     let mut response = Redirect::to("/app/sign-in").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("gps_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(auth::CLEARED_SESSION_COOKIE));
     response
 }
 

@@ -237,7 +237,7 @@ pub(crate) fn write(
     mut error: Signal<Option<String>>,
     done: impl FnOnce(Value) + 'static,
 ) {
-    let client = use_context_or_client();
+    let client = consume_context::<Client>();
     let refresh = consume_context::<Refresh>();
     spawn(async move {
         match client.send(method, &path, body).await {
@@ -251,10 +251,6 @@ pub(crate) fn write(
     });
 }
 
-fn use_context_or_client() -> Client {
-    consume_context::<Client>()
-}
-
 /// The root: who is signed in, which screen, and the layout around it.
 #[component]
 pub(crate) fn Root(api: ApiHandle, path: String) -> Element {
@@ -265,9 +261,7 @@ pub(crate) fn Root(api: ApiHandle, path: String) -> Element {
     use_context_provider(|| Refresh(refresh));
     let mut route_for_history = route;
     use_future(move || async move {
-        let mut navigation = document::eval(
-            "GPS.channels.navigation = (address) => dioxus.send(address); await new Promise(() => {});",
-        );
+        let mut navigation = crate::widgets::browser_channel("navigation");
         while let Ok(address) = navigation.recv::<String>().await {
             route_for_history.set(Route::parse(&address));
         }

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::api::{encode, text};
 use crate::app::{Link, Loaded, Nav, Route, loaded, rows, use_get, write};
-use crate::widgets::{Badge, EmptyState, Frame, ProblemNote, Progress, UploadZone, short_time};
+use crate::widgets::{
+    Badge, EmptyState, Frame, ProblemNote, Progress, UploadZone, browser_channel, reply_body, short_time,
+};
 
 #[component]
 pub(crate) fn Catalog(brand: String) -> Element {
@@ -242,16 +244,13 @@ fn Imports(brand: String) -> Element {
 fn ImportStarted() -> Element {
     let mut outcome = use_signal(|| None::<Result<String, String>>);
     use_future(move || async move {
-        let mut messages = document::eval(
-            "GPS.channels.import = (message) => dioxus.send(message); await new Promise(() => {});",
-        );
+        let mut messages = browser_channel("import");
         while let Ok(message) = messages.recv::<Value>().await {
             if message["phase"] != "done" {
                 outcome.set(Some(Ok("Sending the catalog…".into())));
                 continue;
             }
-            let body: Value =
-                message["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+            let body = reply_body(&message);
             let status = message["status"].as_u64().unwrap_or(0);
             outcome.set(Some(if (200..300).contains(&status) {
                 Ok(format!("Import started: {} rows. Progress below.", body["total_rows"]))

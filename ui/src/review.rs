@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Client, items, text};
 use crate::app::{Link, Refresh, Route, loaded, rows, use_get, use_loader, write};
-use crate::widgets::{Badge, EmptyState, ProblemNote};
+use crate::widgets::{Badge, EmptyState, ProblemNote, browser_channel};
 
 /// What the reviewer is doing to one prediction.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,8 +160,7 @@ pub(crate) fn Review(brand: String, shooting: String) -> Element {
         let on_screen = on_screen.clone();
         let brand = key_brand.clone();
         async move {
-            let mut pressed =
-                document::eval("GPS.channels.keys = (key) => dioxus.send(key); await new Promise(() => {});");
+            let mut pressed = browser_channel("keys");
             while let Ok(key) = pressed.recv::<String>().await {
                 let flat = on_screen.borrow().clone();
                 let total = flat.len();
@@ -482,9 +481,7 @@ fn ReviseDialog(brand: String, prediction: Value, dialog: Signal<Option<Dialog>>
     let mut dialog = dialog;
     let id = text(&prediction, "prediction_id");
     use_future(move || async move {
-        let mut drawn = document::eval(
-            "GPS.channels.region = (region) => dioxus.send(region); await new Promise(() => {});",
-        );
+        let mut drawn = browser_channel("region");
         while let Ok(region) = drawn.recv::<Value>().await {
             let number = |key: &str| region[key].as_f64().unwrap_or(0.0);
             regions.write().push(Region {

@@ -31,10 +31,7 @@ pub(crate) fn UploadZone(zone: String, url: String, label: String, accept: Strin
         let channel = channel.clone();
         let client = client.clone();
         async move {
-            let mut messages = document::eval(&format!(
-                "GPS.channels[{}] = (message) => dioxus.send(message); await new Promise(() => {{}});",
-                Value::String(channel)
-            ));
+            let mut messages = browser_channel(&channel);
             while let Ok(message) = messages.recv::<Value>().await {
                 let name = message["file"].as_str().unwrap_or_default().to_owned();
                 let mut list = files.write();
@@ -98,8 +95,7 @@ pub(crate) fn UploadZone(zone: String, url: String, label: String, accept: Strin
 
 /// The warnings of an accepted upload, as the API words them.
 fn warnings(message: &Value) -> Vec<String> {
-    let body: Value =
-        message["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    let body = reply_body(message);
     body["warnings"]
         .as_array()
         .into_iter()
@@ -124,8 +120,7 @@ pub(crate) fn clear_inputs(scope: &str) {
 /// problem as the API worded it.
 fn upload_outcome(message: &Value, client: &Client) -> Result<String, String> {
     let status = message["status"].as_u64().unwrap_or(0);
-    let body: Value =
-        message["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    let body = reply_body(message);
     if (200..300).contains(&status) {
         if let Some(sequence) = body["stream_sequence"].as_u64() {
             client.saw_write(sequence);
@@ -171,6 +166,21 @@ pub(crate) fn Badge(status: String) -> Element {
 pub(crate) fn Progress(done: u64, total: u64) -> Element {
     let percent = (done.min(total) * 100).checked_div(total).unwrap_or(0);
     rsx! { div { class: "progress", title: "{percent}%", div { style: "width:{percent}%" } } }
+}
+
+/// Opens the browser channel `name` of `assets/gps.js` (uploads, regions,
+/// keys, navigation): what the page reports there arrives on the returned
+/// eval, for as long as the component lives.
+pub(crate) fn browser_channel(name: &str) -> document::Eval {
+    document::eval(&format!(
+        "GPS.channels[{}] = (message) => dioxus.send(message); await new Promise(() => {{}});",
+        Value::String(name.to_owned())
+    ))
+}
+
+/// The JSON body of a request the browser sent itself (`Null` if none).
+pub(crate) fn reply_body(message: &Value) -> Value {
+    message["body"].as_str().and_then(|body| serde_json::from_str(body).ok()).unwrap_or(Value::Null)
 }
 
 /// A problem to show, if any.
