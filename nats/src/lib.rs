@@ -8,6 +8,7 @@
 //! - [`chain`]: canonical bytes and the per-aggregate hash chain, and its verification.
 //! - [`log`]: [`EventLog`]: append with optimistic concurrency (one message or one
 //!   atomic batch per command), load an aggregate's events, durable consumers.
+//! - [`identity`]: which log a derived store belongs to ([`check_binding`]).
 //! - [`snapshots`]: the latest state of long aggregates, a cache anchored to an event.
 //! - [`scan`]: [`LogScan`], the raw record in stream order with storage times (auditors),
 //!   and [`LogFollow`], the same followed live (downstream event streams).
@@ -19,6 +20,7 @@
 pub mod chain;
 pub mod connect;
 pub mod error;
+pub mod identity;
 pub mod log;
 pub mod scan;
 pub mod server;
@@ -29,6 +31,7 @@ pub mod subjects;
 pub use chain::ChainBreak;
 pub use connect::{Credentials, MIN_SERVER_VERSION, Password, ServerVersion, connect, connect_with};
 pub use error::{AppendError, ConnectError, LoadError, ProvisionError};
+pub use identity::{Binding, BindingError, LogIdentity, LogState, check_binding};
 pub use log::{
     AppendRequest, Appended, ChainReport, CommandMeta, EventLog, ExpectedPosition, LoadedStream, NewEvent,
 };
