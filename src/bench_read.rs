@@ -229,6 +229,7 @@ async fn w4(database_url: &str, events: usize, per_product: usize) -> anyhow::Re
         "{}",
         json!({
             "workload": "W4",
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "what": "rebuild the catalog projection from sequence 1 (shadow schema, batched transactions, swap) \
                      vs a raw ordered-consumer replay of the same stream reading every message, no processing",
             "events": report.events,

@@ -9,9 +9,16 @@
 //! - [`event`]: decoding a stored message into a typed event, or the reason
 //!   it goes to the dead-letter table.
 //! - [`runner`]: one runner per projection: an advisory lock (one active
-//!   runner per projection), a durable pull consumer, batches applied in one
-//!   transaction with the checkpoint, acknowledged after commit.
-//! - [`rebuild`]: replay into a shadow schema and swap it in; [`rebuild::status`].
+//!   runner per projection), a durable pull consumer whose deliveries are
+//!   checked to be contiguous (a gap or a reconnect re-reads from the
+//!   checkpoint), batches applied in one transaction with the checkpoint
+//!   (multi-row statements, bisected around a poison event), acknowledged
+//!   after commit; the checkpoint records the log's identity and the
+//!   filters, and a store of another log is refused.
+//! - [`rebuild`]: replay into a shadow schema and swap it in (one rebuild per
+//!   projection at a time); [`rebuild::status`] and
+//!   [`rebuild::binding_problems`] (for readiness).
+//! - [`dead_letters`]: applying dead-lettered events again after a fix.
 //! - [`queries`]: brand-scoped get/list functions with cursor pagination, and
 //!   read-your-writes ([`queries::wait_for_sequence`]).
 //! - [`audit`]: history with state after each event, as-of rebuilds, log and
@@ -32,6 +39,7 @@
 
 pub mod audit;
 pub mod db;
+pub mod dead_letters;
 pub mod event;
 mod models;
 pub mod privacy;
@@ -41,7 +49,8 @@ pub mod rebuild;
 pub mod runner;
 
 pub use db::{DEFAULT_DATABASE_URL, DbError, connect};
+pub use dead_letters::{RetryReport, retry_dead_letters};
 pub use projection::{ALL, Projection, by_name, prepare_all};
 pub use queries::{NotYetConsistent, wait_for_sequence};
-pub use rebuild::{ProjectionStatus, RebuildReport, rebuild, status};
+pub use rebuild::{ProjectionStatus, RebuildReport, binding_problems, rebuild, status};
 pub use runner::{LiveNotice, RunError, RunnerOptions, RunnerState, run_all, run_projection};

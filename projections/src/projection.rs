@@ -18,6 +18,14 @@ use crate::models;
 /// (dead letter) or the database's (retry).
 pub type ApplyFn = for<'a> fn(&'a mut PgConnection, &'a Event) -> BoxFuture<'a, Result<(), sqlx::Error>>;
 
+/// Applies a run of decoded events, in order, with as few statements as the
+/// model allows (multi-row inserts, one update for a run of changes to one
+/// row). It must leave the tables exactly as applying each event in turn with
+/// [`ApplyFn`] would; on an error the runner rolls the run back and bisects
+/// it, so a faulty event still goes to dead letters alone.
+pub type ApplyManyFn =
+    for<'a> fn(&'a mut PgConnection, &'a [Event]) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+
 /// One read model.
 pub struct Projection {
     /// Its name, used on the command line, for the consumer and the lock.
@@ -30,6 +38,9 @@ pub struct Projection {
     pub migrator: &'static Migrator,
     /// Applies one event.
     pub apply: ApplyFn,
+    /// Applies a run of events with multi-row statements, for models where
+    /// that pays; `None`: one [`ApplyFn`] call per event.
+    pub apply_many: Option<ApplyManyFn>,
 }
 
 impl std::fmt::Debug for Projection {
@@ -62,6 +73,16 @@ impl Projection {
     pub(crate) fn swap_lock_key(&self) -> String {
         format!("gps-projection-swap:{}", self.name)
     }
+
+    /// The key of the session advisory lock a rebuild holds from start to swap.
+    pub(crate) fn rebuild_lock_key(&self) -> String {
+        format!("gps-projection-rebuild:{}", self.name)
+    }
+
+    /// How this read model names itself in a binding error.
+    pub(crate) fn store_name(&self) -> String {
+        format!("read model {}", self.name)
+    }
 }
 
 static BRANDS_MIGRATIONS: Migrator = sqlx::migrate!("migrations/brands");
@@ -79,6 +100,7 @@ pub static ALL: [Projection; 6] = [
         filters: &["gps.evt.*.brand.>"],
         migrator: &BRANDS_MIGRATIONS,
         apply: models::brands::apply,
+        apply_many: None,
     },
     Projection {
         name: "catalog",
@@ -86,6 +108,7 @@ pub static ALL: [Projection; 6] = [
         filters: &["gps.evt.*.product.>", "gps.evt.*.subject.>", "gps.evt.*.style.>", "gps.evt.*.import.>"],
         migrator: &CATALOG_MIGRATIONS,
         apply: models::catalog::apply,
+        apply_many: Some(models::catalog::apply_many),
     },
     Projection {
         name: "production",
@@ -93,6 +116,7 @@ pub static ALL: [Projection; 6] = [
         filters: &["gps.evt.*.shooting.>", "gps.evt.*.look.>", "gps.evt.*.generation.>"],
         migrator: &PRODUCTION_MIGRATIONS,
         apply: models::production::apply,
+        apply_many: None,
     },
     Projection {
         name: "review",
@@ -100,6 +124,7 @@ pub static ALL: [Projection; 6] = [
         filters: &["gps.evt.*.prediction.>"],
         migrator: &REVIEW_MIGRATIONS,
         apply: models::review::apply,
+        apply_many: None,
     },
     Projection {
         name: "delivery",
@@ -107,6 +132,7 @@ pub static ALL: [Projection; 6] = [
         filters: &["gps.evt.*.export.>"],
         migrator: &DELIVERY_MIGRATIONS,
         apply: models::delivery::apply,
+        apply_many: None,
     },
     Projection {
         name: "activity",
@@ -114,6 +140,7 @@ pub static ALL: [Projection; 6] = [
         filters: &["gps.evt.>"],
         migrator: &ACTIVITY_MIGRATIONS,
         apply: models::activity::apply,
+        apply_many: Some(models::activity::apply_many),
     },
 ];
 
@@ -140,6 +167,27 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     body            bytea NOT NULL,
     recorded_at     timestamptz NOT NULL DEFAULT now()
 );
+";
+
+/// Added to the bookkeeping later; statements are only ever appended here.
+/// The checkpoint remembers which log it was built from (`log_identity`, a
+/// `gps_nats::identity::LogIdentity` token: a store of another log is
+/// refused) and the subject filters it was built with (`filters`: a changed
+/// filter means history was skipped, so the runner rebuilds). NULL in both:
+/// a store from before they were recorded, bound by its next batch.
+/// (Checked before altering: `ADD COLUMN IF NOT EXISTS` would still take an
+/// exclusive lock on the checkpoint at every session start.)
+const BOOKKEEPING_ADDED: &str = "
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'checkpoint' AND column_name = 'log_identity') THEN
+        ALTER TABLE checkpoint ADD COLUMN log_identity text;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'checkpoint' AND column_name = 'filters') THEN
+        ALTER TABLE checkpoint ADD COLUMN filters text[];
+    END IF;
+END $$;
 ";
 
 /// Prepares every projection's schema (idempotent), so queries can run before
@@ -177,6 +225,7 @@ pub(crate) async fn prepare_schema(
     })?;
     let mut tx = connection.begin().await?;
     sqlx::raw_sql(BOOKKEEPING).execute(&mut *tx).await?;
+    sqlx::raw_sql(BOOKKEEPING_ADDED).execute(&mut *tx).await?;
     sqlx::query("INSERT INTO checkpoint (projection, last_sequence) VALUES ($1, 0) ON CONFLICT DO NOTHING")
         .bind(projection.name)
         .execute(&mut *tx)

@@ -9,6 +9,17 @@
 //! old and shadow → live, and drops old. The checkpoint and dead letters live
 //! in the schema, so they move with it. Readers keep reading the live tables
 //! until the commit; the runner keeps its lock and carries on in the new schema.
+//!
+//! One rebuild per projection at a time: a rebuild holds the projection's
+//! rebuild lock (a session advisory lock on its own connection) from before
+//! it touches the shadow until after the swap, and a second one is refused at
+//! once, naming the session that holds it ([`RunError::RebuildRunning`]).
+//!
+//! A rebuild is also the way out for a read model that belongs to another
+//! log: the shadow records the identity of the log it was replayed from
+//! (and the filters), and the catch-up to the live checkpoint is skipped
+//! when the live store is not bound to this log (its checkpoint means
+//! nothing here).
 
 use std::time::Duration;
 
@@ -18,7 +29,10 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::event::{RawEvent, to_i64};
 use crate::projection::{ALL, Projection, prepare_schema};
-use crate::runner::{RunError, apply_events, apply_with_connection, begin_batch, read_checkpoint};
+use crate::runner::{
+    RunError, StoredCheckpoint, apply_events, apply_with_connection, begin_batch, read_checkpoint,
+    read_stored_checkpoint, same_filters,
+};
 
 /// Events per transaction while replaying into the shadow schema.
 const REPLAY_BATCH: usize = 1000;
@@ -49,16 +63,26 @@ pub struct ProjectionStatus {
     pub lag: u64,
     /// How many events it could not apply.
     pub dead_letters: i64,
+    /// The identity of the log it was built from, as recorded (`None`: not
+    /// recorded yet).
+    pub log_identity: Option<String>,
+    /// Why its runner refuses to run, or what it will do first (a rebuild
+    /// for changed filters); `None` when all is well.
+    pub problem: Option<String>,
+    /// Whether its runner refuses to run (`problem` says why and the ways out).
+    pub refused: bool,
 }
 
 fn nats(error: impl std::fmt::Display) -> RunError {
     RunError::Nats(error.to_string())
 }
 
-/// Every projection's checkpoint, lag and dead-letter count.
+/// Every projection's checkpoint, lag, dead-letter count and binding
+/// problem (a store of another log, beyond the log's end, or built with
+/// other filters).
 pub async fn status(pool: &PgPool, log: &EventLog) -> Result<Vec<ProjectionStatus>, RunError> {
-    let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
-    let last = stream.cached_info().state.last_sequence;
+    let state = log.state().await.map_err(nats)?;
+    let last = state.last_sequence;
     let mut conn = pool.acquire().await?;
     let mut out = Vec::new();
     for projection in &ALL {
@@ -66,24 +90,59 @@ pub async fn status(pool: &PgPool, log: &EventLog) -> Result<Vec<ProjectionStatu
             .bind(format!("\"{}\".checkpoint", projection.schema))
             .fetch_one(&mut *conn)
             .await?;
-        let (checkpoint, dead_letters) = if exists {
-            let checkpoint = read_checkpoint(&mut conn, projection, projection.schema).await?;
+        let (stored, dead_letters) = if exists {
+            let stored = read_stored_checkpoint(&mut conn, projection, projection.schema).await?;
             // The schema is a projection's static name.
             let sql = format!("SELECT count(*) FROM \"{}\".dead_letters", projection.schema);
             let dead: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *conn).await?;
-            (checkpoint, dead)
+            (stored, dead)
         } else {
-            (0, 0)
+            (StoredCheckpoint::default(), 0)
+        };
+        let binding = gps_nats::identity::check_binding(
+            &projection.store_name(),
+            stored.log_identity.as_deref(),
+            stored.last_sequence,
+            &state,
+        );
+        let refused = binding.is_err();
+        let problem = match binding {
+            Err(error) => Some(error.to_string()),
+            Ok(_) => stored.filters.as_ref().filter(|f| !same_filters(f, projection)).map(|recorded| {
+                format!(
+                    "built with the subject filters {} but consumes {}; its runner rebuilds it from sequence 1",
+                    recorded.join(" "),
+                    projection.filters.join(" ")
+                )
+            }),
         };
         out.push(ProjectionStatus {
             projection: projection.name.to_owned(),
-            checkpoint,
+            checkpoint: stored.last_sequence,
             stream_last_sequence: last,
-            lag: last.saturating_sub(checkpoint),
+            lag: last.saturating_sub(stored.last_sequence),
             dead_letters,
+            log_identity: stored.log_identity,
+            problem,
+            refused,
         });
     }
     Ok(out)
+}
+
+/// What keeps the read models from being served: one line per projection
+/// whose store belongs to another log, is beyond the log's end or must be
+/// rebuilt first, or the reason the check itself failed. Empty when ready.
+/// For readiness probes (`/readyz`).
+pub async fn binding_problems(pool: &PgPool, log: &EventLog) -> Vec<String> {
+    match status(pool, log).await {
+        Ok(statuses) => statuses
+            .into_iter()
+            .filter(|status| status.refused)
+            .filter_map(|status| status.problem.map(|problem| format!("{}: {problem}", status.projection)))
+            .collect(),
+        Err(error) => vec![format!("the read models' binding to the log cannot be checked: {error}")],
+    }
 }
 
 /// Rebuilds `projection` from sequence 1 into a shadow schema and swaps it in.
@@ -95,14 +154,16 @@ pub async fn rebuild(
     let started = std::time::Instant::now();
     let shadow = format!("{}_rebuild", projection.schema);
     let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    take_rebuild_lock(&mut conn, projection).await?;
     // A shadow left by an interrupted rebuild is incomplete: start over.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{shadow}\" CASCADE")))
         .execute(&mut conn)
         .await?;
     prepare_schema(&mut conn, projection, &shadow).await?;
 
-    let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
-    let target = stream.cached_info().state.last_sequence;
+    let state = log.state().await.map_err(nats)?;
+    let identity = state.identity.token();
+    let target = state.last_sequence;
     let mut events = 0;
     // Reading the stream and writing Postgres overlap: the next chunk is read
     // while the previous one is applied.
@@ -110,7 +171,7 @@ pub async fn rebuild(
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
         events += chunk.len() as u64;
-        apply_with_connection(&mut conn, projection, &shadow, &chunk).await?;
+        apply_with_connection(&mut conn, projection, &shadow, &chunk, Some(&identity)).await?;
     }
 
     // The swap: one transaction under the exclusive swap lock.
@@ -119,11 +180,37 @@ pub async fn rebuild(
         .bind(projection.swap_lock_key())
         .execute(&mut *tx)
         .await?;
+    let now = log.state().await.map_err(nats)?;
+    if now.identity != state.identity {
+        return Err(RunError::Nats(format!(
+            "the event log changed during the rebuild of {} (from {} to {}); run it again",
+            projection.name, state.identity, now.identity
+        )));
+    }
     let live_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(format!("\"{}\".checkpoint", projection.schema))
         .fetch_one(&mut *tx)
         .await?;
-    let live = if live_exists { read_checkpoint(&mut tx, projection, projection.schema).await? } else { 0 };
+    let live_stored = if live_exists {
+        read_stored_checkpoint(&mut tx, projection, projection.schema).await?
+    } else {
+        StoredCheckpoint::default()
+    };
+    // A live store of another log (or beyond this log's end) is replaced as
+    // it is: its checkpoint is no position in this log.
+    let live_bound = gps_nats::identity::check_binding(
+        &projection.store_name(),
+        live_stored.log_identity.as_deref(),
+        live_stored.last_sequence,
+        &now,
+    );
+    let live = match &live_bound {
+        Ok(_) => live_stored.last_sequence,
+        Err(error) => {
+            tracing::info!(projection = projection.name, %error, "the rebuild replaces a read model of another log");
+            0
+        }
+    };
     let shadow_checkpoint = read_checkpoint(&mut tx, projection, &shadow).await?;
     begin_batch(&mut tx, projection, &shadow).await?;
     if shadow_checkpoint < live {
@@ -134,12 +221,7 @@ pub async fn rebuild(
                 break;
             }
             events += chunk.len() as u64;
-            apply_events(&mut tx, projection, &chunk, true).await.map_err(|error| match error {
-                crate::runner::BatchError::Postgres(error) => RunError::Postgres(error),
-                crate::runner::BatchError::EventFault => {
-                    RunError::Postgres(sqlx::Error::Protocol("event fault while catching up".into()))
-                }
-            })?;
+            apply_events(&mut tx, projection, &chunk, Some(&identity)).await?;
         }
         // Events of other projections' subjects also moved the live checkpoint.
         sqlx::query("UPDATE checkpoint SET last_sequence = $2 WHERE projection = $1 AND last_sequence < $2")
@@ -148,6 +230,14 @@ pub async fn rebuild(
             .execute(&mut *tx)
             .await?;
     }
+    // The shadow belongs to this log and these filters, even when it applied
+    // nothing (an empty log, no events of its subjects).
+    sqlx::query("UPDATE checkpoint SET log_identity = $2, filters = $3 WHERE projection = $1")
+        .bind(projection.name)
+        .bind(&identity)
+        .bind(projection.filter_subjects())
+        .execute(&mut *tx)
+        .await?;
     let old = format!("{}_old", projection.schema);
     let schema = projection.schema;
     // All three names are built from static projection schema names.
@@ -168,6 +258,48 @@ pub async fn rebuild(
         checkpoint,
         millis: started.elapsed().as_millis(),
     })
+}
+
+/// Takes the projection's rebuild lock for the life of `conn` (a session
+/// advisory lock, released when the connection closes), or refuses at once
+/// naming the session that holds it.
+async fn take_rebuild_lock(conn: &mut PgConnection, projection: &Projection) -> Result<(), RunError> {
+    // Named so that a refused rebuild can say who holds the lock.
+    let me = format!("gps rebuild {} (pid {} on {})", projection.name, std::process::id(), host_name());
+    sqlx::query("SELECT set_config('application_name', $1, false)").bind(&me).execute(&mut *conn).await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(projection.rebuild_lock_key())
+        .fetch_one(&mut *conn)
+        .await?;
+    if locked {
+        return Ok(());
+    }
+    // A bigint advisory key is stored as two 32-bit halves (classid, objid).
+    let holder: Option<(String, i32, String)> = sqlx::query_as(
+        "SELECT coalesce(nullif(a.application_name, ''), 'an unnamed session'), a.pid,
+                to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)",
+    )
+    .bind(projection.rebuild_lock_key())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let holder = match holder {
+        Some((name, pid, since)) => format!("{name}, Postgres session {pid} since {since}"),
+        None => "a session that has just ended".to_owned(),
+    };
+    Err(RunError::RebuildRunning { projection: projection.name.to_owned(), holder })
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "an unknown host".to_owned())
 }
 
 /// Which part of the log a replay into a separate schema reads, and where it stops.
@@ -205,13 +337,9 @@ pub async fn replay_into(
         .execute(&mut conn)
         .await?;
     prepare_schema(&mut conn, projection, schema).await?;
-    let until = match limit.until_sequence {
-        Some(until) => until,
-        None => {
-            let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
-            stream.cached_info().state.last_sequence
-        }
-    };
+    let state = log.state().await.map_err(nats)?;
+    let identity = state.identity.token();
+    let until = limit.until_sequence.unwrap_or(state.last_sequence);
     let filters = match &limit.brand {
         // `gps.evt.*.product.>` → `gps.evt.<brand>.product.>`; `gps.evt.>` → `gps.evt.<brand>.>`.
         Some(brand) => projection
@@ -232,7 +360,7 @@ pub async fn replay_into(
             break;
         }
         events += chunk.len() as u64;
-        apply_with_connection(&mut conn, projection, schema, &chunk).await?;
+        apply_with_connection(&mut conn, projection, schema, &chunk, Some(&identity)).await?;
         progress(events);
     }
     Ok(events)

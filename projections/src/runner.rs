@@ -8,18 +8,35 @@
 //! nothing. An event that cannot be decoded or applied (unknown type or
 //! version, payload mismatch, a data or constraint error) is recorded in the
 //! projection's `dead_letters` table in the same transaction and does not
-//! block the events behind it.
+//! block the events behind it: a batch is applied with multi-row statements
+//! where the model has them, and bisected under savepoints when an event
+//! fails, so the faulty event alone is dead-lettered ([`apply_events`]).
 //!
-//! Postgres remains the source of truth for the position: at the start of a
-//! session the durable consumer is recreated from the checkpoint when the
-//! server has delivered beyond it (e.g. after a crash mid-batch), so unacked
-//! messages are re-read at once instead of after the ack wait.
+//! No event is skipped: JetStream counts a message as delivered once it is
+//! sent into a pull request, so messages in flight when a connection drops
+//! are gone until their ack wait ends while newer ones keep coming. The
+//! runner therefore checks that consumer sequences (not stream sequences:
+//! the filters skip subjects) are contiguous, and ends its session on a gap
+//! or on any reconnect of the client. Postgres remains the source of truth
+//! for the position: a session starts by recreating the durable consumer
+//! from the checkpoint whenever the server has delivered beyond it, holds
+//! unacknowledged deliveries, or still has a pull request waiting, so the
+//! lost messages are read again at once, before anything newer.
+//!
+//! A read model knows its log: the checkpoint records the identity of the
+//! stream it was built from (`gps_nats::identity`) and the subject filters.
+//! A session refuses to apply anything when the store was built from
+//! another log or is beyond the log's end (the runner reports
+//! [`RunnerState::Refused`] and logs the reason; `gps projections rebuild`
+//! is the way out), and rebuilds from sequence 1 when the filters changed
+//! (events of newly consumed subjects lie below the checkpoint).
 
 use std::future::Future;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use gps_nats::EventLog;
+use gps_nats::identity::{BindingError, check_binding};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
@@ -38,6 +55,24 @@ pub enum RunError {
     /// No projection has that name.
     #[error("no projection is called {0:?}; known: brands, catalog, production, review, delivery, activity")]
     UnknownProjection(String),
+    /// The read model does not belong to this log (or is beyond its end).
+    #[error("{0}")]
+    Binding(#[from] BindingError),
+    /// The session ended so the next one re-reads from the checkpoint (a
+    /// reconnect, or deliveries lost in flight).
+    #[error("session ended to re-read from the checkpoint: {0}")]
+    Interrupted(String),
+    /// Another rebuild of the same projection holds its rebuild lock.
+    #[error(
+        "a rebuild of {projection} is already running (started by {holder}); wait for it to finish, \
+         or stop that process and run the rebuild again"
+    )]
+    RebuildRunning {
+        /// The projection.
+        projection: String,
+        /// Who holds the lock, as Postgres knows the session.
+        holder: String,
+    },
 }
 
 fn nats(error: impl std::fmt::Display) -> RunError {
@@ -45,14 +80,20 @@ fn nats(error: impl std::fmt::Display) -> RunError {
 }
 
 /// What a runner is doing, for tests and operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunnerState {
     /// Connecting.
     Starting,
     /// Another runner holds the projection's lock; this one waits.
     WaitingForLock,
+    /// Rebuilding the read model from sequence 1 (its filters changed).
+    Rebuilding,
     /// Holding the lock and applying events.
     Active,
+    /// Refusing to apply anything: the read model belongs to another log or
+    /// is beyond its end. The text says which and the ways out; the runner
+    /// checks again every [`RunnerOptions::refused_retry`].
+    Refused(String),
     /// Shut down.
     Stopped,
 }
@@ -68,6 +109,9 @@ pub struct RunnerOptions {
     pub idle_tick: Duration,
     /// How often a waiting runner tries to take the lock.
     pub lock_poll: Duration,
+    /// How often a refused runner checks its binding again (a rebuild may
+    /// have fixed it).
+    pub refused_retry: Duration,
     /// Reports the runner's state, when set.
     pub state: Option<watch::Sender<RunnerState>>,
 }
@@ -78,6 +122,7 @@ impl Default for RunnerOptions {
             batch_size: 500,
             idle_tick: Duration::from_millis(200),
             lock_poll: Duration::from_millis(500),
+            refused_retry: Duration::from_secs(5),
             state: None,
         }
     }
@@ -144,24 +189,40 @@ pub async fn run_projection(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let shutdown = Box::pin(shutdown).shared();
+    let mut refused: Option<String> = None;
     loop {
         options.report(RunnerState::Starting);
         let session = session(&pool, &log, projection, &options, shutdown.clone());
-        match session.await {
+        let pause = match session.await {
             Ok(()) => {
                 options.report(RunnerState::Stopped);
                 return Ok(());
             }
+            Err(RunError::Binding(error)) => {
+                let message = error.to_string();
+                // Once per distinct reason: the runner checks again and again.
+                if refused.as_deref() != Some(message.as_str()) {
+                    tracing::error!(projection = projection.name, "refusing to run: {message}");
+                }
+                options.report(RunnerState::Refused(message.clone()));
+                refused = Some(message);
+                options.refused_retry
+            }
+            Err(RunError::Interrupted(reason)) => {
+                tracing::info!(projection = projection.name, %reason, "projection runner restarting");
+                Duration::from_millis(10)
+            }
             Err(error) => {
                 tracing::warn!(projection = projection.name, %error, "projection runner failed; restarting");
+                Duration::from_secs(1)
             }
-        }
+        };
         tokio::select! {
             () = shutdown.clone() => {
                 options.report(RunnerState::Stopped);
                 return Ok(());
             }
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }
@@ -196,10 +257,32 @@ where
             () = tokio::time::sleep(options.lock_poll) => {}
         }
     }
-    options.report(RunnerState::Active);
     prepare_schema(&mut conn, projection, projection.schema).await?;
-    let checkpoint = read_checkpoint(&mut conn, projection, projection.schema).await?;
-    let consumer = ensure_consumer(log, projection, checkpoint).await?;
+    // Every reconnect from here on ends the session: deliveries in flight
+    // when a connection drops are lost to this consumer until their ack wait
+    // ends, and the events behind them must not be applied before them.
+    let connects = connects(log);
+    let state = log.state().await.map_err(nats)?;
+    let mut stored = read_stored_checkpoint(&mut conn, projection, projection.schema).await?;
+    check_binding(&projection.store_name(), stored.log_identity.as_deref(), stored.last_sequence, &state)?;
+    if let Some(recorded) = stored.filters.as_ref().filter(|recorded| !same_filters(recorded, projection)) {
+        // Events of the subjects the old filters did not take were never
+        // applied and lie below the checkpoint: only a replay from 1 sees them.
+        tracing::warn!(
+            projection = projection.name,
+            recorded = %recorded.join(" "),
+            now = %projection.filters.join(" "),
+            "the read model was built with other subject filters; rebuilding it from sequence 1"
+        );
+        options.report(RunnerState::Rebuilding);
+        let report = crate::rebuild::rebuild(pool, log, projection).await?;
+        tracing::info!(projection = projection.name, events = report.events, "rebuilt for the new filters");
+        stored = read_stored_checkpoint(&mut conn, projection, projection.schema).await?;
+    }
+    let identity = state.identity.token();
+    let checkpoint = stored.last_sequence;
+    let (consumer, mut last_delivery) = ensure_consumer(log, projection, checkpoint).await?;
+    options.report(RunnerState::Active);
     tracing::info!(projection = projection.name, checkpoint, "projection runner active");
     let mut messages = consumer
         .stream()
@@ -216,7 +299,8 @@ where
         };
         let first = match next {
             Err(_idle) => {
-                catch_up_when_idle(&mut conn, log, &consumer, projection).await?;
+                check_connection(log, connects)?;
+                catch_up_when_idle(&mut conn, log, &consumer, projection, &identity).await?;
                 continue;
             }
             Ok(None) => return Err(RunError::Nats("the consumer's message stream ended".into())),
@@ -231,24 +315,76 @@ where
                 Some(None) | None => break,
             }
         }
-        let raws = batch
-            .iter()
-            .map(RawEvent::from_message)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(RunError::Nats)?;
-        let report = apply_with_connection(&mut conn, projection, projection.schema, &raws).await?;
-        if report.dead_lettered > 0 {
-            tracing::warn!(
-                projection = projection.name,
-                count = report.dead_lettered,
-                "events sent to dead letters"
-            );
+        // Every delivery of this consumer has the next consumer sequence
+        // (stream sequences may jump: the filters skip other subjects). A
+        // jump means deliveries were lost in flight; the events after them
+        // must wait, or the checkpoint would pass the lost ones for good.
+        let mut gap = None;
+        for (index, message) in batch.iter().enumerate() {
+            let delivery = message.info().map_err(nats)?.consumer_sequence;
+            if delivery != last_delivery + 1 {
+                gap = Some((index, delivery));
+                break;
+            }
+            last_delivery = delivery;
         }
-        for message in &batch {
-            message.ack().await.map_err(nats)?;
+        if let Some((index, _)) = gap {
+            batch.truncate(index);
         }
-        announce(log, projection, &raws).await;
+        if !batch.is_empty() {
+            let raws = batch
+                .iter()
+                .map(RawEvent::from_message)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(RunError::Nats)?;
+            let report =
+                apply_with_connection(&mut conn, projection, projection.schema, &raws, Some(&identity))
+                    .await?;
+            if report.dead_lettered > 0 {
+                tracing::warn!(
+                    projection = projection.name,
+                    count = report.dead_lettered,
+                    "events sent to dead letters"
+                );
+            }
+            for message in &batch {
+                message.ack().await.map_err(nats)?;
+            }
+            announce(log, projection, &raws).await;
+        }
+        if let Some((_, delivery)) = gap {
+            return Err(RunError::Interrupted(format!(
+                "delivery {delivery} follows {last_delivery}: deliveries were lost in flight"
+            )));
+        }
+        check_connection(log, connects)?;
     }
+}
+
+/// How many times the client has connected (the first connect included).
+fn connects(log: &EventLog) -> u64 {
+    log.client().statistics().connects.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Ends the session when the client reconnected since `connects` was read.
+fn check_connection(log: &EventLog, connects_then: u64) -> Result<(), RunError> {
+    let now = connects(log);
+    if now != connects_then {
+        return Err(RunError::Interrupted(format!(
+            "the NATS connection was re-established ({} reconnect(s)); deliveries in flight may be lost",
+            now.saturating_sub(connects_then)
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the recorded filters are the projection's (in any order).
+pub(crate) fn same_filters(recorded: &[String], projection: &Projection) -> bool {
+    let mut recorded: Vec<&str> = recorded.iter().map(String::as_str).collect();
+    let mut now: Vec<&str> = projection.filters.to_vec();
+    recorded.sort_unstable();
+    now.sort_unstable();
+    recorded == now
 }
 
 /// What a live notice says: this event is now visible in this projection's
@@ -287,29 +423,46 @@ async fn announce(log: &EventLog, projection: &Projection, raws: &[RawEvent]) {
     }
 }
 
-/// Gets the durable consumer, recreating it from the checkpoint when the
-/// server's position is beyond what Postgres has (a crash between delivery and
-/// commit) or its filters changed. Only the lock holder calls this.
+/// Gets the durable consumer and the consumer sequence of its last delivery,
+/// recreating it from the checkpoint when the server's state could hand this
+/// session anything but the events after the checkpoint, in order: it has
+/// delivered beyond the checkpoint (a crash before commit, deliveries lost
+/// with a connection), deliveries are unacknowledged, a pull request of an
+/// earlier session is still waiting (it could take messages nobody reads),
+/// or its filters changed. Only the lock holder calls this.
 async fn ensure_consumer(
     log: &EventLog,
     projection: &Projection,
     checkpoint: u64,
-) -> Result<async_nats::jetstream::consumer::PullConsumer, RunError> {
+) -> Result<(async_nats::jetstream::consumer::PullConsumer, u64), RunError> {
     let name = projection.durable_name();
     let filters = projection.filter_subjects();
     let mut consumer = log.durable_consumer(&name, filters.clone(), checkpoint).await.map_err(nats)?;
-    let info = consumer.info().await.map_err(nats)?;
+    let mut info = consumer.get_info().await.map_err(nats)?;
     let configured = if info.config.filter_subjects.is_empty() {
         vec![info.config.filter_subject.clone()]
     } else {
         info.config.filter_subjects.clone()
     };
-    if info.delivered.stream_sequence > checkpoint || configured != filters {
+    if info.delivered.stream_sequence > checkpoint
+        || info.num_ack_pending > 0
+        || info.num_waiting > 0
+        || configured != filters
+    {
+        tracing::debug!(
+            projection = projection.name,
+            checkpoint,
+            delivered = info.delivered.stream_sequence,
+            ack_pending = info.num_ack_pending,
+            waiting = info.num_waiting,
+            "recreating the durable consumer from the checkpoint"
+        );
         let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(nats)?;
         stream.delete_consumer(&name).await.map_err(nats)?;
         consumer = log.durable_consumer(&name, filters, checkpoint).await.map_err(nats)?;
+        info = consumer.get_info().await.map_err(nats)?;
     }
-    Ok(consumer)
+    Ok((consumer, info.delivered.consumer_sequence))
 }
 
 /// When nothing is pending for this projection, every event up to the
@@ -321,6 +474,7 @@ async fn catch_up_when_idle(
     log: &EventLog,
     consumer: &async_nats::jetstream::consumer::PullConsumer,
     projection: &Projection,
+    identity: &str,
 ) -> Result<(), RunError> {
     // Read the stream's end first: whatever the consumer reports afterwards
     // covers at least everything up to it.
@@ -333,10 +487,15 @@ async fn catch_up_when_idle(
     let mut tx = conn.begin().await?;
     begin_batch(&mut tx, projection, projection.schema).await?;
     sqlx::query(
-        "UPDATE checkpoint SET last_sequence = $2, updated_at = now() WHERE projection = $1 AND last_sequence < $2",
+        "UPDATE checkpoint SET last_sequence = GREATEST(last_sequence, $2), log_identity = $3, filters = $4,
+                updated_at = now()
+         WHERE projection = $1
+           AND (last_sequence < $2 OR log_identity IS DISTINCT FROM $3 OR filters IS DISTINCT FROM $4)",
     )
     .bind(projection.name)
     .bind(to_i64(last))
+    .bind(identity)
+    .bind(projection.filter_subjects())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -348,17 +507,43 @@ pub(crate) async fn read_checkpoint(
     projection: &Projection,
     schema: &str,
 ) -> Result<u64, sqlx::Error> {
-    let sql = format!("SELECT last_sequence FROM \"{schema}\".checkpoint WHERE projection = $1");
-    // `schema` is a projection's static schema name or its checked shadow name.
-    let value: Option<i64> =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(projection.name).fetch_optional(&mut *conn).await?;
-    Ok(value.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+    Ok(read_stored_checkpoint(conn, projection, schema).await?.last_sequence)
 }
 
-/// Applies `events` to `projection` in its schema (or `schema`, a shadow) in
-/// one transaction with the checkpoint; events at or below the checkpoint are
-/// skipped. Used by the runner, by rebuilds, and by tests that apply the same
-/// batch twice.
+/// A projection's checkpoint row: its position, and the log and filters it
+/// was built with (`None`: not recorded yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoredCheckpoint {
+    pub(crate) last_sequence: u64,
+    pub(crate) log_identity: Option<String>,
+    pub(crate) filters: Option<Vec<String>>,
+}
+
+/// Reads the checkpoint row of `schema` (a live or shadow schema). Read as
+/// JSON so that a schema whose bookkeeping predates a column still answers.
+pub(crate) async fn read_stored_checkpoint(
+    conn: &mut PgConnection,
+    projection: &Projection,
+    schema: &str,
+) -> Result<StoredCheckpoint, sqlx::Error> {
+    // `schema` is a projection's static schema name or its checked shadow name.
+    let sql = format!("SELECT to_jsonb(c) FROM \"{schema}\".checkpoint c WHERE projection = $1");
+    let row: Option<serde_json::Value> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(projection.name).fetch_optional(&mut *conn).await?;
+    let Some(row) = row else { return Ok(StoredCheckpoint::default()) };
+    Ok(StoredCheckpoint {
+        last_sequence: row.get("last_sequence").and_then(serde_json::Value::as_u64).unwrap_or(0),
+        log_identity: row.get("log_identity").and_then(serde_json::Value::as_str).map(str::to_owned),
+        filters: row
+            .get("filters")
+            .and_then(serde_json::Value::as_array)
+            .map(|filters| filters.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect()),
+    })
+}
+
+/// Applies `events` to `projection` in its schema in one transaction with
+/// the checkpoint; events at or below the checkpoint are skipped. For tests
+/// that apply the same batch twice; it records no log identity.
 pub async fn apply_batch(
     pool: &PgPool,
     projection: &Projection,
@@ -366,39 +551,26 @@ pub async fn apply_batch(
 ) -> Result<BatchReport, RunError> {
     let mut conn = pool.acquire().await?;
     prepare_schema(&mut conn, projection, projection.schema).await?;
-    let report = apply_with_connection(&mut conn, projection, projection.schema, events).await;
+    let report = apply_with_connection(&mut conn, projection, projection.schema, events, None).await;
     // The pooled connection goes back with the default search_path.
     sqlx::query("RESET search_path").execute(&mut *conn).await?;
     report
 }
 
+/// Applies `events` to `schema` (live or shadow) in one transaction with the
+/// checkpoint, which records `identity` (the log's token) when given.
 pub(crate) async fn apply_with_connection(
     conn: &mut PgConnection,
     projection: &Projection,
     schema: &str,
     events: &[RawEvent],
+    identity: Option<&str>,
 ) -> Result<BatchReport, RunError> {
-    // Fast path without savepoints; if an event turns out to be faulty the
-    // whole transaction is rolled back and the batch is applied again with
-    // one savepoint per event, so the faulty one alone goes to dead letters.
-    for careful in [false, true] {
-        let mut tx = conn.begin().await?;
-        begin_batch(&mut tx, projection, schema).await?;
-        match apply_events(&mut tx, projection, events, careful).await {
-            Ok(report) => {
-                tx.commit().await?;
-                return Ok(report);
-            }
-            Err(BatchError::EventFault) if !careful => {
-                tx.rollback().await?;
-            }
-            Err(BatchError::EventFault) => {
-                return Err(RunError::Postgres(sqlx::Error::Protocol("event fault in careful mode".into())));
-            }
-            Err(BatchError::Postgres(error)) => return Err(RunError::Postgres(error)),
-        }
-    }
-    Err(RunError::Postgres(sqlx::Error::Protocol("unreachable: batch not applied".into())))
+    let mut tx = conn.begin().await?;
+    begin_batch(&mut tx, projection, schema).await?;
+    let report = apply_events(&mut tx, projection, events, identity).await?;
+    tx.commit().await?;
+    Ok(report)
 }
 
 /// Points the transaction at `schema` and takes the projection's swap lock in
@@ -430,20 +602,9 @@ pub(crate) async fn begin_batch(
     Ok(())
 }
 
-pub(crate) enum BatchError {
-    EventFault,
-    Postgres(sqlx::Error),
-}
-
-impl From<sqlx::Error> for BatchError {
-    fn from(error: sqlx::Error) -> Self {
-        BatchError::Postgres(error)
-    }
-}
-
 /// Whether a Postgres error is the event's fault (the same event would fail
 /// again: data exception, constraint violation) rather than the database's.
-fn is_event_fault(error: &sqlx::Error) -> bool {
+pub(crate) fn is_event_fault(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
@@ -452,13 +613,23 @@ fn is_event_fault(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Applies events inside an open transaction whose search_path is set.
+/// Applies events inside an open transaction whose search_path is set, and
+/// moves the checkpoint (recording `identity` when given, and the filters).
+///
+/// The events after the checkpoint are decoded (an undecodable one is a dead
+/// letter) and applied as one run with the projection's multi-row
+/// [`Projection::apply_many`] under a savepoint. When the run fails because
+/// of an event (a data or constraint error), the savepoint is rolled back and
+/// the run is bisected: each half is applied the same way, down to the
+/// single faulty event, which goes to dead letters while every other event
+/// is applied, in order. A healthy batch costs one savepoint; a batch with
+/// one poison event about 2·log2(n) runs.
 pub(crate) async fn apply_events(
     tx: &mut PgConnection,
     projection: &Projection,
     events: &[RawEvent],
-    careful: bool,
-) -> Result<BatchReport, BatchError> {
+    identity: Option<&str>,
+) -> Result<BatchReport, sqlx::Error> {
     let checkpoint: i64 =
         sqlx::query_scalar("SELECT last_sequence FROM checkpoint WHERE projection = $1 FOR UPDATE")
             .bind(projection.name)
@@ -466,6 +637,8 @@ pub(crate) async fn apply_events(
             .await?;
     let mut report = BatchReport::default();
     let mut last = checkpoint;
+    let mut decoded = Vec::with_capacity(events.len());
+    let mut origins = Vec::with_capacity(events.len());
     for raw in events {
         let sequence = to_i64(raw.sequence);
         if sequence <= last {
@@ -473,49 +646,80 @@ pub(crate) async fn apply_events(
             continue;
         }
         last = sequence;
-        let event = match decode(raw) {
-            Ok(event) => event,
+        match decode(raw) {
+            Ok(event) => {
+                decoded.push(event);
+                origins.push(raw);
+            }
             Err(reason) => {
                 dead_letter(tx, projection, raw, None, &reason).await?;
                 report.dead_lettered += 1;
-                continue;
-            }
-        };
-        if careful {
-            let mut savepoint = tx.begin().await?;
-            match (projection.apply)(&mut savepoint, &event).await {
-                Ok(()) => {
-                    savepoint.commit().await?;
-                    report.applied += 1;
-                }
-                Err(error) if is_event_fault(&error) => {
-                    savepoint.rollback().await?;
-                    let reason = format!("cannot be applied: {error}");
-                    dead_letter(tx, projection, raw, Some(&event.envelope.event_type), &reason).await?;
-                    report.dead_lettered += 1;
-                }
-                Err(error) => return Err(BatchError::Postgres(error)),
-            }
-        } else {
-            match (projection.apply)(tx, &event).await {
-                Ok(()) => report.applied += 1,
-                Err(error) if is_event_fault(&error) => return Err(BatchError::EventFault),
-                Err(error) => return Err(BatchError::Postgres(error)),
             }
         }
     }
+    // Ranges still to apply, the next one last (a stack keeps them in order).
+    let mut ranges = vec![(0, decoded.len())];
+    while let Some((start, end)) = ranges.pop() {
+        if start == end {
+            continue;
+        }
+        let run = &decoded[start..end];
+        let mut savepoint = tx.begin().await?;
+        let result = match projection.apply_many {
+            Some(apply_many) => apply_many(&mut savepoint, run).await,
+            None => apply_each(projection, &mut savepoint, run).await,
+        };
+        match result {
+            Ok(()) => {
+                savepoint.commit().await?;
+                report.applied += run.len();
+            }
+            Err(error) if is_event_fault(&error) => {
+                savepoint.rollback().await?;
+                if let [event] = run {
+                    let reason = format!("cannot be applied: {error}");
+                    let event_type = Some(event.envelope.event_type.as_str());
+                    dead_letter(tx, projection, origins[start], event_type, &reason).await?;
+                    report.dead_lettered += 1;
+                } else {
+                    let middle = start + run.len() / 2;
+                    ranges.push((middle, end));
+                    ranges.push((start, middle));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
     if last > checkpoint {
-        sqlx::query("UPDATE checkpoint SET last_sequence = $2, updated_at = now() WHERE projection = $1")
-            .bind(projection.name)
-            .bind(last)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE checkpoint SET last_sequence = $2, log_identity = COALESCE($3, log_identity), filters = $4,
+                    updated_at = now()
+             WHERE projection = $1",
+        )
+        .bind(projection.name)
+        .bind(last)
+        .bind(identity)
+        .bind(projection.filter_subjects())
+        .execute(&mut *tx)
+        .await?;
     }
     report.checkpoint = u64::try_from(last).unwrap_or(0);
     Ok(report)
 }
 
-async fn dead_letter(
+/// Applies a run one event at a time, for models without a multi-row form.
+async fn apply_each(
+    projection: &Projection,
+    conn: &mut PgConnection,
+    events: &[crate::event::Event],
+) -> Result<(), sqlx::Error> {
+    for event in events {
+        (projection.apply)(conn, event).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn dead_letter(
     tx: &mut PgConnection,
     projection: &Projection,
     raw: &RawEvent,

@@ -23,13 +23,13 @@ use crate::harness::{TestDb, TestNats, brand};
 /// Every wait in these tests is bounded by this.
 // Generous: a bound on how long a broken build takes to fail, not a speed
 // requirement (a debug projector on a loaded 2-core machine is slow).
-const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
-fn meta() -> CommandMeta {
+pub(crate) fn meta() -> CommandMeta {
     CommandMeta::generated(Actor::System("test".into()))
 }
 
-fn asset(seed: u8) -> AssetRef {
+pub(crate) fn asset(seed: u8) -> AssetRef {
     AssetRef {
         hash: ContentHash::parse(format!("sha256:{}", format!("{seed:02x}").repeat(32))).expect("hash"),
         media_type: "image/jpeg".into(),
@@ -39,7 +39,7 @@ fn asset(seed: u8) -> AssetRef {
     }
 }
 
-fn create_product(id: &str, category: &str) -> ProductCommand {
+pub(crate) fn create_product(id: &str, category: &str) -> ProductCommand {
     ProductCommand::CreateProduct {
         product_id: ProductId::parse(id).expect("id"),
         brand_id: brand(),
@@ -50,19 +50,19 @@ fn create_product(id: &str, category: &str) -> ProductCommand {
     }
 }
 
-async fn product(handler: &CommandHandler, id: &str, command: &ProductCommand) -> u64 {
+pub(crate) async fn product(handler: &CommandHandler, id: &str, command: &ProductCommand) -> u64 {
     let address = CommandHandler::address::<Product>(&brand(), id).expect("address");
     handler.execute::<Product>(&address, &meta(), command).await.expect("product command").stream_sequence
 }
 
 /// The projector in this process, stopped when the returned sender is dropped or fired.
-struct Projector {
+pub(crate) struct Projector {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), gps_projections::RunError>>,
 }
 
 impl Projector {
-    fn start(pool: &PgPool, log: &EventLog) -> Self {
+    pub(crate) fn start(pool: &PgPool, log: &EventLog) -> Self {
         // Runner failures are logged and retried; show them when a test fails.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -77,7 +77,7 @@ impl Projector {
         Projector { stop: Some(stop), task }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -89,16 +89,16 @@ impl Projector {
     }
 }
 
-async fn wait_all(pool: &PgPool, sequence: u64) {
+pub(crate) async fn wait_all(pool: &PgPool, sequence: u64) {
     gps_projections::wait_for_sequence(pool, None, sequence, WAIT).await.expect("projections catch up");
 }
 
-async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+pub(crate) async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
 }
 
 /// Every table of a schema as ordered JSON rows, for exact comparisons.
-async fn dump_schema(pool: &PgPool, schema: &str) -> BTreeMap<String, Vec<serde_json::Value>> {
+pub(crate) async fn dump_schema(pool: &PgPool, schema: &str) -> BTreeMap<String, Vec<serde_json::Value>> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables
          WHERE table_schema = $1 AND table_name <> '_sqlx_migrations' ORDER BY table_name",
@@ -124,7 +124,7 @@ async fn dump_schema(pool: &PgPool, schema: &str) -> BTreeMap<String, Vec<serde_
     out
 }
 
-async fn dump_all(pool: &PgPool) -> BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>> {
+pub(crate) async fn dump_all(pool: &PgPool) -> BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>> {
     let mut out = BTreeMap::new();
     for projection in &gps_projections::ALL {
         out.insert(projection.schema.to_owned(), dump_schema(pool, projection.schema).await);
@@ -134,7 +134,7 @@ async fn dump_all(pool: &PgPool) -> BTreeMap<String, BTreeMap<String, Vec<serde_
 
 /// A brand with two members, products with images, a subject: events of
 /// three aggregate kinds. Returns the last stream sequence.
-async fn seed(handler: &CommandHandler) -> u64 {
+pub(crate) async fn seed(handler: &CommandHandler) -> u64 {
     let brand_address = CommandHandler::address::<Brand>(&brand(), brand().as_str()).expect("address");
     handler
         .execute::<Brand>(
@@ -272,7 +272,7 @@ async fn reading_past_the_end_of_the_stream_reports_not_yet_consistent() {
 }
 
 /// Every stored message up to `last`, as a projection reads it.
-async fn raw_events(log: &EventLog, last: u64) -> Vec<gps_projections::event::RawEvent> {
+pub(crate) async fn raw_events(log: &EventLog, last: u64) -> Vec<gps_projections::event::RawEvent> {
     let stream = log.jetstream().get_stream("GPS_EVENTS").await.expect("stream");
     let mut out = Vec::new();
     for sequence in 1..=last {
@@ -442,7 +442,7 @@ async fn a_rebuild_produces_the_same_tables_and_the_runner_carries_on() {
     projector.stop().await;
 }
 
-async fn wait_state(state: &mut watch::Receiver<RunnerState>, wanted: RunnerState) {
+pub(crate) async fn wait_state(state: &mut watch::Receiver<RunnerState>, wanted: RunnerState) {
     tokio::time::timeout(WAIT, state.wait_for(|s| *s == wanted))
         .await
         .unwrap_or_else(|_| panic!("runner never became {wanted:?}"))
@@ -813,4 +813,107 @@ async fn every_event_type_is_applied_without_dead_letters() {
     assert_eq!(count(&pool, "SELECT count(*) FROM brands.api_clients WHERE revoked").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM brands.channel_presets").await, 0);
     assert_eq!(count(&pool, "SELECT count(*) FROM activity.activity").await, fixtures.len() as i64);
+}
+
+#[tokio::test]
+async fn a_poison_event_in_the_middle_of_a_batch_is_dead_lettered_alone() {
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let handler = CommandHandler::new(log.clone());
+    let mut last = 0;
+    for n in 1..=9 {
+        let id = format!("p{n}");
+        last = product(&handler, &id, &create_product(&id, "dresses")).await;
+    }
+    let stored = raw_events(&log, last).await;
+    // p1 created a second time in the middle: its insert violates the key.
+    let mut batch: Vec<_> = stored[..5].to_vec();
+    batch.push(stored[0].clone());
+    batch.extend(stored[5..].iter().cloned());
+    for (n, raw) in batch.iter_mut().enumerate() {
+        raw.sequence = n as u64 + 1;
+    }
+    let catalog = gps_projections::by_name("catalog").expect("catalog");
+    let report = gps_projections::runner::apply_batch(&pool, catalog, &batch).await.expect("apply");
+    assert_eq!((report.applied, report.dead_lettered, report.checkpoint), (9, 1, 10));
+    let dead: Vec<(i64, String)> = sqlx::query_as("SELECT stream_sequence, reason FROM catalog.dead_letters")
+        .fetch_all(&pool)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, 6, "the duplicate alone");
+    assert!(dead[0].1.contains("duplicate key"), "{}", dead[0].1);
+    let products: Vec<(String, i64)> =
+        sqlx::query_as("SELECT product_id, created_sequence FROM catalog.products ORDER BY created_sequence")
+            .fetch_all(&pool)
+            .await
+            .expect("products");
+    let expected: Vec<(String, i64)> =
+        (1..=9).map(|n| (format!("p{n}"), if n <= 5 { n } else { n + 1 })).collect();
+    assert_eq!(products, expected, "every other event of the batch is applied");
+
+    // The same batch again changes nothing.
+    let before = dump_schema(&pool, "catalog").await;
+    let again = gps_projections::runner::apply_batch(&pool, catalog, &batch).await.expect("apply");
+    assert_eq!((again.applied, again.skipped, again.dead_lettered), (0, 10, 0));
+    assert_eq!(dump_schema(&pool, "catalog").await, before);
+}
+
+#[tokio::test]
+async fn dead_letters_that_apply_now_are_retried_and_removed() {
+    let nats = TestNats::start().await;
+    let db = TestDb::create().await;
+    let log = nats.event_log().await;
+    let pool = gps_projections::connect(db.url()).await.expect("connect");
+    let handler = CommandHandler::new(log.clone());
+    let projector = Projector::start(&pool, &log);
+    product(&handler, "p1", &create_product("p1", "dresses")).await;
+    log.jetstream()
+        .publish("gps.evt.acme.product.junk", "{\"not\": \"an envelope\"}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let created = product(&handler, "p2", &create_product("p2", "shoes")).await;
+    let command = ProductCommand::AddProductImage {
+        image_id: ImageId::parse("img2").expect("id"),
+        asset: asset(2),
+        view: ImageView::Front,
+        analysis: None,
+    };
+    let last = product(&handler, "p2", &command).await;
+    wait_all(&pool, last).await;
+    projector.stop().await;
+    let expected = dump_schema(&pool, "catalog").await;
+    // As if a bug of an earlier build had failed p2's two events.
+    sqlx::query("DELETE FROM catalog.product_images WHERE product_id = 'p2'")
+        .execute(&pool)
+        .await
+        .expect("rm");
+    sqlx::query("DELETE FROM catalog.products WHERE product_id = 'p2'").execute(&pool).await.expect("rm");
+    sqlx::query(
+        "INSERT INTO catalog.dead_letters (stream_sequence, projection, subject, event_type, reason, body)
+         SELECT s, 'catalog', 'gps.evt.acme.product.p2', NULL, 'cannot be applied: an old bug', ''::bytea
+         FROM unnest(ARRAY[$1::bigint, $2::bigint]) s",
+    )
+    .bind(created as i64)
+    .bind(last as i64)
+    .execute(&pool)
+    .await
+    .expect("dead letters");
+    let status = gps_projections::status(&pool, &log).await.expect("status");
+    assert_eq!(status.iter().find(|s| s.projection == "catalog").expect("catalog").dead_letters, 3);
+
+    let catalog = gps_projections::by_name("catalog").expect("catalog");
+    let report = gps_projections::retry_dead_letters(&pool, &log, catalog).await.expect("retry");
+    assert_eq!((report.tried, report.applied, report.still_dead), (3, 2, 1));
+    let left: Vec<(i64, String)> = sqlx::query_as("SELECT stream_sequence, reason FROM catalog.dead_letters")
+        .fetch_all(&pool)
+        .await
+        .expect("dead");
+    assert_eq!(left.len(), 1);
+    assert!(left[0].1.contains("not an event envelope"), "{}", left[0].1);
+    assert_eq!(dump_schema(&pool, "catalog").await, expected, "as if the events had never failed");
 }

@@ -25,6 +25,64 @@ pub(crate) fn apply<'a>(conn: &'a mut PgConnection, e: &'a Event) -> BoxFuture<'
     })
 }
 
+/// Applies a run of events; a run of `product.details_updated` of one
+/// product (a rebuild meets long ones) becomes one `UPDATE` with the result
+/// of applying them in turn: each field takes the last value the run sets,
+/// the row's time, version and sequence the last event's.
+pub(crate) fn apply_many<'a>(
+    conn: &'a mut PgConnection,
+    events: &'a [Event],
+) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    fn details(e: &Event) -> Option<&gps_domain::product::ProductDetailsUpdated> {
+        match &e.event {
+            AnyEvent::Product(ProductEvent::DetailsUpdated(p)) => Some(p),
+            _ => None,
+        }
+    }
+    Box::pin(async move {
+        let mut start = 0;
+        while start < events.len() {
+            let first = &events[start];
+            let mut end = start + 1;
+            if details(first).is_some() {
+                while end < events.len()
+                    && details(&events[end]).is_some()
+                    && events[end].brand() == first.brand()
+                    && events[end].id() == first.id()
+                {
+                    end += 1;
+                }
+            }
+            if end - start == 1 {
+                apply(conn, first).await?;
+            } else {
+                let run = &events[start..end];
+                let name = run.iter().rev().find_map(|e| details(e)?.name.as_ref());
+                let category = run.iter().rev().find_map(|e| details(e)?.category.as_ref());
+                let attributes = run.iter().rev().find_map(|e| details(e)?.attributes.as_ref());
+                let last = &run[run.len() - 1];
+                sqlx::query(
+                    "UPDATE products SET name = COALESCE($6, name), category = COALESCE($7, category),
+                            attributes = COALESCE($8, attributes), updated_at = $3, version = $4, last_sequence = $5
+                     WHERE brand = $1 AND product_id = $2",
+                )
+                .bind(last.brand())
+                .bind(last.id())
+                .bind(last.at)
+                .bind(last.version)
+                .bind(last.sequence)
+                .bind(name.map(|v| v.as_str()))
+                .bind(category.map(|v| v.as_str()))
+                .bind(attributes.map(Json))
+                .execute(&mut *conn)
+                .await?;
+            }
+            start = end;
+        }
+        Ok(())
+    })
+}
+
 /// Each product event is one statement on `products` (two for images),
 /// which also bumps the row's `updated_at`, `version` and `last_sequence`:
 /// a rebuild replays long runs of events of one product, and every statement

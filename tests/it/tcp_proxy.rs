@@ -1,0 +1,110 @@
+//! A TCP proxy for fault tests: it forwards bytes between its clients and one
+//! upstream address, and can cut every connection it carries at once (what
+//! the client sees when a NATS server's network drops: bytes in flight are
+//! lost and the client reconnects).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Forwards `127.0.0.1:<port>` to an upstream address until dropped.
+pub(crate) struct TcpProxy {
+    addr: SocketAddr,
+    cuts: watch::Sender<u64>,
+    connections: Arc<AtomicU64>,
+    listener: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Listens on a free port and forwards each connection to `upstream`
+    /// (`host:port`).
+    pub(crate) async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let (cuts, _) = watch::channel(0u64);
+        let connections = Arc::new(AtomicU64::new(0));
+        let upstream = upstream.to_owned();
+        let task = {
+            let (cuts, connections) = (cuts.clone(), connections.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else { continue };
+                    let mut cut = cuts.subscribe();
+                    cut.mark_unchanged();
+                    connections.fetch_add(1, Ordering::Relaxed);
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
+                        // Whichever ends first; both sockets are dropped with
+                        // whatever they had buffered.
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cut.changed() => {}
+                        }
+                    });
+                }
+            })
+        };
+        TcpProxy { addr, cuts, connections, listener: task }
+    }
+
+    /// The proxy's address as a NATS URL.
+    pub(crate) fn nats_url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    /// Cuts every connection open now; new ones are accepted as before.
+    pub(crate) fn cut_all(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// How many connections the proxy has accepted.
+    pub(crate) fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.listener.abort();
+        self.cut_all();
+    }
+}
+
+/// `host:port` of a `nats://host:port` URL.
+pub(crate) fn host_port(url: &str) -> &str {
+    url.strip_prefix("nats://").unwrap_or(url)
+}
+
+#[tokio::test]
+async fn the_proxy_forwards_bytes_and_cuts_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An echo server upstream.
+    let echo = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let echo_addr = echo.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = socket.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    let proxy = TcpProxy::start(&echo_addr).await;
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+    client.write_all(b"ping").await.expect("write");
+    let mut answer = [0u8; 4];
+    client.read_exact(&mut answer).await.expect("read");
+    assert_eq!(&answer, b"ping");
+    proxy.cut_all();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut rest))
+        .await
+        .expect("the cut connection ends");
+    assert!(read.map_or(true, |n| n == 0), "nothing arrives after the cut");
+    assert_eq!(proxy.connections(), 1);
+}
