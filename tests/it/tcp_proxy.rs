@@ -1,7 +1,9 @@
 //! A TCP proxy for fault tests: it forwards bytes between its clients and one
 //! upstream address, and can cut every connection it carries at once (what
 //! the client sees when a NATS server's network drops: bytes in flight are
-//! lost and the client reconnects).
+//! lost and the client reconnects). It can also slow the way back to the
+//! client down, like a slow link: then bytes are always in flight, so every
+//! cut loses some.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +25,12 @@ impl TcpProxy {
     /// Listens on a free port and forwards each connection to `upstream`
     /// (`host:port`).
     pub(crate) async fn start(upstream: &str) -> Self {
+        Self::start_with_limit(upstream, None).await
+    }
+
+    /// Like [`TcpProxy::start`], forwarding at most `bytes_per_ms` from the
+    /// upstream to each client when given.
+    pub(crate) async fn start_with_limit(upstream: &str, bytes_per_ms: Option<usize>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let (cuts, _) = watch::channel(0u64);
@@ -41,9 +49,20 @@ impl TcpProxy {
                         let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
                         // Whichever ends first; both sockets are dropped with
                         // whatever they had buffered.
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            _ = cut.changed() => {}
+                        match bytes_per_ms {
+                            None => tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = cut.changed() => {}
+                            },
+                            Some(limit) => {
+                                let (mut client_read, mut client_write) = client.split();
+                                let (mut server_read, mut server_write) = server.split();
+                                tokio::select! {
+                                    _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+                                    _ = slow_copy(&mut server_read, &mut client_write, limit) => {}
+                                    _ = cut.changed() => {}
+                                }
+                            }
                         }
                     });
                 }
@@ -72,6 +91,24 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.listener.abort();
         self.cut_all();
+    }
+}
+
+/// Copies at most `limit` bytes per millisecond until either side ends.
+async fn slow_copy<R, W>(from: &mut R, to: &mut W, limit: usize) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; limit.max(1)];
+    loop {
+        let n = from.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buffer[..n]).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
