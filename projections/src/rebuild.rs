@@ -30,8 +30,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::event::{RawEvent, to_i64};
 use crate::projection::{ALL, Projection, prepare_schema};
 use crate::runner::{
-    RunError, StoredCheckpoint, apply_events, apply_with_connection, begin_batch, read_checkpoint,
-    read_stored_checkpoint, same_filters,
+    DecodedEvent, RunError, StoredCheckpoint, apply_decoded_with_connection, apply_events, begin_batch,
+    read_checkpoint, read_stored_checkpoint, same_filters,
 };
 
 /// Events per transaction while replaying into the shadow schema.
@@ -171,7 +171,7 @@ pub async fn rebuild(
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
         events += chunk.len() as u64;
-        apply_with_connection(&mut conn, projection, &shadow, &chunk, Some(&identity)).await?;
+        apply_decoded_with_connection(&mut conn, projection, &shadow, &chunk, Some(&identity)).await?;
     }
 
     // The swap: one transaction under the exclusive swap lock.
@@ -352,15 +352,13 @@ pub async fn replay_into(
             .collect(),
         None => projection.filter_subjects(),
     };
-    let mut replay = Replay::open_limited(log, filters, 0, until, limit.stored_until).await?;
+    let mut chunks =
+        Replay::open_limited(log, filters, 0, until, limit.stored_until).await?.prefetch(REPLAY_BATCH);
     let mut events = 0;
-    loop {
-        let chunk = replay.next_chunk(REPLAY_BATCH).await?;
-        if chunk.is_empty() {
-            break;
-        }
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
         events += chunk.len() as u64;
-        apply_with_connection(&mut conn, projection, schema, &chunk, Some(&identity)).await?;
+        apply_decoded_with_connection(&mut conn, projection, schema, &chunk, Some(&identity)).await?;
         progress(events);
     }
     Ok(events)
@@ -417,15 +415,19 @@ impl Replay {
         Ok(Replay { messages: Some(messages), until, stored_until })
     }
 
-    /// Reads chunks of up to `max` events in a task of their own, at most two
-    /// ahead of the consumer of the returned channel; the channel closes after
-    /// the last chunk or after an error.
-    fn prefetch(mut self, max: usize) -> tokio::sync::mpsc::Receiver<Result<Vec<RawEvent>, RunError>> {
+    /// Reads and decodes chunks of up to `max` events in a task of their
+    /// own, at most two ahead of the consumer of the returned channel; the
+    /// channel closes after the last chunk or after an error.
+    fn prefetch(mut self, max: usize) -> tokio::sync::mpsc::Receiver<Result<Vec<DecodedEvent>, RunError>> {
         let (sender, receiver) = tokio::sync::mpsc::channel(2);
         tokio::spawn(async move {
             loop {
-                match self.next_chunk(max).await {
-                    Ok(chunk) if chunk.is_empty() => return,
+                let chunk = self
+                    .next_chunk(max)
+                    .await
+                    .map(|chunk| chunk.into_iter().map(DecodedEvent::new).collect());
+                match chunk {
+                    Ok(chunk) if Vec::is_empty(&chunk) => return,
                     result => {
                         let failed = result.is_err();
                         if sender.send(result).await.is_err() || failed {

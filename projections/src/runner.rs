@@ -630,6 +630,47 @@ pub(crate) async fn apply_events(
     events: &[RawEvent],
     identity: Option<&str>,
 ) -> Result<BatchReport, sqlx::Error> {
+    let events: Vec<DecodedEvent> = events.iter().cloned().map(DecodedEvent::new).collect();
+    apply_decoded(tx, projection, &events, identity).await
+}
+
+/// A stored message with the result of decoding it, decoded ahead of the
+/// transaction that applies it (a rebuild decodes the next chunk while the
+/// previous one is applied).
+pub(crate) struct DecodedEvent {
+    raw: RawEvent,
+    decoded: Result<crate::event::Event, String>,
+}
+
+impl DecodedEvent {
+    pub(crate) fn new(raw: RawEvent) -> Self {
+        let decoded = decode(&raw);
+        DecodedEvent { raw, decoded }
+    }
+}
+
+/// [`apply_with_connection`] for events decoded ahead.
+pub(crate) async fn apply_decoded_with_connection(
+    conn: &mut PgConnection,
+    projection: &Projection,
+    schema: &str,
+    events: &[DecodedEvent],
+    identity: Option<&str>,
+) -> Result<BatchReport, RunError> {
+    let mut tx = conn.begin().await?;
+    begin_batch(&mut tx, projection, schema).await?;
+    let report = apply_decoded(&mut tx, projection, events, identity).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// [`apply_events`] for events decoded ahead.
+pub(crate) async fn apply_decoded(
+    tx: &mut PgConnection,
+    projection: &Projection,
+    events: &[DecodedEvent],
+    identity: Option<&str>,
+) -> Result<BatchReport, sqlx::Error> {
     let checkpoint: i64 =
         sqlx::query_scalar("SELECT last_sequence FROM checkpoint WHERE projection = $1 FOR UPDATE")
             .bind(projection.name)
@@ -639,20 +680,21 @@ pub(crate) async fn apply_events(
     let mut last = checkpoint;
     let mut decoded = Vec::with_capacity(events.len());
     let mut origins = Vec::with_capacity(events.len());
-    for raw in events {
+    for event in events {
+        let raw = &event.raw;
         let sequence = to_i64(raw.sequence);
         if sequence <= last {
             report.skipped += 1;
             continue;
         }
         last = sequence;
-        match decode(raw) {
-            Ok(event) => {
-                decoded.push(event);
+        match &event.decoded {
+            Ok(decoded_event) => {
+                decoded.push(decoded_event.clone());
                 origins.push(raw);
             }
             Err(reason) => {
-                dead_letter(tx, projection, raw, None, &reason).await?;
+                dead_letter(tx, projection, raw, None, reason).await?;
                 report.dead_lettered += 1;
             }
         }
