@@ -1,5 +1,12 @@
 //! What a projection is: a name, the subjects it consumes, its own Postgres
-//! schema with versioned migrations, and the function that applies one event.
+//! schema with versioned migrations, the function that applies one event,
+//! and optionally one that applies a run of events with multi-row statements
+//! (`apply_many`; the runner bisects a failing run down to the faulty event).
+//!
+//! Each schema also holds the bookkeeping tables (`checkpoint`,
+//! `dead_letters`), defined here for every projection alike; the checkpoint
+//! row records the position, the identity of the log it was built from and
+//! the subject filters it was built with.
 //!
 //! Migrations live in `projections/migrations/<name>/` and run with the
 //! `search_path` set to the target schema (the live one or a rebuild's shadow),
