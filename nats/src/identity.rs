@@ -69,7 +69,8 @@ impl EventLog {
     /// The identity and end of the event stream.
     pub async fn state(&self) -> Result<LogState, LoadError> {
         let name = self.settings().name.clone();
-        let unavailable = |message: String| LoadError::Unavailable { subject: format!("stream {name}"), message };
+        let unavailable =
+            |message: String| LoadError::Unavailable { subject: format!("stream {name}"), message };
         let mut stream = self.jetstream().get_stream(&name).await.map_err(|e| unavailable(e.to_string()))?;
         let info = stream.info().await.map_err(|e| unavailable(e.to_string()))?;
         Ok(LogState {
@@ -137,14 +138,14 @@ pub fn check_binding(
     checkpoint: u64,
     log: &LogState,
 ) -> Result<Binding, BindingError> {
-    if let Some(recorded) = recorded {
-        if LogIdentity::from_token(recorded).as_ref() != Some(&log.identity) {
-            return Err(BindingError::OtherLog {
-                store: store.to_owned(),
-                recorded: describe_token(recorded),
-                actual: log.identity.clone(),
-            });
-        }
+    if let Some(recorded) = recorded
+        && LogIdentity::from_token(recorded).as_ref() != Some(&log.identity)
+    {
+        return Err(BindingError::OtherLog {
+            store: store.to_owned(),
+            recorded: describe_token(recorded),
+            actual: log.identity.clone(),
+        });
     }
     if checkpoint > log.last_sequence {
         return Err(BindingError::AheadOfLog {
@@ -158,7 +159,8 @@ pub fn check_binding(
 }
 
 fn describe_token(token: &str) -> String {
-    LogIdentity::from_token(token).map_or_else(|| format!("an unreadable identity {token:?}"), |id| id.to_string())
+    LogIdentity::from_token(token)
+        .map_or_else(|| format!("an unreadable identity {token:?}"), |id| id.to_string())
 }
 
 #[cfg(test)]
@@ -166,7 +168,10 @@ mod tests {
     use super::*;
 
     fn log(nanos: i128, last_sequence: u64) -> LogState {
-        LogState { identity: LogIdentity { stream: "GPS_EVENTS".into(), created_unix_nanos: nanos }, last_sequence }
+        LogState {
+            identity: LogIdentity { stream: "GPS_EVENTS".into(), created_unix_nanos: nanos },
+            last_sequence,
+        }
     }
 
     #[test]
@@ -190,7 +195,10 @@ mod tests {
         let error = check_binding("read model catalog", Some("GPS_EVENTS@4"), 3, &here).unwrap_err();
         let message = error.to_string();
         assert!(message.contains("GPS_EVENTS@4") && message.contains("GPS_EVENTS@5"), "{message}");
-        assert!(message.contains("gps projections rebuild") && message.contains("--reset-derived"), "{message}");
+        assert!(
+            message.contains("gps projections rebuild") && message.contains("--reset-derived"),
+            "{message}"
+        );
     }
 
     #[test]
