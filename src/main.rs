@@ -55,6 +55,11 @@ enum Command {
         /// HTTP port (overrides GPS_PORT and the settings file).
         #[arg(long)]
         port: Option<u16>,
+        /// Drop the read and compute databases first, so they are rebuilt from
+        /// the event log (development installations whose log was replaced;
+        /// accounts stored in the read database go with it).
+        #[arg(long)]
+        reset_derived: bool,
     },
     /// Runs only the HTTP gateway (scale out behind a load balancer; the
     /// projections run in `gps projector`).
@@ -139,11 +144,11 @@ fn main() -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up { port } => {
+            Command::Up { port, reset_derived } => {
                 if let Some(port) = port {
                     settings.http_addr.set_port(port);
                 }
-                up::run(settings).await
+                up::run(settings, reset_derived).await
             }
             Command::Gateway { port } => {
                 if let Some(port) = port {

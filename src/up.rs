@@ -154,9 +154,85 @@ pub(crate) fn local_signing_key(
     gps_gateway::media::UrlSigningKey::new(text.into_bytes()).map_err(anyhow::Error::msg)
 }
 
-/// Runs the platform until Ctrl-C or SIGTERM.
-pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Runs the platform until Ctrl-C or SIGTERM. `reset_derived` first drops
+/// the read and compute databases (a development installation whose log was
+/// replaced).
+pub(crate) async fn run(mut settings: Settings, reset_derived: bool) -> anyhow::Result<()> {
+    bind_database_to_data_dir(&mut settings)?;
+    if reset_derived {
+        reset_derived_databases(&settings).await?;
+    }
     serve(settings, Role::Everything).await
+}
+
+/// The file in a data folder that names the read database of its
+/// installation.
+const READ_DATABASE_FILE: &str = "read-database";
+
+/// `gps up` on its embedded nats-server, with the default database URL: the
+/// read database (and so the compute database named after it) belongs to the
+/// data folder, because the event log lives there. A new data folder gets new
+/// databases, so deleting `.gps` to start afresh gives a working installation
+/// instead of read models and accounts of a log that no longer exists. The
+/// name is kept in `<data_dir>/read-database`; a data folder made before
+/// per-folder databases keeps `gps_read`.
+fn bind_database_to_data_dir(settings: &mut Settings) -> anyhow::Result<()> {
+    if settings.nats.url.is_some() || settings.database_url != Settings::default().database_url {
+        return Ok(());
+    }
+    let path = settings.data_dir.join(READ_DATABASE_FILE);
+    let name = match std::fs::read_to_string(&path) {
+        Ok(name) => name.trim().to_owned(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let name = if settings.data_dir.join("nats").exists() {
+                "gps_read".to_owned()
+            } else {
+                format!("gps_{}_read", &uuid::Uuid::new_v4().simple().to_string()[..8])
+            };
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+            std::fs::write(&path, format!("{name}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            name
+        }
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        anyhow::bail!(
+            "{} names the database {name:?}; a database name is letters, digits and '_': fix or delete the file",
+            path.display()
+        );
+    }
+    settings.database_url = gps_compute_agents::store::sibling_url(&settings.database_url, &name);
+    tracing::info!(database = %name, "read database of this data folder");
+    Ok(())
+}
+
+/// Drops the read and compute databases `gps up` would use, so they are
+/// rebuilt from the event log. What cannot be rebuilt from the log goes
+/// with them (accounts and sessions), which is why this is for development
+/// installations only and says so.
+async fn reset_derived_databases(settings: &Settings) -> anyhow::Result<()> {
+    for url in [settings.database_url.clone(), crate::agent::compute_database_url(settings)] {
+        let options: sqlx::postgres::PgConnectOptions = url.parse().context("parsing the database URL")?;
+        let Some(name) = options.get_database().map(str::to_owned) else { continue };
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            anyhow::bail!("database name {name:?} must be letters, digits and '_'");
+        }
+        let mut admin =
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options.clone().database("postgres"))
+                .await
+                .with_context(|| format!("connecting to the Postgres server of database {name}"))?;
+        // The name was checked above (letters, digits, '_'), so it is safe to splice.
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("dropping database {name}"))?;
+        println!(
+            "--reset-derived: dropped database {name} (rebuilt from the event log; accounts made in it are gone)"
+        );
+    }
+    Ok(())
 }
 
 /// What one process runs.

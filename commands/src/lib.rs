@@ -11,9 +11,13 @@
 //! aggregates' state) reaches `decide` only through the command and its
 //! [`CommandMeta`]; this crate depends on no sqlx or axum.
 
+pub mod lanes;
 pub mod process_managers;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use lanes::{CachedState, Lanes};
 
 use gps_domain::ids::BrandId;
 use gps_domain::wire::{self, DecodeError, EventEnvelope};
@@ -105,20 +109,14 @@ pub struct Loaded<A: Aggregate> {
     pub snapshot_command_ids: Vec<String>,
 }
 
-impl<A: Aggregate> Loaded<A> {
-    /// Whether the command `command_id` is already part of this aggregate.
-    fn applied(&self, command_id: &str) -> bool {
-        self.envelopes.iter().any(|e| e.command_id == command_id)
-            || self.snapshot_command_ids.iter().any(|id| id == command_id)
-    }
-}
-
 /// Runs commands against the event log.
 #[derive(Debug, Clone)]
 pub struct CommandHandler {
     log: EventLog,
     max_attempts: u32,
     snapshot_every: Option<usize>,
+    /// Shared by clones, so every task of a process uses one lane per aggregate.
+    lanes: Arc<Lanes>,
 }
 
 impl CommandHandler {
@@ -128,6 +126,7 @@ impl CommandHandler {
             log,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             snapshot_every: Some(DEFAULT_SNAPSHOT_EVERY),
+            lanes: Arc::default(),
         }
     }
 
@@ -251,6 +250,10 @@ impl CommandHandler {
 
     /// Decides `command` against the aggregate at `address` and appends the
     /// result, retrying on conflicts. Safe to repeat with the same command id.
+    ///
+    /// Commands for one aggregate run one at a time in this process (its
+    /// lane, see [`lanes`]), each deciding on the state the previous one left,
+    /// so they neither reload the aggregate nor conflict with each other.
     pub async fn execute<A: Aggregate>(
         &self,
         address: &AggregateAddress,
@@ -260,51 +263,69 @@ impl CommandHandler {
         if address.kind() != A::KIND {
             return Err(CommandError::Invalid(format!("a {} command cannot be sent to {address}", A::KIND)));
         }
+        let lane = self.lanes.lane(&address.subject());
+        let mut slot = lane.lock().await;
+        // The state to decide on, and whether it was read from the log just
+        // now (a cached one may be behind: another process appended).
+        let mut cached = lanes::take::<A>(&mut slot).map(|state| (state, false));
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let loaded = self.load::<A>(address).await?;
-            if loaded.applied(&meta.command_id) {
-                // Its events may predate the snapshot; then the current position
-                // is a safe (later) sequence for a reader to wait for.
-                let earlier: Vec<EventEnvelope> =
-                    loaded.envelopes.iter().filter(|e| e.command_id == meta.command_id).cloned().collect();
-                return Ok(Outcome {
-                    stream_sequence: earlier
-                        .last()
-                        .and_then(|e| e.stream_sequence)
-                        .unwrap_or(loaded.position.last_subject_sequence),
-                    aggregate_version: loaded.position.aggregate_version,
-                    events: earlier,
-                    already_applied: true,
-                    attempts: attempt,
-                    state: loaded.state,
-                });
+            let (mut current, fresh) = match cached.take() {
+                Some(current) => current,
+                None => (self.load_for_command::<A>(address).await?, true),
+            };
+            if current.command_ids.contains(&meta.command_id) {
+                // Its events are in the log; read them back to report them.
+                drop(slot);
+                return self.earlier_outcome::<A>(address, meta, attempt).await;
             }
-            let decided = loaded
-                .state
-                .decide(command)
-                .map_err(|error| CommandError::Rejected { address: describe(address), error })?;
-            if decided.is_empty() {
-                return Ok(Outcome {
-                    events: Vec::new(),
-                    stream_sequence: loaded.position.last_subject_sequence,
-                    aggregate_version: loaded.position.aggregate_version,
-                    already_applied: false,
-                    attempts: attempt,
-                    state: loaded.state,
-                });
-            }
+            let decided = match current.state.decide(command) {
+                Ok(decided) if !decided.is_empty() => decided,
+                // A rejection or a no-op holds only for the latest state.
+                _ if !fresh => {
+                    cached = Some((self.catch_up(address, current).await?, true));
+                    attempt -= 1;
+                    continue;
+                }
+                Err(error) => {
+                    lanes::keep(&mut slot, current);
+                    return Err(CommandError::Rejected { address: describe(address), error });
+                }
+                Ok(_) => {
+                    let outcome = Outcome {
+                        events: Vec::new(),
+                        stream_sequence: current.position.last_subject_sequence,
+                        aggregate_version: current.position.aggregate_version,
+                        already_applied: false,
+                        attempts: attempt,
+                        state: current.state.clone(),
+                    };
+                    lanes::keep(&mut slot, current);
+                    return Ok(outcome);
+                }
+            };
             let request = AppendRequest {
                 address: address.clone(),
-                expected: loaded.position.clone(),
+                expected: current.position.clone(),
                 command: meta.clone(),
                 events: decided.iter().map(|event| NewEvent::from(wire::encode(event))).collect(),
             };
             match self.log.append(request).await {
                 Ok(appended) => {
-                    let state = decided.iter().fold(loaded.state, |state, event| state.evolve(event));
+                    let state = decided.iter().fold(current.state, |state, event| state.evolve(event));
                     let position = appended.position();
+                    if !appended.already_appended {
+                        current.command_ids.insert(meta.command_id.clone());
+                        lanes::keep(
+                            &mut slot,
+                            CachedState {
+                                state: state.clone(),
+                                position: position.clone(),
+                                command_ids: current.command_ids,
+                            },
+                        );
+                    }
                     return Ok(Outcome {
                         stream_sequence: position.last_subject_sequence,
                         aggregate_version: position.aggregate_version,
@@ -315,8 +336,11 @@ impl CommandHandler {
                     });
                 }
                 Err(AppendError::Conflict { .. }) if attempt < self.max_attempts => {
-                    tracing::debug!(%address, attempt, "conflict; reloading and deciding again");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tracing::debug!(%address, attempt, "conflict; reading the newer events and deciding again");
+                    if attempt > 1 {
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    cached = Some((self.catch_up(address, current).await?, true));
                 }
                 Err(AppendError::Conflict { .. }) => {
                     return Err(CommandError::Conflict { address: describe(address), attempts: attempt });
@@ -330,6 +354,61 @@ impl CommandHandler {
                 }
             }
         }
+    }
+
+    /// Loads the aggregate for a command (from its snapshot when usable).
+    async fn load_for_command<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+    ) -> Result<CachedState<A>, CommandError> {
+        let loaded = self.load::<A>(address).await?;
+        let mut command_ids: std::collections::HashSet<String> =
+            loaded.snapshot_command_ids.iter().cloned().collect();
+        command_ids.extend(loaded.envelopes.iter().map(|e| e.command_id.clone()));
+        Ok(CachedState { state: loaded.state, position: loaded.position, command_ids })
+    }
+
+    /// Brings a cached state up to the end of the aggregate's events, reading
+    /// only those after its position.
+    async fn catch_up<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+        mut cached: CachedState<A>,
+    ) -> Result<CachedState<A>, CommandError> {
+        let tail = self
+            .log
+            .load_after(address, cached.position.clone())
+            .await
+            .map_err(|e| load_error(address, e))?;
+        cached.state = replay::<A>(address, cached.state, &tail.events)?;
+        cached.remember(&tail.events);
+        cached.position = tail.position;
+        Ok(cached)
+    }
+
+    /// The outcome of a command whose id is already part of the aggregate.
+    async fn earlier_outcome<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+        meta: &CommandMeta,
+        attempt: u32,
+    ) -> Result<Outcome<A>, CommandError> {
+        let loaded = self.load::<A>(address).await?;
+        // Its events may predate the snapshot; then the current position is a
+        // safe (later) sequence for a reader to wait for.
+        let earlier: Vec<EventEnvelope> =
+            loaded.envelopes.iter().filter(|e| e.command_id == meta.command_id).cloned().collect();
+        Ok(Outcome {
+            stream_sequence: earlier
+                .last()
+                .and_then(|e| e.stream_sequence)
+                .unwrap_or(loaded.position.last_subject_sequence),
+            aggregate_version: loaded.position.aggregate_version,
+            events: earlier,
+            already_applied: true,
+            attempts: attempt,
+            state: loaded.state,
+        })
     }
 }
 

@@ -536,7 +536,7 @@ crate::domain_events! {
 }
 
 /// A member as the state keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Member {
     /// Display name.
     pub display_name: Name,
@@ -548,7 +548,7 @@ pub struct Member {
 
 /// An API client as the state keeps it; revoked clients stay, so their id and
 /// fingerprint are never reused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApiClient {
     /// What the client is.
     pub name: Name,
@@ -580,7 +580,7 @@ impl ApiClient {
 }
 
 /// A channel preset as the state keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChannelPreset {
     /// The current version.
     pub version: u32,
@@ -589,7 +589,7 @@ pub struct ChannelPreset {
 }
 
 /// The state of a brand, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Brand {
     /// Present once created; the name follows renames.
     pub details: Option<BrandCreated>,

@@ -413,7 +413,7 @@ crate::domain_events! {
 }
 
 /// A rendition as the state keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rendition {
     /// What was produced.
     pub produced: ExportRenditionProduced,
@@ -422,7 +422,7 @@ pub struct Rendition {
 }
 
 /// The state of an export, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Export {
     request: Option<ExportRequested>,
     status: Option<ExportStatus>,

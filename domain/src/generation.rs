@@ -384,7 +384,7 @@ crate::domain_events! {
 }
 
 /// The state of a generation, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Generation {
     request: Option<GenerationRequested>,
     status: Option<GenerationStatus>,

@@ -165,7 +165,7 @@ crate::domain_events! {
 }
 
 /// Where an import stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportStatus {
     /// Not started.
@@ -180,7 +180,7 @@ pub enum ImportStatus {
 }
 
 /// The state of an import, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Import {
     /// Present once started.
     pub started: Option<ImportStarted>,

@@ -234,7 +234,7 @@ crate::domain_events! {
 }
 
 /// The state of a look, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Look {
     /// Present once created; kept current by later events.
     pub details: Option<LookCreated>,

@@ -374,7 +374,7 @@ crate::domain_events! {
 }
 
 /// The state of a prediction, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Prediction {
     produced: Option<PredictionProduced>,
     review: Option<ReviewState>,

@@ -203,7 +203,7 @@ crate::domain_events! {
 }
 
 /// A product image as the state keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProductImage {
     /// The stored asset.
     pub asset: AssetRef,
@@ -212,7 +212,7 @@ pub struct ProductImage {
 }
 
 /// The state of a product, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Product {
     /// Present once created.
     pub details: Option<ProductCreated>,

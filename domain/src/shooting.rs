@@ -289,7 +289,7 @@ crate::domain_events! {
 
 /// What other aggregates need to know about a shooting: the command path loads
 /// the shooting and passes this into every Look command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ShootingView {
     /// The shooting's id.
     pub shooting_id: ShootingId,
@@ -334,7 +334,7 @@ impl ShootingView {
 }
 
 /// The state of a shooting, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Shooting {
     /// Present once created.
     pub current: Option<ShootingView>,

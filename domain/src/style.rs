@@ -225,7 +225,7 @@ crate::domain_events! {
 }
 
 /// The state of a style, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Style {
     /// Present once created; `version` and `definition` follow revisions.
     pub details: Option<StyleCreated>,

@@ -164,7 +164,7 @@ crate::domain_events! {
 }
 
 /// A base image as the state keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BaseImage {
     /// The stored asset.
     pub asset: AssetRef,
@@ -175,7 +175,7 @@ pub struct BaseImage {
 }
 
 /// The state of a subject, rebuilt from its events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Subject {
     /// Present once created; the description follows updates.
     pub details: Option<SubjectCreated>,

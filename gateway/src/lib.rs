@@ -15,7 +15,8 @@
 //! [`archive`] (ZIPs of catalog imports, read within limits),
 //! [`catalog_file`] (CSV / JSON Lines catalogs read into rows), [`imports`]
 //! (catalog imports as background jobs recorded by the Import aggregate), and
-//! `/healthz` here, and `ui_host` (the UI's pages and its LiveView socket).
+//! `/healthz` here, [`readiness`] (`/readyz`: the checks the roles of the process
+//! register), and `ui_host` (the UI's pages and its LiveView socket).
 //!
 //! Architecture invariant: handlers turn HTTP into commands and queries and
 //! back; business rules stay in `gps-domain`, writes go through
@@ -38,6 +39,7 @@ pub mod media;
 pub mod openapi;
 mod operate;
 mod queries;
+pub mod readiness;
 mod review;
 mod routes;
 mod ui_host;
@@ -78,6 +80,8 @@ pub struct AppState {
     /// The address rules export webhooks must pass when they are requested
     /// (the delivery worker checks again when it posts).
     pub webhook_targets: gps_storage::SafeFetcher,
+    /// What the other roles of this process report for `/readyz`.
+    pub readiness: readiness::Readiness,
 }
 
 impl AppState {
@@ -92,7 +96,16 @@ impl AppState {
     ) -> Result<Self, async_nats::SubscribeError> {
         let access = access::AccessCache::watch(&log).await?;
         let webhook_targets = gps_storage::SafeFetcher::new(gps_storage::FetchLimits::default());
-        Ok(AppState { log, commands, db, cookie_secure, access, media, webhook_targets })
+        Ok(AppState {
+            log,
+            commands,
+            db,
+            cookie_secure,
+            access,
+            media,
+            webhook_targets,
+            readiness: readiness::Readiness::default(),
+        })
     }
 
     /// Exempts one exact socket address from the webhook address rules — for
@@ -127,6 +140,7 @@ pub struct Health {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readiness::readyz))
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(routes::router())
         .merge(cdn::router())

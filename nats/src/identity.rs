@@ -138,14 +138,14 @@ pub fn check_binding(
     checkpoint: u64,
     log: &LogState,
 ) -> Result<Binding, BindingError> {
-    if let Some(recorded) = recorded {
-        if LogIdentity::from_token(recorded).as_ref() != Some(&log.identity) {
-            return Err(BindingError::OtherLog {
-                store: store.to_owned(),
-                recorded: describe_token(recorded),
-                actual: log.identity.clone(),
-            });
-        }
+    if let Some(recorded) = recorded
+        && LogIdentity::from_token(recorded).as_ref() != Some(&log.identity)
+    {
+        return Err(BindingError::OtherLog {
+            store: store.to_owned(),
+            recorded: describe_token(recorded),
+            actual: log.identity.clone(),
+        });
     }
     if checkpoint > log.last_sequence {
         return Err(BindingError::AheadOfLog {

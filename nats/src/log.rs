@@ -41,6 +41,11 @@ pub const MAX_EVENTS_PER_APPEND: usize = 1000;
 /// How many messages one direct-get request asks for.
 const LOAD_BATCH: usize = 1000;
 
+/// The most bytes one direct-get batch brings back, so a load of large
+/// events holds a bounded amount in flight (the server ends a batch early at
+/// this cap; the load then asks for the rest).
+const LOAD_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// How long a read waits for the next message of a direct-get batch.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -390,7 +395,7 @@ impl EventLog {
             message: e.to_string(),
         };
         let messages = self
-            .direct_get_batch(&subject, after_sequence + 1, request.events.len())
+            .direct_get_up_to(&subject, after_sequence + 1, request.events.len())
             .await
             .map_err(unavailable)?;
         let conflict = AppendError::Conflict {
@@ -459,8 +464,7 @@ impl EventLog {
         let mut check_anchor = anchored;
         loop {
             let start = position.last_subject_sequence + u64::from(!check_anchor);
-            let batch = self.direct_get_batch(&subject, start, LOAD_BATCH).await?;
-            let received = batch.len();
+            let (batch, more) = self.direct_get_batch(&subject, start, LOAD_BATCH).await?;
             for message in batch {
                 let envelope = decode_envelope(&message)?;
                 if check_anchor {
@@ -484,26 +488,55 @@ impl EventLog {
                 // The anchor's sequence holds nothing of this aggregate.
                 return Ok(None);
             }
-            if received < LOAD_BATCH {
+            if !more {
                 break;
             }
         }
         Ok(Some(LoadedStream { events, position }))
     }
 
+    /// Reads the first `count` messages of `subject` from stream sequence
+    /// `from` on (fewer when the subject ends), in as many batches as the
+    /// server's byte cap needs.
+    async fn direct_get_up_to(
+        &self,
+        subject: &str,
+        from: u64,
+        count: usize,
+    ) -> Result<Vec<StoredMessage>, LoadError> {
+        let mut messages: Vec<StoredMessage> = Vec::new();
+        let mut start = from;
+        while messages.len() < count {
+            let (batch, more) = self.direct_get_batch(subject, start, count - messages.len()).await?;
+            let Some(last) = batch.last() else { break };
+            start = last.sequence + 1;
+            messages.extend(batch);
+            if !more {
+                break;
+            }
+        }
+        Ok(messages)
+    }
+
     /// Reads up to `max` messages of `subject` from stream sequence `from` on,
-    /// in one direct-get batch request.
+    /// in one direct-get batch request, and whether more messages of the
+    /// subject follow them.
+    ///
+    /// A batch can end before `max` messages: the server also caps the bytes
+    /// of one batch. So the end of the subject is what the server's
+    /// `Nats-Num-Pending` says (on each message and on the end-of-batch
+    /// marker), never a short batch.
     async fn direct_get_batch(
         &self,
         subject: &str,
         from: u64,
         max: usize,
-    ) -> Result<Vec<StoredMessage>, LoadError> {
+    ) -> Result<(Vec<StoredMessage>, bool), LoadError> {
         let unavailable = |message: String| LoadError::Unavailable { subject: subject.to_owned(), message };
         let inbox = self.shared.client.new_inbox();
         let mut replies =
             self.shared.client.subscribe(inbox.clone()).await.map_err(|e| unavailable(e.to_string()))?;
-        let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": max });
+        let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": max, "max_bytes": LOAD_BATCH_BYTES });
         self.shared
             .client
             .publish_with_reply(
@@ -514,6 +547,9 @@ impl EventLog {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let mut messages = Vec::new();
+        // What the server said last about messages of the subject after the
+        // ones received; unknown until a message or marker carries it.
+        let mut pending: Option<u64> = None;
         loop {
             let reply = tokio::time::timeout(READ_TIMEOUT, replies.next())
                 .await
@@ -521,8 +557,23 @@ impl EventLog {
                 .ok_or_else(|| unavailable("the reply subscription closed".into()))?;
             if let Some(status) = reply.status {
                 match status.as_u16() {
-                    // 404: nothing (more) on this subject; 204: end of batch.
-                    404 | 204 => break,
+                    // 404: nothing (more) on this subject.
+                    404 => {
+                        pending = Some(0);
+                        break;
+                    }
+                    // 204: end of this batch, perhaps not of the subject.
+                    204 => {
+                        if let Some(left) = reply
+                            .headers
+                            .as_ref()
+                            .and_then(|h| header(h, "Nats-Num-Pending"))
+                            .and_then(|s| s.parse().ok())
+                        {
+                            pending = Some(left);
+                        }
+                        break;
+                    }
                     408 => return Err(unavailable("JetStream timed out the direct get".into())),
                     503 => {
                         return Err(unavailable(format!(
@@ -543,7 +594,9 @@ impl EventLog {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| unavailable("direct get reply without Nats-Sequence header".into()))?;
             let stored_subject = header(&headers, "Nats-Subject").unwrap_or(subject).to_owned();
-            let pending: Option<u64> = header(&headers, "Nats-Num-Pending").and_then(|s| s.parse().ok());
+            if let Some(left) = header(&headers, "Nats-Num-Pending").and_then(|s| s.parse().ok()) {
+                pending = Some(left);
+            }
             messages.push(StoredMessage {
                 subject: stored_subject,
                 sequence,
@@ -556,7 +609,12 @@ impl EventLog {
                 break;
             }
         }
-        Ok(messages)
+        let more = match pending {
+            Some(left) => left > 0,
+            // A server that does not say: only a full batch may have more.
+            None => messages.len() >= max,
+        };
+        Ok((messages, more))
     }
 
     /// Creates (or updates) a durable pull consumer over the log, for projections,

@@ -42,6 +42,8 @@ mod event_schemas;
 mod drift_tests;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod state_shape_tests;
 
 /// The base URL of every `$id` in the generated schemas.
 pub const SCHEMA_BASE_URL: &str = "https://gps.example/schemas/";

@@ -356,3 +356,57 @@ async fn a_durable_consumer_receives_every_event_of_its_filter() {
     assert_eq!(versions.len(), 5);
     assert!(versions.values().all(|brand| brand == "acme"));
 }
+
+/// A command whose one event carries `bytes` of payload.
+fn large_event(n: u64, bytes: usize) -> NewEvent {
+    NewEvent {
+        event_type: "product.details_updated".into(),
+        schema_version: 1,
+        payload: serde_json::json!({ "attributes": { "n": n.to_string(), "filler": "x".repeat(bytes) } }),
+    }
+}
+
+async fn append_one_by_one(log: &EventLog, product: &AggregateAddress, count: u64, bytes: usize) {
+    let mut position = ExpectedPosition::new_aggregate();
+    for n in 0..count {
+        let appended = log
+            .append(request(product, position, &format!("large-{n}"), vec![large_event(n, bytes)]))
+            .await
+            .expect("append");
+        position = appended.position();
+    }
+}
+
+#[tokio::test]
+async fn a_load_continues_past_a_batch_the_server_cut_short_at_its_byte_cap() {
+    let nats = TestNats::start().await;
+    let log = nats.event_log().await;
+    let product = address("heavy");
+    // 40 events of 200 KB: 8 MB, more than the server sends in one
+    // direct-get batch, although far fewer messages than a batch may hold.
+    append_one_by_one(&log, &product, 40, 200_000).await;
+
+    let loaded = log.load(&product).await.expect("load");
+    let versions: Vec<u64> = loaded.events.iter().map(|e| e.aggregate_version).collect();
+    assert_eq!(versions, (1..=40).collect::<Vec<_>>(), "every event, in order");
+    assert_eq!(loaded.position.aggregate_version, 40);
+}
+
+#[tokio::test]
+async fn a_load_of_more_events_than_one_batch_holds_reads_them_all() {
+    let nats = TestNats::start().await;
+    let log = nats.event_log().await;
+    let product = address("long");
+    let mut position = ExpectedPosition::new_aggregate();
+    for chunk in 0..25u64 {
+        let events = (0..100).map(|i| event(chunk * 100 + i)).collect();
+        position = log
+            .append(request(&product, position, &format!("chunk-{chunk}"), events))
+            .await
+            .expect("append")
+            .position();
+    }
+    let loaded = log.load(&product).await.expect("load");
+    assert_eq!(loaded.events.len(), 2_500);
+    assert_eq!(loaded.position, position);
+}

@@ -748,3 +748,34 @@ async fn a_read_after_a_write_sees_the_write_and_a_read_too_far_ahead_says_not_y
     let bad_cursor = gateway.as_user(&owner, "GET", "/api/v1/brands/acme/products?cursor=zz", None).await;
     assert_eq!(bad_cursor.json()["field"], "cursor");
 }
+
+#[tokio::test]
+async fn readiness_reports_every_problem_the_roles_of_the_process_register() {
+    let gateway = TestGateway::start().await;
+    let ready = gateway.call("GET", "/readyz", &[], None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["status"], "ready");
+
+    // A role of this process (here a stand-in check) reports a problem.
+    let problem =
+        std::sync::Arc::new(std::sync::Mutex::new(Some("catalog was built from another log".to_owned())));
+    let reported = problem.clone();
+    gateway.state.readiness.register(
+        "projections",
+        std::sync::Arc::new(move || {
+            let problems: Vec<String> = reported.lock().expect("lock").iter().cloned().collect();
+            Box::pin(async move { problems })
+        }),
+    );
+    let not_ready = gateway.call("GET", "/readyz", &[], None).await;
+    assert_eq!(not_ready.status, 503, "{}", not_ready.body);
+    let body = not_ready.json();
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["problems"][0]["role"], "projections");
+    assert_eq!(body["problems"][0]["problem"], "catalog was built from another log");
+    assert!(body["roles"].as_array().expect("roles").iter().any(|r| r == "projections"));
+
+    // Fixed: ready again.
+    problem.lock().expect("lock").take();
+    assert_eq!(gateway.call("GET", "/readyz", &[], None).await.status, 200);
+}

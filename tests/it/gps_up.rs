@@ -349,3 +349,72 @@ async fn the_gateway_and_the_projector_run_as_separate_processes() {
     assert!(terminate(&mut gateway).await.success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// Signs in with the demo credentials `gps up` wrote into `data_dir` and
+/// answers the status of listing the demo brand's products.
+async fn demo_owner_lists_products(data_dir: &std::path::Path, http_port: u16) -> u16 {
+    let credentials =
+        std::fs::read_to_string(data_dir.join("demo-credentials.txt")).expect("demo credentials");
+    let field = |name: &str| {
+        credentials.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).expect(name).to_owned()
+    };
+    let body = serde_json::json!({"email": field("email"), "password": field("password")});
+    let signed_in = crate::http::request(http_port, "POST", "/api/v1/session", &[], Some(&body)).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let cookie = signed_in.header("set-cookie").and_then(|c| c.split(';').next()).expect("cookie").to_owned();
+    let listed = crate::http::request(
+        http_port,
+        "GET",
+        "/api/v1/brands/demo/products",
+        &[("Cookie", cookie.as_str())],
+        None,
+    )
+    .await;
+    listed.status
+}
+
+#[tokio::test]
+async fn a_new_data_folder_gets_databases_of_its_own_and_a_working_demo_again() {
+    // As a new user does: `gps up` with no DATABASE_URL, stop it, delete the
+    // data folder to start afresh, `gps up` again.
+    let data_dir = temp_dir();
+    let http_port = free_port();
+    let start = || {
+        gps(&data_dir, http_port)
+            .env_remove("DATABASE_URL")
+            .env_remove("GPS_COMPUTE_DATABASE_URL")
+            .env("GPS_NATS_PORT", free_port().to_string())
+            .stdout(log_file(&data_dir))
+            .stderr(log_file(&data_dir))
+            .spawn()
+            .expect("spawn gps")
+    };
+    let database_of = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("read-database"))
+            .expect("the data folder names its database")
+            .trim()
+            .to_owned()
+    };
+
+    let mut first = start();
+    wait_healthy(&mut first, http_port).await;
+    let first_database = database_of(&data_dir);
+    let _first_db = crate::harness::TestDb::adopt(&first_database);
+    assert!(first_database.starts_with("gps_") && first_database.ends_with("_read"), "{first_database}");
+    assert_eq!(demo_owner_lists_products(&data_dir, http_port).await, 200);
+    assert!(terminate(&mut first).await.success());
+
+    std::fs::remove_dir_all(&data_dir).expect("delete the data folder");
+    let mut second = start();
+    wait_healthy(&mut second, http_port).await;
+    let second_database = database_of(&data_dir);
+    let _second_db = crate::harness::TestDb::adopt(&second_database);
+    assert_ne!(second_database, first_database, "a new data folder, a new database");
+    assert_eq!(
+        demo_owner_lists_products(&data_dir, http_port).await,
+        200,
+        "the new installation seeded its demo brand and credentials again"
+    );
+    assert!(terminate(&mut second).await.success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

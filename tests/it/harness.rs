@@ -97,6 +97,17 @@ impl TestDb {
         TestDb { name, url }
     }
 
+    /// Takes over a database something else created (e.g. `gps up`'s own for
+    /// its data folder), so it is dropped with its compute sibling afterwards.
+    pub(crate) fn adopt(name: &str) -> Self {
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "database name {name:?}");
+        let url = match postgres_admin_url().rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("GPS_TEST_POSTGRES_URL must end with a database name"),
+        };
+        TestDb { name: name.to_owned(), url }
+    }
+
     /// The database's URL.
     pub(crate) fn url(&self) -> &str {
         &self.url
@@ -118,7 +129,12 @@ impl Drop for TestDb {
             runtime.block_on(async move {
                 use sqlx::Connection;
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                    for database in [name.clone(), format!("{name}_compute")] {
+                    // `NAME_read` names its compute database `NAME_compute`.
+                    let stem_compute = name.strip_suffix("_read").map(|stem| format!("{stem}_compute"));
+                    for database in [Some(name.clone()), Some(format!("{name}_compute")), stem_compute]
+                        .into_iter()
+                        .flatten()
+                    {
                         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                             "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
                         )))
