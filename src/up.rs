@@ -252,6 +252,11 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     let db = connect_database(&settings).await?;
     let (media, _embedded_storage) = connect_media(&settings).await?;
     let commands = gps_commands::CommandHandler::new(log.clone());
+    // Queries must find the read-model tables from the first request on.
+    gps_projections::prepare_all(&db).await.context("preparing the read-model schemas")?;
+    if role == Role::Everything {
+        refuse_stores_of_another_log(&settings, &log, &db).await?;
+    }
     let demo = if settings.seed_demo && role == Role::Everything {
         crate::admin::seed_demo(&commands, &db, &settings.data_dir).await.context("seeding the demo brand")?
     } else {
@@ -286,11 +291,10 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
         ),
         None => {}
     }
-    // Queries must find the read-model tables from the first request on.
-    gps_projections::prepare_all(&db).await.context("preparing the read-model schemas")?;
     let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure, media)
         .await
         .context("subscribing the gateway to brand events")?;
+    register_projection_readiness(&state);
     // The compute agent, the delivery worker and the process managers (launch
     // → generations, revision → generation) run inside `gps up`; `gps agent`
     // runs more of them.
@@ -347,6 +351,40 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     }
     tracing::info!("GPS stopped");
     Ok(())
+}
+
+/// `gps up` runs every role, so a store of another log stops it before it
+/// serves or seeds anything (separate roles refuse one by one and report it
+/// in `/readyz`).
+async fn refuse_stores_of_another_log(settings: &Settings, log: &EventLog, db: &sqlx::PgPool) -> anyhow::Result<()> {
+    let problems = gps_projections::binding_problems(db, log).await;
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "the read database {} does not belong to this event log:\n  {}",
+            redacted_database(&settings.database_url),
+            problems.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The database name of a URL, for messages (never its credentials).
+fn redacted_database(url: &str) -> String {
+    let without_query = url.split_once('?').map_or(url, |(base, _)| base);
+    without_query.rsplit_once('/').map_or_else(|| "(unnamed)".to_owned(), |(_, name)| name.to_owned())
+}
+
+/// `/readyz` reports read models that refuse to run (another log, a
+/// checkpoint beyond its end).
+fn register_projection_readiness(state: &gps_gateway::AppState) {
+    let (db, log) = (state.db.clone(), state.log.clone());
+    state.readiness.register(
+        "projections",
+        std::sync::Arc::new(move || {
+            let (db, log) = (db.clone(), log.clone());
+            Box::pin(async move { gps_projections::binding_problems(&db, &log).await })
+        }),
+    );
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -418,3 +418,50 @@ async fn a_new_data_folder_gets_databases_of_its_own_and_a_working_demo_again() 
     assert!(terminate(&mut second).await.success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+#[tokio::test]
+async fn an_installation_whose_log_was_replaced_refuses_to_start_until_its_derived_stores_are_reset() {
+    let data_dir = temp_dir();
+    let db = crate::harness::TestDb::create().await;
+    let http_port = free_port();
+    let start = |extra: &[&str]| {
+        gps(&data_dir, http_port)
+            .args(extra)
+            .env("DATABASE_URL", db.url())
+            .env("GPS_NATS_PORT", free_port().to_string())
+            .stdout(log_file(&data_dir))
+            .stderr(log_file(&data_dir))
+            .spawn()
+            .expect("spawn gps")
+    };
+
+    let mut first = start(&[]);
+    wait_healthy(&mut first, http_port).await;
+    assert_eq!(demo_owner_lists_products(&data_dir, http_port).await, 200);
+    assert!(terminate(&mut first).await.success());
+
+    // The event log is replaced by a new, empty one; the databases stay.
+    std::fs::remove_dir_all(data_dir.join("nats")).expect("remove the log");
+    let mut refused = start(&[]);
+    let status = tokio::time::timeout(Duration::from_secs(120), refused.wait())
+        .await
+        .expect("gps up refuses at once instead of serving")
+        .expect("wait");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(data_dir.join("gps-up.log")).expect("log");
+    assert!(log.contains("does not belong to this event log"), "{log}");
+    assert!(log.contains("was built from stream GPS_EVENTS"), "names the identity the store recorded: {log}");
+    assert!(log.contains("--reset-derived") && log.contains("gps projections rebuild"), "names the ways out: {log}");
+
+    // The way out for a development installation.
+    let mut reset = start(&["--reset-derived"]);
+    wait_healthy(&mut reset, http_port).await;
+    assert_eq!(
+        demo_owner_lists_products(&data_dir, http_port).await,
+        200,
+        "the demo brand and its credentials are made again for the new log"
+    );
+    assert_eq!(http_get(http_port, "/readyz").await.map(|(status, _)| status), Some(200));
+    assert!(terminate(&mut reset).await.success());
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
