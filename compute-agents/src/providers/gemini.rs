@@ -164,9 +164,8 @@ impl GeminiProvider {
         if !status.is_success() {
             return Err(classify_status(NAME, status, retry_after.as_ref(), &text));
         }
-        let answer: Answer = serde_json::from_str(&text).map_err(|e| {
-            ProviderError::retryable(NAME, format!("malformed generateContent answer: {e}"), None)
-        })?;
+        let answer: Answer = serde_json::from_str(&text)
+            .map_err(|e| ProviderError::unknown(NAME, format!("malformed generateContent answer: {e}")))?;
         if let Some(reason) = answer.prompt_feedback.and_then(|f| f.block_reason) {
             return Err(ProviderError::refused(NAME, format!("the prompt was blocked ({reason})")));
         }
@@ -190,7 +189,7 @@ impl GeminiProvider {
             (Some(image), _) => {
                 let bytes =
                     base64::engine::general_purpose::STANDARD.decode(image.data.as_bytes()).map_err(|e| {
-                        ProviderError::retryable(NAME, format!("the image is not valid base64: {e}"), None)
+                        ProviderError::unknown(NAME, format!("the image is not valid base64: {e}"))
                     })?;
                 Ok(Output {
                     bytes: bytes.into(),
