@@ -325,10 +325,10 @@ async fn gave_up(shared: &Shared, advisory: &[u8]) -> Result<(), String> {
         advisory.deliveries
     );
     tracing::error!(generation = %address, %reason, "failing a generation that ran out of deliveries");
-    fail(shared, &address, &envelope, &reason, true, attempt).await.map_err(|e| e.to_string())?;
+    // Recorded first, so whoever sees the failure on the log finds the dead letter.
     if let Ok(generation) = GenerationId::parse(address.id()) {
         let store = &shared.engine.store;
-        let _ = store
+        store
             .dead_letter(
                 address.brand(),
                 &generation,
@@ -337,9 +337,11 @@ async fn gave_up(shared: &Shared, advisory: &[u8]) -> Result<(), String> {
                 advisory.deliveries,
                 &reason,
             )
-            .await;
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = store.end_unleased_run(address.brand(), &generation, attempt, "failed", &reason).await;
     }
+    fail(shared, &address, &envelope, &reason, true, attempt).await.map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -376,7 +378,6 @@ async fn handle(shared: &Shared, message: Arc<Message>) {
         Ok(Done::LeaseLost) => {}
         Err(Retry { reason, attempt }) if delivered >= shared.settings.max_deliver => {
             tracing::error!(generation = %address, %reason, delivered, "delivery limit reached; failing and dead-lettering the generation");
-            let failed = fail(shared, &address, &envelope, &reason, true, attempt).await;
             let brand = address.brand().clone();
             if let Ok(generation) = GenerationId::parse(address.id()) {
                 let _ = shared
@@ -385,6 +386,7 @@ async fn handle(shared: &Shared, message: Arc<Message>) {
                     .dead_letter(&brand, &generation, attempt, stream_sequence, delivered as u64, &reason)
                     .await;
             }
+            let failed = fail(shared, &address, &envelope, &reason, true, attempt).await;
             match failed {
                 Ok(()) => ack(&message, AckKind::Term).await,
                 Err(_) => ack(&message, AckKind::Nak(Some(shared.settings.ack_wait))).await,

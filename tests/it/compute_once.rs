@@ -115,9 +115,10 @@ async fn a_paid_call_that_times_out_after_the_worker_received_it_is_not_repeated
  {
     let server = WorkerServer::start().await;
     server.always(WorkerAnswer::Hang);
+    // 5 s: long enough for an answer rendered by an unoptimised build on a busy machine.
     let router = Router::new(
         vec![
-            worker_with("paid", &server.url, vec![Capability::Generate], false, Duration::from_secs(1)),
+            worker_with("paid", &server.url, vec![Capability::Generate], false, Duration::from_secs(5)),
             local(),
         ],
         routes(&[(Capability::Generate, &["paid", "local"]), (Capability::Enhance, &["local"])]),
