@@ -276,7 +276,7 @@ pub(crate) fn worker_with(
     (Arc::new(HttpWorkerProvider::new(settings)), ProviderLimits::default())
 }
 
-fn fal(url: &str) -> (Arc<dyn Provider>, ProviderLimits) {
+pub(crate) fn fal(url: &str) -> (Arc<dyn Provider>, ProviderLimits) {
     let mut settings = FalSettings::new(url, ApiKey::new("test-fal-key"));
     settings.models.retain(|c, _| *c == Capability::Generate);
     (Arc::new(FalProvider::new(settings)), ProviderLimits::default())

@@ -17,9 +17,9 @@ use gps_domain::generation::{Generation, GenerationCommand, GenerationStatus};
 use gps_domain::ids::GenerationId;
 
 use crate::compute::{
-    BLUE, Compute, address, fast_policy, local, meta, product_photo, request, routes, worker_with,
+    BLUE, Compute, address, fal, fast_policy, local, meta, product_photo, request, routes, worker_with,
 };
-use crate::compute_servers::{WorkerAnswer, WorkerServer};
+use crate::compute_servers::{FalServer, WorkerAnswer, WorkerServer};
 
 /// A `gps agent` process on `compute`'s parts, with extra environment.
 fn spawn_gps_agent(
@@ -397,4 +397,38 @@ async fn an_agent_whose_compute_database_belongs_to_another_log_refuses_to_start
         stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(agent::DURABLE).await.is_err(),
         "no consumer was bound: no work taken"
     );
+}
+
+#[tokio::test]
+async fn a_fal_request_whose_id_cannot_be_recorded_is_waited_on_and_never_submitted_again() {
+    let fal_server = FalServer::start().await;
+    let router = Router::new(
+        vec![fal(&fal_server.url), local()],
+        routes(&[(Capability::Generate, &["fal"]), (Capability::Enhance, &["local"])]),
+        fast_policy(),
+    );
+    let compute = Compute::parts().await;
+    // The compute database refuses to record a submitted job (a store failure
+    // right after fal accepted the paid request).
+    for statement in [
+        "CREATE FUNCTION refuse_submitted() RETURNS trigger LANGUAGE plpgsql AS
+         $$ BEGIN RAISE EXCEPTION 'the compute database is failing'; END $$",
+        "CREATE TRIGGER refuse_submitted BEFORE INSERT OR UPDATE ON steps
+         FOR EACH ROW WHEN (NEW.status = 'submitted') EXECUTE FUNCTION refuse_submitted()",
+    ] {
+        sqlx::query(statement).execute(compute.store.pool()).await.expect("fault injected");
+    }
+    let mut settings = AgentSettings::new("agent-fal");
+    settings.ack_wait = Duration::from_secs(2);
+    compute.spawn_agent_with(router, settings);
+    let photo = compute.asset(product_photo(BLUE)).await;
+    let id = GenerationId::parse("g-unrecorded").expect("id");
+    compute.request(request(id.as_str(), "on-model", 1, &photo)).await;
+    until("fal received the request", async || fal_server.submissions() == 1).await;
+    // Several ack waits pass while fal works on it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    fal_server.state.release.store(true, Ordering::SeqCst);
+    let generation = compute.finished(&id).await;
+    assert_eq!(generation.status(), Some(GenerationStatus::Completed), "{:?}", generation.failure());
+    assert_eq!(fal_server.submissions(), 1, "the paid request was submitted once");
 }

@@ -8,6 +8,10 @@
 //! `PROHIBITED_CONTENT`, `SAFETY`, `NO_IMAGE` (or a `promptFeedback.blockReason`)
 //! is a refusal with that reason: retrying the same request cannot help.
 //! `usageMetadata.totalTokenCount` is reported as usage for the price table.
+//!
+//! A call is not idempotent (each one is paid, and the API takes no request
+//! id): a timeout after sending or an unreadable 200 is an unknown outcome,
+//! which the engine surfaces instead of calling again.
 
 use std::time::Duration;
 
