@@ -433,7 +433,7 @@ async fn cancelling_mid_run_stops_the_work_and_cancels_the_fal_request() {
     let photo = compute.asset(product_photo(BLUE)).await;
     let id = GenerationId::parse("g-cancel").expect("id");
     compute.request(request(id.as_str(), "on-model", 2, &photo)).await;
-    for _ in 0..400 {
+    for _ in 0..2400 {
         if fal_server.submissions() == 2 {
             break;
         }
@@ -447,7 +447,7 @@ async fn cancelling_mid_run_stops_the_work_and_cancels_the_fal_request() {
         .execute::<Generation>(&address::<Generation>(id.as_str()), &meta(), &cancel)
         .await
         .expect("cancel");
-    for _ in 0..400 {
+    for _ in 0..2400 {
         if fal_server.cancels() == 2 {
             break;
         }
@@ -580,7 +580,7 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
                 &LookId::parse(format!("look-{index}")).expect("id"),
                 &ShotType::parse(shot).expect("shot"),
             );
-            for _ in 0..400 {
+            for _ in 0..2400 {
                 if compute.generation(&id).await.status().is_some() {
                     break;
                 }
@@ -624,7 +624,7 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
         PredictionCommand::RequestRevision { comment: text("lift the hem a little"), regions: Vec::new() };
     execute::<Prediction>(commands, parent.as_str(), revise).await;
     let revision_id = gps_commands::process_managers::revision_generation_id(&brand(), &parent);
-    for _ in 0..400 {
+    for _ in 0..2400 {
         if compute.generation(&revision_id).await.status().is_some() {
             break;
         }
@@ -657,7 +657,7 @@ async fn cancelling_a_launch_cancels_its_running_generations_and_their_fal_reque
     let compute = Compute::start(router).await;
     let shooting_id = launch_summer(&compute, &[BLUE], &["front", "back"]).await;
     // 2 generations × 4 variants, all held IN_PROGRESS by the fal server.
-    for _ in 0..600 {
+    for _ in 0..2400 {
         if fal_server.submissions() == 8 {
             break;
         }
@@ -666,7 +666,7 @@ async fn cancelling_a_launch_cancels_its_running_generations_and_their_fal_reque
     assert_eq!(fal_server.submissions(), 8, "every variant of both generations was submitted");
     let cancel = ShootingCommand::CancelLaunch { reason: Some(text("wrong subject")) };
     execute::<Shooting>(&compute.commands, "summer", cancel).await;
-    for _ in 0..600 {
+    for _ in 0..2400 {
         if fal_server.cancels() == 8 {
             break;
         }
@@ -752,7 +752,7 @@ async fn an_agent_process_killed_mid_workflow_is_replaced_without_a_duplicate_pr
     let mut first = spawn_agent("agent-first");
     // Wait until both paid requests are submitted and recorded, then kill the
     // agent while fal still works on them.
-    for _ in 0..600 {
+    for _ in 0..2400 {
         let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM steps WHERE status = 'submitted'")
             .fetch_one(compute.store.pool())
             .await
