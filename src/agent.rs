@@ -2,7 +2,9 @@
 //! process managers in their own process; `gps up` runs the same inside. Builds the providers, router and
 //! engine from the environment (documented in `docs/configuration.md`,
 //! "Compute agents"), connects object storage and the compute database, and
-//! consumes generation events until Ctrl-C or SIGTERM.
+//! consumes generation events until Ctrl-C or SIGTERM. Each role's consume
+//! loop runs under a supervisor and reports in a `ComputeHealth`
+//! (`run_on_with`), for readiness.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use gps_compute_agents::providers::{ApiKey, Capability, Provider};
 use gps_compute_agents::quality::GateSettings;
 use gps_compute_agents::router::{Price, ProviderLimits, RetryPolicy, Router};
 use gps_compute_agents::store::{ComputeStore, compute_url_for};
+use gps_compute_agents::supervise::{self, Readiness, RoleHealth};
 use gps_compute_agents::workflow::WorkflowSet;
 use gps_nats::EventLog;
 
@@ -150,6 +153,8 @@ pub(crate) fn router(settings: &ComputeSettings) -> anyhow::Result<Router> {
             )?,
             key: ApiKey::from_env("GPS_HTTP_WORKER_KEY"),
             timeout: settings.timeout,
+            idempotent: env("GPS_HTTP_WORKER_IDEMPOTENT")
+                .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on")),
         };
         providers.push((Arc::new(HttpWorkerProvider::new(worker)), limits("http-worker")?));
     }
@@ -238,6 +243,33 @@ pub(crate) async fn engine(
     Ok((Arc::new(engine), compute.agent))
 }
 
+/// The readiness of the three roles [`run_on_with`] runs; clones share it.
+#[derive(Debug, Clone)]
+pub(crate) struct ComputeHealth {
+    /// The compute agent's consume loop.
+    pub(crate) agent: RoleHealth,
+    /// The delivery worker's.
+    pub(crate) delivery: RoleHealth,
+    /// The process managers'.
+    pub(crate) process_managers: RoleHealth,
+}
+
+impl ComputeHealth {
+    pub(crate) fn new() -> Self {
+        ComputeHealth {
+            agent: RoleHealth::new("compute-agent"),
+            delivery: RoleHealth::new("delivery-worker"),
+            process_managers: RoleHealth::new("process-managers"),
+        }
+    }
+
+    /// All three, for a `/readyz`.
+    #[allow(dead_code, reason = "for the gateway's readiness, wired by `gps up`")]
+    pub(crate) fn readiness(&self) -> Readiness {
+        Readiness::new(vec![self.agent.clone(), self.delivery.clone(), self.process_managers.clone()])
+    }
+}
+
 /// Runs an agent, a delivery worker and the process managers on `log` until `shutdown`.
 pub(crate) async fn run_on(
     log: EventLog,
@@ -246,17 +278,73 @@ pub(crate) async fn run_on(
     delivery: Arc<gps_compute_agents::delivery::DeliveryWorker>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_on_with(log, engine, agent_settings, delivery, ComputeHealth::new(), shutdown).await
+}
+
+/// [`run_on`], reporting each role's consume loop in `health`. Each loop runs
+/// under a supervisor that binds its consumer again with backoff when it is
+/// deleted or its pull fails. The agent and the delivery worker refuse to
+/// start (an error, no work taken) on a compute database of another event log.
+pub(crate) async fn run_on_with(
+    log: EventLog,
+    engine: Arc<Engine>,
+    agent_settings: AgentSettings,
+    delivery: Arc<gps_compute_agents::delivery::DeliveryWorker>,
+    health: ComputeHealth,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let commands = gps_commands::CommandHandler::new(log.clone());
+    // Refuse another log before any role takes work.
+    gps_compute_agents::agent::check_log_binding(&log, &engine.store, "compute database")
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let managers = tokio::spawn(gps_commands::process_managers::run(commands.clone(), wait(stopped.clone())));
-    let deliveries = tokio::spawn(gps_compute_agents::delivery::run(delivery, wait(stopped.clone())));
-    let agent = tokio::spawn(agent::run(commands, engine, agent_settings, wait(stopped)));
-    shutdown.await;
+    let managers = {
+        let commands = commands.clone();
+        let pm_health = health.process_managers.clone();
+        tokio::spawn(supervise::supervise(
+            health.process_managers.clone(),
+            supervise::Backoff::default(),
+            move |stop| {
+                let pm_health = pm_health.clone();
+                gps_commands::process_managers::run_session(
+                    commands.clone(),
+                    move || pm_health.set_ready(),
+                    stop,
+                )
+            },
+            wait(stopped.clone()),
+        ))
+    };
+    let deliveries = tokio::spawn(gps_compute_agents::delivery::run_with(
+        delivery,
+        health.delivery.clone(),
+        wait(stopped.clone()),
+    ));
+    let agent =
+        tokio::spawn(agent::run_with(commands, engine, agent_settings, health.agent.clone(), wait(stopped)));
+    let mut agent = agent;
+    let mut deliveries = deliveries;
+    // A role that refuses to start (another log) ends the process with its reason.
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = &mut shutdown => {}
+        ended = &mut agent => {
+            let _ = stop.send(true);
+            ended.context("the compute agent panicked")?.context("compute agent")?;
+            anyhow::bail!("the compute agent stopped");
+        }
+        ended = &mut deliveries => {
+            let _ = stop.send(true);
+            ended.context("the delivery worker panicked")?.context("delivery worker")?;
+            anyhow::bail!("the delivery worker stopped");
+        }
+    }
     let _ = stop.send(true);
-    managers.await.context("the process managers panicked")?.context("process managers")?;
+    managers.await.context("the process managers panicked")?;
     agent.await.context("the compute agent panicked")?.context("compute agent")?;
     deliveries.await.context("the delivery worker panicked")?.context("delivery worker")?;
     Ok(())

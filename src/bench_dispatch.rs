@@ -89,6 +89,7 @@ pub(crate) async fn run(
         capabilities: vec![Capability::Generate, Capability::Enhance],
         key: None,
         timeout: Duration::from_secs(30),
+        idempotent: false,
     });
     let providers: Vec<(Arc<dyn Provider>, ProviderLimits)> = vec![(
         Arc::new(worker),

@@ -16,6 +16,15 @@
 //! processing an event twice requests nothing twice. A durable consumer
 //! (`gps-process-managers`) delivers the events; an event is acknowledged once
 //! its commands are on the log.
+//!
+//! The consume loop pulls only as many events as it has free slots (no
+//! prefetch), heartbeats each one it holds (a guard aborts the heartbeat when
+//! the work ends, panics included), and never terminates an event it cannot
+//! read: an undecodable event, or one whose aggregate holds an event this
+//! build cannot decode, is parked — negatively acknowledged with a long delay
+//! ([`PARK_DELAY`]) — so it is read again after an upgrade. [`run_session`]
+//! ends with an error when the consumer is deleted or a pull fails; the
+//! binary runs it under a supervisor that binds again and reports readiness.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -515,76 +524,164 @@ pub async fn request_follow_up(
     Ok(request_generation(handler, &meta, brand, request).await?.map(|()| generation_id))
 }
 
+/// How long an event the process managers cannot read waits before it is
+/// delivered again (after an upgrade, it is read).
+pub const PARK_DELAY: Duration = Duration::from_secs(3600);
+
+/// Events worked on at once.
+const SLOTS: usize = 16;
+
+/// How long one pull waits for events.
+const PULL_EXPIRY: Duration = Duration::from_secs(1);
+
+/// The process managers' ack wait: a held event is heartbeaten every third of it.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// A task aborted when dropped (the heartbeat of one held event).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the process managers on their durable consumer until `shutdown`.
 pub async fn run(
     handler: CommandHandler,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CommandError> {
+    run_session(handler, || {}, shutdown).await
+}
+
+/// One session of the process managers: binds the durable consumer, calls
+/// `bound`, and works until `shutdown` (then `Ok`) or until the consumer
+/// fails — deleted, a pull refused, no longer answering (then `Err`, for a
+/// supervisor to start another session).
+pub async fn run_session(
+    handler: CommandHandler,
+    bound: impl FnOnce() + Send,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), CommandError> {
     let unavailable = |e: String| CommandError::Unavailable(e);
-    let consumer = handler
+    let mut consumer = handler
         .log()
         .durable_consumer(DURABLE, vec!["gps.evt.*.shooting.*".into(), "gps.evt.*.prediction.*".into()], 0)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    let mut messages = consumer.messages().await.map_err(|e| unavailable(e.to_string()))?;
+    bound();
     let handler = Arc::new(handler);
-    let limit = Arc::new(tokio::sync::Semaphore::new(16));
+    let limit = Arc::new(tokio::sync::Semaphore::new(SLOTS));
+    let mut idle_since = std::time::Instant::now();
     tokio::pin!(shutdown);
     loop {
-        let message = tokio::select! {
-            () = &mut shutdown => break,
-            message = messages.next() => message,
+        let first = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            permit = limit.clone().acquire_owned() => permit.map_err(|e| unavailable(e.to_string()))?,
         };
-        let message = match message {
-            Some(Ok(message)) => message,
-            Some(Err(error)) => {
-                tracing::warn!(%error, "process manager consumer error; continuing");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            None => return Err(unavailable("the process managers' message stream ended".into())),
-        };
-        let interesting = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Gps-Event-Type"))
-            .is_none_or(|t| REACTS_TO.contains(&t.as_str()));
-        if !interesting {
-            let _ = message.ack().await;
-            continue;
+        let mut permits = vec![first];
+        while let Ok(permit) = limit.clone().try_acquire_owned() {
+            permits.push(permit);
         }
-        let permit = limit.clone().acquire_owned().await.map_err(|e| unavailable(e.to_string()))?;
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
-                Ok(envelope) => envelope,
-                Err(error) => {
-                    tracing::error!(%error, subject = %message.subject, "undecodable event; skipped by the process managers");
-                    let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
-                    return;
+        let mut batch = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            batch = consumer.batch().max_messages(permits.len()).expires(PULL_EXPIRY).messages() => {
+                batch.map_err(|e| unavailable(format!("process managers: pull request failed: {e}")))?
+            }
+        };
+        let mut received = false;
+        loop {
+            let next = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                next = batch.next() => next,
+            };
+            let message = match next {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    return Err(unavailable(format!("process managers: pull failed: {error}")));
                 }
             };
-            match react(&handler, &envelope).await {
-                Ok(Reaction::Refused(reasons)) => {
-                    tracing::warn!(event = %envelope.event_type, ?reasons, "some generations could not be requested");
-                    let _ = message.ack().await;
-                }
-                Ok(_) => {
-                    let _ = message.ack().await;
-                }
-                Err(error @ (CommandError::Unavailable(_) | CommandError::Conflict { .. })) => {
-                    tracing::warn!(%error, "process manager will retry the event");
-                    let _ = message
-                        .ack_with(async_nats::jetstream::AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, event = %envelope.event_type, "process manager cannot act on the event; skipped");
-                    let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
-                }
+            received = true;
+            let interesting = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Gps-Event-Type"))
+                .is_none_or(|t| REACTS_TO.contains(&t.as_str()));
+            if !interesting {
+                let _ = message.ack().await;
+                continue;
             }
-            drop(permit);
-        });
+            let Some(permit) = permits.pop() else {
+                let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
+                continue;
+            };
+            let message = Arc::new(message);
+            let heartbeat = {
+                let message = message.clone();
+                AbortOnDrop(tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(ACK_WAIT / 3).await;
+                        let _ = message.ack_with(async_nats::jetstream::AckKind::Progress).await;
+                    }
+                }))
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let _heartbeat = heartbeat;
+                let _permit = permit;
+                handle(&handler, &message).await;
+            });
+        }
+        drop(permits);
+        if received {
+            idle_since = std::time::Instant::now();
+        } else if idle_since.elapsed() >= Duration::from_secs(5) {
+            consumer
+                .info()
+                .await
+                .map_err(|e| unavailable(format!("process managers: the consumer no longer answers: {e}")))?;
+            idle_since = std::time::Instant::now();
+        }
     }
-    Ok(())
+}
+
+async fn park(message: &async_nats::jetstream::Message) {
+    let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(Some(PARK_DELAY))).await;
+}
+
+async fn handle(handler: &CommandHandler, message: &async_nats::jetstream::Message) {
+    let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::error!(%error, subject = %message.subject, delay = ?PARK_DELAY,
+                "undecodable event; parked by the process managers until a build that reads it");
+            park(message).await;
+            return;
+        }
+    };
+    match react(handler, &envelope).await {
+        Ok(Reaction::Refused(reasons)) => {
+            tracing::warn!(event = %envelope.event_type, ?reasons, "some generations could not be requested");
+            let _ = message.ack().await;
+        }
+        Ok(_) => {
+            let _ = message.ack().await;
+        }
+        Err(error @ (CommandError::Unavailable(_) | CommandError::Conflict { .. })) => {
+            tracing::warn!(%error, "process manager will retry the event");
+            let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+        // Unreadable here (a payload or a stored event this build cannot
+        // decode): parked, read again later.
+        Err(error @ (CommandError::Invalid(_) | CommandError::Corrupt { .. })) => {
+            tracing::error!(%error, event = %envelope.event_type, delay = ?PARK_DELAY,
+                "process manager cannot read what the event needs; parked");
+            park(message).await;
+        }
+        Err(error) => {
+            tracing::error!(%error, event = %envelope.event_type, "process manager cannot act on the event; skipped");
+            let _ = message.ack_with(async_nats::jetstream::AckKind::Term).await;
+        }
+    }
 }

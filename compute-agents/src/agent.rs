@@ -27,9 +27,10 @@ use gps_domain::{AggregateKind, DomainError};
 use gps_nats::{AggregateAddress, EventLog};
 use sha2::{Digest, Sha256};
 
-use crate::consume::{self, ConsumerSpec, ack, header};
+use crate::consume::{self, AbortOnDrop, ConsumerSpec, ack, header};
 use crate::engine::{Engine, RunControl, RunEnd};
-use crate::store::CompletedStep;
+use crate::store::{CompletedStep, Lease, LeaseOutcome};
+use crate::supervise::{self, RoleHealth};
 
 /// The durable consumer every agent shares.
 pub const DURABLE: &str = "gps-compute-agents";
@@ -133,33 +134,218 @@ struct Shared {
 }
 
 /// Runs the agent until `shutdown` resolves; generations in flight are left
-/// unacknowledged and go to another agent.
+/// unacknowledged and go to another agent. Unsupervised health: see [`run_with`].
 pub async fn run(
     commands: CommandHandler,
     engine: Arc<Engine>,
     settings: AgentSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
+    run_with(commands, engine, settings, RoleHealth::new("compute-agent"), shutdown).await
+}
+
+/// The name of the stream that keeps the max-deliveries advisories of the
+/// consumer `durable` on `stream`.
+pub fn gave_up_stream(stream: &str, durable: &str) -> String {
+    format!("{stream}_GAVE_UP_{}", durable.replace(['.', '*', '>', ' '], "_"))
+}
+
+/// Refuses a compute database that belongs to another event log, recording
+/// this one on first use.
+pub async fn check_log_binding(
+    log: &EventLog,
+    store: &crate::store::ComputeStore,
+    what: &str,
+) -> Result<(), AgentError> {
+    let refuse = |message: String| consume::ConsumeError { durable: what.to_owned(), message };
+    let state = log.state().await.map_err(|e| refuse(e.to_string()))?;
+    store.bind_to_log(&state, what).await.map_err(|e| refuse(e.to_string()))
+}
+
+/// Runs the agent under supervision until `shutdown` resolves: the consume
+/// loop is restarted with backoff when its consumer is deleted or its pull
+/// fails, and `health` says whether it is bound. Refuses to start (an error,
+/// no work taken) when the compute database belongs to another event log.
+pub async fn run_with(
+    commands: CommandHandler,
+    engine: Arc<Engine>,
+    settings: AgentSettings,
+    health: RoleHealth,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    let log = commands.log().clone();
+    check_log_binding(&log, &engine.store, "compute database").await?;
     tracing::info!(agent = %settings.name, durable = %settings.durable, "compute agent consuming generation events");
     let spec = spec(&settings);
-    let log = commands.log().clone();
     let shared = Arc::new(Shared { commands, engine, settings });
     let name = shared.settings.name.clone();
-    consume::run(
-        &log,
-        &spec,
-        move |message| {
+    let gave_up = {
+        let shared = shared.clone();
+        AbortOnDrop::spawn(async move {
+            supervise::supervise(
+                RoleHealth::new("compute-agent-gave-up"),
+                supervise::Backoff::default(),
+                |stop| {
+                    let shared = shared.clone();
+                    async move { run_gave_up(&shared, stop).await }
+                },
+                std::future::pending::<()>(),
+            )
+            .await;
+        })
+    };
+    let session_health = health.clone();
+    supervise::supervise(
+        health,
+        supervise::Backoff::default(),
+        |stop| {
             let shared = shared.clone();
-            async move { handle(&shared, message).await }
+            let log = log.clone();
+            let spec = spec.clone();
+            let health = session_health.clone();
+            async move {
+                let handler_shared = shared.clone();
+                consume::run(
+                    &log,
+                    &spec,
+                    &health,
+                    move |message| {
+                        let shared = handler_shared.clone();
+                        async move { handle(&shared, message).await }
+                    },
+                    stop,
+                )
+                .await
+            }
         },
         shutdown,
     )
-    .await?;
+    .await;
+    drop(gave_up);
     tracing::info!(agent = %name, "compute agent stopped");
     Ok(())
 }
 
-async fn handle(shared: &Shared, message: Message) {
+/// One session of the max-deliveries watcher: fails each generation whose
+/// last allowed delivery was not acknowledged (its agent died), once.
+async fn run_gave_up(
+    shared: &Shared,
+    stop: impl Future<Output = ()> + Send,
+) -> Result<(), consume::ConsumeError> {
+    use async_nats::jetstream::{consumer, stream};
+    let log = shared.commands.log();
+    let durable = &shared.settings.durable;
+    let problem =
+        |message: String| consume::ConsumeError { durable: format!("{durable} (gave up)"), message };
+    let name = gave_up_stream(&log.settings().name, durable);
+    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{durable}", log.settings().name);
+    let advisories = log
+        .jetstream()
+        .get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subject],
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| problem(e.to_string()))?;
+    let consumer: consumer::PullConsumer = advisories
+        .get_or_create_consumer(
+            "gave-up",
+            consumer::pull::Config {
+                durable_name: Some("gave-up".to_owned()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| problem(e.to_string()))?;
+    tokio::pin!(stop);
+    loop {
+        let mut batch = tokio::select! {
+            () = &mut stop => return Ok(()),
+            batch = consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages() => {
+                batch.map_err(|e| problem(e.to_string()))?
+            }
+        };
+        while let Some(message) = tokio::select! {
+            () = &mut stop => return Ok(()),
+            next = futures::StreamExt::next(&mut batch) => next,
+        } {
+            let message = message.map_err(|e| problem(e.to_string()))?;
+            match gave_up(shared, &message.payload).await {
+                Ok(()) => ack(&message, AckKind::Ack).await,
+                Err(reason) => {
+                    tracing::warn!(%reason, "a generation that ran out of deliveries could not be failed yet");
+                    ack(&message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                }
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MaxDeliveries {
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+/// Fails the generation whose event at the advisory's stream sequence ran
+/// out of deliveries, if that attempt is still unfinished.
+async fn gave_up(shared: &Shared, advisory: &[u8]) -> Result<(), String> {
+    let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(advisory) else {
+        tracing::error!("an unreadable max-deliveries advisory; skipped");
+        return Ok(());
+    };
+    let log = shared.commands.log();
+    let stream = log.jetstream().get_stream(&log.settings().name).await.map_err(|e| e.to_string())?;
+    let message = stream.direct_get(advisory.stream_seq).await.map_err(|e| e.to_string())?;
+    let Some(address) = AggregateAddress::from_subject(&message.subject) else { return Ok(()) };
+    let Ok(envelope) = serde_json::from_slice::<EventEnvelope>(&message.payload) else { return Ok(()) };
+    if !matches!(envelope.event_type.as_str(), "generation.requested" | "generation.retried") {
+        return Ok(());
+    }
+    let loaded = shared.commands.load::<Generation>(&address).await.map_err(|e| e.to_string())?;
+    let state = loaded.state;
+    let attempt = state.attempt();
+    let current = match envelope.event_type.as_str() {
+        "generation.retried" => {
+            envelope.payload.get("attempt").and_then(|a| a.as_u64()) == Some(u64::from(attempt))
+        }
+        _ => attempt == 1,
+    };
+    if !current || !matches!(state.status(), Some(GenerationStatus::Requested | GenerationStatus::Running)) {
+        return Ok(());
+    }
+    let plural = if advisory.deliveries == 1 { "delivery" } else { "deliveries" };
+    let reason = format!(
+        "gave up after {} {plural}: the agent working on it stopped before finishing (it crashed or was killed); retry the generation",
+        advisory.deliveries
+    );
+    tracing::error!(generation = %address, %reason, "failing a generation that ran out of deliveries");
+    // Recorded first, so whoever sees the failure on the log finds the dead letter.
+    if let Ok(generation) = GenerationId::parse(address.id()) {
+        let store = &shared.engine.store;
+        store
+            .dead_letter(
+                address.brand(),
+                &generation,
+                attempt,
+                advisory.stream_seq,
+                advisory.deliveries,
+                &reason,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = store.end_unleased_run(address.brand(), &generation, attempt, "failed", &reason).await;
+    }
+    fail(shared, &address, &envelope, &reason, true, attempt).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn handle(shared: &Shared, message: Arc<Message>) {
     let event_type = header(&message, "Gps-Event-Type").map(str::to_owned);
     if !matches!(event_type.as_deref(), Some("generation.requested" | "generation.retried") | None) {
         ack(&message, AckKind::Ack).await;
@@ -185,15 +371,13 @@ async fn handle(shared: &Shared, message: Message) {
         ack(&message, AckKind::Term).await;
         return;
     };
-    let message = Arc::new(message);
-    let heartbeat = consume::heartbeat(message.clone(), shared.settings.ack_wait / 3);
-    let outcome = work(shared, &address, &envelope).await;
-    heartbeat.abort();
-    match outcome {
-        Ok(()) => ack(&message, AckKind::Ack).await,
+    // The consume loop heartbeats the message from its receipt until this returns.
+    match work(shared, &address, &envelope).await {
+        Ok(Done::Ack) => ack(&message, AckKind::Ack).await,
+        // The copy that took the lease over holds (and will acknowledge) it.
+        Ok(Done::LeaseLost) => {}
         Err(Retry { reason, attempt }) if delivered >= shared.settings.max_deliver => {
             tracing::error!(generation = %address, %reason, delivered, "delivery limit reached; failing and dead-lettering the generation");
-            let failed = fail(shared, &address, &envelope, &reason, true, attempt).await;
             let brand = address.brand().clone();
             if let Ok(generation) = GenerationId::parse(address.id()) {
                 let _ = shared
@@ -202,6 +386,7 @@ async fn handle(shared: &Shared, message: Message) {
                     .dead_letter(&brand, &generation, attempt, stream_sequence, delivered as u64, &reason)
                     .await;
             }
+            let failed = fail(shared, &address, &envelope, &reason, true, attempt).await;
             match failed {
                 Ok(()) => ack(&message, AckKind::Term).await,
                 Err(_) => ack(&message, AckKind::Nak(Some(shared.settings.ack_wait))).await,
@@ -216,6 +401,14 @@ async fn handle(shared: &Shared, message: Message) {
             ack(&message, AckKind::Nak(Some(delay))).await;
         }
     }
+}
+
+/// How a delivery ended without a failure.
+enum Done {
+    /// Finished (or nothing to do): acknowledge.
+    Ack,
+    /// Another copy took the run over: leave the message to it.
+    LeaseLost,
 }
 
 /// A failure worth another delivery.
@@ -258,11 +451,11 @@ async fn fail(
     }
 }
 
-async fn work(shared: &Shared, address: &AggregateAddress, envelope: &EventEnvelope) -> Result<(), Retry> {
+async fn work(shared: &Shared, address: &AggregateAddress, envelope: &EventEnvelope) -> Result<Done, Retry> {
     let loaded = shared.commands.load::<Generation>(address).await.map_err(|e| retry_on(e, 0))?;
     let state = loaded.state;
     let (Some(request), Some(status)) = (state.request().cloned(), state.status()) else {
-        return Ok(());
+        return Ok(Done::Ack);
     };
     let attempt = state.attempt();
     // A request whose generation was retried since is run by the retry's event.
@@ -273,42 +466,117 @@ async fn work(shared: &Shared, address: &AggregateAddress, envelope: &EventEnvel
         _ => attempt == 1,
     };
     if !current || !matches!(status, GenerationStatus::Requested | GenerationStatus::Running) {
-        return Ok(());
+        return Ok(Done::Ack);
     }
     let agent = &shared.settings.name;
+    let store = &shared.engine.store;
+    let ttl = shared.settings.ack_wait;
+    // This copy's lease on the attempt; another copy holding it is waited for.
+    let owner = format!("{agent}#{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let lease = loop {
+        match store.acquire_lease(&request.brand_id, &request.generation_id, attempt, &owner, ttl).await {
+            Ok(LeaseOutcome::Acquired(lease)) => break lease,
+            Ok(LeaseOutcome::Held { owner: holder, remaining }) => {
+                tracing::info!(generation = %address, %holder, ?remaining, "another copy runs this generation; waiting");
+                tokio::time::sleep(
+                    remaining.clamp(Duration::from_millis(100), ttl / 3) + Duration::from_millis(50),
+                )
+                .await;
+                let state = shared
+                    .commands
+                    .load::<Generation>(address)
+                    .await
+                    .map_err(|e| retry_on(e, attempt))?
+                    .state;
+                if state.attempt() != attempt
+                    || !matches!(
+                        state.status(),
+                        Some(GenerationStatus::Requested | GenerationStatus::Running)
+                    )
+                {
+                    return Ok(Done::Ack);
+                }
+            }
+            Err(error) => return Err(Retry { reason: error.to_string(), attempt }),
+        }
+    };
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _renewal = {
+        let (store, lease, lost) = (store.clone(), lease.clone(), lost.clone());
+        AbortOnDrop::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                match store.renew_lease(&lease, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                    // Unknown: the check before the next paid call decides.
+                    Err(error) => tracing::warn!(%error, "lease renewal failed"),
+                }
+            }
+        })
+    };
+    let outcome = run_leased(shared, address, envelope, &request, attempt, &lease, &lost).await;
+    if outcome.is_err() {
+        // Redelivered later: the next copy may take the lease at once.
+        let _ = store.release_lease(&lease).await;
+    }
+    outcome
+}
+
+async fn run_leased(
+    shared: &Shared,
+    address: &AggregateAddress,
+    envelope: &EventEnvelope,
+    request: &gps_domain::generation::GenerationRequested,
+    attempt: u32,
+    lease: &Lease,
+    lost: &Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Done, Retry> {
+    let agent = &shared.settings.name;
+    let store = &shared.engine.store;
     let start = GenerationCommand::StartGeneration { agent: name(agent) };
     let start_meta = meta(envelope, &["start", address.id(), &attempt.to_string(), agent]);
     match shared.commands.execute::<Generation>(address, &start_meta, &start).await {
         Ok(_) => {}
         // Cancelled or finished meanwhile.
-        Err(CommandError::Rejected { .. }) => return Ok(()),
+        Err(CommandError::Rejected { .. }) => {
+            let _ = store.end_run(lease, "cancelled", None).await;
+            return Ok(Done::Ack);
+        }
         Err(error) => return Err(retry_on(error, attempt)),
     }
-    let store = &shared.engine.store;
-    store
-        .begin_run(&request.brand_id, &request.generation_id, attempt, agent)
-        .await
-        .map_err(|e| Retry { reason: e.to_string(), attempt })?;
-    let control = AgentControl { shared, address, envelope, attempt };
-    let end = shared.engine.run(&request, attempt, &control).await;
-    let (brand, generation) = (request.brand_id.clone(), request.generation_id.clone());
-    let end_run = |status: &'static str, reason: Option<String>| {
-        let (brand, generation) = (brand.clone(), generation.clone());
-        async move {
-            let _ = store.end_run(&brand, &generation, attempt, status, reason.as_deref()).await;
-        }
+    let control = AgentControl { shared, address, envelope, attempt, lease, lost };
+    let end = shared.engine.run(request, attempt, &control).await;
+    let end_run = |status: &'static str, reason: Option<String>| async move {
+        let _ = store.end_run(lease, status, reason.as_deref()).await;
     };
     match end {
+        RunEnd::LeaseLost { reason } => {
+            tracing::warn!(generation = %address, %reason, "lease lost; this copy stops without calling");
+            Ok(Done::LeaseLost)
+        }
         RunEnd::Cancelled => {
             end_run("cancelled", None).await;
-            Ok(())
+            Ok(Done::Ack)
+        }
+        RunEnd::OutcomeUnknown { reason } => {
+            // Retryable by a person (generation.retried runs a new attempt),
+            // never redelivered automatically.
+            fail(shared, address, envelope, &reason, true, attempt)
+                .await
+                .map_err(|e| retry_on(e, attempt))?;
+            end_run("failed", Some(reason)).await;
+            Ok(Done::Ack)
         }
         RunEnd::Failed { reason, retryable: false } => {
             fail(shared, address, envelope, &reason, false, attempt)
                 .await
                 .map_err(|e| retry_on(e, attempt))?;
             end_run("failed", Some(reason)).await;
-            Ok(())
+            Ok(Done::Ack)
         }
         RunEnd::Failed { reason, retryable: true } => Err(Retry { reason, attempt }),
         RunEnd::Completed(outputs) => {
@@ -354,7 +622,7 @@ async fn work(shared: &Shared, address: &AggregateAddress, envelope: &EventEnvel
                         if status == GenerationStatus::Cancelled =>
                     {
                         end_run("cancelled", None).await;
-                        return Ok(());
+                        return Ok(Done::Ack);
                     }
                     Err(CommandError::Rejected { error, .. }) => {
                         let reason = format!("a prediction was refused: {error}");
@@ -362,7 +630,7 @@ async fn work(shared: &Shared, address: &AggregateAddress, envelope: &EventEnvel
                             .await
                             .map_err(|e| retry_on(e, attempt))?;
                         end_run("failed", Some(reason)).await;
-                        return Ok(());
+                        return Ok(Done::Ack);
                     }
                     Err(error) => return Err(retry_on(error, attempt)),
                 }
@@ -372,12 +640,12 @@ async fn work(shared: &Shared, address: &AggregateAddress, envelope: &EventEnvel
             match shared.commands.execute::<Generation>(address, &complete_meta, &complete).await {
                 Ok(_) => {
                     end_run("completed", None).await;
-                    Ok(())
+                    Ok(Done::Ack)
                 }
                 Err(CommandError::Rejected { error, .. }) => {
                     tracing::info!(generation = %address, %error, "generation not completed (cancelled or finished meanwhile)");
                     end_run("cancelled", Some(error.to_string())).await;
-                    Ok(())
+                    Ok(Done::Ack)
                 }
                 Err(error) => Err(retry_on(error, attempt)),
             }
@@ -390,9 +658,33 @@ struct AgentControl<'a> {
     address: &'a AggregateAddress,
     envelope: &'a EventEnvelope,
     attempt: u32,
+    lease: &'a Lease,
+    lost: &'a Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RunControl for AgentControl<'_> {
+    fn before_paid_call(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let lost = || {
+                format!(
+                    "the lease on generation {} (attempt {}) was taken over by another copy; this copy stops without calling",
+                    self.address, self.attempt
+                )
+            };
+            if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(lost());
+            }
+            match self.shared.engine.store.renew_lease(self.lease, self.shared.settings.ack_wait).await {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Err(lost())
+                }
+                Err(error) => Err(format!("the lease could not be checked before a paid call: {error}")),
+            }
+        })
+    }
+
     fn cancelled(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
             match self.shared.commands.load::<Generation>(self.address).await {

@@ -9,6 +9,16 @@
 //! nodes, resumes waiting on submitted jobs, and never submits a paid request
 //! twice. Cancellation is checked between rounds and while waiting on a remote
 //! job, which is then cancelled at the provider.
+//!
+//! Paid calls: before every provider submission the engine asks the agent
+//! ([`RunControl::before_paid_call`]) whether its lease on the generation still
+//! holds — a copy that lost it stops without calling ([`RunEnd::LeaseLost`]) —
+//! and records the node's intent before a call that is not idempotent. A call
+//! whose outcome is unknown (see [`crate::providers`]), or an intent found
+//! without an outcome on a redelivery (the agent died between the call and
+//! recording its result), marks the node `unknown` and ends the run with
+//! [`RunEnd::OutcomeUnknown`]: the generation fails with that reason, and
+//! only a person's retry (a new attempt) calls again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
@@ -27,7 +37,7 @@ use serde_json::json;
 use crate::blobs::{self, Blobs};
 use crate::providers::{Capability, InputImage, InputRole, Polled, Submitted, Task};
 use crate::quality::{self, GateSettings};
-use crate::router::Router;
+use crate::router::{CallGuard, Router};
 use crate::store::{CompletedStep, ComputeStore, NodeKey, StoredStep};
 use crate::workflow::{StepKind, StepSpec, Workflow, WorkflowSet};
 
@@ -38,6 +48,9 @@ pub const ENGINE_PROVIDER: &str = "engine";
 pub trait RunControl: Send + Sync {
     /// Whether the generation was cancelled meanwhile.
     fn cancelled(&self) -> BoxFuture<'_, bool>;
+    /// Checked before every paid provider call: whether this copy of the run
+    /// may still call (its lease holds). An error stops the run without calling.
+    fn before_paid_call(&self) -> BoxFuture<'_, Result<(), String>>;
     /// Reports a finished node (`step` names it, e.g. `generate/2`).
     fn step_completed<'a>(
         &'a self,
@@ -79,6 +92,18 @@ pub enum RunEnd {
         /// Whether another try may succeed.
         retryable: bool,
     },
+    /// A call that is not idempotent may or may not have been done; it is not
+    /// repeated without a person's retry.
+    OutcomeUnknown {
+        /// Which call, and why its outcome is unknown.
+        reason: String,
+    },
+    /// Another copy of the generation took the lease over; this one stopped
+    /// without calling.
+    LeaseLost {
+        /// What the check found.
+        reason: String,
+    },
 }
 
 /// The engine and everything it runs with.
@@ -107,7 +132,48 @@ type NodeId = (String, i32);
 
 enum NodeFailure {
     Failed { reason: String, retryable: bool },
+    Unknown { reason: String },
+    Stopped { reason: String },
     Cancelled,
+}
+
+impl NodeFailure {
+    /// Which failure decides the run when several happen: a cancellation or a
+    /// lost lease stops everything, an unknown outcome outranks a failure.
+    fn rank(&self) -> u8 {
+        match self {
+            NodeFailure::Cancelled => 3,
+            NodeFailure::Stopped { .. } => 2,
+            NodeFailure::Unknown { .. } => 1,
+            NodeFailure::Failed { .. } => 0,
+        }
+    }
+}
+
+/// The guard of one node's provider calls: the lease check, and the intent
+/// recorded before a call that is not idempotent.
+struct NodeGuard<'a> {
+    state: &'a RunState<'a>,
+    key: NodeKey<'a>,
+    called: Mutex<Option<String>>,
+}
+
+impl CallGuard for NodeGuard<'_> {
+    fn before_call<'a>(&'a self, provider: &'a str, idempotent: bool) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.state.control.before_paid_call().await?;
+            if !idempotent {
+                self.state
+                    .engine
+                    .store
+                    .record_intent(&self.key, provider)
+                    .await
+                    .map_err(|e| format!("the intent of a paid call could not be recorded: {e}"))?;
+            }
+            *self.called.lock().unwrap_or_else(|e| e.into_inner()) = Some(provider.to_owned());
+            Ok(())
+        })
+    }
 }
 
 fn failed(reason: impl Into<String>, retryable: bool) -> NodeFailure {
@@ -423,6 +489,13 @@ impl RunState<'_> {
             aspect_ratio: self.request.output.aspect_ratio.to_string(),
             background: background(self.request),
             images,
+            idempotency_key: format!(
+                "{}/{}/{}/{}",
+                self.request.brand_id,
+                self.request.generation_id,
+                self.attempt,
+                node_name(&spec.id, variant)
+            ),
         })
     }
 
@@ -443,8 +516,42 @@ impl RunState<'_> {
                     "resuming a submitted remote job instead of submitting again");
                 (provider, model, u32::try_from(tries).unwrap_or(1), Some(job))
             }
+            Some(StoredStep::Intent { provider }) => {
+                let reason = format!(
+                    "outcome unknown: step {} was sent to {provider}, and the agent stopped before its answer \
+                     was recorded; it is not sent again automatically — retry the generation to run it again",
+                    node_name(&spec.id, variant)
+                );
+                let _ = self.engine.store.record_unknown(&key, &provider, &reason).await;
+                return Err(NodeFailure::Unknown { reason });
+            }
+            Some(StoredStep::Unknown { reason, .. }) => return Err(NodeFailure::Unknown { reason }),
             _ => {
-                let routed = router.submit(&task).await.map_err(|e| failed(e.message, e.retryable))?;
+                let guard = NodeGuard { state: self, key: key.clone(), called: Mutex::new(None) };
+                let routed = match router.submit(&task, &guard).await {
+                    Ok(routed) => routed,
+                    Err(error) if error.stopped => {
+                        return Err(NodeFailure::Stopped { reason: error.message });
+                    }
+                    Err(error) if error.outcome_unknown => {
+                        let provider = guard.called.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        let provider = provider.unwrap_or_default();
+                        let reason = format!("step {}: {}", node_name(&spec.id, variant), error.message);
+                        if let Err(problem) = self.engine.store.record_unknown(&key, &provider, &reason).await
+                        {
+                            tracing::error!(%problem, "the unknown outcome could not be recorded; the intent stays");
+                        }
+                        return Err(NodeFailure::Unknown { reason });
+                    }
+                    Err(error) => {
+                        // Known not done (refused, or answered with an error):
+                        // a later delivery may call again.
+                        if let Err(problem) = self.engine.store.forget_intent(&key).await {
+                            tracing::warn!(%problem, "a stale intent stays; a redelivery will report an unknown outcome");
+                        }
+                        return Err(failed(error.message, error.retryable));
+                    }
+                };
                 match routed.value {
                     Submitted::Done(output) => {
                         return self
@@ -452,11 +559,18 @@ impl RunState<'_> {
                             .await;
                     }
                     Submitted::Pending(job) => {
-                        self.engine
+                        // The job is recorded before anyone waits for it. Should the
+                        // store fail now, this copy still waits on the job it holds;
+                        // the intent row keeps a redelivery from submitting again.
+                        if let Err(problem) = self
+                            .engine
                             .store
                             .record_submitted(&key, &routed.provider, &routed.model, &job, routed.tries)
                             .await
-                            .map_err(|e| failed(e.to_string(), true))?;
+                        {
+                            tracing::error!(%problem, generation = %self.request.generation_id, step = %spec.id,
+                                "the submitted job could not be recorded; waiting on it without resubmitting");
+                        }
                         (routed.provider, routed.model, routed.tries, Some(job))
                     }
                 }
@@ -642,9 +756,9 @@ impl Engine {
                     done.insert(id, completed);
                 }
                 Err(error) => {
-                    // The first failure decides; nodes already running finish so
-                    // their paid results are kept for the next attempt's reuse.
-                    if failure.is_none() || matches!(error, NodeFailure::Cancelled) {
+                    // The first failure of the highest rank decides; nodes already
+                    // running finish so their paid results are kept for reuse.
+                    if failure.as_ref().is_none_or(|f| error.rank() > f.rank()) {
                         failure = Some(error);
                     }
                 }
@@ -652,6 +766,8 @@ impl Engine {
         }
         match failure {
             Some(NodeFailure::Cancelled) => return RunEnd::Cancelled,
+            Some(NodeFailure::Stopped { reason }) => return RunEnd::LeaseLost { reason },
+            Some(NodeFailure::Unknown { reason }) => return RunEnd::OutcomeUnknown { reason },
             Some(NodeFailure::Failed { reason, retryable }) => return RunEnd::Failed { reason, retryable },
             None => {}
         }

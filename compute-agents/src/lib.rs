@@ -14,7 +14,10 @@
 //! - `imaging`: deterministic image operations.
 //! - `blobs`: the object-storage operations the engine needs.
 //! - `store`: the compute database (`gps_compute`): runs, steps, dead letters.
-//! - `consume`: the shared durable JetStream consumer loop of both worker roles.
+//! - `consume`: the shared durable JetStream consumer loop of both worker roles
+//!   (pulls only what it can start, heartbeats what it holds).
+//! - `supervise`: restarts a role's consume loop with backoff and reports it
+//!   in readiness (`RoleHealth`).
 //! - `agent`: the compute agent on it, and the command path back.
 //! - `delivery`: stage 5 — the delivery worker (formatting, C2PA content
 //!   credentials, ZIP / S3 / webhook destinations) on the same consumer loop.
@@ -36,4 +39,5 @@ pub mod quality;
 pub mod router;
 pub mod secrets;
 pub mod store;
+pub mod supervise;
 pub mod workflow;

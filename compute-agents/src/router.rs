@@ -5,12 +5,22 @@
 //! price table that turns a call into a cost.
 //!
 //! Adapters know none of this: they classify their errors, the router decides.
+//!
+//! Paid calls: before every submission the router asks the caller's
+//! [`CallGuard`] (the engine checks its lease on the generation, and records
+//! its intent before a call that is not idempotent); a guard that says no
+//! stops the work without a call. An unknown outcome
+//! ([`FailureKind::OutcomeUnknown`]) is retried only on an idempotent
+//! provider; otherwise it ends the submission with `outcome_unknown`, and
+//! nothing falls back to another provider (the first may have done the work).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+
+use futures::future::BoxFuture;
 
 use crate::providers::{
     Capability, FailureKind, Output, Polled, Provider, ProviderError, RemoteJob, Submitted, Task,
@@ -121,7 +131,7 @@ impl Slot {
             Ok(()) => *breaker = Breaker::default(),
             // Only a provider that is failing, not a request that is wrong,
             // counts towards opening the breaker.
-            Err(error) if error.is_retryable() => {
+            Err(error) if error.is_retryable() || error.kind == FailureKind::OutcomeUnknown => {
                 breaker.consecutive_failures += 1;
                 if breaker.consecutive_failures >= policy.breaker_threshold {
                     breaker.open_until = Some(Instant::now() + policy.breaker_cooldown);
@@ -171,6 +181,23 @@ impl Slot {
     }
 }
 
+/// Asked before every provider submission.
+pub trait CallGuard: Send + Sync {
+    /// May `provider` be called now? `idempotent` says whether the call may be
+    /// repeated harmlessly. An error stops the work without calling.
+    fn before_call<'a>(&'a self, provider: &'a str, idempotent: bool) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// A guard that allows every call (tests, benchmarks, callers without leases).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unguarded;
+
+impl CallGuard for Unguarded {
+    fn before_call<'a>(&'a self, _provider: &'a str, _idempotent: bool) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// Why routed work failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -179,6 +206,17 @@ pub struct RouteError {
     pub message: String,
     /// Whether trying the whole step later may help.
     pub retryable: bool,
+    /// A call that is not idempotent may have been done: not to be repeated
+    /// without a person's decision.
+    pub outcome_unknown: bool,
+    /// The guard stopped the work before a call (e.g. the lease was lost).
+    pub stopped: bool,
+}
+
+impl RouteError {
+    fn new(message: impl Into<String>, retryable: bool) -> Self {
+        RouteError { message: message.into(), retryable, outcome_unknown: false, stopped: false }
+    }
 }
 
 /// A submission's result with what the engine records about it.
@@ -273,7 +311,7 @@ impl Router {
     /// accepts it: retries a retryable failure with backoff, falls back to the
     /// next provider after the last try (or at once when its breaker is open),
     /// and stops at a refusal or an invalid request.
-    pub async fn submit(&self, task: &Task) -> Result<Routed<Submitted>, RouteError> {
+    pub async fn submit(&self, task: &Task, guard: &dyn CallGuard) -> Result<Routed<Submitted>, RouteError> {
         let route = self.routes.get(&task.capability).cloned().unwrap_or_default();
         let mut failures: Vec<String> = Vec::new();
         let mut tries = 0;
@@ -290,6 +328,10 @@ impl Router {
                     failures.push(format!("{name}: circuit breaker open after repeated failures"));
                     break;
                 }
+                let idempotent = slot.provider.idempotent(task.capability);
+                if let Err(reason) = guard.before_call(name, idempotent).await {
+                    return Err(RouteError { stopped: true, ..RouteError::new(reason, true) });
+                }
                 tries += 1;
                 match slot.call(&self.policy, slot.provider.submit(task)).await {
                     Ok(value) => {
@@ -301,6 +343,19 @@ impl Router {
                         });
                     }
                     Err(error) => match error.kind {
+                        FailureKind::OutcomeUnknown if !idempotent => {
+                            return Err(RouteError {
+                                outcome_unknown: true,
+                                ..RouteError::new(
+                                    format!(
+                                        "outcome unknown: {name} may have received the request and done the work ({}); \
+                                         it is not sent again automatically — retry the generation to run it again",
+                                        error.message
+                                    ),
+                                    false,
+                                )
+                            });
+                        }
                         FailureKind::Retryable { retry_after } => {
                             tracing::info!(provider = %name, %error, try_number = try_number + 1, "retryable provider failure");
                             failures.push(error.to_string());
@@ -308,42 +363,52 @@ impl Router {
                                 tokio::time::sleep(jittered(&self.policy, try_number, retry_after)).await;
                             }
                         }
+                        FailureKind::OutcomeUnknown => {
+                            tracing::info!(provider = %name, %error, try_number = try_number + 1, "unknown outcome of an idempotent call; retrying");
+                            failures.push(error.to_string());
+                            if try_number + 1 < self.policy.tries_per_provider {
+                                tokio::time::sleep(jittered(&self.policy, try_number, None)).await;
+                            }
+                        }
                         FailureKind::Refused => {
-                            return Err(RouteError { message: error.message, retryable: false });
+                            return Err(RouteError::new(error.message, false));
                         }
                         FailureKind::Invalid => {
-                            return Err(RouteError { message: error.to_string(), retryable: false });
+                            return Err(RouteError::new(error.to_string(), false));
                         }
                     },
                 }
             }
         }
         if route.is_empty() {
-            return Err(RouteError {
-                message: format!("no configured provider can {}; add one to the routes", task.capability),
-                retryable: false,
-            });
+            return Err(RouteError::new(
+                format!("no configured provider can {}; add one to the routes", task.capability),
+                false,
+            ));
         }
-        Err(RouteError {
-            message: format!(
+        Err(RouteError::new(
+            format!(
                 "every provider for {} failed ({}); it will be tried again",
                 task.capability,
                 failures.join("; ")
             ),
-            retryable: true,
-        })
+            true,
+        ))
     }
 
     /// Polls a job on `provider`, retrying temporary failures with backoff.
     pub async fn poll(&self, provider: &str, job: &RemoteJob) -> Result<Polled, RouteError> {
-        let slot = self.slots.get(provider).ok_or_else(|| RouteError {
-            message: format!("provider {provider} of a submitted job is no longer configured; configure it to finish the job"),
-            retryable: true,
+        let slot = self.slots.get(provider).ok_or_else(|| {
+            RouteError::new(
+                format!("provider {provider} of a submitted job is no longer configured; configure it to finish the job"),
+                true,
+            )
         })?;
         let mut try_number = 0;
         loop {
             match slot.call(&self.policy, slot.provider.poll(job)).await {
                 Ok(polled) => return Ok(polled),
+                // A poll only reads: an unknown outcome is asked again.
                 Err(error) => match error.kind {
                     FailureKind::Retryable { retry_after }
                         if try_number + 1 < self.policy.tries_per_provider.max(3) =>
@@ -351,14 +416,18 @@ impl Router {
                         tokio::time::sleep(jittered(&self.policy, try_number, retry_after)).await;
                         try_number += 1;
                     }
-                    FailureKind::Retryable { .. } => {
-                        return Err(RouteError { message: error.to_string(), retryable: true });
+                    FailureKind::OutcomeUnknown if try_number + 1 < self.policy.tries_per_provider.max(3) => {
+                        tokio::time::sleep(jittered(&self.policy, try_number, None)).await;
+                        try_number += 1;
+                    }
+                    FailureKind::Retryable { .. } | FailureKind::OutcomeUnknown => {
+                        return Err(RouteError::new(error.to_string(), true));
                     }
                     FailureKind::Refused => {
-                        return Err(RouteError { message: error.message, retryable: false });
+                        return Err(RouteError::new(error.message, false));
                     }
                     FailureKind::Invalid => {
-                        return Err(RouteError { message: error.to_string(), retryable: false });
+                        return Err(RouteError::new(error.to_string(), false));
                     }
                 },
             }
@@ -376,7 +445,7 @@ impl Router {
     /// Submits and, for asynchronous providers, polls until done: for callers
     /// that do not persist the job (tests, benchmarks).
     pub async fn run(&self, task: &Task, poll_every: Duration) -> Result<Routed<Output>, RouteError> {
-        let routed = self.submit(task).await?;
+        let routed = self.submit(task, &Unguarded).await?;
         let output = match routed.value {
             Submitted::Done(output) => output,
             Submitted::Pending(job) => loop {

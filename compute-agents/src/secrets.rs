@@ -116,6 +116,11 @@ fn aad(brand: &BrandId, name: &SecretName) -> String {
 }
 
 impl SecretVault {
+    /// The compute database the vault lives in.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// The vault over the compute database `pool` (migrated by `Store::connect`).
     pub fn new(pool: PgPool, key: &SecretsKey) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, &key.0)

@@ -1,7 +1,14 @@
 //! The compute task state in its own database (`gps_compute` by default):
-//! runs, workflow step states and results (including a remote provider's job
-//! handle), and dead letters. Owned by this crate alone; no business read model
-//! lives here and none is read.
+//! runs with their lease, workflow step states and results (including a
+//! remote provider's job handle, and the intent recorded before a call that is
+//! not idempotent), dead letters, and the identity of the event log the
+//! database belongs to (`log_binding`). Owned by this crate alone; no
+//! business read model lives here and none is read.
+//!
+//! Leases: [`ComputeStore::acquire_lease`] gives one copy of a generation's
+//! attempt the right to call providers until the lease expires (the
+//! database's clock), with a fencing token that grows on every takeover;
+//! [`ComputeStore::renew_lease`] checks and extends it before every paid call.
 
 use std::str::FromStr;
 
@@ -63,9 +70,27 @@ pub fn sibling_url(url: &str, database: &str) -> String {
     }
 }
 
+/// Why a role refuses to start on this compute database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BindingRefused(pub String);
+
 /// The state of one node as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoredStep {
+    /// A call that is not idempotent was (maybe) sent to `provider`, and its
+    /// outcome was never recorded.
+    Intent {
+        /// The provider.
+        provider: String,
+    },
+    /// The outcome of a call that is not idempotent is unknown; not called again.
+    Unknown {
+        /// The provider.
+        provider: String,
+        /// Why the outcome is unknown.
+        reason: String,
+    },
     /// Submitted to `provider`; its job is `job`.
     Submitted {
         /// The provider.
@@ -111,6 +136,35 @@ pub struct NodeKey<'a> {
     pub step: &'a str,
     /// The variant, or -1 for a whole-generation step.
     pub variant: i32,
+}
+
+/// A lease held on one attempt of a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The brand.
+    pub brand: BrandId,
+    /// The generation.
+    pub generation: GenerationId,
+    /// The attempt.
+    pub attempt: u32,
+    /// Who holds it (agent name and a per-delivery token).
+    pub owner: String,
+    /// The fencing token: grows on every takeover.
+    pub fencing: i64,
+}
+
+/// The answer to a lease request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// Taken (new, expired or released before).
+    Acquired(Lease),
+    /// Another copy holds it for `remaining` more.
+    Held {
+        /// Its owner.
+        owner: String,
+        /// Until it expires unless renewed.
+        remaining: std::time::Duration,
+    },
 }
 
 /// The compute database.
@@ -159,45 +213,143 @@ impl ComputeStore {
         Ok(ComputeStore { pool })
     }
 
+    /// A store over `pool`, already connected and migrated by [`ComputeStore::connect`].
+    pub fn from_pool(pool: PgPool) -> Self {
+        ComputeStore { pool }
+    }
+
     /// The pool (for health checks).
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Records that `agent` runs this attempt (again, after a takeover).
-    pub async fn begin_run(
+    /// Takes the lease on this attempt for `owner` for `ttl`, unless another
+    /// copy holds an unexpired one; a takeover increments the fencing token.
+    pub async fn acquire_lease(
         &self,
         brand: &BrandId,
         generation: &GenerationId,
         attempt_number: u32,
-        agent: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO runs (brand_id, generation_id, attempt, agent, status) VALUES ($1, $2, $3, $4, 'running')
-             ON CONFLICT (brand_id, generation_id, attempt) DO UPDATE SET agent = EXCLUDED.agent, updated_at = now()
-             WHERE runs.status = 'running'",
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO runs (brand_id, generation_id, attempt, agent, status, lease_owner, lease_until, fencing)
+             VALUES ($1, $2, $3, $4, 'running', $4, now() + $5 * interval '1 millisecond', 1)
+             ON CONFLICT (brand_id, generation_id, attempt) DO UPDATE
+               SET agent = EXCLUDED.agent, lease_owner = EXCLUDED.lease_owner,
+                   lease_until = EXCLUDED.lease_until, fencing = runs.fencing + 1,
+                   status = 'running', updated_at = now()
+               WHERE runs.lease_until IS NULL OR runs.lease_until < now()
+             RETURNING fencing",
         )
         .bind(brand.as_str())
         .bind(generation.as_str())
         .bind(attempt(attempt_number))
-        .bind(agent)
+        .bind(owner)
+        .bind(ttl_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(fencing) = taken {
+            return Ok(LeaseOutcome::Acquired(Lease {
+                brand: brand.clone(),
+                generation: generation.clone(),
+                attempt: attempt_number,
+                owner: owner.to_owned(),
+                fencing,
+            }));
+        }
+        let row = sqlx::query(
+            "SELECT lease_owner, GREATEST(EXTRACT(EPOCH FROM (lease_until - now())) * 1000, 0)::bigint AS remaining_ms
+             FROM runs WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3",
+        )
+        .bind(brand.as_str())
+        .bind(generation.as_str())
+        .bind(attempt(attempt_number))
+        .fetch_optional(&self.pool)
+        .await?;
+        let (owner, remaining_ms) = match row {
+            Some(row) => (
+                row.try_get::<Option<String>, _>("lease_owner")?.unwrap_or_default(),
+                row.try_get::<Option<i64>, _>("remaining_ms")?.unwrap_or(0),
+            ),
+            None => (String::new(), 0),
+        };
+        Ok(LeaseOutcome::Held {
+            owner,
+            remaining: std::time::Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0)),
+        })
+    }
+
+    /// Checks that `lease` is still this copy's (no takeover since) and
+    /// extends it by `ttl`. `false`: it was taken over; stop without calling.
+    pub async fn renew_lease(&self, lease: &Lease, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let renewed = sqlx::query(
+            "UPDATE runs SET lease_until = now() + $6 * interval '1 millisecond', updated_at = now()
+             WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND lease_owner = $4 AND fencing = $5",
+        )
+        .bind(lease.brand.as_str())
+        .bind(lease.generation.as_str())
+        .bind(attempt(lease.attempt))
+        .bind(&lease.owner)
+        .bind(lease.fencing)
+        .bind(ttl_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Gives the lease up (the copy stopped working on the attempt), so a
+    /// redelivery can take it at once.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET lease_until = NULL, updated_at = now()
+             WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND lease_owner = $4 AND fencing = $5",
+        )
+        .bind(lease.brand.as_str())
+        .bind(lease.generation.as_str())
+        .bind(attempt(lease.attempt))
+        .bind(&lease.owner)
+        .bind(lease.fencing)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Records how the attempt ended.
-    pub async fn end_run(
+    /// Records how the attempt ended and gives the lease up; a copy whose
+    /// lease was taken over records nothing.
+    pub async fn end_run(&self, lease: &Lease, status: &str, reason: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET status = $6, reason = $7, lease_until = NULL, updated_at = now()
+             WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND lease_owner = $4 AND fencing = $5",
+        )
+        .bind(lease.brand.as_str())
+        .bind(lease.generation.as_str())
+        .bind(attempt(lease.attempt))
+        .bind(&lease.owner)
+        .bind(lease.fencing)
+        .bind(status)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how an attempt ended when no copy holds it (a generation given
+    /// up after its last delivery).
+    pub async fn end_unleased_run(
         &self,
         brand: &BrandId,
         generation: &GenerationId,
         attempt_number: u32,
         status: &str,
-        reason: Option<&str>,
+        reason: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE runs SET status = $4, reason = $5, updated_at = now()
-             WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3",
+            "UPDATE runs SET status = $4, reason = $5, lease_until = NULL, updated_at = now()
+             WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND status = 'running'",
         )
         .bind(brand.as_str())
         .bind(generation.as_str())
@@ -217,7 +369,7 @@ impl ComputeStore {
         attempt_number: u32,
     ) -> Result<Vec<((String, i32), StoredStep)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT step, variant, status, provider, model, remote_job, result, cost_micros, duration_ms, tries
+            "SELECT step, variant, status, provider, model, remote_job, result, cost_micros, duration_ms, tries, reason
              FROM steps WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3",
         )
         .bind(brand.as_str())
@@ -232,7 +384,12 @@ impl ComputeStore {
                 let provider: String = row.try_get("provider")?;
                 let model: String = row.try_get("model")?;
                 let tries: i32 = row.try_get("tries")?;
-                let step = if status == "submitted" {
+                let step = if status == "intent" {
+                    StoredStep::Intent { provider }
+                } else if status == "unknown" {
+                    let reason: Option<String> = row.try_get("reason")?;
+                    StoredStep::Unknown { provider, reason: reason.unwrap_or_default() }
+                } else if status == "submitted" {
                     let job: Option<serde_json::Value> = row.try_get("remote_job")?;
                     StoredStep::Submitted {
                         provider,
@@ -268,7 +425,10 @@ impl ComputeStore {
         sqlx::query(
             "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model, remote_job, tries)
              VALUES ($1, $2, $3, $4, $5, 'submitted', $6, $7, $8, $9)
-             ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO NOTHING",
+             ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
+               SET status = 'submitted', provider = EXCLUDED.provider, model = EXCLUDED.model,
+                   remote_job = EXCLUDED.remote_job, tries = EXCLUDED.tries
+               WHERE steps.status = 'intent'",
         )
         .bind(key.brand.as_str())
         .bind(key.generation.as_str())
@@ -292,8 +452,9 @@ impl ComputeStore {
              VALUES ($1, $2, $3, $4, $5, 'completed', $6, $7, $8, $9, $10, $11, now())
              ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
                SET status = 'completed', result = EXCLUDED.result, cost_micros = EXCLUDED.cost_micros,
-                   duration_ms = EXCLUDED.duration_ms, tries = EXCLUDED.tries, completed_at = now()
-               WHERE steps.status = 'submitted'",
+                   duration_ms = EXCLUDED.duration_ms, tries = EXCLUDED.tries, completed_at = now(),
+                   provider = EXCLUDED.provider, model = EXCLUDED.model
+               WHERE steps.status IN ('submitted', 'intent')",
         )
         .bind(key.brand.as_str())
         .bind(key.generation.as_str())
@@ -309,6 +470,103 @@ impl ComputeStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records, before a call that is not idempotent, that `provider` is about
+    /// to be called for this node (kept while the call's outcome is unknown).
+    pub async fn record_intent(&self, key: &NodeKey<'_>, provider: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model)
+             VALUES ($1, $2, $3, $4, $5, 'intent', $6, '')
+             ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
+               SET provider = EXCLUDED.provider, submitted_at = now()
+               WHERE steps.status = 'intent'",
+        )
+        .bind(key.brand.as_str())
+        .bind(key.generation.as_str())
+        .bind(attempt(key.attempt))
+        .bind(key.step)
+        .bind(key.variant)
+        .bind(provider)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets an intent whose call is known not to have been done (refused,
+    /// answered with an error), so a later delivery may call again.
+    pub async fn forget_intent(&self, key: &NodeKey<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM steps WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND step = $4
+               AND variant = $5 AND status = 'intent'",
+        )
+        .bind(key.brand.as_str())
+        .bind(key.generation.as_str())
+        .bind(attempt(key.attempt))
+        .bind(key.step)
+        .bind(key.variant)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a node's call as of unknown outcome, with the reason.
+    pub async fn record_unknown(
+        &self,
+        key: &NodeKey<'_>,
+        provider: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model, reason)
+             VALUES ($1, $2, $3, $4, $5, 'unknown', $6, '', $7)
+             ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
+               SET status = 'unknown', reason = EXCLUDED.reason
+               WHERE steps.status IN ('intent', 'submitted')",
+        )
+        .bind(key.brand.as_str())
+        .bind(key.generation.as_str())
+        .bind(attempt(key.attempt))
+        .bind(key.step)
+        .bind(key.variant)
+        .bind(provider)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The event log this database belongs to, as recorded (its identity token).
+    pub async fn log_binding(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT log_token FROM log_binding").fetch_optional(&self.pool).await?)
+    }
+
+    /// Checks that this database belongs to `log` (recording it on first use);
+    /// refuses another log with a message naming both identities.
+    pub async fn bind_to_log(
+        &self,
+        log: &gps_nats::identity::LogState,
+        store: &str,
+    ) -> Result<(), BindingRefused> {
+        let recorded = self.log_binding().await.map_err(|e| BindingRefused(e.to_string()))?;
+        match gps_nats::identity::check_binding(store, recorded.as_deref(), 0, log) {
+            Ok(gps_nats::identity::Binding::Bound) => Ok(()),
+            Ok(gps_nats::identity::Binding::Record) => {
+                sqlx::query(
+                    "INSERT INTO log_binding (log_token) VALUES ($1) ON CONFLICT (singleton) DO NOTHING",
+                )
+                .bind(log.identity.token())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| BindingRefused(e.to_string()))?;
+                // Another process may have recorded another log in between.
+                let recorded = self.log_binding().await.map_err(|e| BindingRefused(e.to_string()))?;
+                gps_nats::identity::check_binding(store, recorded.as_deref(), 0, log)
+                    .map(|_| ())
+                    .map_err(|e| BindingRefused(e.to_string()))
+            }
+            Err(error) => Err(BindingRefused(error.to_string())),
+        }
     }
 
     /// Forgets a submitted job that can no longer finish (expired, refused), so

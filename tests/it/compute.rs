@@ -45,10 +45,10 @@ use tokio::sync::watch;
 use crate::compute_servers::{FalServer, GeminiServer, WorkerAnswer, WorkerServer};
 use crate::harness::{TestDb, TestNats, brand};
 
-const BLUE: [u8; 3] = [30, 60, 170];
+pub(crate) const BLUE: [u8; 3] = [30, 60, 170];
 
 /// A product photo: a garment of `colour` on a white backdrop.
-fn product_photo(colour: [u8; 3]) -> Bytes {
+pub(crate) fn product_photo(colour: [u8; 3]) -> Bytes {
     let mut photo = RgbaImage::from_pixel(200, 250, Rgba([250, 250, 250, 255]));
     for x in 50..150 {
         for y in 30..220 {
@@ -76,29 +76,29 @@ fn output() -> OutputSpec {
     OutputSpec::new(AspectRatio::parse("4:5").expect("ratio"), 320, ImageFormat::Png).expect("output")
 }
 
-fn meta() -> CommandMeta {
+pub(crate) fn meta() -> CommandMeta {
     CommandMeta::generated(Actor::System("test".into()))
 }
 
-fn address<A: Aggregate>(id: &str) -> AggregateAddress {
+pub(crate) fn address<A: Aggregate>(id: &str) -> AggregateAddress {
     AggregateAddress::new(brand(), A::KIND, id).expect("address")
 }
 
 /// The real parts an in-process agent runs on.
-struct Compute {
-    nats: TestNats,
-    db: TestDb,
+pub(crate) struct Compute {
+    pub(crate) nats: TestNats,
+    pub(crate) db: TestDb,
     objects: std::path::PathBuf,
-    storage: gps_storage::ObjectStore,
-    embedded: Option<gps_storage::EmbeddedS3>,
-    commands: CommandHandler,
-    store: ComputeStore,
-    stop: watch::Sender<bool>,
+    pub(crate) storage: gps_storage::ObjectStore,
+    pub(crate) embedded: Option<gps_storage::EmbeddedS3>,
+    pub(crate) commands: CommandHandler,
+    pub(crate) store: ComputeStore,
+    pub(crate) stop: watch::Sender<bool>,
 }
 
 impl Compute {
     /// NATS, a compute database and object storage, without an agent.
-    async fn parts() -> Self {
+    pub(crate) async fn parts() -> Self {
         let nats = TestNats::start().await;
         let log = nats.event_log().await;
         let db = TestDb::create().await;
@@ -119,13 +119,13 @@ impl Compute {
     }
 
     /// The parts plus an agent and the process managers running in this process.
-    async fn start(router: Router) -> Self {
+    pub(crate) async fn start(router: Router) -> Self {
         let compute = Self::parts().await;
         compute.spawn_agent(router, "agent-test");
         compute
     }
 
-    fn engine(&self, router: Router) -> Arc<Engine> {
+    pub(crate) fn engine(&self, router: Router) -> Arc<Engine> {
         Arc::new(Engine {
             router: Arc::new(router),
             blobs: Arc::new(self.storage.clone()),
@@ -136,10 +136,15 @@ impl Compute {
         })
     }
 
-    fn spawn_agent(&self, router: Router, agent_name: &str) {
+    pub(crate) fn spawn_agent(&self, router: Router, agent_name: &str) {
         let mut settings = AgentSettings::new(agent_name);
         settings.ack_wait = Duration::from_secs(5);
         settings.max_deliver = 3;
+        self.spawn_agent_with(router, settings);
+    }
+
+    /// An agent with `settings` and the process managers, in this process.
+    pub(crate) fn spawn_agent_with(&self, router: Router, settings: AgentSettings) {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
@@ -155,13 +160,13 @@ impl Compute {
         ));
     }
 
-    async fn asset(&self, bytes: Bytes) -> AssetRef {
+    pub(crate) async fn asset(&self, bytes: Bytes) -> AssetRef {
         gps_compute_agents::blobs::store(&self.storage, &brand(), bytes, "image/png")
             .await
             .expect("store asset")
     }
 
-    async fn request(&self, request: GenerationRequested) {
+    pub(crate) async fn request(&self, request: GenerationRequested) {
         let address = address::<Generation>(request.generation_id.as_str());
         self.commands
             .execute::<Generation>(&address, &meta(), &GenerationCommand::RequestGeneration(request))
@@ -169,12 +174,12 @@ impl Compute {
             .expect("request generation");
     }
 
-    async fn generation(&self, id: &GenerationId) -> Generation {
+    pub(crate) async fn generation(&self, id: &GenerationId) -> Generation {
         self.commands.load::<Generation>(&address::<Generation>(id.as_str())).await.expect("load").state
     }
 
     /// Waits until the generation reaches a final status.
-    async fn finished(&self, id: &GenerationId) -> Generation {
+    pub(crate) async fn finished(&self, id: &GenerationId) -> Generation {
         for _ in 0..1200 {
             let generation = self.generation(id).await;
             if matches!(
@@ -188,7 +193,7 @@ impl Compute {
         panic!("generation {id} did not finish: {:?}", self.generation(id).await.status());
     }
 
-    async fn prediction(&self, id: &PredictionId) -> Prediction {
+    pub(crate) async fn prediction(&self, id: &PredictionId) -> Prediction {
         self.commands.load::<Prediction>(&address::<Prediction>(id.as_str())).await.expect("load").state
     }
 }
@@ -201,7 +206,7 @@ impl Drop for Compute {
     }
 }
 
-fn request(id: &str, workflow: &str, variants: u8, product: &AssetRef) -> GenerationRequested {
+pub(crate) fn request(id: &str, workflow: &str, variants: u8, product: &AssetRef) -> GenerationRequested {
     GenerationRequested {
         generation_id: GenerationId::parse(id).expect("id"),
         brand_id: brand(),
@@ -230,7 +235,7 @@ fn request(id: &str, workflow: &str, variants: u8, product: &AssetRef) -> Genera
     }
 }
 
-fn fast_policy() -> RetryPolicy {
+pub(crate) fn fast_policy() -> RetryPolicy {
     RetryPolicy {
         tries_per_provider: 3,
         base_backoff: Duration::from_millis(10),
@@ -240,28 +245,44 @@ fn fast_policy() -> RetryPolicy {
     }
 }
 
-fn local() -> (Arc<dyn Provider>, ProviderLimits) {
+pub(crate) fn local() -> (Arc<dyn Provider>, ProviderLimits) {
     (Arc::new(LocalProvider::new("png")), ProviderLimits::default())
 }
 
-fn worker(name: &str, url: &str, capabilities: Vec<Capability>) -> (Arc<dyn Provider>, ProviderLimits) {
+pub(crate) fn worker(
+    name: &str,
+    url: &str,
+    capabilities: Vec<Capability>,
+) -> (Arc<dyn Provider>, ProviderLimits) {
+    worker_with(name, url, capabilities, false, Duration::from_secs(10))
+}
+
+/// An http-worker adapter; `idempotent`: the worker honours `Idempotency-Key`.
+pub(crate) fn worker_with(
+    name: &str,
+    url: &str,
+    capabilities: Vec<Capability>,
+    idempotent: bool,
+    timeout: Duration,
+) -> (Arc<dyn Provider>, ProviderLimits) {
     let settings = HttpWorkerSettings {
         name: name.into(),
         url: url.into(),
         capabilities,
         key: None,
-        timeout: Duration::from_secs(10),
+        timeout,
+        idempotent,
     };
     (Arc::new(HttpWorkerProvider::new(settings)), ProviderLimits::default())
 }
 
-fn fal(url: &str) -> (Arc<dyn Provider>, ProviderLimits) {
+pub(crate) fn fal(url: &str) -> (Arc<dyn Provider>, ProviderLimits) {
     let mut settings = FalSettings::new(url, ApiKey::new("test-fal-key"));
     settings.models.retain(|c, _| *c == Capability::Generate);
     (Arc::new(FalProvider::new(settings)), ProviderLimits::default())
 }
 
-fn routes(pairs: &[(Capability, &[&str])]) -> BTreeMap<Capability, Vec<String>> {
+pub(crate) fn routes(pairs: &[(Capability, &[&str])]) -> BTreeMap<Capability, Vec<String>> {
     pairs.iter().map(|(c, names)| (*c, names.iter().map(|n| (*n).to_owned()).collect())).collect()
 }
 
@@ -280,14 +301,17 @@ fn task(bytes: &Bytes) -> Task {
             media_type: "image/png".into(),
             bytes: bytes.clone(),
         }],
+        idempotency_key: "acme/g-test/1/generate/0".into(),
     }
 }
 
 #[tokio::test]
 async fn a_429_then_success_is_retried_and_a_400_or_a_malformed_answer_is_handled_by_its_class() {
     let server = WorkerServer::start().await;
+    // An idempotent worker (it honours Idempotency-Key), so even an unreadable
+    // answer may be asked again; a worker that is not is tested below.
     let router = Router::new(
-        vec![worker("worker", &server.url, vec![Capability::Generate])],
+        vec![worker_with("worker", &server.url, vec![Capability::Generate], true, Duration::from_secs(10))],
         BTreeMap::new(),
         fast_policy(),
     );
@@ -409,7 +433,7 @@ async fn cancelling_mid_run_stops_the_work_and_cancels_the_fal_request() {
     let photo = compute.asset(product_photo(BLUE)).await;
     let id = GenerationId::parse("g-cancel").expect("id");
     compute.request(request(id.as_str(), "on-model", 2, &photo)).await;
-    for _ in 0..400 {
+    for _ in 0..2400 {
         if fal_server.submissions() == 2 {
             break;
         }
@@ -423,7 +447,7 @@ async fn cancelling_mid_run_stops_the_work_and_cancels_the_fal_request() {
         .execute::<Generation>(&address::<Generation>(id.as_str()), &meta(), &cancel)
         .await
         .expect("cancel");
-    for _ in 0..400 {
+    for _ in 0..2400 {
         if fal_server.cancels() == 2 {
             break;
         }
@@ -556,7 +580,7 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
                 &LookId::parse(format!("look-{index}")).expect("id"),
                 &ShotType::parse(shot).expect("shot"),
             );
-            for _ in 0..400 {
+            for _ in 0..2400 {
                 if compute.generation(&id).await.status().is_some() {
                     break;
                 }
@@ -600,7 +624,7 @@ async fn a_launched_shooting_of_3_looks_by_2_shot_types_by_4_variants_yields_24_
         PredictionCommand::RequestRevision { comment: text("lift the hem a little"), regions: Vec::new() };
     execute::<Prediction>(commands, parent.as_str(), revise).await;
     let revision_id = gps_commands::process_managers::revision_generation_id(&brand(), &parent);
-    for _ in 0..400 {
+    for _ in 0..2400 {
         if compute.generation(&revision_id).await.status().is_some() {
             break;
         }
@@ -633,7 +657,7 @@ async fn cancelling_a_launch_cancels_its_running_generations_and_their_fal_reque
     let compute = Compute::start(router).await;
     let shooting_id = launch_summer(&compute, &[BLUE], &["front", "back"]).await;
     // 2 generations × 4 variants, all held IN_PROGRESS by the fal server.
-    for _ in 0..600 {
+    for _ in 0..2400 {
         if fal_server.submissions() == 8 {
             break;
         }
@@ -642,7 +666,7 @@ async fn cancelling_a_launch_cancels_its_running_generations_and_their_fal_reque
     assert_eq!(fal_server.submissions(), 8, "every variant of both generations was submitted");
     let cancel = ShootingCommand::CancelLaunch { reason: Some(text("wrong subject")) };
     execute::<Shooting>(&compute.commands, "summer", cancel).await;
-    for _ in 0..600 {
+    for _ in 0..2400 {
         if fal_server.cancels() == 8 {
             break;
         }
@@ -728,7 +752,7 @@ async fn an_agent_process_killed_mid_workflow_is_replaced_without_a_duplicate_pr
     let mut first = spawn_agent("agent-first");
     // Wait until both paid requests are submitted and recorded, then kill the
     // agent while fal still works on them.
-    for _ in 0..600 {
+    for _ in 0..2400 {
         let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM steps WHERE status = 'submitted'")
             .fetch_one(compute.store.pool())
             .await

@@ -1,7 +1,8 @@
 //! Local HTTP servers that implement the remote providers' protocols as
 //! documented — fal's queue API, Gemini's generateContent, the http-worker
 //! protocol — including their error cases, and count what they are asked, so
-//! tests can prove what an agent did and did not send.
+//! tests can prove what an agent did and did not send (the http-worker
+//! server per unit of work, by the `Idempotency-Key` GPS sends).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -239,58 +240,83 @@ pub(crate) enum WorkerAnswer {
     Status(u16, Option<u64>),
     /// A 200 whose body is not the protocol's JSON.
     Malformed,
+    /// Receives the request and never answers (the client times out).
+    Hang,
+}
+
+#[derive(Default)]
+struct WorkerState {
+    calls: AtomicUsize,
+    script: Mutex<VecDeque<WorkerAnswer>>,
+    always: Mutex<Option<WorkerAnswer>>,
+    hue: Mutex<f32>,
+    /// How long each answer takes.
+    delay: Mutex<std::time::Duration>,
+    /// Requests per `Idempotency-Key` (one unit of work: generation, attempt, step, variant).
+    per_key: Mutex<HashMap<String, usize>>,
 }
 
 /// The http-worker protocol: `POST /v1/tasks`. Answers the script first, then
 /// (with an empty script) the input image at the requested size, hue-rotated
-/// by `hue` degrees.
+/// by `hue` degrees, after the configured delay. Counts every request, and
+/// every request per `Idempotency-Key`.
 pub(crate) struct WorkerServer {
     pub(crate) url: String,
-    pub(crate) calls: Arc<AtomicUsize>,
-    script: Arc<Mutex<VecDeque<WorkerAnswer>>>,
-    always: Arc<Mutex<Option<WorkerAnswer>>>,
-    hue: Arc<Mutex<f32>>,
+    state: Arc<WorkerState>,
 }
 
 impl WorkerServer {
     pub(crate) async fn start() -> Self {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let script = Arc::new(Mutex::new(VecDeque::new()));
-        let always = Arc::new(Mutex::new(None));
-        let hue = Arc::new(Mutex::new(0.0f32));
-        let state = (calls.clone(), script.clone(), always.clone(), hue.clone());
-        let app = Router::new().route("/v1/tasks", post(worker_task)).with_state(state);
+        let state = Arc::new(WorkerState::default());
+        let app = Router::new().route("/v1/tasks", post(worker_task)).with_state(state.clone());
         let addr = serve(app).await;
-        WorkerServer { url: format!("http://{addr}"), calls, script, always, hue }
+        WorkerServer { url: format!("http://{addr}"), state }
     }
 
     pub(crate) fn script(&self, answers: impl IntoIterator<Item = WorkerAnswer>) {
-        self.script.lock().expect("lock").extend(answers);
+        self.state.script.lock().expect("lock").extend(answers);
     }
 
     /// Answers every request with `answer` from now on (a provider that is down).
     pub(crate) fn always(&self, answer: WorkerAnswer) {
-        *self.always.lock().expect("lock") = Some(answer);
+        *self.state.always.lock().expect("lock") = Some(answer);
+    }
+
+    /// Forgets the script and the standing answer: the worker answers normally.
+    pub(crate) fn clear(&self) {
+        self.state.script.lock().expect("lock").clear();
+        *self.state.always.lock().expect("lock") = None;
     }
 
     pub(crate) fn set_hue(&self, degrees: f32) {
-        *self.hue.lock().expect("lock") = degrees;
+        *self.state.hue.lock().expect("lock") = degrees;
+    }
+
+    /// Makes every answer take `delay` (a slow, paid model).
+    pub(crate) fn set_delay(&self, delay: std::time::Duration) {
+        *self.state.delay.lock().expect("lock") = delay;
     }
 
     pub(crate) fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// Requests received per `Idempotency-Key`.
+    pub(crate) fn calls_per_key(&self) -> HashMap<String, usize> {
+        self.state.per_key.lock().expect("lock").clone()
     }
 }
 
-type WorkerState =
-    (Arc<AtomicUsize>, Arc<Mutex<VecDeque<WorkerAnswer>>>, Arc<Mutex<Option<WorkerAnswer>>>, Arc<Mutex<f32>>);
-
 async fn worker_task(
-    State((calls, script, always, hue)): State<WorkerState>,
+    State(state): State<Arc<WorkerState>>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    calls.fetch_add(1, Ordering::SeqCst);
-    let scripted = script.lock().expect("lock").pop_front().or_else(|| always.lock().expect("lock").clone());
+    state.calls.fetch_add(1, Ordering::SeqCst);
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    *state.per_key.lock().expect("lock").entry(key).or_insert(0) += 1;
+    let scripted =
+        state.script.lock().expect("lock").pop_front().or_else(|| state.always.lock().expect("lock").clone());
     match scripted {
         Some(WorkerAnswer::Status(code, retry_after)) => {
             let status = StatusCode::from_u16(code).expect("status");
@@ -302,7 +328,15 @@ async fn worker_task(
             return response;
         }
         Some(WorkerAnswer::Malformed) => return (StatusCode::OK, "{\"model\": ").into_response(),
+        Some(WorkerAnswer::Hang) => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
         None => {}
+    }
+    let delay = *state.delay.lock().expect("lock");
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let Ok(task) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "body is not JSON"}))).into_response();
@@ -320,7 +354,7 @@ async fn worker_task(
     };
     let width = task["width"].as_u64().unwrap_or(256) as u32;
     let height = task["height"].as_u64().unwrap_or(256) as u32;
-    let degrees = *hue.lock().expect("lock");
+    let degrees = *state.hue.lock().expect("lock");
     let png = render(&input, width, height, degrees);
     axum::Json(json!({
         "model": "test-worker-v1",

@@ -20,7 +20,7 @@ use gps_compute_agents::delivery::credentials::{
 use gps_compute_agents::delivery::{self, DeliverySettings, DeliveryWorker, SignedUrls};
 use gps_compute_agents::secrets::{SecretVault, SecretsKey};
 use gps_compute_agents::store::ComputeStore;
-use gps_domain::export::SecretName;
+use gps_domain::export::{DeliveryLocation, Export, ExportCommand, SecretName};
 use gps_domain::generation::{Generation, GenerationStatus};
 use gps_domain::ids::{GenerationId, LookId, PredictionId};
 use gps_domain::prediction::{Prediction, PredictionCommand, Provenance};
@@ -62,6 +62,11 @@ impl Rig {
     /// Starts everything; `receiver` (if any) is the one address both the
     /// gateway and the worker may send webhooks to.
     async fn start(receiver: Option<SocketAddr>) -> Self {
+        Self::start_with(receiver, |_| {}).await
+    }
+
+    /// [`Rig::start`], with the worker's settings changed by `adjust`.
+    async fn start_with(receiver: Option<SocketAddr>, adjust: impl FnOnce(&mut DeliverySettings)) -> Self {
         let gateway = TestGateway::start_with_state(
             |_| {},
             |state| match receiver {
@@ -91,6 +96,7 @@ impl Rig {
         settings.retry_base = Duration::from_millis(200);
         settings.retry_cap = Duration::from_secs(1);
         settings.ack_wait = Duration::from_secs(10);
+        adjust(&mut settings);
         let worker = Arc::new(DeliveryWorker {
             commands: gateway.state.commands.clone(),
             store: gateway.state.media.store().clone(),
@@ -414,6 +420,8 @@ struct Received {
     requests: u32,
     /// Idempotency key → the body it first delivered (what the receiver "processed").
     processed: BTreeMap<String, serde_json::Value>,
+    /// The idempotency key and rendition count of every signed request, in order.
+    keys: Vec<(String, usize)>,
     bad_signatures: u32,
 }
 
@@ -446,10 +454,12 @@ async fn receiver(failures: u32, secret: &'static [u8]) -> (SocketAddr, Arc<Mute
                     seen.bad_signatures += 1;
                     return StatusCode::UNAUTHORIZED;
                 }
+                let json: serde_json::Value = serde_json::from_slice(&body).expect("json body");
+                let count = json["renditions"].as_array().map_or(0, Vec::len);
+                seen.keys.push((header("idempotency-key"), count));
                 if seen.requests <= failures {
                     return StatusCode::SERVICE_UNAVAILABLE;
                 }
-                let json: serde_json::Value = serde_json::from_slice(&body).expect("json body");
                 seen.processed.entry(header("idempotency-key")).or_insert(json);
                 StatusCode::OK
             }
@@ -609,4 +619,52 @@ async fn a_destination_secret_is_stored_sealed_and_opens_only_for_its_brand_name
     assert!(matches!(vault.get(&other, &name).await, Err(SecretError::Unreadable { .. })));
     let missing = vault.get(&brand(), &name).await.expect_err("gone from acme");
     assert!(missing.to_string().contains("gps secrets set acme ACME_HOOK"), "{missing}");
+}
+
+#[tokio::test]
+async fn a_webhook_delivery_resumed_after_a_partial_marking_keeps_its_idempotency_key_and_its_renditions() {
+    let (address, seen) = receiver(1, b"hook-secret-of-acme").await;
+    // A long pause after the failed first attempt: time for the partial marking below.
+    let rig = Rig::start_with(Some(address), |settings| settings.retry_base = Duration::from_secs(4)).await;
+    rig.vault
+        .set(&brand(), &SecretName::parse("ACME_HOOK").expect("name"), b"hook-secret-of-acme")
+        .await
+        .expect("secret stored");
+    rig.approved_prediction("pr1", 0).await;
+    rig.approved_prediction("pr2", 1).await;
+    let url = format!("http://{address}/hooks/gps");
+    let accepted = rig
+        .export(json!({"export_id": "ex-resume", "predictions": ["pr1", "pr2"], "channel": "social-square",
+                       "destination": {"kind": "webhook", "url": url, "secret": "ACME_HOOK"}}))
+        .await;
+    assert_status(&accepted, 201);
+    let commands = &rig.gateway.state.commands;
+    let export_address = CommandHandler::address::<Export>(&brand(), "ex-resume").expect("address");
+    let mut state = commands.load::<Export>(&export_address).await.expect("load").state;
+    for _ in 0..1200 {
+        if state.delivery_attempts() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        state = commands.load::<Export>(&export_address).await.expect("load").state;
+    }
+    assert_eq!(state.delivery_attempts(), 1, "the first attempt failed and waits for its retry");
+    // What a worker that stopped half-way through recording a delivery leaves:
+    // one of the two renditions marked delivered.
+    let (rendition_id, rendition) = state.renditions().iter().next().expect("a rendition");
+    let mark = ExportCommand::MarkRenditionDelivered {
+        rendition_id: rendition_id.clone(),
+        location: DeliveryLocation::parse(format!("{url}#{}", rendition.produced.file_name))
+            .expect("location"),
+        checksum: rendition.produced.checksum.clone(),
+    };
+    commands
+        .execute::<Export>(&export_address, &CommandMeta::generated(Actor::System("delivery".into())), &mark)
+        .await
+        .expect("partially marked");
+    rig.completed("ex-resume").await;
+    let keys = seen.lock().expect("lock").keys.clone();
+    assert_eq!(keys.len(), 2, "the refused delivery and its resumption: {keys:?}");
+    assert_eq!(keys[0], keys[1], "the same Idempotency-Key and the same two renditions: {keys:?}");
+    assert_eq!(keys[1].1, 2);
 }

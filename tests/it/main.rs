@@ -5,6 +5,7 @@
 mod audit;
 mod command_path;
 mod compute;
+mod compute_once;
 mod compute_servers;
 mod delivery;
 mod event_log;

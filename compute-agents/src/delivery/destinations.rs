@@ -328,7 +328,9 @@ pub struct WebhookBody {
 }
 
 /// The `Idempotency-Key` of an export's webhook delivery: the same for every
-/// retry of the same content.
+/// retry of the same content. The worker always sends every rendition of the
+/// export, so a resume after some renditions were marked delivered keeps the
+/// key of the first delivery.
 pub fn idempotency_key(request: &ExportRequested, renditions: &[Delivered<'_>]) -> String {
     let mut digest = Sha256::new();
     digest.update(request.brand_id.as_str().as_bytes());

@@ -23,6 +23,11 @@
 //! later. Infrastructure trouble (NATS, object storage) is negatively
 //! acknowledged and redelivered.
 //!
+//! The consume loop runs under [`crate::supervise`] ([`run_with`] reports it in
+//! a `RoleHealth`), and the worker refuses to start when the compute
+//! database, which holds the delivery state (sealed secrets), belongs to
+//! another event log.
+//!
 //! Architecture invariant: like an agent, the worker reads no business read
 //! model — only the export, prediction and generation aggregates from the log
 //! — and writes only through `CommandHandler`.
@@ -52,6 +57,7 @@ use sha2::{Digest, Sha256};
 
 use crate::consume::{self, ConsumerSpec, ack, header};
 use crate::secrets::SecretVault;
+use crate::supervise::{self, RoleHealth};
 use credentials::{ContentCredentials, Ingredient, ManifestFacts};
 use destinations::{Delivered, Failure};
 
@@ -148,25 +154,54 @@ fn spec(settings: &DeliverySettings) -> ConsumerSpec {
 }
 
 /// Runs the worker until `shutdown` resolves; exports in flight are left
-/// unacknowledged and go to another worker.
+/// unacknowledged and go to another worker. Unsupervised health: see [`run_with`].
 pub async fn run(
     worker: Arc<DeliveryWorker>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), consume::ConsumeError> {
+    run_with(worker, RoleHealth::new("delivery-worker"), shutdown).await
+}
+
+/// Runs the worker under supervision (the consume loop is restarted with
+/// backoff when its consumer is deleted or its pull fails; `health` says
+/// whether it is bound) until `shutdown` resolves. Refuses to start when the
+/// compute database (where the delivery secrets live) belongs to another
+/// event log.
+pub async fn run_with(
+    worker: Arc<DeliveryWorker>,
+    health: RoleHealth,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), consume::ConsumeError> {
+    let log = worker.commands.log().clone();
+    let store = crate::store::ComputeStore::from_pool(worker.secrets.pool().clone());
+    crate::agent::check_log_binding(&log, &store, "compute database (delivery state)").await?;
     tracing::info!(worker = %worker.settings.name, durable = %worker.settings.durable, "delivery worker consuming export events");
     let spec = spec(&worker.settings);
-    let log = worker.commands.log().clone();
     let name = worker.settings.name.clone();
-    consume::run(
-        &log,
-        &spec,
-        move |message| {
-            let worker = worker.clone();
-            async move { handle(&worker, message).await }
+    let session_health = health.clone();
+    supervise::supervise(
+        health,
+        supervise::Backoff::default(),
+        |stop| {
+            let (worker, log, spec, health) =
+                (worker.clone(), log.clone(), spec.clone(), session_health.clone());
+            async move {
+                consume::run(
+                    &log,
+                    &spec,
+                    &health,
+                    move |message| {
+                        let worker = worker.clone();
+                        async move { handle(&worker, message).await }
+                    },
+                    stop,
+                )
+                .await
+            }
         },
         shutdown,
     )
-    .await?;
+    .await;
     tracing::info!(worker = %name, "delivery worker stopped");
     Ok(())
 }
@@ -181,7 +216,7 @@ fn is_work(event_type: &str) -> bool {
     matches!(event_type, "export.requested" | "export.retried")
 }
 
-async fn handle(worker: &DeliveryWorker, message: Message) {
+async fn handle(worker: &DeliveryWorker, message: Arc<Message>) {
     if header(&message, "Gps-Event-Type").is_some_and(|t| !is_work(t)) {
         ack(&message, AckKind::Ack).await;
         return;
@@ -202,11 +237,8 @@ async fn handle(worker: &DeliveryWorker, message: Message) {
         ack(&message, AckKind::Term).await;
         return;
     };
-    let message = Arc::new(message);
-    let heartbeat = consume::heartbeat(message.clone(), worker.settings.ack_wait / 3);
-    let outcome = work(worker, &address, &envelope).await;
-    heartbeat.abort();
-    match outcome {
+    // The consume loop heartbeats the message from its receipt until this returns.
+    match work(worker, &address, &envelope).await {
         Ok(()) => ack(&message, AckKind::Ack).await,
         Err(Later { reason, delay }) => {
             tracing::warn!(export = %address, %reason, ?delay, "export put back for later");
@@ -608,6 +640,18 @@ async fn deliver(
                 }
             }
             ExportDestination::Webhook { url, secret } => {
+                // Every rendition, delivered before or not: after a resume that
+                // follows a partial marking, the body and its Idempotency-Key
+                // are those of the first delivery, so the receiver can tell.
+                let all: Vec<Delivered<'_>> = state
+                    .renditions()
+                    .values()
+                    .map(|rendition| Delivered {
+                        rendition,
+                        skus: skus.get(&rendition.produced.prediction_id).cloned().unwrap_or_default(),
+                        preset: request.channel.to_string(),
+                    })
+                    .collect();
                 match worker.secrets.get(&request.brand_id, secret).await {
                     Ok(value) => {
                         destinations::webhook(
@@ -615,7 +659,7 @@ async fn deliver(
                             request,
                             url,
                             &value,
-                            &pending,
+                            &all,
                             worker.urls.as_ref(),
                             number,
                         )

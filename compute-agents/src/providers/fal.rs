@@ -8,6 +8,12 @@
 //! URLs expire; an expired one is reported as such. Cancel: `PUT cancel_url`
 //! (202 accepted; 400 "already completed" means there is nothing left to stop).
 //! Input images travel as data URIs, so nothing of a brand's is published.
+//!
+//! A submission is not idempotent (each one is a paid queue request, and the
+//! queue API takes no idempotency key): its request id is recorded by the
+//! engine as soon as it is known, and a submission whose answer was lost is
+//! an unknown outcome, never resubmitted. Status and result reads are
+//! repeated freely.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -219,7 +225,7 @@ impl Provider for FalProvider {
             // Accepted but unreadable: the request may be running and paid for, so
             // it is not submitted again blindly.
             let answer: QueueAnswer = serde_json::from_str(&body).map_err(|e| {
-                ProviderError::invalid(
+                ProviderError::unknown(
                     NAME,
                     format!("malformed answer to a submission (it may have been queued): {e}"),
                 )

@@ -8,6 +8,10 @@
 //! `PROHIBITED_CONTENT`, `SAFETY`, `NO_IMAGE` (or a `promptFeedback.blockReason`)
 //! is a refusal with that reason: retrying the same request cannot help.
 //! `usageMetadata.totalTokenCount` is reported as usage for the price table.
+//!
+//! A call is not idempotent (each one is paid, and the API takes no request
+//! id): a timeout after sending or an unreadable 200 is an unknown outcome,
+//! which the engine surfaces instead of calling again.
 
 use std::time::Duration;
 
@@ -164,9 +168,8 @@ impl GeminiProvider {
         if !status.is_success() {
             return Err(classify_status(NAME, status, retry_after.as_ref(), &text));
         }
-        let answer: Answer = serde_json::from_str(&text).map_err(|e| {
-            ProviderError::retryable(NAME, format!("malformed generateContent answer: {e}"), None)
-        })?;
+        let answer: Answer = serde_json::from_str(&text)
+            .map_err(|e| ProviderError::unknown(NAME, format!("malformed generateContent answer: {e}")))?;
         if let Some(reason) = answer.prompt_feedback.and_then(|f| f.block_reason) {
             return Err(ProviderError::refused(NAME, format!("the prompt was blocked ({reason})")));
         }
@@ -190,7 +193,7 @@ impl GeminiProvider {
             (Some(image), _) => {
                 let bytes =
                     base64::engine::general_purpose::STANDARD.decode(image.data.as_bytes()).map_err(|e| {
-                        ProviderError::retryable(NAME, format!("the image is not valid base64: {e}"), None)
+                        ProviderError::unknown(NAME, format!("the image is not valid base64: {e}"))
                     })?;
                 Ok(Output {
                     bytes: bytes.into(),

@@ -8,6 +8,13 @@
 //! Errors: `429` (with `Retry-After`) and `5xx` are temporary; `422
 //! {"refused": "why"}` is a refusal of the content; any other `4xx` is a bad
 //! request. The worker is synchronous: one request, one image.
+//!
+//! Each request carries `Idempotency-Key` (brand, generation, attempt and
+//! node). A worker that honours it (answers a repeated key with the first
+//! result, without doing the work again) is configured `idempotent`, and its
+//! calls may then be retried after a timeout; otherwise a timeout, a dropped
+//! connection or an unreadable answer leaves the outcome unknown and the call
+//! is not repeated.
 
 use std::time::Duration;
 
@@ -33,6 +40,8 @@ pub struct HttpWorkerSettings {
     pub key: Option<ApiKey>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Whether the worker honours `Idempotency-Key`, so a call may be repeated.
+    pub idempotent: bool,
 }
 
 /// The adapter.
@@ -118,7 +127,7 @@ impl HttpWorkerProvider {
                 .collect(),
         };
         let url = format!("{}/v1/tasks", self.settings.url.trim_end_matches('/'));
-        let mut request = self.client.post(&url).json(&body);
+        let mut request = self.client.post(&url).header("Idempotency-Key", &task.idempotency_key).json(&body);
         if let Some(key) = &self.settings.key {
             request = request.bearer_auth(key.expose());
         }
@@ -135,9 +144,9 @@ impl HttpWorkerProvider {
             return Err(classify_status(name, status, retry_after.as_ref(), &text));
         }
         let result: WireResult = serde_json::from_str(&text)
-            .map_err(|e| ProviderError::retryable(name, format!("malformed worker answer: {e}"), None))?;
+            .map_err(|e| ProviderError::unknown(name, format!("malformed worker answer: {e}")))?;
         let bytes = b64.decode(result.image.data_base64.as_bytes()).map_err(|e| {
-            ProviderError::retryable(name, format!("the worker's image is not valid base64: {e}"), None)
+            ProviderError::unknown(name, format!("the worker's image is not valid base64: {e}"))
         })?;
         Ok(Output {
             bytes: bytes.into(),
@@ -160,6 +169,10 @@ impl Provider for HttpWorkerProvider {
 
     fn model(&self, _capability: Capability) -> String {
         format!("{}-worker", self.settings.name)
+    }
+
+    fn idempotent(&self, _capability: Capability) -> bool {
+        self.settings.idempotent
     }
 
     fn submit<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Submitted, ProviderError>> {

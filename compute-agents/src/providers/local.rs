@@ -118,6 +118,11 @@ impl Provider for LocalProvider {
         .to_owned()
     }
 
+    fn idempotent(&self, _capability: Capability) -> bool {
+        // Deterministic, offline, free: repeating it changes nothing.
+        true
+    }
+
     fn submit<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Submitted, ProviderError>> {
         Box::pin(async move {
             // Image work is CPU-bound; keep it off the async workers.

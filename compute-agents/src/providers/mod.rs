@@ -4,7 +4,17 @@
 //! request, a response into an [`Output`] or a classified [`ProviderError`].
 //! Routing, retries with backoff, fallbacks, concurrency and rate limits, the
 //! circuit breaker and cost accounting belong to the engine ([`crate::router`]),
-//! not to each adapter. A provider that works asynchronously (fal's queue)
+//! not to each adapter.
+//!
+//! Paid calls are made once: every adapter says, per capability, whether its
+//! submission is idempotent ([`Provider::idempotent`]: repeating it cannot
+//! cost or make anything twice — the local provider, or a worker that honours
+//! the `Idempotency-Key` sent with each task). A failure after which the
+//! provider may have done the work (a timeout or dropped connection after the
+//! request went out, an unreadable success answer) is
+//! [`FailureKind::OutcomeUnknown`]; the router retries it only on an
+//! idempotent call, and the engine records the intent of every other call
+//! before making it, so an unknown outcome is surfaced, never repeated blindly. A provider that works asynchronously (fal's queue)
 //! answers a submission with a [`RemoteJob`]; the engine persists it before
 //! polling, so a redelivered generation polls the same job instead of paying
 //! for a second one. Keys are read from the environment by the caller and never
@@ -112,6 +122,9 @@ pub struct Task {
     pub background: Option<[u8; 3]>,
     /// The input images.
     pub images: Vec<InputImage>,
+    /// Names this unit of work (brand, generation, attempt, node): sent as the
+    /// provider's idempotency key where its API takes one.
+    pub idempotency_key: String,
 }
 
 impl Task {
@@ -173,6 +186,10 @@ pub enum FailureKind {
     Refused,
     /// The request is wrong (4xx, unsupported input). Retrying cannot help.
     Invalid,
+    /// The request may have reached the provider and been done (a timeout or
+    /// a dropped connection after sending, an unreadable success answer):
+    /// repeating it may pay twice.
+    OutcomeUnknown,
 }
 
 /// A classified provider failure. The message never contains a key.
@@ -207,6 +224,15 @@ impl ProviderError {
         ProviderError { provider: provider.to_owned(), kind: FailureKind::Invalid, message: message.into() }
     }
 
+    /// A failure after which the provider may have done the work.
+    pub fn unknown(provider: &str, message: impl Into<String>) -> Self {
+        ProviderError {
+            provider: provider.to_owned(),
+            kind: FailureKind::OutcomeUnknown,
+            message: message.into(),
+        }
+    }
+
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, FailureKind::Retryable { .. })
@@ -221,6 +247,12 @@ pub trait Provider: Send + Sync + 'static {
     fn capabilities(&self) -> &[Capability];
     /// The model used for `capability`.
     fn model(&self, capability: Capability) -> String;
+    /// Whether submitting work of `capability` twice is harmless (no second
+    /// charge, no second result). Not idempotent unless an adapter says so.
+    fn idempotent(&self, capability: Capability) -> bool {
+        let _ = capability;
+        false
+    }
     /// Starts (or does) the work.
     fn submit<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Submitted, ProviderError>>;
     /// Asks about asynchronous work. Synchronous adapters never return a job,
@@ -291,17 +323,17 @@ pub(crate) fn classify_status(
     }
 }
 
-/// Classifies a transport error: timeouts and connection failures are temporary.
+/// Classifies a transport error: a failure to connect is temporary (the
+/// request never left); any other (a timeout, a dropped connection, a body
+/// that could not be read) leaves the outcome unknown, because the provider
+/// may have received the request.
 pub(crate) fn transport_error(provider: &str, error: &reqwest::Error) -> ProviderError {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
     // reqwest's message may name the URL, never a header, so no key leaks.
-    ProviderError::retryable(provider, format!("{what}: {error}"), None)
+    if error.is_connect() {
+        return ProviderError::retryable(provider, format!("cannot connect: {error}"), None);
+    }
+    let what = if error.is_timeout() { "timed out" } else { "request failed" };
+    ProviderError::unknown(provider, format!("{what}: {error}"))
 }
 
 /// The shared HTTP client of the remote adapters, with a per-request timeout.
