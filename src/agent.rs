@@ -264,7 +264,6 @@ impl ComputeHealth {
     }
 
     /// All three, for a `/readyz`.
-    #[allow(dead_code, reason = "for the gateway's readiness, wired by `gps up`")]
     pub(crate) fn readiness(&self) -> Readiness {
         Readiness::new(vec![self.agent.clone(), self.delivery.clone(), self.process_managers.clone()])
     }

@@ -303,11 +303,18 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
         let (store, embedded_storage) = crate::agent::storage(&settings).await?;
         let delivery = crate::delivery::worker(&settings, state.commands.clone(), store.clone()).await?;
         let (engine, agent_settings) = crate::agent::engine(&settings, std::sync::Arc::new(store)).await?;
-        let agent = tokio::spawn(crate::agent::run_on(
+        // Refused before anything is served, like the read database above.
+        gps_compute_agents::agent::check_log_binding(&state.log, &engine.store, "the compute database")
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let health = crate::agent::ComputeHealth::new();
+        register_compute_readiness(&state, health.readiness());
+        let agent = tokio::spawn(crate::agent::run_on_with(
             state.log.clone(),
             engine,
             agent_settings,
             delivery,
+            health,
             async move {
                 let _ = agent_stopped.await;
             },
@@ -356,7 +363,11 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
 /// `gps up` runs every role, so a store of another log stops it before it
 /// serves or seeds anything (separate roles refuse one by one and report it
 /// in `/readyz`).
-async fn refuse_stores_of_another_log(settings: &Settings, log: &EventLog, db: &sqlx::PgPool) -> anyhow::Result<()> {
+async fn refuse_stores_of_another_log(
+    settings: &Settings,
+    log: &EventLog,
+    db: &sqlx::PgPool,
+) -> anyhow::Result<()> {
     let problems = gps_projections::binding_problems(db, log).await;
     if !problems.is_empty() {
         anyhow::bail!(
@@ -383,6 +394,32 @@ fn register_projection_readiness(state: &gps_gateway::AppState) {
         std::sync::Arc::new(move || {
             let (db, log) = (db.clone(), log.clone());
             Box::pin(async move { gps_projections::binding_problems(&db, &log).await })
+        }),
+    );
+}
+
+/// `/readyz` reports a compute role whose consume loop is not running (its
+/// supervisor restarts it with backoff).
+fn register_compute_readiness(
+    state: &gps_gateway::AppState,
+    readiness: gps_compute_agents::supervise::Readiness,
+) {
+    state.readiness.register(
+        "compute",
+        std::sync::Arc::new(move || {
+            let problems = readiness
+                .statuses()
+                .into_iter()
+                .filter(|status| !status.ready)
+                .map(|status| match status.last_error {
+                    Some(error) => format!(
+                        "{} is not consuming (restarted {} times; last error: {error})",
+                        status.role, status.restarts
+                    ),
+                    None => format!("{} is not consuming yet", status.role),
+                })
+                .collect();
+            Box::pin(async move { problems })
         }),
     );
 }

@@ -451,7 +451,10 @@ async fn an_installation_whose_log_was_replaced_refuses_to_start_until_its_deriv
     let log = std::fs::read_to_string(data_dir.join("gps-up.log")).expect("log");
     assert!(log.contains("does not belong to this event log"), "{log}");
     assert!(log.contains("was built from stream GPS_EVENTS"), "names the identity the store recorded: {log}");
-    assert!(log.contains("--reset-derived") && log.contains("gps projections rebuild"), "names the ways out: {log}");
+    assert!(
+        log.contains("--reset-derived") && log.contains("gps projections rebuild"),
+        "names the ways out: {log}"
+    );
 
     // The way out for a development installation.
     let mut reset = start(&["--reset-derived"]);
@@ -461,7 +464,20 @@ async fn an_installation_whose_log_was_replaced_refuses_to_start_until_its_deriv
         200,
         "the demo brand and its credentials are made again for the new log"
     );
-    assert_eq!(http_get(http_port, "/readyz").await.map(|(status, _)| status), Some(200));
+    wait_ready(http_port).await;
     assert!(terminate(&mut reset).await.success());
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// Waits until `/readyz` answers 200 (every role of the process consuming).
+pub(crate) async fn wait_ready(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = http_get(port, "/readyz").await;
+        if matches!(answer, Some((200, _))) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not ready within 60 s: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
