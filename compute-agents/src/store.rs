@@ -496,15 +496,21 @@ impl ComputeStore {
     /// Forgets an intent whose call is known not to have been done (refused,
     /// answered with an error), so a later delivery may call again.
     pub async fn forget_intent(&self, key: &NodeKey<'_>) -> Result<(), StoreError> {
+        self.forget_step_in(key, "intent").await
+    }
+
+    /// Deletes a node's row when it is in `status`.
+    async fn forget_step_in(&self, key: &NodeKey<'_>, status: &'static str) -> Result<(), StoreError> {
         sqlx::query(
             "DELETE FROM steps WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND step = $4
-               AND variant = $5 AND status = 'intent'",
+               AND variant = $5 AND status = $6",
         )
         .bind(key.brand.as_str())
         .bind(key.generation.as_str())
         .bind(attempt(key.attempt))
         .bind(key.step)
         .bind(key.variant)
+        .bind(status)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -572,18 +578,7 @@ impl ComputeStore {
     /// Forgets a submitted job that can no longer finish (expired, refused), so
     /// a later retry of the generation may submit anew.
     pub async fn forget_submitted(&self, key: &NodeKey<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "DELETE FROM steps WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND step = $4
-               AND variant = $5 AND status = 'submitted'",
-        )
-        .bind(key.brand.as_str())
-        .bind(key.generation.as_str())
-        .bind(attempt(key.attempt))
-        .bind(key.step)
-        .bind(key.variant)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.forget_step_in(key, "submitted").await
     }
 
     /// Records a generation that exhausted its deliveries.
