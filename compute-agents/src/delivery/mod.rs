@@ -21,7 +21,11 @@
 //! (`retry_base` doubling up to `retry_cap`), each attempt recorded; after
 //! `max_attempts` the export fails as retryable, so a person can retry it
 //! later. Infrastructure trouble (NATS, object storage) is negatively
-//! acknowledged and redelivered.
+//! acknowledged and redelivered. An S3 delivery whose key a newer export
+//! (requested later in the log) already wrote leaves that object alone,
+//! records the skip in its delivery attempt and fails the export, not
+//! retryable, naming the newer export ([`destinations`] explains the order
+//! and the conditional writes that keep it).
 //!
 //! The consume loop runs under [`crate::supervise`] ([`run_with`] reports it in
 //! a `RoleHealth`), and the worker refuses to start when the compute
