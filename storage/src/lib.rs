@@ -31,4 +31,7 @@ pub use embedded::EmbeddedS3;
 pub use fetch::{FetchError, FetchLimits, Fetched, Posted, SafeFetcher};
 pub use key::{InvalidKey, ObjectKey};
 pub use settings::{SecretKey, StorageSettings};
-pub use store::{ExternalBucket, Object, ObjectInfo, ObjectStore, StorageError, StoredObject, content_hash};
+pub use store::{
+    ExternalBucket, ExternalObject, Object, ObjectInfo, ObjectStore, StorageError, StoredObject,
+    WriteCondition, WriteOutcome, content_hash,
+};

@@ -146,6 +146,122 @@ impl ExternalBucket {
     }
 }
 
+impl ExternalBucket {
+    /// What a `HEAD` of `key` says: its entity tag, size and user metadata
+    /// (keys without the `x-amz-meta-` prefix, lower case); `None` when
+    /// there is no object.
+    pub async fn head(&self, key: &str) -> Result<Option<ExternalObject>, StorageError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(head) => Ok(Some(ExternalObject {
+                e_tag: head.e_tag().map(str::to_owned),
+                bytes: head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                metadata: head
+                    .metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+                    .unwrap_or_default(),
+            })),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(error) => Err(request_error("HeadObject")(error)),
+        }
+    }
+
+    /// Writes `bytes` at `key` with user `metadata`, only if `condition`
+    /// holds when the server applies the write (`If-None-Match: *` or
+    /// `If-Match: <etag>`). A refused precondition (HTTP 412, or 409
+    /// `ConditionalRequestConflict` from a concurrent write) and an endpoint
+    /// that does not implement conditional writes (HTTP 501) are outcomes,
+    /// not errors. When the object written still carries `metadata`, its
+    /// size is read back, so a write the server did not keep whole is an
+    /// error.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        media_type: &str,
+        metadata: &std::collections::BTreeMap<String, String>,
+        condition: &WriteCondition,
+    ) -> Result<WriteOutcome, StorageError> {
+        let size = bytes.len() as u64;
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(media_type)
+            .body(ByteStream::from(bytes));
+        for (name, value) in metadata {
+            put = put.metadata(name, value);
+        }
+        put = match condition {
+            WriteCondition::Always => put,
+            WriteCondition::IfAbsent => put.if_none_match("*"),
+            WriteCondition::IfMatch(e_tag) => put.if_match(e_tag),
+        };
+        match put.send().await {
+            Ok(_) => {}
+            Err(error) => {
+                use aws_sdk_s3::error::ProvideErrorMetadata;
+                let status = error.raw_response().map(|r| r.status().as_u16());
+                let code = error.code().unwrap_or_default().to_owned();
+                if status == Some(412) || code == "PreconditionFailed" || code == "ConditionalRequestConflict"
+                {
+                    return Ok(WriteOutcome::ConditionFailed);
+                }
+                if !matches!(condition, WriteCondition::Always)
+                    && (status == Some(501) || code == "NotImplemented")
+                {
+                    return Ok(WriteOutcome::ConditionUnsupported);
+                }
+                return Err(request_error("PutObject")(error));
+            }
+        }
+        if let Some(written) = self.head(key).await?
+            && metadata.iter().all(|(k, v)| written.metadata.get(&k.to_ascii_lowercase()) == Some(v))
+            && written.bytes != size
+        {
+            return Err(StorageError::Request {
+                operation: "PutObject",
+                detail: format!("the bucket kept {} bytes of {size}", written.bytes),
+            });
+        }
+        Ok(WriteOutcome::Written)
+    }
+}
+
+/// An object in a bucket GPS does not own, as a `HEAD` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalObject {
+    /// The entity tag, quoted as the server sent it.
+    pub e_tag: Option<String>,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// User metadata, keys lower case without `x-amz-meta-`.
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// When [`ExternalBucket::put_if`] may write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Whatever is there.
+    Always,
+    /// Only if no object is there (`If-None-Match: *`).
+    IfAbsent,
+    /// Only if the object there has this entity tag (`If-Match`).
+    IfMatch(String),
+}
+
+/// What [`ExternalBucket::put_if`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The object was written.
+    Written,
+    /// The condition no longer held: someone else wrote (or deleted) the
+    /// object since it was read; nothing was written.
+    ConditionFailed,
+    /// The endpoint does not implement conditional writes; nothing was written.
+    ConditionUnsupported,
+}
+
 /// The outcome of a put: where the bytes are and what they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {

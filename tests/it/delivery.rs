@@ -136,6 +136,11 @@ impl Rig {
     /// `prod-dr-2041`, SKU `DR-2041/BLK`, a front photo) and produces
     /// prediction `id` of it with a real stored image, awaiting review.
     async fn produced_prediction(&self, id: &str, variant_index: u8) -> PredictionId {
+        self.produced_prediction_shaded(id, variant_index, 30 + variant_index * 40).await
+    }
+
+    /// [`Rig::produced_prediction`], with the garment's green channel `green`.
+    async fn produced_prediction_shaded(&self, id: &str, variant_index: u8, green: u8) -> PredictionId {
         let commands = &self.gateway.state.commands;
         let generation = CommandHandler::address::<Generation>(&brand(), "g1").expect("address");
         if commands.load::<Generation>(&generation).await.expect("load").position.aggregate_version == 0 {
@@ -145,7 +150,7 @@ impl Rig {
         let mut image = picture(1200, 1500, [90, 90, 90]);
         for y in 300..1300 {
             for x in 400..800 {
-                image.put_pixel(x, y, image::Rgb([180, 30 + variant_index * 40, 40]));
+                image.put_pixel(x, y, image::Rgb([180, green, 40]));
             }
         }
         let bytes = png_of(&image);
@@ -194,6 +199,35 @@ impl Rig {
         let meta = CommandMeta::generated(Actor::System("compute-agent".into()));
         commands.execute::<Prediction>(&address, &meta, &command).await.expect("produce");
         prediction_id
+    }
+
+    /// [`Rig::approved_prediction`] with the garment's green channel `green`.
+    async fn approved_prediction_shaded(&self, id: &str, variant_index: u8, green: u8) -> PredictionId {
+        let prediction_id = self.produced_prediction_shaded(id, variant_index, green).await;
+        let approved = self
+            .gateway
+            .as_user(&self.owner, "POST", &format!("/api/v1/brands/acme/predictions/{id}/approve"), None)
+            .await;
+        assert_status(&approved, 200);
+        prediction_id
+    }
+
+    /// Waits until export `id` is completed or failed, and returns it.
+    async fn settled(&self, id: &str) -> serde_json::Value {
+        for _ in 0..1200 {
+            let read = self
+                .gateway
+                .as_user(&self.owner, "GET", &format!("/api/v1/brands/acme/exports/{id}"), None)
+                .await;
+            if read.status == 200 {
+                let export = read.json();
+                if matches!(export["status"].as_str(), Some("completed" | "failed")) {
+                    return export;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("export {id} did not settle within 2 minutes");
     }
 
     async fn export(&self, body: serde_json::Value) -> crate::http::Response {
@@ -667,4 +701,97 @@ async fn a_webhook_delivery_resumed_after_a_partial_marking_keeps_its_idempotenc
     assert_eq!(keys.len(), 2, "the refused delivery and its resumption: {keys:?}");
     assert_eq!(keys[0], keys[1], "the same Idempotency-Key and the same two renditions: {keys:?}");
     assert_eq!(keys[1].1, 2);
+}
+
+#[tokio::test]
+async fn an_older_export_delivered_late_to_a_brand_bucket_does_not_overwrite_the_newer_one() {
+    let bucket_dir = tempfile::tempdir().expect("bucket dir");
+    let server = gps_storage::EmbeddedS3::start(bucket_dir.path()).await.expect("brand's S3 endpoint");
+    let mut brand_bucket = server.settings().clone();
+    brand_bucket.bucket = "acme-dam".into();
+    gps_storage::ObjectStore::connect(&brand_bucket).await.expect("bucket created");
+    // The older export keeps retrying (its credentials are stored late) until the newer one is done.
+    let rig = Rig::start_with(Some(server.address()), |settings| {
+        settings.retry_base = Duration::from_millis(200);
+        settings.retry_cap = Duration::from_millis(500);
+        settings.max_attempts = 10_000;
+    })
+    .await;
+    let credentials = json!({
+        "endpoint": brand_bucket.endpoint,
+        "region": brand_bucket.region,
+        "access_key_id": brand_bucket.access_key_id,
+        "secret_access_key": brand_bucket.secret_access_key.expose(),
+        "path_style": true,
+    })
+    .to_string();
+    rig.vault
+        .set(&brand(), &SecretName::parse("ACME_S3").expect("name"), credentials.as_bytes())
+        .await
+        .expect("credentials stored");
+    // Two approved images of the same product and view (variant 1): the same file name.
+    rig.approved_prediction_shaded("pr-old", 0, 30).await;
+    rig.approved_prediction_shaded("pr-new", 0, 200).await;
+    let destination = |secret: &str| json!({"kind": "s3", "bucket": "acme-dam", "prefix": "gps/summer/", "credentials": secret});
+    let older = rig
+        .export(json!({"export_id": "ex-old", "predictions": ["pr-old"], "channel": "marketplace-main",
+                       "destination": destination("ACME_S3_LATE")}))
+        .await;
+    assert_status(&older, 201);
+    let commands = &rig.gateway.state.commands;
+    let old_address = CommandHandler::address::<Export>(&brand(), "ex-old").expect("address");
+    for _ in 0..1200 {
+        if commands.load::<Export>(&old_address).await.expect("load").state.delivery_attempts() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        commands.load::<Export>(&old_address).await.expect("load").state.delivery_attempts() >= 1,
+        "the older export's first delivery failed and waits for its retry"
+    );
+    let newer = rig
+        .export(json!({"export_id": "ex-new", "predictions": ["pr-new"], "channel": "marketplace-main",
+                       "destination": destination("ACME_S3")}))
+        .await;
+    assert_status(&newer, 201);
+    let newer = rig.completed("ex-new").await;
+    let file_name = "DR-2041-BLK_main_1.jpg";
+    assert_eq!(newer["renditions"][0]["file_name"], file_name);
+    let object = bucket_dir.path().join("acme-dam/gps/summer").join(file_name);
+    let newer_bytes = rig.stored(newer["renditions"][0]["checksum"].as_str().expect("checksum")).await;
+    assert!(
+        std::fs::read(&object).expect("object written") == newer_bytes,
+        "the newer export wrote the object"
+    );
+    // Now the older export can reach the bucket: it is delivered late.
+    rig.vault
+        .set(&brand(), &SecretName::parse("ACME_S3_LATE").expect("name"), credentials.as_bytes())
+        .await
+        .expect("late credentials stored");
+    let older = rig.settled("ex-old").await;
+    // The bucket still holds the newer export's content.
+    assert!(
+        std::fs::read(&object).expect("object still there") == newer_bytes,
+        "the late, older export overwrote the newer one: {older}"
+    );
+    let older_bytes = rig.stored(older["renditions"][0]["checksum"].as_str().expect("checksum")).await;
+    assert!(older_bytes != newer_bytes, "the two exports have different content");
+    // The older export records the skip: in its last delivery attempt and its outcome.
+    let attempts = older["delivery_attempts"].as_array().expect("attempts");
+    let last = attempts.last().expect("an attempt").clone();
+    let detail = last["detail"].as_str().expect("detail");
+    assert!(detail.contains("0 objects written") && detail.contains("a newer export (ex-new"), "{last}");
+    assert!(detail.contains(&format!("s3://acme-dam/gps/summer/{file_name}")), "{detail}");
+    assert_eq!(older["status"], "failed", "{older}");
+    assert_eq!(older["renditions"][0]["delivered"], false, "{older}");
+    let reason = older["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("ex-new") && reason.contains("Request a new export"), "{older}");
+    // The object names its writer: the newer export.
+    let head = gps_storage::ExternalBucket::new(&brand_bucket)
+        .head(&format!("gps/summer/{file_name}"))
+        .await
+        .expect("head")
+        .expect("object");
+    assert_eq!(head.metadata.get("gps-export").map(String::as_str), Some("ex-new"), "{head:?}");
 }

@@ -14,14 +14,47 @@
 //! a receiver that saw it already can answer 2xx and do nothing) and
 //! `X-GPS-Delivery-Attempt`. Any 2xx is success; anything else, a timeout or
 //! a refused connection is retried with backoff.
+//!
+//! A brand's S3 bucket keeps one object per file name, and file names repeat
+//! across exports (`{sku}_{view}_{n}`), so two exports can write the same key;
+//! retries and backoff can make an older export arrive after a newer one.
+//! The rule: a key never goes back to older content than the log says was
+//! delivered there last. Exports are ordered by the stream sequence of their
+//! `export.requested` event (a retry keeps its export's place). Every object
+//! carries user metadata naming its writer ([`EXPORT_METADATA`],
+//! [`ORDER_METADATA`], [`LOG_METADATA`], plus the rendition and its
+//! checksum). Before writing a key the worker reads it (`HEAD`); when an
+//! export requested later in the same log wrote it, the rendition is not
+//! written and the pass reports it as superseded (the worker records that in
+//! the delivery attempt and fails the export, not retryable, naming the newer
+//! export: putting the older content back takes a new export, which is then
+//! the newest). Otherwise it writes conditionally: `If-Match` with the entity
+//! tag the `HEAD` saw, or `If-None-Match: *` when there was nothing, so a
+//! newer export that writes between our `HEAD` and our `PUT` makes the
+//! server refuse ours (412), and the worker looks again. Objects GPS did not
+//! write, or wrote from another log (whose sequences do not compare), are
+//! replaced as before.
+//!
+//! Endpoints without conditional writes: one that answers 501 Not
+//! Implemented is written unconditionally after the `HEAD` check (a warning
+//! is logged); one that ignores the headers behaves the same way silently.
+//! There the check still stops every late export that starts after the newer
+//! one finished writing the key, but two deliveries of the same key racing
+//! within the milliseconds between one's `HEAD` and its `PUT` can end with
+//! the older content, and nothing in the pass notices. AWS S3 (since
+//! 2024), MinIO, Ceph RGW and the embedded endpoint implement both headers.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use aws_lc_rs::hmac;
 use bytes::Bytes;
 use gps_domain::export::{DeliveryLocation, ExportRequested, Rendition, S3Bucket, S3Prefix, WebhookUrl};
 use gps_domain::ids::RenditionId;
-use gps_storage::{ExternalBucket, ObjectKey, ObjectStore, SafeFetcher, StorageSettings};
+use gps_storage::{
+    ExternalBucket, ExternalObject, ObjectKey, ObjectStore, SafeFetcher, StorageSettings, WriteCondition,
+    WriteOutcome,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -242,16 +275,113 @@ fn default_region() -> String {
     "us-east-1".into()
 }
 
-/// Writes every rendition to `bucket` under `prefix` + file name.
+/// Which export wrote an object in a brand's bucket, and where its request
+/// stands in the log: the order deliveries to one key must respect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportStamp {
+    /// The export.
+    pub export_id: String,
+    /// The stream sequence of its `export.requested` event (a retry keeps it).
+    pub order: u64,
+    /// The log the sequence belongs to ([`gps_nats::LogIdentity::token`]).
+    pub log: String,
+}
+
+/// The user metadata naming the export that wrote an object.
+pub const EXPORT_METADATA: &str = "gps-export";
+/// The user metadata holding the export request's stream sequence.
+pub const ORDER_METADATA: &str = "gps-export-order";
+/// The user metadata naming the log that sequence belongs to.
+pub const LOG_METADATA: &str = "gps-log";
+/// The user metadata naming the rendition written.
+pub const RENDITION_METADATA: &str = "gps-rendition";
+/// The user metadata holding the rendition's checksum.
+pub const CHECKSUM_METADATA: &str = "gps-checksum";
+
+impl ExportStamp {
+    /// The stamp an object carries, if GPS wrote it (with readable metadata).
+    pub fn of(object: &ExternalObject) -> Option<ExportStamp> {
+        Some(ExportStamp {
+            export_id: object.metadata.get(EXPORT_METADATA)?.clone(),
+            order: object.metadata.get(ORDER_METADATA)?.parse().ok()?,
+            log: object.metadata.get(LOG_METADATA)?.clone(),
+        })
+    }
+
+    fn metadata(&self, rendition: &Rendition) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (EXPORT_METADATA.to_owned(), self.export_id.clone()),
+            (ORDER_METADATA.to_owned(), self.order.to_string()),
+            (LOG_METADATA.to_owned(), self.log.clone()),
+            (RENDITION_METADATA.to_owned(), rendition.produced.rendition_id.to_string()),
+            (CHECKSUM_METADATA.to_owned(), rendition.produced.checksum.to_string()),
+        ])
+    }
+}
+
+/// What to do about one key, given what a `HEAD` found there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Write, under this condition.
+    Write(WriteCondition),
+    /// Leave it: a newer export (this one) wrote it.
+    Newer(ExportStamp),
+}
+
+/// Decides whether the export `ours` may write over `existing`. An object
+/// written by a later request of the same log is never replaced; anything
+/// else (nothing there, the same or an older export, an object GPS did not
+/// write or wrote from another log, whose sequences do not compare) is
+/// replaced, only if it is still the object the `HEAD` saw.
+pub fn verdict(existing: Option<&ExternalObject>, ours: &ExportStamp) -> Verdict {
+    let Some(existing) = existing else { return Verdict::Write(WriteCondition::IfAbsent) };
+    if let Some(theirs) = ExportStamp::of(existing)
+        && theirs.log == ours.log
+        && theirs.order > ours.order
+    {
+        return Verdict::Newer(theirs);
+    }
+    match &existing.e_tag {
+        Some(e_tag) => Verdict::Write(WriteCondition::IfMatch(e_tag.clone())),
+        None => Verdict::Write(WriteCondition::Always),
+    }
+}
+
+/// A rendition an S3 pass did not write because a newer export owns its key.
+#[derive(Debug, Clone)]
+pub struct Superseded {
+    /// The rendition left out.
+    pub rendition_id: RenditionId,
+    /// Why, for the attempt record and the export's failure.
+    pub reason: String,
+}
+
+/// What an S3 pass did.
+#[derive(Debug, Clone, Default)]
+pub struct S3Outcome {
+    /// The renditions written, and where.
+    pub delivered: Vec<(RenditionId, DeliveryLocation)>,
+    /// The renditions left out because a newer export already delivered their key.
+    pub superseded: Vec<Superseded>,
+}
+
+/// How often a write is decided again after its condition failed (someone
+/// else wrote the key between our `HEAD` and our `PUT`).
+const CONDITION_ROUNDS: usize = 5;
+
+/// Writes every rendition to `bucket` under `prefix` + file name, unless a
+/// newer export already wrote that key (see the module's comment).
+#[allow(clippy::too_many_arguments)]
 pub async fn s3(
     store: &ObjectStore,
     targets: &SafeFetcher,
     request: &ExportRequested,
+    stamp: &ExportStamp,
     bucket: &S3Bucket,
     prefix: &S3Prefix,
     credentials: &SecretValue,
     renditions: &[Delivered<'_>],
-) -> Result<Vec<(RenditionId, DeliveryLocation)>, Failure> {
+) -> Result<S3Outcome, Failure> {
     let credentials: S3Credentials = serde_json::from_slice(credentials.expose()).map_err(|e| Failure {
         detail: format!(
             "the stored S3 credentials are not JSON with endpoint, region, access_key_id, secret_access_key (and optional path_style): {e}"
@@ -273,18 +403,59 @@ pub async fn s3(
     settings.path_style = credentials.path_style;
     let destination = ExternalBucket::new(&settings);
     let files = files(store, &request.brand_id, renditions).await?;
-    let mut delivered = Vec::with_capacity(files.len());
+    let mut outcome = S3Outcome::default();
+    // Set once the endpoint answered that it does not implement conditional writes.
+    let mut unconditional = false;
     for (d, (name, bytes)) in renditions.iter().zip(files) {
         let key = format!("{prefix}{name}");
+        let url = format!("s3://{bucket}/{key}");
         let media_type = d.rendition.produced.asset.media_type.clone();
-        destination
-            .put(&key, bytes, &media_type)
-            .await
-            .map_err(|e| Failure::later(format!("writing s3://{bucket}/{key}: {e}")))?;
-        delivered
-            .push((d.rendition.produced.rendition_id.clone(), location(format!("s3://{bucket}/{key}"))?));
+        let metadata = stamp.metadata(d.rendition);
+        let rendition_id = d.rendition.produced.rendition_id.clone();
+        let mut settled = false;
+        for _ in 0..CONDITION_ROUNDS {
+            let existing =
+                destination.head(&key).await.map_err(|e| Failure::later(format!("reading {url}: {e}")))?;
+            let condition = match verdict(existing.as_ref(), stamp) {
+                Verdict::Newer(theirs) => {
+                    outcome.superseded.push(Superseded {
+                        rendition_id: rendition_id.clone(),
+                        reason: format!(
+                            "a newer export ({}, requested at log position {}) already delivered {url}; this export (requested at log position {}) did not overwrite it with older content",
+                            theirs.export_id, theirs.order, stamp.order
+                        ),
+                    });
+                    settled = true;
+                    break;
+                }
+                Verdict::Write(_) if unconditional => WriteCondition::Always,
+                Verdict::Write(condition) => condition,
+            };
+            match destination
+                .put_if(&key, bytes.clone(), &media_type, &metadata, &condition)
+                .await
+                .map_err(|e| Failure::later(format!("writing {url}: {e}")))?
+            {
+                WriteOutcome::Written => {
+                    outcome.delivered.push((rendition_id.clone(), location(url.clone())?));
+                    settled = true;
+                    break;
+                }
+                // Someone wrote the key since the HEAD: look again.
+                WriteOutcome::ConditionFailed => {}
+                WriteOutcome::ConditionUnsupported => {
+                    tracing::warn!(endpoint = %credentials.endpoint, %bucket, "the S3 endpoint does not implement conditional writes; writing after the HEAD check alone");
+                    unconditional = true;
+                }
+            }
+        }
+        if !settled {
+            return Err(Failure::later(format!(
+                "{url} changed between reading and writing it {CONDITION_ROUNDS} times in a row"
+            )));
+        }
     }
-    Ok(delivered)
+    Ok(outcome)
 }
 
 /// A rendition in a webhook body.
@@ -435,6 +606,41 @@ mod tests {
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"secret");
         let expected = hex::encode(hmac::sign(&key, b"1700000000.{}").as_ref());
         assert_eq!(ours, format!("sha256={expected}"));
+    }
+
+    fn stamp(export_id: &str, order: u64, log: &str) -> ExportStamp {
+        ExportStamp { export_id: export_id.into(), order, log: log.into() }
+    }
+
+    fn object(e_tag: Option<&str>, writer: Option<&ExportStamp>) -> ExternalObject {
+        let mut metadata = BTreeMap::new();
+        if let Some(w) = writer {
+            metadata.insert(EXPORT_METADATA.to_owned(), w.export_id.clone());
+            metadata.insert(ORDER_METADATA.to_owned(), w.order.to_string());
+            metadata.insert(LOG_METADATA.to_owned(), w.log.clone());
+        }
+        ExternalObject { e_tag: e_tag.map(str::to_owned), bytes: 1, metadata }
+    }
+
+    #[test]
+    fn an_object_of_a_later_request_in_the_same_log_is_never_overwritten() {
+        let ours = stamp("ex-old", 10, "GPS_EVENTS@1");
+        let newer = stamp("ex-new", 20, "GPS_EVENTS@1");
+        assert_eq!(verdict(Some(&object(Some("\"e\""), Some(&newer))), &ours), Verdict::Newer(newer.clone()));
+        // Nothing there: create only if still nothing.
+        assert_eq!(verdict(None, &ours), Verdict::Write(WriteCondition::IfAbsent));
+        // The same or an older export: replace what the HEAD saw.
+        for writer in [stamp("ex-old", 10, "GPS_EVENTS@1"), stamp("ex-older", 5, "GPS_EVENTS@1")] {
+            assert_eq!(
+                verdict(Some(&object(Some("\"e\""), Some(&writer))), &ours),
+                Verdict::Write(WriteCondition::IfMatch("\"e\"".into()))
+            );
+        }
+        // Another log's sequences do not compare; an object GPS did not write is replaced.
+        let other_log = stamp("ex-x", 99, "GPS_EVENTS@2");
+        assert!(matches!(verdict(Some(&object(Some("\"e\""), Some(&other_log))), &ours), Verdict::Write(_)));
+        assert!(matches!(verdict(Some(&object(Some("\"e\""), None)), &ours), Verdict::Write(_)));
+        assert_eq!(verdict(Some(&object(None, None)), &ours), Verdict::Write(WriteCondition::Always));
     }
 
     #[test]

@@ -21,7 +21,11 @@
 //! (`retry_base` doubling up to `retry_cap`), each attempt recorded; after
 //! `max_attempts` the export fails as retryable, so a person can retry it
 //! later. Infrastructure trouble (NATS, object storage) is negatively
-//! acknowledged and redelivered.
+//! acknowledged and redelivered. An S3 delivery whose key a newer export
+//! (requested later in the log) already wrote leaves that object alone,
+//! records the skip in its delivery attempt and fails the export, not
+//! retryable, naming the newer export ([`destinations`] explains the order
+//! and the conditional writes that keep it).
 //!
 //! The consume loop runs under [`crate::supervise`] ([`run_with`] reports it in
 //! a `RoleHealth`), and the worker refuses to start when the compute
@@ -604,6 +608,8 @@ async fn deliver(
         .collect();
     if !pending.is_empty() {
         let number = state.delivery_attempts() + 1;
+        // Renditions an S3 pass left out because a newer export owns their keys.
+        let mut superseded: Vec<destinations::Superseded> = Vec::new();
         let result = match &request.destination {
             ExportDestination::ZipDownload => {
                 // A ZIP holds every rendition, delivered before or not.
@@ -622,20 +628,35 @@ async fn deliver(
             }
             ExportDestination::S3 { bucket, prefix, credentials } => {
                 match worker.secrets.get(&request.brand_id, credentials).await {
-                    Ok(secret) => destinations::s3(
-                        &worker.store,
-                        &worker.targets,
-                        request,
-                        bucket,
-                        prefix,
-                        &secret,
-                        &pending,
-                    )
-                    .await
-                    .map(|delivered| {
-                        let count = delivered.len();
-                        (delivered, format!("{count} objects written to s3://{bucket}/{prefix}"))
-                    }),
+                    Ok(secret) => {
+                        let stamp = export_stamp(worker, address, request).await?;
+                        destinations::s3(
+                            &worker.store,
+                            &worker.targets,
+                            request,
+                            &stamp,
+                            bucket,
+                            prefix,
+                            &secret,
+                            &pending,
+                        )
+                        .await
+                        .map(|outcome| {
+                            let count = outcome.delivered.len();
+                            let mut detail = format!("{count} objects written to s3://{bucket}/{prefix}");
+                            if !outcome.superseded.is_empty() {
+                                let reasons: Vec<&str> =
+                                    outcome.superseded.iter().map(|s| s.reason.as_str()).collect();
+                                detail.push_str(&format!(
+                                    "; {} skipped: {}",
+                                    reasons.len(),
+                                    reasons.join("; ")
+                                ));
+                            }
+                            superseded = outcome.superseded;
+                            (outcome.delivered, detail)
+                        })
+                    }
                     Err(error) => Err(Failure::from(error)),
                 }
             }
@@ -694,6 +715,19 @@ async fn deliver(
                         }
                     }
                 }
+                if !superseded.is_empty() {
+                    // Nothing more to try: writing would put older content
+                    // back; a new export (then the newest) can.
+                    let reasons: Vec<String> = superseded
+                        .iter()
+                        .map(|s| format!("rendition {}: {}", s.rendition_id, s.reason))
+                        .collect();
+                    let reason = format!(
+                        "not delivered: {}. Request a new export to deliver this content again",
+                        reasons.join("; ")
+                    );
+                    return fail(worker, address, envelope, attempt, &reason, false).await;
+                }
             }
             Err(failure) if !failure.retryable => {
                 record_attempt(worker, address, envelope, number, false, &failure.detail, None).await?;
@@ -724,6 +758,25 @@ async fn deliver(
         }
         Err(error) => Err(Later { reason: error.to_string(), delay: worker.settings.retry_base }),
     }
+}
+
+/// Where this export stands among the exports that may write the same keys:
+/// the stream sequence of its request, in this log.
+async fn export_stamp(
+    worker: &DeliveryWorker,
+    address: &AggregateAddress,
+    request: &ExportRequested,
+) -> Result<destinations::ExportStamp, Later> {
+    let later = |reason: String| Later { reason, delay: worker.settings.retry_base };
+    let log = worker.commands.log();
+    let events = log.load(address).await.map_err(|e| later(e.to_string()))?.events;
+    let order = events
+        .iter()
+        .find(|e| e.event_type == "export.requested")
+        .and_then(|e| e.stream_sequence)
+        .ok_or_else(|| later(format!("export {} has no request in the log", request.export_id)))?;
+    let identity = log.state().await.map_err(|e| later(e.to_string()))?.identity;
+    Ok(destinations::ExportStamp { export_id: request.export_id.to_string(), order, log: identity.token() })
 }
 
 async fn record_attempt(
