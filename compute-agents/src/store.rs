@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use gps_domain::ids::{BrandId, GenerationId};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Row};
 
 use crate::providers::RemoteJob;
@@ -74,6 +74,20 @@ pub fn sibling_url(url: &str, database: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct BindingRefused(pub String);
+
+/// A query about one node: its key is bound as `$1`..`$5` (brand,
+/// generation, attempt, step, variant), further parameters follow.
+fn node_query<'q>(
+    sql: &'static str,
+    key: &NodeKey<'_>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, PgArguments> {
+    sqlx::query(sql)
+        .bind(key.brand.as_str())
+        .bind(key.generation.as_str())
+        .bind(attempt(key.attempt))
+        .bind(key.step)
+        .bind(key.variant)
+}
 
 /// The state of one node as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -422,19 +436,15 @@ impl ComputeStore {
         job: &RemoteJob,
         tries: u32,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        node_query(
             "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model, remote_job, tries)
              VALUES ($1, $2, $3, $4, $5, 'submitted', $6, $7, $8, $9)
              ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
                SET status = 'submitted', provider = EXCLUDED.provider, model = EXCLUDED.model,
                    remote_job = EXCLUDED.remote_job, tries = EXCLUDED.tries
                WHERE steps.status = 'intent'",
+        key,
         )
-        .bind(key.brand.as_str())
-        .bind(key.generation.as_str())
-        .bind(attempt(key.attempt))
-        .bind(key.step)
-        .bind(key.variant)
         .bind(provider)
         .bind(model)
         .bind(&job.0)
@@ -446,7 +456,7 @@ impl ComputeStore {
 
     /// Records a finished node; a node finished before keeps its first result.
     pub async fn record_completed(&self, key: &NodeKey<'_>, step: &CompletedStep) -> Result<(), StoreError> {
-        sqlx::query(
+        node_query(
             "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model, result,
                                 cost_micros, duration_ms, tries, completed_at)
              VALUES ($1, $2, $3, $4, $5, 'completed', $6, $7, $8, $9, $10, $11, now())
@@ -455,12 +465,8 @@ impl ComputeStore {
                    duration_ms = EXCLUDED.duration_ms, tries = EXCLUDED.tries, completed_at = now(),
                    provider = EXCLUDED.provider, model = EXCLUDED.model
                WHERE steps.status IN ('submitted', 'intent')",
+        key,
         )
-        .bind(key.brand.as_str())
-        .bind(key.generation.as_str())
-        .bind(attempt(key.attempt))
-        .bind(key.step)
-        .bind(key.variant)
         .bind(&step.provider)
         .bind(&step.model)
         .bind(&step.result)
@@ -475,18 +481,14 @@ impl ComputeStore {
     /// Records, before a call that is not idempotent, that `provider` is about
     /// to be called for this node (kept while the call's outcome is unknown).
     pub async fn record_intent(&self, key: &NodeKey<'_>, provider: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        node_query(
             "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model)
              VALUES ($1, $2, $3, $4, $5, 'intent', $6, '')
              ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
                SET provider = EXCLUDED.provider, submitted_at = now()
                WHERE steps.status = 'intent'",
+            key,
         )
-        .bind(key.brand.as_str())
-        .bind(key.generation.as_str())
-        .bind(attempt(key.attempt))
-        .bind(key.step)
-        .bind(key.variant)
         .bind(provider)
         .execute(&self.pool)
         .await?;
@@ -501,15 +503,11 @@ impl ComputeStore {
 
     /// Deletes a node's row when it is in `status`.
     async fn forget_step_in(&self, key: &NodeKey<'_>, status: &'static str) -> Result<(), StoreError> {
-        sqlx::query(
+        node_query(
             "DELETE FROM steps WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND step = $4
                AND variant = $5 AND status = $6",
+            key,
         )
-        .bind(key.brand.as_str())
-        .bind(key.generation.as_str())
-        .bind(attempt(key.attempt))
-        .bind(key.step)
-        .bind(key.variant)
         .bind(status)
         .execute(&self.pool)
         .await?;
@@ -523,18 +521,14 @@ impl ComputeStore {
         provider: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        node_query(
             "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model, reason)
              VALUES ($1, $2, $3, $4, $5, 'unknown', $6, '', $7)
              ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
                SET status = 'unknown', reason = EXCLUDED.reason
                WHERE steps.status IN ('intent', 'submitted')",
+        key,
         )
-        .bind(key.brand.as_str())
-        .bind(key.generation.as_str())
-        .bind(attempt(key.attempt))
-        .bind(key.step)
-        .bind(key.variant)
         .bind(provider)
         .bind(reason)
         .execute(&self.pool)

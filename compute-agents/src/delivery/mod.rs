@@ -596,36 +596,28 @@ async fn deliver(
     }
     let skus: BTreeMap<&PredictionId, Vec<String>> =
         sources.iter().map(|s| (&s.produced.prediction_id, s.skus())).collect();
-    let pending: Vec<Delivered<'_>> = state
+    // Every rendition, delivered before or not: a ZIP holds them all, and a
+    // webhook resumed after a partial marking sends the body (and so the
+    // Idempotency-Key) of the first delivery, so the receiver can tell.
+    let all: Vec<Delivered<'_>> = state
         .renditions()
         .values()
-        .filter(|r| r.delivered_to.is_none())
         .map(|rendition| Delivered {
             rendition,
             skus: skus.get(&rendition.produced.prediction_id).cloned().unwrap_or_default(),
             preset: request.channel.to_string(),
         })
         .collect();
+    let pending: Vec<Delivered<'_>> =
+        all.iter().filter(|d| d.rendition.delivered_to.is_none()).cloned().collect();
     if !pending.is_empty() {
         let number = state.delivery_attempts() + 1;
         // Renditions an S3 pass left out because a newer export owns their keys.
         let mut superseded: Vec<destinations::Superseded> = Vec::new();
         let result = match &request.destination {
-            ExportDestination::ZipDownload => {
-                // A ZIP holds every rendition, delivered before or not.
-                let all: Vec<Delivered<'_>> = state
-                    .renditions()
-                    .values()
-                    .map(|rendition| Delivered {
-                        rendition,
-                        skus: skus.get(&rendition.produced.prediction_id).cloned().unwrap_or_default(),
-                        preset: request.channel.to_string(),
-                    })
-                    .collect();
-                destinations::zip_download(&worker.store, request, &all)
-                    .await
-                    .map(|delivered| (delivered, format!("ZIP of {} renditions stored", all.len())))
-            }
+            ExportDestination::ZipDownload => destinations::zip_download(&worker.store, request, &all)
+                .await
+                .map(|delivered| (delivered, format!("ZIP of {} renditions stored", all.len()))),
             ExportDestination::S3 { bucket, prefix, credentials } => {
                 match worker.secrets.get(&request.brand_id, credentials).await {
                     Ok(secret) => {
@@ -661,18 +653,6 @@ async fn deliver(
                 }
             }
             ExportDestination::Webhook { url, secret } => {
-                // Every rendition, delivered before or not: after a resume that
-                // follows a partial marking, the body and its Idempotency-Key
-                // are those of the first delivery, so the receiver can tell.
-                let all: Vec<Delivered<'_>> = state
-                    .renditions()
-                    .values()
-                    .map(|rendition| Delivered {
-                        rendition,
-                        skus: skus.get(&rendition.produced.prediction_id).cloned().unwrap_or_default(),
-                        preset: request.channel.to_string(),
-                    })
-                    .collect();
                 match worker.secrets.get(&request.brand_id, secret).await {
                     Ok(value) => {
                         destinations::webhook(
