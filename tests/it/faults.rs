@@ -102,7 +102,11 @@ async fn commands_interrupted_by_a_server_crash_are_applied_exactly_once_when_re
     nats.server.kill().await;
     let at_crash = acknowledged.load(Ordering::SeqCst);
     assert!(at_crash < products.len() * COMMANDS, "the crash must interrupt the writers");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Down for longer than a publish waits for its acknowledgement (5 s):
+    // writers that decide on their lane's cached state read nothing from the
+    // log, so only an outage the client cannot bridge by buffering makes them
+    // meet it, not know whether their command landed, and retry.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     nats.server.restart().await.expect("restart on the same storage");
 
     for writer in writers {
