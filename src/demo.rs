@@ -46,6 +46,7 @@ pub(crate) async fn seed_catalog(
     media: &Media,
     brand: &BrandId,
 ) -> anyhow::Result<DemoCatalog> {
+    let sku_claims = gps_commands::sku_claims::SkuClaims::open(handler.clone()).await?;
     let mut products = 0;
     for (kind, name, category) in GARMENTS {
         for (colour_name, colour) in COLOURS {
@@ -60,7 +61,11 @@ pub(crate) async fn seed_catalog(
                 category: Category::parse(*category)?,
                 attributes,
             };
-            run::<Product>(handler, brand, &id, "create", &create).await?;
+            // Through the SKU claims, like every product creation.
+            sku_claims
+                .execute_product(brand, &demo_meta(&id, "create"), &create)
+                .await
+                .with_context(|| format!("seeding demo {id} (create)"))?;
             let image = intake(media, brand, &draw_garment(kind, *colour)).await?;
             let add = ProductCommand::AddProductImage {
                 image_id: ImageId::parse("front")?,
@@ -153,12 +158,16 @@ async fn run<A: Aggregate>(
     command: &A::Command,
 ) -> anyhow::Result<()> {
     let address = CommandHandler::address::<A>(brand, id)?;
-    let meta = CommandMeta::new(format!("demo-catalog:{id}:{step}"), Actor::System("gps-demo".into()));
     handler
-        .execute::<A>(&address, &meta, command)
+        .execute::<A>(&address, &demo_meta(id, step), command)
         .await
         .with_context(|| format!("seeding demo {id} ({step})"))?;
     Ok(())
+}
+
+/// A seeding command's metadata: its id derives from the item and the step.
+fn demo_meta(id: &str, step: &str) -> CommandMeta {
+    CommandMeta::new(format!("demo-catalog:{id}:{step}"), Actor::System("gps-demo".into()))
 }
 
 async fn intake(

@@ -293,7 +293,15 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     }
     let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure, media)
         .await
-        .context("subscribing the gateway to brand events")?;
+        .context("preparing the gateway")?;
+    // Products created before SKU claims existed are claimed once.
+    match state.sku_claims.backfill(&state.log).await {
+        Ok(0) => {}
+        Ok(claimed) => tracing::info!(claimed, "claimed the SKUs of existing products"),
+        Err(error) => {
+            tracing::warn!(%error, "existing products' SKUs not claimed yet; the next start tries again")
+        }
+    }
     register_projection_readiness(&state);
     // The compute agent, the delivery worker and the process managers (launch
     // → generations, revision → generation) run inside `gps up`; `gps agent`
@@ -323,16 +331,12 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     } else {
         None
     };
-    // Catalog imports a stopped gateway left running go on from their last
-    // recorded batch (in the background, so start-up does not wait for it).
-    let resuming = state.clone();
-    tokio::spawn(async move {
-        match gps_gateway::imports::resume_unfinished(&resuming).await {
-            Ok(0) => {}
-            Ok(resumed) => tracing::info!(resumed, "resumed unfinished catalog imports"),
-            Err(error) => tracing::warn!(%error, "unfinished catalog imports not resumed"),
-        }
-    });
+    // Catalog imports left without a runner (a stopped gateway's, or a start
+    // whose answer was lost) go on from their last recorded batch: now, and
+    // whenever a later look finds one.
+    let resume_every = state.media.settings().imports.resume_unfinished_every;
+    let import_resumer =
+        tokio::spawn(gps_gateway::imports::keep_resuming_unfinished(state.clone(), resume_every));
     let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
     let projector = (role == Role::Everything).then(|| {
         tokio::spawn(gps_projections::run_all(
@@ -345,6 +349,7 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
         ))
     });
     gps_gateway::run(listener, state, shutdown_signal()).await?;
+    import_resumer.abort();
     let _ = stop_projections.send(());
     let _ = stop_agent.send(());
     if let Some(projector) = projector {

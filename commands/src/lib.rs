@@ -13,6 +13,7 @@
 
 pub mod lanes;
 pub mod process_managers;
+pub mod sku_claims;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -28,7 +28,6 @@
 //! command id of each row and batch derives from the import and the row, so
 //! a resumed job cannot apply anything twice.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Router;
@@ -45,7 +44,7 @@ use gps_domain::import::{
     MAX_ERRORS_PER_BATCH,
 };
 use gps_domain::product::{ImportedImage, Product, ProductCommand};
-use gps_domain::values::{AssetRef, Name, Text};
+use gps_domain::values::{AssetRef, Name, Sku, Text};
 use gps_nats::CommandMeta;
 use gps_projections::queries::{self as read, ImportView, Page};
 use gps_storage::content_hash;
@@ -127,7 +126,7 @@ fn archive_problem(problem: ArchiveError) -> ApiError {
 
 /// The import id of a start command: derived from the brand and the command
 /// id, so retrying with the same Idempotency-Key addresses the same import.
-fn import_id_of(brand: &BrandId, command_id: &str) -> ImportId {
+pub fn import_id_of(brand: &BrandId, command_id: &str) -> ImportId {
     let digest = Sha256::digest(format!("{brand}\n{command_id}").as_bytes());
     ImportId::parse(format!("imp-{}", &hex::encode(digest)[..24])).expect("a valid import id")
 }
@@ -225,6 +224,17 @@ pub(crate) async fn start_import(
             archive,
         };
         tokio::spawn(job.run());
+    } else if outcome.state.status == ImportStatus::Running {
+        // A retry of a start whose answer was lost: the first attempt may have
+        // appended the start and died before its job ran. Resuming is harmless
+        // when the job does run (its runner lock admits one), and without it
+        // the import would stay "running" with no runner for good.
+        let (state, brand, import_id) = (state.clone(), brand.clone(), import_id.clone());
+        tokio::spawn(async move {
+            if let Err(error) = resume_one(&state, &brand, &import_id).await {
+                tracing::warn!(%brand, %import_id, %error, "a retried import could not be resumed");
+            }
+        });
     }
     let status_url = import_url(brand.as_str(), import_id.as_str());
     let body = ImportAccepted {
@@ -445,26 +455,21 @@ const ATTEMPTS: u32 = 5;
 
 impl ImportJob {
     async fn run(self) {
-        let (brand, import_id) = (self.brand.clone(), self.import_id.clone());
-        // One runner per import, across gateways: the lock lives as long as
-        // this connection, which the job holds until it ends.
-        let mut lock = match self.state.db.acquire().await {
-            Ok(connection) => connection.detach(),
-            Err(error) => {
-                tracing::error!(%brand, %import_id, %error, "import not run: the database is unavailable");
-                return;
+        match RunnerLock::take(&self.state, &self.brand, &self.import_id).await {
+            Ok(Some(lock)) => self.run_locked(lock).await,
+            Ok(None) => {
+                tracing::info!(brand = %self.brand, import_id = %self.import_id, "import already running elsewhere")
             }
-        };
-        let key = format!("gps-import:{brand}:{import_id}");
-        let locked: Result<bool, _> =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(&key)
-                .fetch_one(&mut lock)
-                .await;
-        if !matches!(locked, Ok(true)) {
-            tracing::info!(%brand, %import_id, "import already running elsewhere");
-            return;
+            Err(error) => tracing::error!(
+                brand = %self.brand, import_id = %self.import_id, %error,
+                "import not run: the database is unavailable"
+            ),
         }
+    }
+
+    /// Runs the import while `lock` keeps every other runner out.
+    async fn run_locked(self, lock: RunnerLock) {
+        let (brand, import_id) = (self.brand.clone(), self.import_id.clone());
         tracing::info!(%brand, %import_id, rows = self.catalog.rows.len(), "import running");
         match self.process().await {
             Ok(()) => tracing::info!(%brand, %import_id, "import finished"),
@@ -482,7 +487,7 @@ impl ImportJob {
                 }
             }
         }
-        let _ = sqlx::Connection::close(lock).await;
+        lock.release().await;
     }
 
     /// The metadata of one of the job's commands: a deterministic id (the
@@ -524,22 +529,12 @@ impl ImportJob {
         if loaded.state.status != ImportStatus::Running {
             return Ok(());
         }
-        // Rows update the product of their SKU: the catalog read model must
-        // include everything written before the import started.
-        let started_at = loaded.position.last_subject_sequence;
-        if let Err(error) =
-            read::wait_for_sequence(&self.state.db, Some("catalog"), started_at, Duration::from_secs(30))
-                .await
-        {
-            tracing::warn!(import = %self.import_id, %error, "catalog read model behind; SKUs created meanwhile may be missed");
-        }
-        let by_sku = read::product_ids_by_sku(&self.state.db, self.brand.as_str()).await?;
         let every = self.state.media.settings().imports.progress_every_rows.max(1);
         let total = self.catalog.rows.len();
         let resume_from = loaded.state.through_row as usize;
         let mut batch = Batch::default();
         for (index, row) in self.catalog.rows.iter().enumerate().skip(resume_from) {
-            let outcome = self.import_row(row, &by_sku).await?;
+            let outcome = self.import_row(row).await?;
             batch.add(row, outcome);
             let last = index + 1 == total;
             if last
@@ -564,23 +559,43 @@ impl ImportJob {
         Ok(())
     }
 
-    /// The product id of a SKU: the existing product's, or one derived from
-    /// the SKU (so two imports of a new SKU address the same product).
-    fn product_id(&self, sku: &str, by_sku: &HashMap<String, String>) -> ProductId {
-        if let Some(id) = by_sku.get(sku).and_then(|id| ProductId::parse(id).ok()) {
-            return id;
+    /// The product id of a SKU: the product that holds its claim, or one
+    /// derived from the SKU (so two imports of a new SKU address the same
+    /// product). Decided on the write side, never from a read model that may lag.
+    async fn product_id(&self, sku: &Sku) -> Result<ProductId, ApiError> {
+        if let Some(holder) =
+            self.state.sku_claims.holder(&self.brand, sku).await.map_err(CommandError::from)?
+        {
+            return Ok(holder);
         }
-        let digest = Sha256::digest(sku.as_bytes());
-        ProductId::parse(format!("sku-{}", &hex::encode(digest)[..24])).expect("a valid product id")
+        let digest = Sha256::digest(sku.as_str().as_bytes());
+        Ok(ProductId::parse(format!("sku-{}", &hex::encode(digest)[..24])).expect("a valid product id"))
+    }
+
+    /// Executes a row's product command, claiming the SKU when it creates the
+    /// product, and trying again while the event log is unavailable.
+    async fn execute_row(
+        &self,
+        step: &str,
+        command: &ProductCommand,
+    ) -> Result<gps_commands::Outcome<Product>, CommandError> {
+        let meta = self.meta(step);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.state.sku_claims.execute_product(&self.brand, &meta, command).await {
+                Err(CommandError::Unavailable(message)) if attempt < ATTEMPTS => {
+                    tracing::warn!(import = %self.import_id, %message, attempt, "event log unavailable; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Imports one row. `Err` only for infrastructure failures (the job
     /// stops); everything the row's content causes is a `Failed` outcome.
-    async fn import_row(
-        &self,
-        row: &CatalogRow,
-        by_sku: &HashMap<String, String>,
-    ) -> Result<RowOutcome, ApiError> {
+    async fn import_row(&self, row: &CatalogRow) -> Result<RowOutcome, ApiError> {
         let data = match &row.data {
             Ok(data) => data,
             Err(errors) => return Ok(RowOutcome::Failed(errors.clone())),
@@ -607,7 +622,7 @@ impl ImportJob {
         if !errors.is_empty() {
             return Ok(RowOutcome::Failed(errors));
         }
-        let product_id = self.product_id(data.sku.as_str(), by_sku);
+        let product_id = self.product_id(&data.sku).await?;
         let command = ProductCommand::ImportProduct {
             product_id: product_id.clone(),
             brand_id: self.brand.clone(),
@@ -638,7 +653,7 @@ impl ImportJob {
             store_image(media, &self.brand, image).await?;
         }
         let step = format!("row:{}", row.row);
-        match self.execute::<Product>(product_id.as_str(), &step, &command).await {
+        match self.execute_row(&step, &command).await {
             Ok(outcome) if outcome.events.is_empty() => Ok(RowOutcome::Unchanged),
             Ok(outcome) => {
                 let created = outcome.events.iter().any(|event| event.event_type == "product.created");
@@ -697,47 +712,128 @@ impl ImportJob {
     }
 }
 
-/// Resumes the imports that were running when a gateway stopped: each reads
-/// its files back from object storage and continues after the last recorded
-/// batch. Called once at start by `gps up` / the gateway role. With several
-/// gateways, each import is resumed by the one that takes its Postgres
-/// advisory lock.
+/// One runner per import, across gateways: a Postgres advisory lock held
+/// for as long as its connection, which the runner keeps until it ends (or
+/// dies, when the server releases it).
+struct RunnerLock(sqlx::PgConnection);
+
+impl RunnerLock {
+    /// The import's runner lock, or `None` when another runner holds it.
+    async fn take(state: &AppState, brand: &BrandId, import_id: &ImportId) -> Result<Option<Self>, ApiError> {
+        let mut connection = state.db.acquire().await?.detach();
+        let key = format!("gps-import:{brand}:{import_id}");
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(&key)
+            .fetch_one(&mut connection)
+            .await?;
+        if locked {
+            Ok(Some(RunnerLock(connection)))
+        } else {
+            let _ = sqlx::Connection::close(connection).await;
+            Ok(None)
+        }
+    }
+
+    async fn release(self) {
+        let _ = sqlx::Connection::close(self.0).await;
+    }
+}
+
+/// Resumes the imports that were left running: each reads its files back from
+/// object storage and continues after the last recorded batch. Imports another
+/// runner holds (here or on another gateway) are left to it, so this is safe
+/// to call at any time; [`keep_resuming_unfinished`] calls it periodically.
+/// Returns how many imports it resumed.
 pub async fn resume_unfinished(state: &AppState) -> Result<usize, ApiError> {
     let running = read::running_imports(&state.db).await?;
     let mut resumed = 0;
     for (brand, import) in running {
         let (Ok(brand), Ok(import_id)) = (BrandId::parse(&brand), ImportId::parse(&import)) else { continue };
-        let address = CommandHandler::address::<Import>(&brand, import_id.as_str())?;
-        let loaded = state.commands.load::<Import>(&address).await?;
-        let Some(started) = loaded.state.started.clone() else { continue };
-        if loaded.state.status != ImportStatus::Running {
-            continue;
+        if resume_one(state, &brand, &import_id).await? {
+            resumed += 1;
         }
-        let Some(start) = loaded.envelopes.first() else { continue };
-        // Every event of the job carries the start command's id as its
-        // correlation (also when a snapshot hides the start event itself).
-        let meta = CommandMeta::new(start.correlation_id.clone(), start.actor.clone());
-        let catalog_bytes = fetch_object(state, &brand, &started.catalog).await?;
-        let limits = CatalogLimits { max_rows: u32::MAX, max_images: u32::MAX };
-        let catalog = match catalog_file::read(&catalog_bytes, started.format, limits) {
-            Ok(catalog) => catalog,
-            Err(problem) => {
-                tracing::error!(%brand, %import_id, %problem, "a stored catalog no longer reads; not resumed");
-                continue;
-            }
-        };
-        let archive = match &started.images_archive {
-            None => None,
-            Some(asset) => {
-                let bytes = fetch_object(state, &brand, asset).await?;
-                CheckedArchive::check(bytes, state.media.settings().imports.archive).ok()
-            }
-        };
-        let job = ImportJob { state: state.clone(), brand, import_id, meta, catalog, archive };
-        tokio::spawn(job.run());
-        resumed += 1;
     }
     Ok(resumed)
+}
+
+/// Looks for imports without a runner every `every` and resumes them, until
+/// the task is dropped: an import whose gateway died, or whose start was
+/// acknowledged to nobody, is finished by whichever gateway looks first.
+pub async fn keep_resuming_unfinished(state: AppState, every: Duration) {
+    loop {
+        match resume_unfinished(&state).await {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(resumed, "resumed unfinished catalog imports"),
+            Err(error) => {
+                tracing::warn!(%error, "unfinished catalog imports not resumed; trying again later")
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Resumes one import if it is still running and no runner holds it: takes
+/// the runner lock first (so an import running elsewhere costs one query),
+/// then reads its files back. Returns whether a runner was started.
+async fn resume_one(state: &AppState, brand: &BrandId, import_id: &ImportId) -> Result<bool, ApiError> {
+    let Some(lock) = RunnerLock::take(state, brand, import_id).await? else { return Ok(false) };
+    match prepare_resume(state, brand, import_id).await {
+        Ok(Some(job)) => {
+            tokio::spawn(job.run_locked(lock));
+            Ok(true)
+        }
+        Ok(None) => {
+            lock.release().await;
+            Ok(false)
+        }
+        Err(error) => {
+            lock.release().await;
+            Err(error)
+        }
+    }
+}
+
+/// The job that continues a running import from its stored files, or `None`
+/// when it is not running (any more) or its files no longer read.
+async fn prepare_resume(
+    state: &AppState,
+    brand: &BrandId,
+    import_id: &ImportId,
+) -> Result<Option<ImportJob>, ApiError> {
+    let address = CommandHandler::address::<Import>(brand, import_id.as_str())?;
+    let loaded = state.commands.load::<Import>(&address).await?;
+    let Some(started) = loaded.state.started.clone() else { return Ok(None) };
+    if loaded.state.status != ImportStatus::Running {
+        return Ok(None);
+    }
+    let Some(start) = loaded.envelopes.first() else { return Ok(None) };
+    // Every event of the job carries the start command's id as its
+    // correlation (also when a snapshot hides the start event itself).
+    let meta = CommandMeta::new(start.correlation_id.clone(), start.actor.clone());
+    let catalog_bytes = fetch_object(state, brand, &started.catalog).await?;
+    let limits = CatalogLimits { max_rows: u32::MAX, max_images: u32::MAX };
+    let catalog = match catalog_file::read(&catalog_bytes, started.format, limits) {
+        Ok(catalog) => catalog,
+        Err(problem) => {
+            tracing::error!(%brand, %import_id, %problem, "a stored catalog no longer reads; not resumed");
+            return Ok(None);
+        }
+    };
+    let archive = match &started.images_archive {
+        None => None,
+        Some(asset) => {
+            let bytes = fetch_object(state, brand, asset).await?;
+            CheckedArchive::check(bytes, state.media.settings().imports.archive).ok()
+        }
+    };
+    Ok(Some(ImportJob {
+        state: state.clone(),
+        brand: brand.clone(),
+        import_id: import_id.clone(),
+        meta,
+        catalog,
+        archive,
+    }))
 }
 
 async fn fetch_object(state: &AppState, brand: &BrandId, asset: &AssetRef) -> Result<Bytes, ApiError> {

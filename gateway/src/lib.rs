@@ -82,6 +82,19 @@ pub struct AppState {
     pub webhook_targets: gps_storage::SafeFetcher,
     /// What the other roles of this process report for `/readyz`.
     pub readiness: readiness::Readiness,
+    /// One product per SKU, decided on the write side.
+    pub sku_claims: gps_commands::sku_claims::SkuClaims,
+}
+
+/// Why a gateway's state could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The access cache could not subscribe to brand events and sign-outs.
+    #[error("subscribing the gateway to brand events: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// The SKU claims bucket could not be opened or created.
+    #[error("opening the SKU claims: {0}")]
+    SkuClaims(#[from] gps_commands::sku_claims::ClaimError),
 }
 
 impl AppState {
@@ -93,8 +106,9 @@ impl AppState {
         db: sqlx::PgPool,
         cookie_secure: bool,
         media: media::Media,
-    ) -> Result<Self, async_nats::SubscribeError> {
+    ) -> Result<Self, StartError> {
         let access = access::AccessCache::watch(&log).await?;
+        let sku_claims = gps_commands::sku_claims::SkuClaims::open(commands.clone()).await?;
         let webhook_targets = gps_storage::SafeFetcher::new(gps_storage::FetchLimits::default());
         Ok(AppState {
             log,
@@ -105,6 +119,7 @@ impl AppState {
             media,
             webhook_targets,
             readiness: readiness::Readiness::default(),
+            sku_claims,
         })
     }
 

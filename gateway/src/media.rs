@@ -90,6 +90,9 @@ pub struct ImportSettings {
     pub fetch_allow: Vec<SocketAddr>,
     /// How many rows make one progress event.
     pub progress_every_rows: u32,
+    /// How often a gateway looks for running imports that have no runner
+    /// (their gateway died, or their start was never answered) and resumes them.
+    pub resume_unfinished_every: std::time::Duration,
 }
 
 impl Default for ImportSettings {
@@ -103,6 +106,7 @@ impl Default for ImportSettings {
             fetch: FetchLimits::default(),
             fetch_allow: Vec::new(),
             progress_every_rows: 50,
+            resume_unfinished_every: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -724,8 +724,10 @@ pub(crate) async fn create_product(
         category: parse("category", Category::parse(&body.category))?,
         attributes: body.attributes,
     };
-    let id = product_id.to_string();
-    Ok(execute::<Product>(&state, &principal, &headers, &brand, &id, command).await?.respond(true))
+    // The SKU is claimed before the product is created: one product per SKU.
+    let meta = command_meta(&principal, &headers)?;
+    let outcome = state.sku_claims.execute_product(&brand, &meta, &command).await?;
+    Ok(Accepted::from_outcome(product_id.as_str(), &outcome).respond(true))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -779,3 +779,47 @@ async fn readiness_reports_every_problem_the_roles_of_the_process_register() {
     problem.lock().expect("lock").take();
     assert_eq!(gateway.call("GET", "/readyz", &[], None).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_sku_belongs_to_one_product_and_a_refused_creation_gives_its_sku_back() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let products = "/api/v1/brands/acme/products";
+    let body = |id: &str, sku: &str| json!({"product_id": id, "sku": sku, "name": "Linen dress", "category": "dresses"});
+
+    let first = gateway.as_user(&owner, "POST", products, Some(body("p1", "DR-1"))).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    // Another product id with the same SKU, straight after: no read model is asked.
+    let second = gateway.as_user(&owner, "POST", products, Some(body("p2", "DR-1"))).await;
+    assert_eq!(second.status, 409, "{}", second.body);
+    let problem = second.json();
+    assert!(
+        problem["detail"].as_str().is_some_and(|detail| detail.contains("DR-1") && detail.contains("p1")),
+        "{problem}"
+    );
+    // The same SKU in another brand is another product.
+    gateway
+        .as_user(&owner, "POST", "/api/v1/brands", Some(json!({"brand_id": "other", "name": "Other"})))
+        .await;
+    let elsewhere =
+        gateway.as_user(&owner, "POST", "/api/v1/brands/other/products", Some(body("p2", "DR-1"))).await;
+    assert_eq!(elsewhere.status, 201, "{}", elsewhere.body);
+
+    // p1 again with a new SKU is refused (p1 exists), and must not keep that SKU.
+    let again = gateway.as_user(&owner, "POST", products, Some(body("p1", "DR-2"))).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let third = gateway.as_user(&owner, "POST", products, Some(body("p3", "DR-2"))).await;
+    assert_eq!(third.status, 201, "the refused creation gave DR-2 back: {}", third.body);
+
+    // Concurrent creations of one SKU: exactly one wins.
+    let attempts = (0..6).map(|n| {
+        let gateway = &gateway;
+        let owner = &owner;
+        async move {
+            gateway.as_user(owner, "POST", products, Some(body(&format!("race-{n}"), "RACE-1"))).await.status
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    assert_eq!(statuses.iter().filter(|status| **status == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|status| *status == 201 || *status == 409), "{statuses:?}");
+}

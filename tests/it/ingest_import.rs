@@ -521,63 +521,13 @@ async fn gps_import_runs_as_a_process_shows_progress_and_exits_2_with_the_report
 
 #[tokio::test]
 async fn an_import_left_running_by_a_stopped_gateway_is_resumed_from_its_stored_file_once() {
-    use gps_domain::import::{CatalogFormat, Import, ImportCommand};
     let gateway = TestGateway::start().await;
     let owner = gateway.brand_with_owner("acme", "ana").await;
-    let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
-    // What a gateway that stopped right after accepting an import leaves:
-    // the stored catalog and the start event, no job.
     let csv = b"sku,name,category\nRS-1,Shirt,tops\nRS-2,Skirt,skirts\nRS-3,,skirts\n".to_vec();
-    let stored = gateway
-        .state
-        .media
-        .store()
-        .put(&brand, bytes::Bytes::from(csv.clone()), "text/csv")
-        .await
-        .expect("stored");
-    let start = ImportCommand::StartImport {
-        import_id: gps_domain::ids::ImportId::parse("imp-resume").expect("id"),
-        brand_id: brand.clone(),
-        format: CatalogFormat::Csv,
-        file_name: None,
-        catalog: gps_domain::values::AssetRef {
-            hash: stored.hash,
-            media_type: "text/csv".into(),
-            bytes: stored.bytes,
-            width: None,
-            height: None,
-        },
-        images_archive: None,
-        total_rows: 3,
-    };
-    let address = gps_commands::CommandHandler::address::<Import>(&brand, "imp-resume").expect("address");
-    let actor = gps_domain::wire::Actor::System("test".into());
-    let started = gateway
-        .state
-        .commands
-        .execute::<Import>(&address, &gps_nats::CommandMeta::new("resume-start", actor), &start)
-        .await
-        .expect("started");
-    gps_projections::queries::wait_for_sequence(
-        &gateway.state.db,
-        Some("catalog"),
-        started.stream_sequence,
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("projected");
+    start_without_runner(&gateway, "imp-resume", "resume-start", None, &csv).await;
 
     assert_eq!(gps_gateway::imports::resume_unfinished(&gateway.state).await.expect("resume"), 1);
-    let mut view = serde_json::Value::Null;
-    for _ in 0..300 {
-        view = raw_request(gateway.port, "GET", &format!("{IMPORTS}/imp-resume"), &owner.headers(), b"")
-            .await
-            .json();
-        if view["status"] != "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let view = status_when_settled(&gateway, &owner, "imp-resume").await;
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!((view["created"].as_i64(), view["failed"].as_i64()), (Some(2), Some(1)), "{view}");
     assert_eq!(product_count(&gateway).await, 2);
@@ -592,4 +542,209 @@ async fn an_import_left_running_by_a_stopped_gateway_is_resumed_from_its_stored_
     .await
     .expect("projected");
     assert_eq!(gps_gateway::imports::resume_unfinished(&gateway.state).await.expect("resume"), 0);
+}
+
+/// What a gateway leaves when it dies right after appending an import's start
+/// (or when the start's acknowledgement is lost): the stored catalog and the
+/// start event under `import_id`, and no runner.
+async fn start_without_runner(
+    gateway: &TestGateway,
+    import_id: &str,
+    command_id: &str,
+    file_name: Option<&str>,
+    csv: &[u8],
+) -> u64 {
+    use gps_domain::import::{CatalogFormat, Import, ImportCommand};
+    let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
+    let stored = gateway
+        .state
+        .media
+        .store()
+        .put(&brand, bytes::Bytes::from(csv.to_vec()), "text/csv")
+        .await
+        .expect("stored");
+    let rows = csv.iter().filter(|byte| **byte == b'\n').count() - 1;
+    let start = ImportCommand::StartImport {
+        import_id: gps_domain::ids::ImportId::parse(import_id).expect("id"),
+        brand_id: brand.clone(),
+        format: CatalogFormat::Csv,
+        file_name: file_name.map(|name| gps_domain::values::Name::parse(name).expect("name")),
+        catalog: gps_domain::values::AssetRef {
+            hash: stored.hash,
+            media_type: "text/csv".into(),
+            bytes: stored.bytes,
+            width: None,
+            height: None,
+        },
+        images_archive: None,
+        total_rows: u32::try_from(rows).expect("rows"),
+    };
+    let address = gps_commands::CommandHandler::address::<Import>(&brand, import_id).expect("address");
+    let actor = gps_domain::wire::Actor::System("test".into());
+    let started = gateway
+        .state
+        .commands
+        .execute::<Import>(&address, &gps_nats::CommandMeta::new(command_id, actor), &start)
+        .await
+        .expect("started");
+    gps_projections::queries::wait_for_sequence(
+        &gateway.state.db,
+        Some("catalog"),
+        started.stream_sequence,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("projected");
+    started.stream_sequence
+}
+
+/// Polls an import's status while it is running (at most a minute).
+async fn status_when_settled(gateway: &TestGateway, session: &Session, import_id: &str) -> serde_json::Value {
+    let mut view = serde_json::Value::Null;
+    for _ in 0..300 {
+        view = raw_request(gateway.port, "GET", &format!("{IMPORTS}/{import_id}"), &session.headers(), b"")
+            .await
+            .json();
+        if view["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    view
+}
+
+#[tokio::test]
+async fn a_start_whose_answer_was_lost_is_run_when_the_client_retries_with_the_same_key() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let me = raw_request(gateway.port, "GET", "/api/v1/me", &owner.headers(), b"").await.json();
+    let user_id = me["id"].as_str().expect("user id").to_owned();
+    let key = "retry-after-timeout-1";
+    // The command id and import id the gateway derives for this caller's key.
+    let command_id = format!("u-{user_id}:{key}");
+    let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
+    let import_id = gps_gateway::imports::import_id_of(&brand, &command_id).to_string();
+    let csv = b"sku,name,category\nLA-1,Shirt,tops\nLA-2,Skirt,skirts\n".to_vec();
+    start_without_runner(&gateway, &import_id, &command_id, Some("lost.csv"), &csv).await;
+
+    // The client saw a timeout and retries with the same key and file.
+    let (content_type, body) = import_form(("lost.csv", &csv), None);
+    let mut headers = owner.headers();
+    headers.push(("Content-Type", content_type.as_str()));
+    headers.push(("Idempotency-Key", key));
+    let retried = raw_request(gateway.port, "POST", IMPORTS, &headers, &body).await;
+    assert_eq!(retried.status, 202, "{}", retried.text());
+    assert_eq!(retried.json()["import_id"], import_id.as_str(), "the retry addresses the same import");
+    assert_eq!(retried.json()["already_applied"], true);
+
+    let view = status_when_settled(&gateway, &owner, &import_id).await;
+    assert_eq!(view["status"], "completed", "the retried start has a runner: {view}");
+    assert_eq!(view["created"].as_i64(), Some(2), "{view}");
+    assert_eq!(product_count(&gateway).await, 2);
+}
+
+#[tokio::test]
+async fn an_import_without_a_runner_is_found_and_finished_once_by_the_periodic_resumers() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let csv = b"sku,name,category\nPR-1,Shirt,tops\nPR-2,Skirt,skirts\nPR-3,Coat,coats\n".to_vec();
+    start_without_runner(&gateway, "imp-orphan", "orphan-start", None, &csv).await;
+
+    // Two resumers look often, as two gateways would: one runs it, the other
+    // finds it held (and later finished).
+    let every = Duration::from_millis(100);
+    let first = tokio::spawn(gps_gateway::imports::keep_resuming_unfinished(gateway.state.clone(), every));
+    let second = tokio::spawn(gps_gateway::imports::keep_resuming_unfinished(gateway.state.clone(), every));
+    let view = status_when_settled(&gateway, &owner, "imp-orphan").await;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["created"].as_i64(), Some(3), "{view}");
+    // Let the resumers look again after the end: nothing runs twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.abort();
+    second.abort();
+
+    let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
+    let address = gps_commands::CommandHandler::address::<gps_domain::import::Import>(&brand, "imp-orphan")
+        .expect("address");
+    let loaded = gateway.state.commands.load::<gps_domain::import::Import>(&address).await.expect("loaded");
+    let kinds: Vec<&str> = loaded.envelopes.iter().map(|envelope| envelope.event_type.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|kind| **kind == "import.completed").count(),
+        1,
+        "one completion: {kinds:?}"
+    );
+    assert_eq!(product_count(&gateway).await, 3);
+}
+
+#[tokio::test]
+async fn an_import_updates_the_product_of_a_sku_the_lagging_catalog_has_not_seen_instead_of_creating_another()
+{
+    use gps_domain::import::{Import, ImportStatus};
+    use gps_domain::product::Product;
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
+    let settled = last_sequence(&gateway).await;
+    gps_projections::queries::wait_for_sequence(
+        &gateway.state.db,
+        Some("catalog"),
+        settled,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("projected");
+
+    // The catalog read model stops where it is: its runner waits for this lock.
+    let mut stall = gateway.state.db.begin().await.expect("transaction");
+    sqlx::query("SELECT last_sequence FROM catalog.checkpoint WHERE projection = 'catalog' FOR UPDATE")
+        .execute(&mut *stall)
+        .await
+        .expect("checkpoint locked");
+
+    let created = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/products",
+            Some(json!({"product_id": "api-lag", "sku": "LAG-1", "name": "Shirt", "category": "tops"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let csv = b"sku,name,category\nLAG-1,Shirt from the catalog,tops\n";
+    let accepted = start_import(&gateway, &owner, ("lag.csv", csv), None).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let import_id = accepted.json()["import_id"].as_str().expect("import id").to_owned();
+
+    // Followed in the log, since the read model is held.
+    let address = gps_commands::CommandHandler::address::<Import>(&brand, &import_id).expect("address");
+    let mut import = gateway.state.commands.load::<Import>(&address).await.expect("import");
+    for _ in 0..300 {
+        if import.state.status != ImportStatus::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        import = gateway.state.commands.load::<Import>(&address).await.expect("import");
+    }
+    assert_eq!(import.state.status, ImportStatus::Completed, "{:?}", import.state);
+    let api_product = gps_commands::CommandHandler::address::<Product>(&brand, "api-lag").expect("address");
+    let api_product = gateway.state.commands.load::<Product>(&api_product).await.expect("product");
+    let updated = api_product.state.details.as_ref().expect("created");
+    assert_eq!(updated.name.as_str(), "Shirt from the catalog", "the row updated the SKU's product");
+    stall.rollback().await.expect("released");
+
+    let sequence = last_sequence(&gateway).await;
+    gps_projections::queries::wait_for_sequence(
+        &gateway.state.db,
+        Some("catalog"),
+        sequence,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("projected");
+    let with_sku: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM catalog.products WHERE brand = 'acme' AND sku = 'LAG-1'")
+            .fetch_one(&gateway.state.db)
+            .await
+            .expect("count");
+    assert_eq!(with_sku, 1, "one product per SKU");
 }

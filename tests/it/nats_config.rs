@@ -56,6 +56,15 @@ async fn the_single_node_config_starts_and_the_gateway_provisions_the_log_and_ap
     let loaded = log.load(&product).await.expect("load");
     assert_eq!(loaded.events.len(), 3);
     assert_eq!(consume_all(&log, "gateway-live").await, 3, "a writer runs durable consumers");
+    // A writer creates the SKU claims bucket, claims, reads and backfills.
+    let claims = gps_commands::sku_claims::SkuClaims::open(gps_commands::CommandHandler::new(log.clone()))
+        .await
+        .expect("the gateway opens the SKU claims");
+    let sku = gps_domain::values::Sku::parse("DR-1").expect("sku");
+    let p1 = gps_domain::ids::ProductId::parse("p1").expect("id");
+    claims.claim(&acme(), &sku, &p1).await.expect("claimed");
+    assert_eq!(claims.holder(&acme(), &sku).await.expect("read"), Some(p1));
+    claims.backfill(&log).await.expect("backfilled");
 
     // The server runs what the file says: fsync on every write, the pinned limits.
     let mut stream = log.jetstream().get_stream("GPS_EVENTS").await.expect("stream");
