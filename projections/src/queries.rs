@@ -481,26 +481,6 @@ pub async fn get_product(
     Ok(Some(ProductDetail { product, images }))
 }
 
-/// The brand's products by SKU (id of each SKU that has a product), for a
-/// catalog import: a row updates the product of its SKU.
-pub async fn product_ids_by_sku(
-    pool: &PgPool,
-    brand: &str,
-) -> Result<std::collections::HashMap<String, String>, QueryError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT sku, product_id FROM catalog.products WHERE brand = $1 ORDER BY created_sequence",
-    )
-    .bind(brand)
-    .fetch_all(pool)
-    .await?;
-    // Should a SKU have several products (created by hand), the first one wins.
-    let mut by_sku = std::collections::HashMap::with_capacity(rows.len());
-    for (sku, product_id) in rows {
-        by_sku.entry(sku).or_insert(product_id);
-    }
-    Ok(by_sku)
-}
-
 /// A catalog import and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ImportView {
