@@ -251,8 +251,14 @@ async fn handle(worker: &DeliveryWorker, message: Arc<Message>) {
     }
 }
 
+/// A delivery command's metadata. Its id is namespaced by the aggregate kind
+/// and the brand: an export id is the client's choice, and the log
+/// de-duplicates message ids across the whole stream, so `fail:exp-1:1` of
+/// one brand must not be taken for another brand's (or a generation's).
 fn meta(envelope: &EventEnvelope, parts: &[&str]) -> CommandMeta {
-    consume::caused_by(envelope, "delivery", parts)
+    let namespaced: Vec<&str> =
+        ["export", envelope.brand.as_str()].into_iter().chain(parts.iter().copied()).collect();
+    consume::caused_by(envelope, "delivery", &namespaced)
 }
 
 fn text(s: &str) -> Text {
@@ -784,6 +790,34 @@ async fn record_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_command_ids_of_the_same_export_id_in_two_brands_differ_and_never_look_like_an_agents() {
+        let event = |brand: &str| EventEnvelope {
+            event_id: "e1".into(),
+            event_type: "export.requested".into(),
+            schema_version: 1,
+            brand: brand.into(),
+            aggregate_type: "export".into(),
+            aggregate_id: "exp-1".into(),
+            aggregate_version: 1,
+            occurred_at: "2026-12-02T10:00:00Z".into(),
+            actor: gps_domain::wire::Actor::System("test".into()),
+            command_id: "c1".into(),
+            correlation_id: "c1".into(),
+            causation_id: "c1".into(),
+            prev_hash: gps_domain::wire::GENESIS_HASH.into(),
+            hash: String::new(),
+            payload: serde_json::Value::Null,
+            stream_sequence: None,
+        };
+        let acme = meta(&event("acme"), &["fail", "exp-1", "1"]).command_id;
+        let other = meta(&event("other"), &["fail", "exp-1", "1"]).command_id;
+        assert_ne!(acme, other);
+        assert_eq!(acme, "export:acme:fail:exp-1:1");
+        let agents = crate::agent::command_id(&["fail", "exp-1", "1"]);
+        assert_ne!(acme, agents);
+    }
 
     #[test]
     fn a_file_name_fills_the_pattern_and_takes_the_format_extension() {
