@@ -6,9 +6,13 @@
 #   scripts/install-tools.sh            -> the pinned NATS server for gps up and tests
 #   scripts/install-tools.sh --old-nats -> also a 2.10 server, to test the version check,
 #                                          and Debian's Chromium and ChromeDriver for the UI tests
+#   scripts/install-tools.sh --api-contract -> also openapi-spec-validator and Schemathesis
+#                                          (PyPI, one venv) for scripts/api-contract.sh
 set -euo pipefail
 
 NATS_VERSION="2.15.1"
+SCHEMATHESIS_VERSION="4.32.5"
+SPEC_VALIDATOR_VERSION="0.9.0"
 OLD_NATS_VERSION="2.10.26"
 TOOLS_DIR="${GPS_TOOLS_DIR:-$HOME/.cache/gps/tools}"
 
@@ -53,3 +57,26 @@ if [ "${1:-}" = "--old-nats" ]; then
   install_nats "$OLD_NATS_VERSION" "$TOOLS_DIR/nats-$OLD_NATS_VERSION"
   install_browser
 fi
+
+# The API contract tools: a standard OpenAPI 3.1 validator and a property-based
+# tester driven by the document. One venv, named after both pinned versions.
+install_api_contract() { # target-dir
+  local dir=$1
+  if [ -x "$dir/bin/schemathesis" ] && [ -x "$dir/bin/openapi-spec-validator" ]; then
+    return 0
+  fi
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
+  "$dir/bin/schemathesis" --version >/dev/null && "$dir/bin/openapi-spec-validator" --help >/dev/null || {
+    echo "error: pip did not install working schemathesis and openapi-spec-validator in $dir" >&2
+    exit 1
+  }
+}
+
+for argument in "$@"; do
+  if [ "$argument" = "--api-contract" ]; then
+    install_api_contract "$TOOLS_DIR/api-contract-$SCHEMATHESIS_VERSION-$SPEC_VALIDATOR_VERSION"
+  fi
+done

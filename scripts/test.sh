@@ -27,3 +27,7 @@ if [ "$passed" -eq 0 ]; then
   exit 1
 fi
 echo "tests: $passed passed, $failed failed"
+
+# The API contract: the OpenAPI document validates, and a property-based run
+# driven by it against a fresh `gps up` finds nothing (a fixed time budget).
+scripts/api-contract.sh

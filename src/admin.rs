@@ -1,5 +1,6 @@
-//! `gps admin`: operator tasks that need no HTTP session — creating user
-//! accounts (and making them members of a brand), and the demo brand that
+//! `gps admin`: operator tasks that need no HTTP session — creating persons
+//! (`person.registered` in the log, the password in the credentials store;
+//! and making them members of a brand), and the demo brand that
 //! `gps up` seeds on an empty installation.
 
 use std::io::BufRead;
@@ -38,24 +39,51 @@ pub(crate) enum AdminAction {
         #[arg(long, default_value = "owner")]
         role: String,
     },
+    /// Sets a person's password (`person.password_changed` in the log, the
+    /// hash in the credentials store) and ends their sessions. The password
+    /// is read like create-user's.
+    SetPassword {
+        /// The user id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// The password from GPS_ADMIN_PASSWORD or, if unset, the first line of stdin.
+fn read_password() -> anyhow::Result<String> {
+    match std::env::var("GPS_ADMIN_PASSWORD") {
+        Ok(password) => Ok(password),
+        Err(_) => {
+            eprintln!("password (one line on stdin):");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+        }
+    }
 }
 
 /// Runs an admin task.
 pub(crate) async fn run(settings: Settings, action: AdminAction) -> anyhow::Result<()> {
     match action {
+        AdminAction::SetPassword { id } => {
+            let id = MemberId::parse(id)?;
+            let password = read_password()?;
+            let (_read, credentials) = crate::up::connect_database(&settings).await?;
+            let (log, _server) = crate::up::connect_event_log(&settings).await?;
+            let handler = CommandHandler::new(log);
+            gps_gateway::accounts::change_password(
+                &handler,
+                &credentials,
+                &id,
+                &password,
+                Actor::System("gps-admin".into()),
+            )
+            .await?;
+            println!("password of {id} changed; their sessions ended");
+            Ok(())
+        }
         AdminAction::CreateUser { email, name, id, brand, role } => {
-            let password = match std::env::var("GPS_ADMIN_PASSWORD") {
-                Ok(password) => password,
-                Err(_) => {
-                    eprintln!("password (one line on stdin):");
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .lock()
-                        .read_line(&mut line)
-                        .context("reading the password from stdin")?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
-            };
+            let password = read_password()?;
             let email = Email::parse(&email)?;
             let id = match id {
                 Some(id) => MemberId::parse(id)?,
@@ -66,14 +94,27 @@ pub(crate) async fn run(settings: Settings, action: AdminAction) -> anyhow::Resu
                 serde_json::from_value(serde_json::Value::String(role.clone())).map_err(|_| {
                     anyhow::anyhow!("role {role:?} is not one of owner, producer, reviewer, viewer, auditor")
                 })?;
-            let db = crate::up::connect_database(&settings).await?;
-            gps_gateway::auth::create_user(&db, &id, &email, &name, &password).await?;
+            let (read, credentials) = crate::up::connect_database(&settings).await?;
+            let (log, _server) = crate::up::connect_event_log(&settings).await?;
+            let handler = CommandHandler::new(log);
+            gps_gateway::accounts::create_person(
+                &handler,
+                &read,
+                &credentials,
+                gps_gateway::accounts::NewPerson {
+                    user_id: &id,
+                    email: &email,
+                    display_name: &name,
+                    password: &password,
+                },
+                Actor::System("gps-admin".into()),
+                None,
+            )
+            .await?;
             println!("user {id} ({email}) created");
             if let Some(brand) = brand {
-                let (log, _server) = crate::up::connect_event_log(&settings).await?;
                 let brand = BrandId::parse(brand)?;
-                let handler = CommandHandler::new(log);
-                join_brand(&handler, &db, &brand, &id, &name, &email, role).await?;
+                join_brand(&handler, &credentials, &brand, &id, &name, &email, role).await?;
                 println!("{id} is {role:?} of brand {brand}");
             }
             Ok(())
@@ -96,7 +137,7 @@ fn member_id_from_email(email: &Email) -> anyhow::Result<MemberId> {
 /// when it does not exist yet.
 async fn join_brand(
     handler: &CommandHandler,
-    db: &sqlx::PgPool,
+    credentials: &sqlx::PgPool,
     brand: &BrandId,
     id: &MemberId,
     name: &Name,
@@ -106,7 +147,7 @@ async fn join_brand(
     let address = CommandHandler::address::<Brand>(brand, brand.as_str())?;
     let exists = handler.load::<Brand>(&address).await?.state.exists();
     // The address goes into the log sealed with the person's key, so it can be forgotten.
-    let email = gps_projections::privacy::seal_email(db, email).await?;
+    let email = gps_projections::privacy::seal_email(credentials, email).await?;
     let command = if exists {
         BrandCommand::AddMember {
             member_id: id.clone(),
@@ -131,24 +172,38 @@ async fn join_brand(
     Ok(())
 }
 
-/// The demo brand and its owner, created by `gps up` when no user exists yet.
+/// The demo brand and its owner, created by `gps up` when the log holds no person yet.
 /// The password is random, shown once and written to a file only the
 /// operator can read; nothing in GPS has a default password.
 pub(crate) async fn seed_demo(
     handler: &CommandHandler,
-    db: &sqlx::PgPool,
+    read: &sqlx::PgPool,
+    credentials: &sqlx::PgPool,
     data_dir: &Path,
 ) -> anyhow::Result<Option<(String, String)>> {
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM auth.users").fetch_one(db).await?;
-    if users > 0 {
+    if gps_gateway::accounts::any_person(handler.log()).await? {
         return Ok(None);
     }
     let email = Email::parse("demo@gps.local")?;
     let id = MemberId::parse("demo-owner")?;
     let name = Name::parse("Demo Owner")?;
     let password = gps_gateway::auth::random_token(12).map_err(|e| anyhow::anyhow!("{e}"))?;
-    gps_gateway::auth::create_user(db, &id, &email, &name, &password).await?;
-    join_brand(handler, db, &BrandId::parse("demo")?, &id, &name, &email, Role::Owner).await?;
+    gps_gateway::accounts::create_person(
+        handler,
+        read,
+        credentials,
+        gps_gateway::accounts::NewPerson {
+            user_id: &id,
+            email: &email,
+            display_name: &name,
+            password: &password,
+        },
+        Actor::System("gps-demo".into()),
+        // `gps up` runs the projectors already: the demo owner signs in at once.
+        Some(gps_gateway::accounts::VISIBLE_WITHIN),
+    )
+    .await?;
+    join_brand(handler, credentials, &BrandId::parse("demo")?, &id, &name, &email, Role::Owner).await?;
     std::fs::create_dir_all(data_dir)?;
     let file = data_dir.join("demo-credentials.txt");
     std::fs::write(&file, format!("email: {email}\npassword: {password}\nbrand: demo\n"))?;

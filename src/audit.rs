@@ -282,17 +282,33 @@ fn verify_bundle(dir: &std::path::Path) -> anyhow::Result<()> {
 
 async fn forget_person(settings: &Settings, email: &str) -> anyhow::Result<()> {
     let email = gps_domain::brand::Email::parse(email).context("--email")?;
-    let db = crate::up::connect_database(settings).await?;
-    let forgotten = gps_projections::privacy::forget_email(&db, &email).await?;
-    let account = gps_gateway::auth::forget_user_email(&db, &email).await?;
+    let (db, credentials) = crate::up::connect_database(settings).await?;
+    // A person who can sign in is erased through the log (`person.erased`),
+    // which also destroys their key and deletes their password and sessions.
+    let account = gps_projections::accounts::person_by_email(&db, &credentials, &email).await?;
+    if let Some(account) = &account {
+        let (log, _server) = crate::up::connect_event_log(settings).await?;
+        let commands = gps_commands::CommandHandler::new(log);
+        let user_id = gps_domain::ids::MemberId::parse(&account.user_id)?;
+        gps_gateway::accounts::erase_person(
+            &commands,
+            &credentials,
+            &user_id,
+            gps_domain::wire::Actor::System("gps-audit".into()),
+        )
+        .await?;
+    }
+    let forgotten = gps_projections::privacy::forget_email(&credentials, &email).await?;
     match (&forgotten.person_id, &account) {
         (None, None) => println!("nothing is known about {email}; nothing to forget"),
         _ => {
-            if let Some(person) = &forgotten.person_id {
+            if let Some(person) =
+                forgotten.person_id.as_ref().or(account.as_ref().map(|a| &a.vault_person_id))
+            {
                 println!("destroyed the key of {person}: every sealed copy of the address is unreadable");
             }
-            if let Some(user) = &account {
-                println!("account {user}: address and name replaced, password disabled, sessions ended");
+            if let Some(account) = &account {
+                println!("person {}: erased (person.erased), password and sessions deleted", account.user_id);
             }
         }
     }

@@ -111,7 +111,9 @@ impl BenchDb {
             .max_connections(16)
             .connect_with(options.database(&name))
             .await?;
+        // One database holds the bench's read models and its credentials store.
         gps_gateway::auth::migrate(&pool).await.context("preparing the auth schema")?;
+        gps_projections::privacy::migrate(&pool).await.context("preparing the privacy vault")?;
         Ok(BenchDb { admin, name, pool })
     }
 }
@@ -367,16 +369,22 @@ impl Platform {
         });
 
         let password = "a long enough bench password";
-        gps_gateway::auth::create_user(
+        gps_gateway::accounts::create_person(
+            &state.commands,
             &db.pool,
-            &MemberId::parse("bench-owner")?,
-            &Email::parse("bench-owner@example.com")?,
-            &Name::parse("Bench owner")?,
-            password,
+            &db.pool,
+            gps_gateway::accounts::NewPerson {
+                user_id: &MemberId::parse("bench-owner")?,
+                email: &Email::parse("bench-owner@example.com")?,
+                display_name: &Name::parse("Bench owner")?,
+                password,
+            },
+            gps_domain::wire::Actor::System("gps-bench".into()),
+            Some(gps_gateway::accounts::VISIBLE_WITHIN),
         )
         .await?;
         let (_, token, csrf) =
-            gps_gateway::auth::sign_in(&db.pool, "bench-owner@example.com", password).await?;
+            gps_gateway::auth::sign_in(&state, "bench-owner@example.com", password).await?;
         let cookie = format!("{}={token}", gps_gateway::auth::SESSION_COOKIE);
         let platform = Platform {
             port,

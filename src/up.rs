@@ -67,15 +67,34 @@ pub(crate) async fn connect_event_log(
     Ok((log, server))
 }
 
-/// Connects to the database, creating it when missing, and prepares the
-/// gateway's `auth` schema.
-pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+/// Connects to the read database (created when missing) and to the
+/// credentials database next to it ([`credentials_database_url`]; created
+/// and migrated, taking over the `auth` and `privacy` schemas a read
+/// database of an older installation still holds). Returns (read, credentials).
+pub(crate) async fn connect_database(settings: &Settings) -> anyhow::Result<(sqlx::PgPool, sqlx::PgPool)> {
     let pool = gps_projections::connect(&settings.database_url)
         .await
         .context("connecting to the database; set DATABASE_URL")?;
-    gps_gateway::auth::migrate(&pool).await.context("preparing the auth schema")?;
-    gps_projections::privacy::migrate(&pool).await.context("preparing the privacy vault")?;
-    Ok(pool)
+    let url = credentials_database_url(settings);
+    let credentials = gps_gateway::accounts::connect_credentials(&url, Some(&pool)).await.with_context(|| {
+        format!(
+            "preparing the credentials database {} (password hashes, sessions, API keys, the privacy vault); \
+             set GPS_CREDENTIALS_DATABASE_URL",
+            redacted_database(&url)
+        )
+    })?;
+    Ok((pool, credentials))
+}
+
+/// The credentials database: `GPS_CREDENTIALS_DATABASE_URL`, else the one
+/// named after the read database on its server (`gps_read` →
+/// `gps_credentials`, `NAME_read` → `NAME_credentials`). It is not
+/// rebuildable from the log; `docs/operations.md` says how to back it up.
+pub(crate) fn credentials_database_url(settings: &Settings) -> String {
+    std::env::var("GPS_CREDENTIALS_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| gps_gateway::accounts::credentials_url_for(&settings.database_url))
 }
 
 /// Connects object storage (the configured S3 endpoint, or the embedded one
@@ -209,9 +228,9 @@ fn bind_database_to_data_dir(settings: &mut Settings) -> anyhow::Result<()> {
 }
 
 /// Drops the read and compute databases `gps up` would use, so they are
-/// rebuilt from the event log. What cannot be rebuilt from the log goes
-/// with them (accounts and sessions), which is why this is for development
-/// installations only and says so.
+/// rebuilt from the event log. The credentials database (password hashes,
+/// sessions, API keys, the vault's keys) is kept: it cannot be rebuilt, and
+/// passwords of persons a new log does not hold are released when needed.
 async fn reset_derived_databases(settings: &Settings) -> anyhow::Result<()> {
     for url in [settings.database_url.clone(), crate::agent::compute_database_url(settings)] {
         let options: sqlx::postgres::PgConnectOptions = url.parse().context("parsing the database URL")?;
@@ -229,7 +248,7 @@ async fn reset_derived_databases(settings: &Settings) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("dropping database {name}"))?;
         println!(
-            "--reset-derived: dropped database {name} (rebuilt from the event log; accounts made in it are gone)"
+            "--reset-derived: dropped database {name} (rebuilt from the event log; the credentials database is kept)"
         );
     }
     Ok(())
@@ -249,7 +268,7 @@ pub(crate) enum Role {
 /// Runs `role` until Ctrl-C or SIGTERM.
 pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     let (log, mut server) = connect_event_log(&settings).await?;
-    let db = connect_database(&settings).await?;
+    let (db, credentials) = connect_database(&settings).await?;
     let (media, _embedded_storage) = connect_media(&settings).await?;
     let commands = gps_commands::CommandHandler::new(log.clone());
     // Queries must find the read-model tables from the first request on.
@@ -257,8 +276,30 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     if role == Role::Everything {
         refuse_stores_of_another_log(&settings, &log, &db).await?;
     }
+    // Accounts from before persons were events move into the log once.
+    let moved = gps_gateway::accounts::migrate_legacy_users(&commands, &credentials)
+        .await
+        .context("moving accounts of auth.users into the event log")?;
+    if moved > 0 {
+        println!("moved {moved} accounts from auth.users into the event log (person.registered)");
+    }
+    // The projection runners start before anything is seeded: who can sign
+    // in is a read model too, and the demo owner must be able to at once.
+    let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
+    let projector = (role == Role::Everything).then(|| {
+        tokio::spawn(gps_projections::run_all(
+            db.clone(),
+            log.clone(),
+            gps_projections::RunnerOptions::default(),
+            async move {
+                let _ = projections_stopped.await;
+            },
+        ))
+    });
     let demo = if settings.seed_demo && role == Role::Everything {
-        crate::admin::seed_demo(&commands, &db, &settings.data_dir).await.context("seeding the demo brand")?
+        crate::admin::seed_demo(&commands, &db, &credentials, &settings.data_dir)
+            .await
+            .context("seeding the demo brand")?
     } else {
         None
     };
@@ -293,7 +334,8 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     }
     let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure, media)
         .await
-        .context("preparing the gateway")?;
+        .context("preparing the gateway")?
+        .with_credentials(credentials);
     // Products created before SKU claims existed are claimed once.
     match state.sku_claims.backfill(&state.log).await {
         Ok(0) => {}
@@ -337,17 +379,6 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     let resume_every = state.media.settings().imports.resume_unfinished_every;
     let import_resumer =
         tokio::spawn(gps_gateway::imports::keep_resuming_unfinished(state.clone(), resume_every));
-    let (stop_projections, projections_stopped) = tokio::sync::oneshot::channel::<()>();
-    let projector = (role == Role::Everything).then(|| {
-        tokio::spawn(gps_projections::run_all(
-            state.db.clone(),
-            state.log.clone(),
-            gps_projections::RunnerOptions::default(),
-            async move {
-                let _ = projections_stopped.await;
-            },
-        ))
-    });
     gps_gateway::run(listener, state, shutdown_signal()).await?;
     import_resumer.abort();
     let _ = stop_projections.send(());

@@ -30,11 +30,13 @@ pub enum AggregateKind {
     Export,
     /// One catalog import: its file, progress and per-row errors.
     Import,
+    /// Someone who can sign in; platform-level (`gps.evt._platform.person.<id>`).
+    Person,
 }
 
 impl AggregateKind {
     /// Every kind, in a stable order.
-    pub const ALL: [AggregateKind; 10] = [
+    pub const ALL: [AggregateKind; 11] = [
         AggregateKind::Brand,
         AggregateKind::Product,
         AggregateKind::Subject,
@@ -45,6 +47,7 @@ impl AggregateKind {
         AggregateKind::Prediction,
         AggregateKind::Export,
         AggregateKind::Import,
+        AggregateKind::Person,
     ];
 
     /// The subject token and wire name of this kind.
@@ -60,7 +63,14 @@ impl AggregateKind {
             AggregateKind::Prediction => "prediction",
             AggregateKind::Export => "export",
             AggregateKind::Import => "import",
+            AggregateKind::Person => "person",
         }
+    }
+
+    /// Whether aggregates of this kind belong to no brand (their subjects use
+    /// [`crate::ids::PLATFORM_SCOPE`] in the brand's place).
+    pub const fn is_platform_level(self) -> bool {
+        matches!(self, AggregateKind::Person)
     }
 
     /// Parses a wire name back into a kind.

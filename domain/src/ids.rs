@@ -62,7 +62,7 @@ pub fn check_token(what: &'static str, input: &str) -> Result<(), InvalidValue> 
 
 /// Declares a subject-token-safe identifier newtype.
 macro_rules! token_id {
-    ($(#[$meta:meta])* $name:ident, $what:literal) => {
+    ($(#[$meta:meta])* $name:ident, $what:literal $(, also $extra:path)?) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -76,6 +76,7 @@ macro_rules! token_id {
             pub fn parse(input: impl Into<String>) -> Result<Self, InvalidValue> {
                 let input = input.into();
                 check_token($what, &input)?;
+                $($extra(&input)?;)?
                 Ok(Self(input))
             }
 
@@ -133,9 +134,48 @@ macro_rules! token_id {
 }
 
 token_id!(
-    /// A brand, the tenant. Every subject starts with it.
-    BrandId, "brand id"
+    /// A brand, the tenant. Every subject starts with it. A brand id never
+    /// starts with `_`: that is kept for scopes above every brand (see
+    /// [`PLATFORM_SCOPE`]), so no brand can write into their subjects.
+    BrandId, "brand id", also check_not_reserved
 );
+
+/// The subject token of aggregates that belong to no brand (persons):
+/// `gps.evt._platform.<aggregate>.<id>`. Brand ids cannot start with `_`, so
+/// no brand's subjects, consumers or permissions (`gps.evt.<brand>.>`) ever
+/// reach these.
+pub const PLATFORM_SCOPE: &str = "_platform";
+
+fn check_not_reserved(input: &str) -> Result<(), InvalidValue> {
+    if input.starts_with('_') {
+        return Err(InvalidValue::new(
+            "brand id",
+            input,
+            "it starts with '_', which is kept for platform-level subjects; start it with a letter or digit",
+        ));
+    }
+    Ok(())
+}
+
+impl BrandId {
+    /// The scope of platform-level aggregates ([`PLATFORM_SCOPE`]) in the
+    /// place of a brand: only the command path and subject parsing use it, and
+    /// [`BrandId::parse`] refuses it, so no request can name it.
+    pub fn platform() -> Self {
+        BrandId(PLATFORM_SCOPE.to_owned())
+    }
+
+    /// Whether this is [`PLATFORM_SCOPE`] rather than a brand.
+    pub fn is_platform(&self) -> bool {
+        self.0 == PLATFORM_SCOPE
+    }
+
+    /// Reads the brand token of a stored subject: a brand id, or
+    /// [`PLATFORM_SCOPE`].
+    pub fn parse_scope(input: &str) -> Result<Self, InvalidValue> {
+        if input == PLATFORM_SCOPE { Ok(Self::platform()) } else { Self::parse(input) }
+    }
+}
 token_id!(
     /// A product of a brand's catalog.
     ProductId, "product id"
@@ -213,6 +253,19 @@ mod tests {
             let error = BrandId::parse(bad).expect_err(bad);
             assert_eq!(error.what, "brand id");
         }
+    }
+
+    #[test]
+    fn a_brand_id_cannot_take_the_platform_scope_or_any_underscore_prefix() {
+        for reserved in [PLATFORM_SCOPE, "_acme", "_"] {
+            let error = BrandId::parse(reserved).expect_err(reserved);
+            assert!(error.reason.contains("platform-level"), "{error}");
+        }
+        assert!(BrandId::parse("acme_").is_ok());
+        assert!(BrandId::parse_scope(PLATFORM_SCOPE).expect("scope").is_platform());
+        assert!(!BrandId::parse_scope("acme").expect("brand").is_platform());
+        let deserialized: Result<BrandId, _> = serde_json::from_str("\"_platform\"");
+        assert!(deserialized.is_err(), "a payload cannot name the platform scope as a brand");
     }
 
     #[test]

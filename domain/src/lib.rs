@@ -9,7 +9,7 @@
 //! - [`presets`]: the built-in channel presets, with their numbers.
 //! - one module per aggregate: [`brand`], [`product`], [`subject`], [`style`],
 //!   [`shooting`], [`look`], [`generation`], [`prediction`], [`export`],
-//!   [`import`].
+//!   [`import`], and the platform-level [`person`] (who can sign in).
 //!
 //! Architecture invariant: this crate is pure. It depends on no tokio, NATS, sqlx,
 //! HTTP or AWS crate (a test reads `Cargo.toml` and fails if one appears).
@@ -29,6 +29,7 @@ pub mod export;
 pub mod generation;
 pub mod import;
 pub mod look;
+pub mod person;
 pub mod prediction;
 pub mod presets;
 pub mod product;
@@ -53,5 +54,6 @@ pub fn event_catalog() -> Vec<wire::EventSchema> {
     all.extend(<prediction::PredictionEvent as DomainEvent>::catalog());
     all.extend(<export::ExportEvent as DomainEvent>::catalog());
     all.extend(<import::ImportEvent as DomainEvent>::catalog());
+    all.extend(<person::PersonEvent as DomainEvent>::catalog());
     all
 }

@@ -9,7 +9,9 @@
 //! brand's own history answers who audited what, and when. Owners and
 //! auditors may read histories (`Action::Audit`); nobody else.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};

@@ -1,6 +1,9 @@
-//! Who is calling: users (email + password, argon2id; a session cookie) and
-//! machine clients (API keys, stored hashed, shown once). Credentials are
-//! gateway-owned mutable state in the `auth` schema, never events.
+//! Who is calling: persons (email + password, argon2id; a session cookie) and
+//! machine clients (API keys, stored hashed, shown once). Who a person is
+//! comes from the log (`crate::accounts`: person events, the `accounts` read
+//! model); how they prove it is the credentials store, gateway-owned mutable
+//! state in the `auth` schema (password hashes, sessions, key hashes,
+//! failed sign-ins) that is never an event and not rebuilt from the log.
 //!
 //! What a caller may do in a brand is decided by the Brand aggregate itself
 //! (membership and roles are events), loaded from the log on each request, so
@@ -95,76 +98,6 @@ pub struct User {
     pub display_name: String,
 }
 
-/// Creates a user account. The id must be a valid member id; the email is
-/// normalised like brand membership emails.
-pub async fn create_user(
-    pool: &PgPool,
-    user_id: &MemberId,
-    email: &gps_domain::brand::Email,
-    display_name: &gps_domain::values::Name,
-    password: &str,
-) -> Result<User, ApiError> {
-    check_new_password(password)?;
-    // argon2 takes tens of milliseconds of CPU on purpose; keep it off the
-    // async workers.
-    let owned = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&owned))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let inserted = sqlx::query(
-        "INSERT INTO auth.users (user_id, email, display_name, password_hash) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(user_id.as_str())
-    .bind(email.as_str())
-    .bind(display_name.as_str())
-    .bind(hash)
-    .execute(pool)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(ApiError::Conflict(format!("a user with id {user_id} or email {email} already exists")));
-    }
-    Ok(User {
-        user_id: user_id.to_string(),
-        email: email.to_string(),
-        display_name: display_name.to_string(),
-    })
-}
-
-/// Forgets the account that uses `email`: the address and display name are
-/// replaced by placeholders, the password stops working and every session
-/// ends (the user id stays: it is the member id the log's events name).
-/// Returns the user id, or `None` when no account uses the address.
-pub async fn forget_user_email(
-    pool: &PgPool,
-    email: &gps_domain::brand::Email,
-) -> Result<Option<String>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let user: Option<String> = sqlx::query_scalar(
-        "UPDATE auth.users SET email = 'forgotten-' || user_id || '@forgotten.invalid',
-                display_name = 'Forgotten person', password_hash = '!forgotten'
-         WHERE email = $1 RETURNING user_id",
-    )
-    .bind(email.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(user) = &user {
-        sqlx::query("DELETE FROM auth.sessions WHERE user_id = $1").bind(user).execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(user)
-}
-
-/// Looks a user up by email.
-pub async fn user_by_email(pool: &PgPool, email: &str) -> Result<Option<User>, ApiError> {
-    let row: Option<(String, String, String)> =
-        sqlx::query_as("SELECT user_id, email, display_name FROM auth.users WHERE email = $1")
-            .bind(email)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(|(user_id, email, display_name)| User { user_id, email, display_name }))
-}
-
 /// Failed sign-ins of one account allowed within [`SIGN_IN_WINDOW`].
 pub const MAX_FAILED_SIGN_INS: i64 = 5;
 /// The sliding window over which failed sign-ins are counted.
@@ -202,20 +135,34 @@ async fn check_sign_in_throttle(pool: &PgPool, email: &str) -> Result<(), ApiErr
 /// Checks an email and password; on success opens a session and returns the
 /// cookie token and the CSRF token. Failed attempts are counted per account
 /// and throttled (see [`MAX_FAILED_SIGN_INS`]).
-pub async fn sign_in(pool: &PgPool, email: &str, password: &str) -> Result<(User, String, String), ApiError> {
+pub async fn sign_in(
+    state: &AppState,
+    email: &str,
+    password: &str,
+) -> Result<(User, String, String), ApiError> {
+    let pool = &state.credentials;
     check_sign_in_throttle(pool, email).await?;
-    let row: Option<(String, String, String, String)> = sqlx::query_as(
-        "SELECT user_id, email, display_name, password_hash FROM auth.users WHERE email = lower(trim($1))",
-    )
-    .bind(email)
-    .fetch_optional(pool)
-    .await?;
+    // Who signs in with the address comes from the accounts read model
+    // (rebuilt from person events), the hash from the credentials store.
+    let user = match gps_domain::brand::Email::parse(email) {
+        Ok(email) => crate::accounts::user_by_email(&state.db, pool, &email).await?,
+        Err(_) => None,
+    };
+    let stored: Option<String> = match &user {
+        Some(user) => {
+            sqlx::query_scalar("SELECT password_hash FROM auth.passwords WHERE user_id = $1")
+                .bind(&user.user_id)
+                .fetch_optional(pool)
+                .await?
+        }
+        None => None,
+    };
     // Verify against a dummy hash when the user is unknown, so timing does not
     // tell which emails have accounts.
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let (user, stored) = match row {
-        Some((user_id, email, display_name, hash)) => (Some(User { user_id, email, display_name }), hash),
-        None => {
+    let (user, stored) = match (user, stored) {
+        (Some(user), Some(hash)) => (Some(user), hash),
+        _ => {
             let dummy = DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default());
             (None, dummy.clone())
         }
@@ -258,7 +205,7 @@ pub async fn sign_out(state: &AppState, token: &str) -> Result<(), ApiError> {
     let token_hash = sha256_hex(token);
     sqlx::query("DELETE FROM auth.sessions WHERE token_hash = $1")
         .bind(&token_hash)
-        .execute(&state.db)
+        .execute(&state.credentials)
         .await?;
     state.access.signed_out(&state.log, &token_hash).await;
     Ok(())
@@ -369,7 +316,7 @@ pub(crate) async fn session(state: &AppState, token: &str) -> Result<(Principal,
                 "SELECT user_id, csrf_token FROM auth.sessions WHERE token_hash = $1 AND expires_at > now()",
             )
             .bind(&token_hash)
-            .fetch_optional(&state.db)
+            .fetch_optional(&state.credentials)
             .await?;
             let Some((user_id, csrf)) = row else {
                 return Err(ApiError::Unauthenticated(
@@ -433,7 +380,7 @@ async fn api_client(state: &AppState, key: &str) -> Result<Principal, ApiError> 
         "SELECT brand, api_client_id, secret_hash FROM auth.api_keys WHERE key_prefix = $1 AND revoked_at IS NULL",
     )
     .bind(prefix)
-    .fetch_optional(&state.db)
+    .fetch_optional(&state.credentials)
     .await?;
     let (brand, api_client_id, secret_hash) = row.ok_or_else(invalid)?;
     // Constant-time comparison of the hashes.

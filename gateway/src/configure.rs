@@ -13,10 +13,10 @@
 //! needs its looks: their ids come from the `production` read model, their
 //! state from their own event streams (see `looks_at_launch`).
 
-use std::time::Duration;
-
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{patch, post, put};
@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{self, Principal};
-use crate::routes::{Accepted, Body, actions, brand_id, execute, parse};
+use crate::routes::{Accepted, Body, OptionalBody, actions, brand_id, execute, parse};
 use crate::{ApiError, AppState};
 
 /// The Configure stage's routes.
@@ -81,11 +81,6 @@ pub(crate) fn nested<T: DeserializeOwned>(field: &str, value: serde_json::Value)
         let field = if path == "." { field.to_owned() } else { format!("{field}.{path}") };
         ApiError::field(field, error.into_inner())
     })
-}
-
-/// An optional JSON body: empty means `T::default()`.
-pub(crate) fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.is_empty() { Ok(T::default()) } else { parse("body", serde_json::from_slice(body)) }
 }
 
 pub(crate) fn optional_reason(reason: Option<String>) -> Result<Option<Text>, ApiError> {
@@ -267,12 +262,12 @@ pub(crate) async fn archive_style(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, style)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<Reason>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::ARCHIVE_STYLE).await?;
     let style_id = parse("style", StyleId::parse(&style))?;
-    let reason = optional_body::<Reason>(&body)?.reason;
+    let reason = body.reason;
     let command = StyleCommand::ArchiveStyle { reason: optional_reason(reason)? };
     let id = style_id.to_string();
     Ok(execute::<Style>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
@@ -400,8 +395,9 @@ pub(crate) struct LaunchShooting {
     /// the caller has just added is launched; 503 when it does not in time.
     #[serde(default)]
     min_sequence: Option<u64>,
-    /// How long to wait for `min_sequence`, in milliseconds (default 5000, at most 30000).
+    /// How long to wait for `min_sequence`, in milliseconds: 0 to 30000 (default 5000).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 30000)]
     wait_ms: Option<u64>,
 }
 
@@ -411,11 +407,11 @@ pub(crate) async fn launch_shooting(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, shooting)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<LaunchShooting>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::LAUNCH_SHOOTING).await?;
-    let launch = optional_body::<LaunchShooting>(&body)?;
+    let launch = body;
     let shooting = shooting_view(&state, &brand, &shooting).await?;
     let looks = looks_at_launch(&state, &brand, &shooting.shooting_id, &launch).await?;
     let id = shooting.shooting_id.to_string();
@@ -450,15 +446,9 @@ async fn looks_at_launch(
     shooting: &ShootingId,
     launch: &LaunchShooting,
 ) -> Result<Vec<LookAtLaunch>, ApiError> {
+    let wait = crate::queries::wait_of(launch.wait_ms)?;
     if let Some(sequence) = launch.min_sequence {
-        let wait = launch
-            .wait_ms
-            .map(Duration::from_millis)
-            .unwrap_or(crate::queries::DEFAULT_WAIT)
-            .min(crate::queries::MAX_WAIT);
-        read::wait_for_sequence(&state.db, Some("production"), sequence, wait)
-            .await
-            .map_err(|e| ApiError::NotYetConsistent(e.to_string()))?;
+        crate::queries::await_sequence(state, "production", "min_sequence", sequence, wait).await?;
     }
     let mut ids = Vec::new();
     let mut request = read::PageRequest { cursor: None, limit: Some(read::MAX_PAGE_SIZE) };
@@ -493,12 +483,12 @@ pub(crate) async fn reopen_shooting(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, shooting)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<Reason>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::REOPEN_SHOOTING).await?;
     let shooting_id = parse("shooting", ShootingId::parse(&shooting))?;
-    let reason = optional_body::<Reason>(&body)?.reason;
+    let reason = body.reason;
     let command = ShootingCommand::ReopenShooting { reason: optional_reason(reason)? };
     let id = shooting_id.to_string();
     Ok(execute::<Shooting>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
@@ -510,12 +500,12 @@ pub(crate) async fn cancel_shooting_launch(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, shooting)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<Reason>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::CANCEL_SHOOTING_LAUNCH).await?;
     let shooting_id = parse("shooting", ShootingId::parse(&shooting))?;
-    let reason = optional_body::<Reason>(&body)?.reason;
+    let reason = body.reason;
     let command = ShootingCommand::CancelLaunch { reason: optional_reason(reason)? };
     let id = shooting_id.to_string();
     Ok(execute::<Shooting>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
@@ -543,12 +533,12 @@ pub(crate) async fn archive_shooting(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, shooting)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<Reason>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::ARCHIVE_SHOOTING).await?;
     let shooting_id = parse("shooting", ShootingId::parse(&shooting))?;
-    let reason = optional_body::<Reason>(&body)?.reason;
+    let reason = body.reason;
     let command = ShootingCommand::ArchiveShooting { reason: optional_reason(reason)? };
     let id = shooting_id.to_string();
     Ok(execute::<Shooting>(&state, &principal, &headers, &brand, &id, command).await?.respond(false))
@@ -818,11 +808,11 @@ pub(crate) async fn remove_look(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, shooting, look)): Path<(String, String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<Reason>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::REMOVE_LOOK).await?;
-    let reason = optional_reason(optional_body::<Reason>(&body)?.reason)?;
+    let reason = optional_reason(body.reason)?;
     look_command(&state, &principal, &headers, &brand, (&shooting, &look), |shooting| {
         LookCommand::RemoveLook { reason, shooting }
     })

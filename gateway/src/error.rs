@@ -43,12 +43,24 @@ pub enum ApiError {
     /// The uploaded file is not a type GPS accepts.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The address exists, but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The asked byte range is outside the object.
     #[error("{0}")]
     RangeNotSatisfiable(String),
     /// Concurrent changes kept colliding, or an id was reused.
     #[error("{0}")]
     Conflict(String),
+    /// A request asked for a stream sequence the event log has not reached:
+    /// no command answered it, so waiting would not help.
+    #[error("{field}: {message}")]
+    BeyondTheLog {
+        /// The parameter or header that named the sequence.
+        field: String,
+        /// The log's last sequence and what to give instead.
+        message: String,
+    },
     /// The read model has not yet reached the sequence the request asked for.
     #[error("{0}")]
     NotYetConsistent(String),
@@ -98,12 +110,15 @@ impl ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Rejected(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Rejected(_) | ApiError::Conflict(_) | ApiError::BeyondTheLog { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) | ApiError::NotYetConsistent(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -133,10 +148,16 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 ("https://gps.example/problems/unsupported-media-type", "Not an accepted file type")
             }
+            ApiError::MethodNotAllowed(_) => {
+                ("https://gps.example/problems/method-not-allowed", "Method not allowed")
+            }
             ApiError::RangeNotSatisfiable(_) => {
                 ("https://gps.example/problems/range-not-satisfiable", "Range not satisfiable")
             }
             ApiError::Conflict(_) => ("https://gps.example/problems/conflict", "Conflict"),
+            ApiError::BeyondTheLog { .. } => {
+                ("https://gps.example/problems/beyond-the-log", "The event log has not reached this sequence")
+            }
             ApiError::NotYetConsistent(_) => {
                 ("https://gps.example/problems/not-yet-consistent", "Not yet consistent; retry shortly")
             }
@@ -164,7 +185,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let field = match &self {
-            ApiError::Validation { field, .. } => Some(field.clone()),
+            ApiError::Validation { field, .. } | ApiError::BeyondTheLog { field, .. } => Some(field.clone()),
             _ => None,
         };
         let body = Problem {
@@ -182,6 +203,10 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        // A read model that lags the log usually catches up within a second.
+        if let ApiError::NotYetConsistent(_) = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         // The middleware logs 5xx details; the client never sees them.
         if let Some(detail) = self.log_detail() {
@@ -225,6 +250,31 @@ impl From<sqlx::Error> for ApiError {
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 ApiError::Unavailable(format!("database: {error}"))
+            }
+            // SQLSTATE class 22 ("data exception": a character text cannot
+            // hold, a number out of range, a value of the wrong form) is
+            // raised by a value the request carried, never by our SQL: the
+            // caller's mistake, not a server error. The extractors refuse
+            // such text first; this catches what they cannot know.
+            sqlx::Error::Database(database) if database.code().is_some_and(|code| code.starts_with("22")) => {
+                ApiError::field(
+                    "request",
+                    format!(
+                        "a value of this request cannot be stored or compared: {}; remove control \
+                         characters and keep numbers within their documented range",
+                        database.message()
+                    ),
+                )
+            }
+            // SQLSTATE class 23 (integrity constraint: a unique key taken, a
+            // reference gone) is a request colliding with stored state, as
+            // when an id given by the caller is already in use.
+            sqlx::Error::Database(database) if database.code().is_some_and(|code| code.starts_with("23")) => {
+                ApiError::Conflict(
+                    "a value of this request collides with what is stored (an id used before?); use another \
+                     or read the current state"
+                        .into(),
+                )
             }
             other => ApiError::Internal(format!("database: {other}")),
         }

@@ -29,8 +29,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -238,7 +239,7 @@ fn wants_event_stream(headers: &HeaderMap) -> bool {
     params(
         ("brand" = String, Path, description = "The brand id"),
         ("after" = Option<u64>, Query, description = "Start after this stream sequence (0, the default, is the beginning)"),
-        ("limit" = Option<usize>, Query, description = "JSON form only: events per page, 1 to 1000 (default 100)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "JSON form only: events per page, 1 to 1000 (default 100)"),
         ("aggregate" = Option<Vec<String>>, Query, description = "Only events of these aggregate types (e.g. product), repeatable or comma-separated"),
         ("type" = Option<Vec<String>>, Query, description = "Only events of these event types (e.g. product.created), repeatable or comma-separated"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this stream sequence; wins over `after` (EventSource sends it when it reconnects)"),
@@ -258,11 +259,10 @@ pub(crate) async fn list_events(
     principal: Principal,
     Path(brand): Path<String>,
     headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::EVENTS).await?;
-    let Query(pairs) = query.map_err(|rejection| ApiError::field("query", rejection.body_text()))?;
     let request = parse_query(&pairs, &headers)?;
     let subjects = request.filter.subjects(&brand);
     if wants_event_stream(&headers) {

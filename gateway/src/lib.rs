@@ -1,7 +1,8 @@
 //! The GPS gateway: the HTTP face of the platform.
 //!
-//! Layout: [`error`] (`ApiError`, problem documents), [`auth`] (users,
-//! sessions, API keys, roles per brand), [`access`] (what authorization
+//! Layout: [`error`] (`ApiError`, problem documents), [`auth`] (sign-in,
+//! sessions, API keys, roles per brand), [`accounts`] (persons as events:
+//! create, change password, erase; the credentials store), [`access`] (what authorization
 //! remembers between requests, kept current by brand events), `routes` (sessions, brands, members,
 //! API clients, products), `configure` (subjects, styles, shootings with
 //! launch, looks), `review` (approve, reject, revision, comments), `operate`
@@ -9,7 +10,9 @@
 //! (read models, read-your-writes), `live` (SSE), [`events`] (the brand's
 //! event stream for downstream systems: SSE and JSON pages), `audit` (aggregate
 //! histories for owners and auditors, each read recorded as an event),
-//! [`openapi`], [`images`] (image intake: sniffing, limits, working copy,
+//! [`openapi`] (with `openapi_rules`: what the server enforces, declared in
+//! the document), `extract` (the extractors every handler uses: each rejection
+//! a problem document naming the field), [`images`] (image intake: sniffing, limits, working copy,
 //! analysis), [`media`] (the object store, upload limits, signed CDN URLs),
 //! [`uploads`] (image upload endpoints), `cdn` (`GET /cdn/{key}`),
 //! [`archive`] (ZIPs of catalog imports, read within limits),
@@ -24,6 +27,7 @@
 //! listener the caller bound (tests bind port 0).
 
 pub mod access;
+pub mod accounts;
 pub mod archive;
 mod audit;
 pub mod auth;
@@ -32,11 +36,13 @@ pub mod cdn;
 mod configure;
 pub mod error;
 pub mod events;
+mod extract;
 pub mod images;
 pub mod imports;
 mod live;
 pub mod media;
 pub mod openapi;
+mod openapi_rules;
 mod operate;
 mod queries;
 pub mod readiness;
@@ -69,8 +75,12 @@ pub struct AppState {
     pub log: EventLog,
     /// The command path.
     pub commands: CommandHandler,
-    /// The gateway's database (the `auth` schema; read models later).
+    /// The read database: the projections' read models (rebuildable).
     pub db: sqlx::PgPool,
+    /// The credentials store (`auth`: password hashes, sessions, API key
+    /// hashes, failed sign-ins; `privacy`: the vault's keys): not rebuildable
+    /// from the log, so a database of its own (see `accounts`).
+    pub credentials: sqlx::PgPool,
     /// Mark the session cookie `Secure` (HTTPS deployments).
     pub cookie_secure: bool,
     /// Brands and credentials remembered between requests.
@@ -113,6 +123,7 @@ impl AppState {
         Ok(AppState {
             log,
             commands,
+            credentials: db.clone(),
             db,
             cookie_secure,
             access,
@@ -121,6 +132,13 @@ impl AppState {
             readiness: readiness::Readiness::default(),
             sku_claims,
         })
+    }
+
+    /// Uses `credentials` as the credentials store (by default the read
+    /// database holds it too, as in tests that need only one database).
+    pub fn with_credentials(mut self, credentials: sqlx::PgPool) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// Exempts one exact socket address from the webhook address rules — for
@@ -160,6 +178,8 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::router())
         .merge(cdn::router())
         .merge(ui_host::router())
+        .fallback(extract::unknown_address)
+        .method_not_allowed_fallback(extract::method_not_allowed)
         .layer(middleware::from_fn(request_log))
         .with_state(state)
 }

@@ -151,7 +151,14 @@ impl Modify for SecurityAndActions {
 
 /// The document as served and checked in: pretty JSON with a final newline.
 pub fn document() -> String {
-    let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut document = serde_json::to_value(ApiDoc::openapi())
+        .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+    crate::openapi_rules::declare(&mut document);
+    // Keys in order whatever the build: a workspace build can unify
+    // serde_json's `preserve_order` feature in, which keeps insertion order.
+    document.sort_all_objects();
+    let mut json =
+        serde_json::to_string_pretty(&document).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     json.push('\n');
     json
 }
@@ -160,8 +167,11 @@ pub fn document() -> String {
 mod tests {
     use super::*;
 
+    /// Relative to the package (cargo runs unit tests there): a path baked in
+    /// at compile time would name another checkout when two checkouts share
+    /// one target directory.
     fn checked_in() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json")
+        std::path::PathBuf::from("openapi.json")
     }
 
     #[test]
@@ -171,11 +181,55 @@ mod tests {
             std::fs::write(checked_in(), &generated).expect("write openapi.json");
         }
         let stored = std::fs::read_to_string(checked_in()).unwrap_or_default();
+        let first_difference = stored
+            .lines()
+            .zip(generated.lines())
+            .position(|(stored, generated)| stored != generated)
+            .map_or_else(|| "in its length".to_owned(), |line| format!("at line {}", line + 1));
         assert!(
             stored == generated,
-            "gateway/openapi.json differs from the code; review the change and run \
+            "gateway/openapi.json differs from the code ({first_difference}); review the change and run \
              `GPS_UPDATE_OPENAPI=1 cargo test -p gps-gateway` to rewrite it"
         );
+    }
+
+    /// Every `$ref` in `value`, with where it was found.
+    fn references(value: &serde_json::Value, at: &str, found: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, item) in map {
+                    match (key.as_str(), item) {
+                        ("$ref", serde_json::Value::String(target)) => {
+                            found.push((at.to_owned(), target.clone()))
+                        }
+                        _ => references(item, &format!("{at}/{key}"), found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    references(item, &format!("{at}/{index}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_in_the_document_resolves() {
+        let document: serde_json::Value = serde_json::from_str(&document()).expect("json");
+        let mut found = Vec::new();
+        references(&document, "#", &mut found);
+        assert!(!found.is_empty(), "the document has no references at all");
+        let dangling: Vec<String> = found
+            .iter()
+            .filter(|(_, target)| {
+                let Some(pointer) = target.strip_prefix('#') else { return true };
+                document.pointer(pointer).is_none()
+            })
+            .map(|(at, target)| format!("{at} -> {target}"))
+            .collect();
+        assert!(dangling.is_empty(), "references that resolve to nothing:\n{}", dangling.join("\n"));
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! API; renditions and deliveries are recorded by the delivery workers.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
@@ -26,8 +28,8 @@ use gps_domain::values::{Channel, ChannelPresetSpec};
 use serde::Deserialize;
 
 use crate::auth::{self, Principal};
-use crate::configure::{Reason, new_id, optional_body, optional_reason};
-use crate::routes::{Accepted, Body, actions, brand_id, execute, parse};
+use crate::configure::{Reason, new_id, optional_reason};
+use crate::routes::{Accepted, Body, OptionalBody, actions, brand_id, execute, parse};
 use crate::{ApiError, AppState};
 
 /// The most predictions one export request may name.
@@ -69,11 +71,11 @@ pub(crate) async fn cancel_generation(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, generation)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<Reason>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::CANCEL_GENERATION).await?;
-    let reason = optional_reason(optional_body::<Reason>(&body)?.reason)?;
+    let reason = optional_reason(body.reason)?;
     let generation_id = parse("generation", GenerationId::parse(generation))?;
     let id = generation_id.to_string();
     existing::<Generation>(&state, &brand, &id, "generation").await?;

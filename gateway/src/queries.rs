@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -64,13 +66,20 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct Paging {
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page, unchanged.
+    #[param(pattern = "^677073313a(2d)?(3[0-9]){1,18}$")]
     cursor: Option<String>,
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
-    /// Read at least this stream sequence (a command's `stream_sequence`).
+    /// Read at least this stream sequence (a command's `stream_sequence`):
+    /// the answer waits until the read model has applied it. A sequence the
+    /// log has not reached is refused at once (409, naming the log's last
+    /// sequence); one the read model has not applied within `wait_ms` answers
+    /// 503 with `Retry-After`.
     min_sequence: Option<u64>,
-    /// How long to wait for `min_sequence`, in milliseconds (default 5000, at most 30000).
+    /// How long to wait for `min_sequence`, in milliseconds: 0 to 30000 (default 5000).
+    #[param(minimum = 0, maximum = 30000)]
     wait_ms: Option<u64>,
 }
 
@@ -100,13 +109,85 @@ pub(crate) async fn readable(
         }
         None => None,
     };
-    if let Some(sequence) = paging.min_sequence.max(header) {
-        let wait = paging.wait_ms.map(Duration::from_millis).unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
-        read::wait_for_sequence(&state.db, Some(projection), sequence, wait)
-            .await
-            .map_err(|e| ApiError::NotYetConsistent(e.to_string()))?;
+    if let Some(limit) = paging.limit
+        && !(1..=read::MAX_PAGE_SIZE).contains(&limit)
+    {
+        return Err(ApiError::field(
+            "limit",
+            format!("{limit} items per page is not offered; give 1 to {}", read::MAX_PAGE_SIZE),
+        ));
+    }
+    let wait = wait_of(paging.wait_ms)?;
+    match (paging.min_sequence, header) {
+        (Some(query), Some(header)) if header > query => {
+            await_sequence(state, projection, MIN_SEQUENCE_HEADER, header, wait).await?
+        }
+        (Some(sequence), _) => await_sequence(state, projection, "min_sequence", sequence, wait).await?,
+        (None, Some(header)) => await_sequence(state, projection, MIN_SEQUENCE_HEADER, header, wait).await?,
+        (None, None) => {}
     }
     Ok(brand)
+}
+
+/// How long a read may wait for its `min_sequence`: `wait_ms` when given
+/// (at most [`MAX_WAIT`]; more is refused, not shortened, so a caller learns
+/// the bound), else [`DEFAULT_WAIT`].
+pub(crate) fn wait_of(wait_ms: Option<u64>) -> Result<Duration, ApiError> {
+    match wait_ms {
+        None => Ok(DEFAULT_WAIT),
+        Some(ms) if Duration::from_millis(ms) <= MAX_WAIT => Ok(Duration::from_millis(ms)),
+        Some(ms) => Err(ApiError::field(
+            "wait_ms",
+            format!("{ms} is over the longest wait; give 0 to {} milliseconds", MAX_WAIT.as_millis()),
+        )),
+    }
+}
+
+/// Waits until `projection` has applied the log up to `sequence`.
+///
+/// A sequence the log has not reached yet is the caller's mistake (no
+/// command of theirs answered it), so it is refused at once with 409 (the
+/// value is well formed; the log's state does not have it), naming the
+/// parameter and the log's last sequence, instead of holding the request for
+/// the whole wait. A
+/// sequence the log has but the read model has not applied yet is waited for;
+/// when the wait ends first the answer is 503 with `Retry-After`.
+pub(crate) async fn await_sequence(
+    state: &AppState,
+    projection: &str,
+    field: &str,
+    sequence: u64,
+    wait: Duration,
+) -> Result<(), ApiError> {
+    // The usual case: the read model is already there; one checkpoint read.
+    if read::wait_for_sequence(&state.db, Some(projection), sequence, Duration::ZERO).await.is_ok() {
+        return Ok(());
+    }
+    let last = log_last_sequence(state).await?;
+    if sequence > last {
+        return Err(ApiError::BeyondTheLog {
+            field: field.to_owned(),
+            message: format!(
+                "the event log ends at sequence {last}; {sequence} has not been written. Give the \
+                 stream_sequence a command answered (at most {last})"
+            ),
+        });
+    }
+    read::wait_for_sequence(&state.db, Some(projection), sequence, wait)
+        .await
+        .map_err(|e| ApiError::NotYetConsistent(e.to_string()))
+}
+
+/// The last sequence of the event log, as the server reports it now.
+async fn log_last_sequence(state: &AppState) -> Result<u64, ApiError> {
+    let name = &state.log.settings().name;
+    let stream = state
+        .log
+        .jetstream()
+        .get_stream(name)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the event log {name}: {e}")))?;
+    Ok(stream.cached_info().state.last_sequence)
 }
 
 pub(crate) fn found<T>(value: Option<T>, what: &str, id: &str) -> Result<Json<T>, ApiError> {
@@ -227,6 +308,7 @@ pub(crate) struct PredictionFilters {
     /// Only predictions of this look.
     look: Option<String>,
     /// Only predictions the quality gate flagged (`flagged`) or passed (`passed`).
+    #[param(inline)]
     quality: Option<QualityFilter>,
 }
 
@@ -276,7 +358,7 @@ list_handler!(
     "brands",
     MemberView,
     NoFilter,
-    |state, brand, _filter, page| read::list_members(&state.db, brand.as_str(), &page)
+    |state, brand, _filter, page| read::list_members(&state.db, &state.credentials, brand.as_str(), &page)
 );
 list_handler!(
     list_api_clients,
@@ -573,13 +655,18 @@ pub(crate) async fn get_look(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct UsagePeriod {
-    /// The first month, `YYYY-MM` (default: eleven months before `to`).
+    /// The first month, `YYYY-MM` (default: eleven months before `to`); at
+    /// most 36 months before `to`.
+    #[param(pattern = "^\\s*[0-9]{4}-(0[1-9]|1[0-2])\\s*$")]
     from: Option<String>,
     /// The last month, `YYYY-MM` (default: the current month, UTC).
+    #[param(pattern = "^\\s*[0-9]{4}-(0[1-9]|1[0-2])\\s*$")]
     to: Option<String>,
-    /// Read at least this stream sequence (a command's `stream_sequence`).
+    /// Read at least this stream sequence (a command's `stream_sequence`);
+    /// one the log has not reached is refused at once (409).
     min_sequence: Option<u64>,
-    /// How long to wait for `min_sequence`, in milliseconds (default 5000, at most 30000).
+    /// How long to wait for `min_sequence`, in milliseconds: 0 to 30000 (default 5000).
+    #[param(minimum = 0, maximum = 30000)]
     wait_ms: Option<u64>,
 }
 

@@ -12,7 +12,9 @@
 //! the compute agents through the command path, not through this API.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
@@ -24,8 +26,8 @@ use gps_domain::values::Text;
 use serde::Deserialize;
 
 use crate::auth::{self, Action, Principal};
-use crate::configure::{Reason, new_id, optional_body, optional_reason};
-use crate::routes::{Accepted, Body, actions, brand_id, command_meta, execute, parse};
+use crate::configure::{Reason, new_id, optional_reason};
+use crate::routes::{Accepted, Body, OptionalBody, actions, brand_id, command_meta, execute, parse};
 use crate::{ApiError, AppState};
 
 /// The Review stage's routes.
@@ -195,10 +197,10 @@ pub(crate) async fn reset_review(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, prediction)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<Reason>,
 ) -> Result<Response, ApiError> {
     let brand = authorized(&state, &principal, &brand, actions::RESET_REVIEW).await?;
-    let reason = optional_reason(optional_body::<Reason>(&body)?.reason)?;
+    let reason = optional_reason(body.reason)?;
     let command = PredictionCommand::ResetReview { reason };
     Ok(review(&state, &principal, &headers, (&brand, &prediction), command).await?.respond(false))
 }

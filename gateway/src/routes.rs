@@ -6,8 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, patch, post, put};
@@ -22,6 +21,7 @@ use gps_nats::CommandMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, Principal, SESSION_COOKIE};
+use crate::extract::Path;
 use crate::{ApiError, AppState};
 
 /// The header a command's response carries its stream sequence in.
@@ -250,29 +250,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(crate::imports::router())
 }
 
-/// A JSON body whose rejections are problem documents naming what is wrong.
-pub(crate) struct Body<T>(pub(crate) T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::field("content-type", "send the body as JSON with `Content-Type: application/json`")
-        }
-        // serde's message names the field and what it expected.
-        other => ApiError::field("body", other.body_text()),
-    }
-}
+pub(crate) use crate::extract::{Body, OptionalBody};
 
 /// What a command did, as the API reports it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -389,7 +367,7 @@ pub(crate) async fn sign_in(
     State(state): State<AppState>,
     Body(body): Body<SignIn>,
 ) -> Result<Response, ApiError> {
-    let (user, token, csrf_token) = auth::sign_in(&state.db, &body.email, &body.password).await?;
+    let (user, token, csrf_token) = auth::sign_in(&state, &body.email, &body.password).await?;
     let mut response = Json(SignedIn { user, csrf_token }).into_response();
     response.headers_mut().insert(header::SET_COOKIE, auth::session_cookie(&token, state.cookie_secure)?);
     Ok(response)
@@ -478,18 +456,14 @@ pub(crate) async fn create_brand(
 /// Seals an email address with its person's key from the privacy vault, so
 /// the log can forget it later (crypto-shredding).
 async fn seal(state: &AppState, email: &Email) -> Result<gps_domain::brand::MemberEmail, ApiError> {
-    gps_projections::privacy::seal_email(&state.db, email)
+    gps_projections::privacy::seal_email(&state.credentials, email)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 pub(crate) async fn user_of(state: &AppState, user_id: &MemberId) -> Result<auth::User, ApiError> {
-    let row: Option<(String, String, String)> =
-        sqlx::query_as("SELECT user_id, email, display_name FROM auth.users WHERE user_id = $1")
-            .bind(user_id.as_str())
-            .fetch_optional(&state.db)
-            .await?;
-    row.map(|(user_id, email, display_name)| auth::User { user_id, email, display_name })
+    crate::accounts::user_by_id(&state.db, &state.credentials, user_id.as_str())
+        .await?
         .ok_or_else(|| ApiError::Unauthenticated("your account no longer exists".into()))
 }
 
@@ -517,11 +491,12 @@ pub(crate) async fn add_member(
     auth::authorize(&state, &principal, &brand, actions::ADD_MEMBER).await?;
     let email = parse("email", Email::parse(&body.email))?;
     let role = parse_role(&body.role)?;
-    let user = auth::user_by_email(&state.db, email.as_str()).await?.ok_or_else(|| {
-        ApiError::Unprocessable(format!(
-            "no account uses {email}; create one first (gps admin create-user), then add it"
-        ))
-    })?;
+    let user =
+        crate::accounts::user_by_email(&state.db, &state.credentials, &email).await?.ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "no account uses {email}; create one first (gps admin create-user), then add it"
+            ))
+        })?;
     let member_id = parse("email", MemberId::parse(&user.user_id))?;
     let command = BrandCommand::AddMember {
         member_id: member_id.clone(),
@@ -642,7 +617,7 @@ pub(crate) async fn register_api_client(
     let scopes = parse_scopes(role, body.scopes.as_deref())?;
     // The key exists only once the event is recorded; a refused command
     // removes it again.
-    let (prefix, key) = auth::issue_api_key(&state.db, &brand, &client_id).await?;
+    let (prefix, key) = auth::issue_api_key(&state.credentials, &brand, &client_id).await?;
     let command = BrandCommand::RegisterApiClient {
         api_client_id: client_id.clone(),
         name,
@@ -663,7 +638,7 @@ pub(crate) async fn register_api_client(
         Err(error) => {
             sqlx::query("DELETE FROM auth.api_keys WHERE key_prefix = $1")
                 .bind(&prefix)
-                .execute(&state.db)
+                .execute(&state.credentials)
                 .await?;
             Err(error)
         }
@@ -683,7 +658,7 @@ pub(crate) async fn revoke_api_client(
     let id = brand.to_string();
     let command = BrandCommand::RevokeApiClient { api_client_id: api_client_id.clone(), reason: None };
     let accepted = execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?;
-    auth::revoke_api_key(&state.db, &brand, &api_client_id).await?;
+    auth::revoke_api_key(&state.credentials, &brand, &api_client_id).await?;
     Ok(accepted.respond(false))
 }
 
@@ -774,14 +749,12 @@ pub(crate) async fn archive_product(
     principal: Principal,
     headers: HeaderMap,
     Path((brand, product)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    // The body is optional: archiving needs no reason.
+    OptionalBody(archive): OptionalBody<Archive>,
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::ARCHIVE_PRODUCT).await?;
     let product_id = parse("product", ProductId::parse(&product))?;
-    // The body is optional: archiving needs no reason.
-    let archive: Archive =
-        if body.is_empty() { Archive::default() } else { parse("body", serde_json::from_slice(&body))? };
     let reason = archive.reason;
     let command = ProductCommand::ArchiveProduct {
         reason: reason.map(|raw| parse("reason", Text::parse(raw))).transpose()?,

@@ -97,7 +97,7 @@ struct SignInForm {
 
 async fn sign_in(State(state): State<AppState>, Form(form): Form<SignInForm>) -> Response {
     let next = safe_next(form.next.as_deref());
-    match auth::sign_in(&state.db, &form.email, &form.password).await {
+    match auth::sign_in(&state, &form.email, &form.password).await {
         Ok((_user, token, _csrf)) => {
             let mut response = Redirect::to(&next).into_response();
             if let Ok(value) = auth::session_cookie(&token, state.cookie_secure) {

@@ -55,7 +55,7 @@ impl AggregateAddress {
         if tokens.next().is_some() {
             return None;
         }
-        let brand = BrandId::parse(brand).ok()?;
+        let brand = BrandId::parse_scope(brand).ok()?;
         AggregateAddress::new(brand, AggregateKind::parse(kind)?, id).ok()
     }
 }

@@ -6,6 +6,7 @@ use gps_domain::export::ExportEvent;
 use gps_domain::generation::GenerationEvent;
 use gps_domain::import::ImportEvent;
 use gps_domain::look::LookEvent;
+use gps_domain::person::PersonEvent;
 use gps_domain::prediction::PredictionEvent;
 use gps_domain::product::ProductEvent;
 use gps_domain::shooting::ShootingEvent;
@@ -70,6 +71,8 @@ pub enum AnyEvent {
     Export(ExportEvent),
     /// An import event.
     Import(ImportEvent),
+    /// A person event (platform-level: the brand token is `_platform`).
+    Person(PersonEvent),
 }
 
 /// A decoded event with the envelope facts every read model records.
@@ -146,6 +149,7 @@ pub fn decode(raw: &RawEvent) -> Result<Event, String> {
         AggregateKind::Prediction => typed(event_type, version, payload, AnyEvent::Prediction),
         AggregateKind::Export => typed(event_type, version, payload, AnyEvent::Export),
         AggregateKind::Import => typed(event_type, version, payload, AnyEvent::Import),
+        AggregateKind::Person => typed(event_type, version, payload, AnyEvent::Person),
     }?;
     let at = OffsetDateTime::parse(&envelope.occurred_at, &Rfc3339)
         .map_err(|e| format!("occurred_at {:?} is not RFC 3339: {e}", envelope.occurred_at))?;

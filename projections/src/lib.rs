@@ -23,12 +23,15 @@
 //!   read-your-writes ([`queries::wait_for_sequence`]).
 //! - [`audit`]: history with state after each event, as-of rebuilds, log and
 //!   read-model verification, export bundles (for auditors).
-//! - [`privacy`]: the privacy vault (`privacy` schema): one key per person for
-//!   crypto-shredding sealed personal data; queries open sealed emails with it.
+//! - [`accounts`]: who can sign in (the `accounts` read model of person
+//!   events), opened with the privacy vault.
+//! - [`privacy`]: the privacy vault (`privacy` schema of the credentials
+//!   database, not of the read database): one key per person for
+//!   crypto-shredding sealed personal data; queries open sealed data with it.
 //! - `models`: the per-projection `apply` functions (private).
 //!
 //! Storage layout: one Postgres schema per projection (`brands`, `catalog`,
-//! `production`, `review`, `delivery`, `activity`). Each schema holds its
+//! `production`, `review`, `delivery`, `activity`, `accounts`). Each schema holds its
 //! tables, its own `_sqlx_migrations`, its `checkpoint` row and its
 //! `dead_letters`, so a rebuilt shadow schema carries everything it needs and
 //! the swap is two renames.
@@ -37,6 +40,7 @@
 //! database (`gps_read`); they depend on no HTTP crate, and nothing writes
 //! their tables but them.
 
+pub mod accounts;
 pub mod audit;
 pub mod db;
 pub mod dead_letters;

@@ -2,10 +2,12 @@
 //! written into the immutable log sealed and later forgotten without
 //! rewriting it (crypto-shredding).
 //!
-//! Keys live in the `privacy` schema of the read-model database
-//! (`privacy.person_keys`), next to the read models that decrypt them at query
-//! time — mutable, deletable state that is never an event and never leaves
-//! Postgres. A person is found by the sha256 of their lowercase email address
+//! Keys live in the `privacy` schema of the credentials database
+//! (`privacy.person_keys`; the gateway's `accounts` module names it), not in
+//! the read database: they cannot be rebuilt from the log, and losing them
+//! would make every sealed address unreadable. Mutable, deletable state that
+//! is never an event and never leaves Postgres; queries that open sealed
+//! data take the vault's pool next to the read pool. A person is found by the sha256 of their lowercase email address
 //! (so sealing the same address twice names the same person, which keeps
 //! "one member per email" checkable on sealed values); forgetting destroys the
 //! key and that digest together, and afterwards every sealed copy — in the
@@ -19,6 +21,8 @@
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use gps_domain::brand::{Email, MemberEmail, SealedData, SealedEmail};
 use gps_domain::ids::PersonId;
+use gps_domain::person::SealedName;
+use gps_domain::values::Name;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
@@ -86,18 +90,68 @@ async fn person_for(pool: &PgPool, email: &Email) -> Result<(PersonId, Vec<u8>),
 
 /// Seals an email address with its person's key (creating the person on first use).
 pub async fn seal_email(pool: &PgPool, email: &Email) -> Result<MemberEmail, PrivacyError> {
+    let (person_id, ciphertext) = seal(pool, email, email.as_str()).await?;
+    Ok(MemberEmail::Sealed(SealedEmail { person_id, ciphertext }))
+}
+
+/// Seals a person's email address and display name, both with the key of the
+/// person the address belongs to (created on first use), for `person.registered`.
+pub async fn seal_person(
+    pool: &PgPool,
+    email: &Email,
+    display_name: &Name,
+) -> Result<(SealedEmail, SealedName), PrivacyError> {
+    let (person_id, ciphertext) = seal(pool, email, email.as_str()).await?;
+    let name = seal_name(pool, email, display_name).await?;
+    Ok((SealedEmail { person_id, ciphertext }, name))
+}
+
+/// Seals a display name with the key of the person `email` belongs to.
+pub async fn seal_name(
+    pool: &PgPool,
+    email: &Email,
+    display_name: &Name,
+) -> Result<SealedName, PrivacyError> {
+    let (person_id, ciphertext) = seal(pool, email, display_name.as_str()).await?;
+    Ok(SealedName { person_id, ciphertext })
+}
+
+/// Seals `plain` with the key of the person `email` belongs to.
+async fn seal(pool: &PgPool, email: &Email, plain: &str) -> Result<(PersonId, SealedData), PrivacyError> {
     let (person, key) = person_for(pool, email).await?;
     let crypto = |_| PrivacyError::Crypto("AES-256-GCM sealing failed".into());
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).map_err(crypto)?);
     let nonce_bytes = random(NONCE_LEN)?;
     let nonce = Nonce::try_assume_unique_for_key(&nonce_bytes).map_err(crypto)?;
-    let mut sealed = email.as_str().as_bytes().to_vec();
+    let mut sealed = plain.as_bytes().to_vec();
     key.seal_in_place_append_tag(nonce, Aad::from(person.as_str().as_bytes()), &mut sealed)
         .map_err(crypto)?;
     let mut out = nonce_bytes;
     out.extend(sealed);
     let ciphertext = SealedData::parse(hex::encode(out)).map_err(|e| PrivacyError::Crypto(e.to_string()))?;
-    Ok(MemberEmail::Sealed(SealedEmail { person_id: person, ciphertext }))
+    Ok((person, ciphertext))
+}
+
+/// The vault person an email address belongs to, if the vault knows it (and
+/// has not forgotten it); creates nothing.
+pub async fn person_of_email(pool: &PgPool, email: &Email) -> Result<Option<PersonId>, PrivacyError> {
+    let person: Option<String> = sqlx::query_scalar(
+        "SELECT person_id FROM privacy.person_keys WHERE email_digest = $1 AND key IS NOT NULL",
+    )
+    .bind(digest(email))
+    .fetch_optional(pool)
+    .await?;
+    person.map(|p| PersonId::parse(p).map_err(|e| PrivacyError::Crypto(e.to_string()))).transpose()
+}
+
+/// The key of a vault person, `None` once forgotten.
+pub async fn key_of(pool: &PgPool, person: &str) -> Result<Option<Vec<u8>>, PrivacyError> {
+    let key: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT key FROM privacy.person_keys WHERE person_id = $1")
+            .bind(person)
+            .fetch_optional(pool)
+            .await?;
+    Ok(key.flatten())
 }
 
 /// Opens a sealed value with `key`; `None` when the key is gone or does not fit.

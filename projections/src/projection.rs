@@ -98,9 +98,10 @@ static PRODUCTION_MIGRATIONS: Migrator = sqlx::migrate!("migrations/production")
 static REVIEW_MIGRATIONS: Migrator = sqlx::migrate!("migrations/review");
 static DELIVERY_MIGRATIONS: Migrator = sqlx::migrate!("migrations/delivery");
 static ACTIVITY_MIGRATIONS: Migrator = sqlx::migrate!("migrations/activity");
+static ACCOUNTS_MIGRATIONS: Migrator = sqlx::migrate!("migrations/accounts");
 
 /// Every projection, in a stable order.
-pub static ALL: [Projection; 6] = [
+pub static ALL: [Projection; 7] = [
     Projection {
         name: "brands",
         schema: "brands",
@@ -148,6 +149,16 @@ pub static ALL: [Projection; 6] = [
         migrator: &ACTIVITY_MIGRATIONS,
         apply: models::activity::apply,
         apply_many: Some(models::activity::apply_many),
+    },
+    // Persons are platform-level: their subjects carry `_platform` where a
+    // brand id would be, which no brand id can be.
+    Projection {
+        name: "accounts",
+        schema: "accounts",
+        filters: &["gps.evt._platform.person.>"],
+        migrator: &ACCOUNTS_MIGRATIONS,
+        apply: models::accounts::apply,
+        apply_many: None,
     },
 ];
 
@@ -205,8 +216,7 @@ pub async fn prepare_all(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     for projection in &ALL {
         prepare_schema(&mut connection, projection, projection.schema).await?;
     }
-    // Member queries open sealed emails with the vault's keys.
-    crate::privacy::migrate(pool).await
+    Ok(())
 }
 
 /// Creates `schema` if needed, points the connection's `search_path` at it,

@@ -166,21 +166,46 @@ impl MemberView {
     }
 }
 
-/// The brand's members.
+/// The brand's members, their sealed addresses opened with the keys of the
+/// privacy vault (`vault`: the credentials database).
 pub async fn list_members(
     pool: &PgPool,
+    vault: &PgPool,
     brand: &str,
     request: &PageRequest,
 ) -> Result<Page<MemberView>, QueryError> {
     let page: Result<Page<MemberView>, QueryError> = list_query!(pool, request,
         "SELECT brand, member_id, display_name, email, false AS email_forgotten, role, added_at, created_sequence,
-                last_sequence, email_sealed, k.key AS vault_key
-         FROM brands.members LEFT JOIN privacy.person_keys k ON k.person_id = email_sealed->>'person_id'
+                last_sequence, email_sealed, NULL::bytea AS vault_key
+         FROM brands.members
          WHERE brand = $1 AND ($2::bigint IS NULL OR created_sequence < $2) ORDER BY created_sequence DESC LIMIT $3",
         MemberView, [brand]);
     let mut page = page?;
-    page.items = page.items.into_iter().map(MemberView::revealed).collect();
+    page.items = revealed(vault, std::mem::take(&mut page.items)).await?;
     Ok(page)
+}
+
+/// Opens the members' sealed addresses with their persons' keys.
+async fn revealed(vault: &PgPool, members: Vec<MemberView>) -> Result<Vec<MemberView>, QueryError> {
+    let persons: Vec<String> = members
+        .iter()
+        .filter_map(|member| member.email_sealed.as_ref()?.get("person_id")?.as_str().map(str::to_owned))
+        .collect();
+    let keys: Vec<(String, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT person_id, key FROM privacy.person_keys WHERE person_id = ANY($1)")
+            .bind(&persons)
+            .fetch_all(vault)
+            .await?;
+    let keys: std::collections::HashMap<String, Option<Vec<u8>>> = keys.into_iter().collect();
+    Ok(members
+        .into_iter()
+        .map(|mut member| {
+            let person =
+                member.email_sealed.as_ref().and_then(|s| s.get("person_id")?.as_str().map(str::to_owned));
+            member.vault_key = person.and_then(|p| keys.get(&p).cloned().flatten());
+            member.revealed()
+        })
+        .collect())
 }
 
 /// A brand a person belongs to, with their role in it.
@@ -205,23 +230,23 @@ pub async fn memberships_of(pool: &PgPool, member_id: &str) -> Result<Vec<Member
     .await?)
 }
 
-/// One member.
+/// One member (the address opened with the vault's key, see [`list_members`]).
 pub async fn get_member(
     pool: &PgPool,
+    vault: &PgPool,
     brand: &str,
     member_id: &str,
 ) -> Result<Option<MemberView>, QueryError> {
     let member: Option<MemberView> = sqlx::query_as(
         "SELECT brand, member_id, display_name, email, false AS email_forgotten, role, added_at, created_sequence,
-                last_sequence, email_sealed, k.key AS vault_key
-         FROM brands.members LEFT JOIN privacy.person_keys k ON k.person_id = email_sealed->>'person_id'
-         WHERE brand = $1 AND member_id = $2",
+                last_sequence, email_sealed, NULL::bytea AS vault_key
+         FROM brands.members WHERE brand = $1 AND member_id = $2",
     )
     .bind(brand)
     .bind(member_id)
     .fetch_optional(pool)
     .await?;
-    Ok(member.map(MemberView::revealed))
+    Ok(revealed(vault, member.into_iter().collect()).await?.pop())
 }
 
 /// An API client (never its secret: only the public key fingerprint).

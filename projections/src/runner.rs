@@ -408,6 +408,10 @@ pub struct LiveNotice {
 async fn announce(log: &EventLog, projection: &Projection, raws: &[RawEvent]) {
     for raw in raws {
         let Some(address) = gps_nats::AggregateAddress::from_subject(&raw.subject) else { continue };
+        // Live notices are per brand; platform-level events (persons) have none.
+        if address.brand().is_platform() {
+            continue;
+        }
         let notice = LiveNotice {
             projection: projection.name.to_owned(),
             sequence: raw.sequence,

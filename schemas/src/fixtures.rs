@@ -59,6 +59,7 @@ fn decode_and_encode(
         AggregateKind::Prediction => via::<PredictionEvent>(event_type, version, payload),
         AggregateKind::Export => via::<ExportEvent>(event_type, version, payload),
         AggregateKind::Import => via::<gps_domain::import::ImportEvent>(event_type, version, payload),
+        AggregateKind::Person => via::<gps_domain::person::PersonEvent>(event_type, version, payload),
     }
 }
 

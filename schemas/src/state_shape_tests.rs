@@ -12,7 +12,9 @@ use std::fs;
 use std::path::Path;
 
 use gps_domain::Aggregate;
-use gps_domain::{brand, export, generation, import, look, prediction, product, shooting, style, subject};
+use gps_domain::{
+    brand, export, generation, import, look, person, prediction, product, shooting, style, subject,
+};
 use serde_json::Value;
 
 use super::{render, schemas_dir};
@@ -30,6 +32,7 @@ fn state_shapes() -> Vec<(&'static str, u32, Value)> {
         shape::<generation::Generation>(),
         shape::<import::Import>(),
         shape::<look::Look>(),
+        shape::<person::Person>(),
         shape::<prediction::Prediction>(),
         shape::<product::Product>(),
         shape::<shooting::Shooting>(),
@@ -91,5 +94,13 @@ fn remove_older_versions(dir: &Path, kind: &str) {
         if name.starts_with(&format!("{kind}.v")) {
             let _ = fs::remove_file(entry.path());
         }
+    }
+}
+
+#[test]
+fn every_aggregate_kind_has_its_state_shape_checked_in() {
+    let shaped: Vec<&str> = state_shapes().into_iter().map(|(kind, _, _)| kind).collect();
+    for kind in gps_domain::AggregateKind::ALL {
+        assert!(shaped.contains(&kind.as_str()), "add {kind}'s state to state_shapes()");
     }
 }

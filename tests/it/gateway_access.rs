@@ -160,7 +160,7 @@ async fn repeated_wrong_passwords_throttle_that_account_only_and_say_when_to_ret
     // Once the failures are older than the window, the right password works
     // again and clears the count.
     sqlx::query("UPDATE auth.sign_in_failures SET failed_at = failed_at - interval '16 minutes'")
-        .execute(&gateway.state.db)
+        .execute(&gateway.state.credentials)
         .await
         .expect("age the failures");
     let ana = gateway
@@ -169,7 +169,7 @@ async fn repeated_wrong_passwords_throttle_that_account_only_and_say_when_to_ret
     assert_eq!(ana.status, 200, "{}", ana.body);
     let left: i64 =
         sqlx::query_scalar("SELECT count(*) FROM auth.sign_in_failures WHERE email = 'ana@example.com'")
-            .fetch_one(&gateway.state.db)
+            .fetch_one(&gateway.state.credentials)
             .await
             .expect("count");
     assert_eq!(left, 0);

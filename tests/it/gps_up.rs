@@ -215,12 +215,21 @@ async fn gps_admin_creates_a_user_who_owns_a_new_brand_and_refuses_a_short_passw
 
     let created = admin("a long enough password").output().await.expect("run");
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
-    let (user, _, _) = gps_gateway::auth::sign_in(&pool, "ana@example.com", "a long enough password")
-        .await
-        .expect("sign in");
-    assert_eq!(user.user_id, "ana");
+    // The person is in the log; the hash of their password in the credentials database.
     let handler = gps_commands::CommandHandler::new(nats.event_log().await);
+    let ana = gps_domain::ids::MemberId::parse("ana").expect("id");
+    let person = handler
+        .load::<gps_domain::person::Person>(&gps_gateway::accounts::address(&ana).expect("address"))
+        .await
+        .expect("load person");
+    assert!(person.state.is_active());
+    let credentials_url = gps_gateway::accounts::credentials_url_for(db.url());
+    let credentials = sqlx::PgPool::connect(&credentials_url).await.expect("credentials database");
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM auth.passwords WHERE user_id = 'ana'")
+        .fetch_one(&credentials)
+        .await
+        .expect("hash");
+    assert!(gps_gateway::auth::verify_password("a long enough password", &hash));
     let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
     let address =
         gps_commands::CommandHandler::address::<gps_domain::brand::Brand>(&brand, "acme").expect("address");
@@ -294,13 +303,39 @@ async fn the_gateway_and_the_projector_run_as_separate_processes() {
     wait_healthy(&mut gateway, http_port).await;
     assert!(!data_dir.join("demo-credentials.txt").exists(), "a gateway alone seeds no demo brand");
 
+    let spawn_projector = || {
+        let mut projector = Command::new(env!("CARGO_BIN_EXE_gps"));
+        projector
+            .arg("projector")
+            .env("NATS_URL", nats.server.url())
+            .env("DATABASE_URL", db.url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        projector.spawn().expect("spawn projector")
+    };
+    // Who can sign in is a read model too (`accounts`), so the person is
+    // created while a projector runs; it stops before the product is made.
+    let mut projector = spawn_projector();
     let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
-    gps_gateway::auth::create_user(
+    let credentials_url = gps_gateway::accounts::credentials_url_for(db.url());
+    let credentials = gps_gateway::accounts::connect_credentials(&credentials_url, None)
+        .await
+        .expect("credentials database");
+    let commands = gps_commands::CommandHandler::new(nats.event_log().await);
+    gps_gateway::accounts::create_person(
+        &commands,
         &pool,
-        &gps_domain::ids::MemberId::parse("ana").expect("id"),
-        &gps_domain::brand::Email::parse("ana@example.com").expect("email"),
-        &gps_domain::values::Name::parse("Ana").expect("name"),
-        "a long enough password",
+        &credentials,
+        gps_gateway::accounts::NewPerson {
+            user_id: &gps_domain::ids::MemberId::parse("ana").expect("id"),
+            email: &gps_domain::brand::Email::parse("ana@example.com").expect("email"),
+            display_name: &gps_domain::values::Name::parse("Ana").expect("name"),
+            password: "a long enough password",
+        },
+        gps_domain::wire::Actor::System("test".into()),
+        Some(gps_gateway::accounts::VISIBLE_WITHIN),
     )
     .await
     .expect("user");
@@ -312,9 +347,11 @@ async fn the_gateway_and_the_projector_run_as_separate_processes() {
         Some(&serde_json::json!({"email": "ana@example.com", "password": "a long enough password"})),
     )
     .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
     let cookie = signed_in.header("set-cookie").and_then(|c| c.split(';').next()).expect("cookie").to_owned();
     let csrf = signed_in.json()["csrf_token"].as_str().expect("csrf").to_owned();
     let auth = [("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    assert!(terminate(&mut projector).await.success());
     let brand = serde_json::json!({"brand_id": "acme", "name": "Acme"});
     assert_eq!(
         crate::http::request(http_port, "POST", "/api/v1/brands", &auth, Some(&brand)).await.status,
@@ -331,16 +368,7 @@ async fn the_gateway_and_the_projector_run_as_separate_processes() {
     let path = format!("/api/v1/brands/acme/products/p1?min_sequence={sequence}&wait_ms=300");
     assert_eq!(crate::http::request(http_port, "GET", &path, &auth, None).await.status, 503);
 
-    let mut projector = Command::new(env!("CARGO_BIN_EXE_gps"));
-    projector
-        .arg("projector")
-        .env("NATS_URL", nats.server.url())
-        .env("DATABASE_URL", db.url())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    let mut projector = projector.spawn().expect("spawn projector");
+    let mut projector = spawn_projector();
     let path = format!("/api/v1/brands/acme/products/p1?min_sequence={sequence}&wait_ms=20000");
     let read = crate::http::request(http_port, "GET", &path, &auth, None).await;
     assert_eq!(read.status, 200, "{}", read.body);

@@ -118,8 +118,9 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         // Drop runs outside async context guarantees, so a small runtime on its
         // own thread does the clean-up; WITH (FORCE) ends leftover connections.
-        // A `gps up` or `gps agent` given this database made its compute
-        // database next to it (`<name>_compute`); it goes too.
+        // A `gps up` or `gps agent` given this database made its compute and
+        // credentials databases next to it (`<name>_compute`,
+        // `<name>_credentials`); they go too.
         let name = self.name.clone();
         let admin_url = postgres_admin_url();
         let _ = std::thread::spawn(move || {
@@ -129,11 +130,20 @@ impl Drop for TestDb {
             runtime.block_on(async move {
                 use sqlx::Connection;
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                    // `NAME_read` names its compute database `NAME_compute`.
-                    let stem_compute = name.strip_suffix("_read").map(|stem| format!("{stem}_compute"));
-                    for database in [Some(name.clone()), Some(format!("{name}_compute")), stem_compute]
-                        .into_iter()
-                        .flatten()
+                    // `NAME_read` names its compute database `NAME_compute` and
+                    // its credentials database `NAME_credentials`.
+                    let stem = name.strip_suffix("_read");
+                    let stem_compute = stem.map(|stem| format!("{stem}_compute"));
+                    let stem_credentials = stem.map(|stem| format!("{stem}_credentials"));
+                    for database in [
+                        Some(name.clone()),
+                        Some(format!("{name}_compute")),
+                        Some(format!("{name}_credentials")),
+                        stem_compute,
+                        stem_credentials,
+                    ]
+                    .into_iter()
+                    .flatten()
                     {
                         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                             "DROP DATABASE IF EXISTS {database} WITH (FORCE)"

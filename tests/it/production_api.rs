@@ -159,10 +159,14 @@ async fn a_shooting_launched_over_http_yields_24_predictions_with_provenance_ser
     let clip_generation = requested["id"].as_str().expect("generation id").to_owned();
     let again = member.ok("POST", &format!("/api/v1/brands/demo/predictions/{chosen}/video"), None).await;
     assert_eq!(again["id"], clip_generation.as_str(), "asking twice requests one clip");
+    // Read-your-writes: the first read waits for the request to be visible.
+    let visible = requested["stream_sequence"].as_u64().expect("stream sequence");
     let generation = member
-        .until(&format!("/api/v1/brands/demo/generations/{clip_generation}"), 120, |g| {
-            g["status"] == "completed" || g["status"] == "failed"
-        })
+        .until(
+            &format!("/api/v1/brands/demo/generations/{clip_generation}?min_sequence={visible}"),
+            120,
+            |g| g["status"] == "completed" || g["status"] == "failed",
+        )
         .await;
     assert_eq!(generation["status"], "completed", "{generation}");
     let clip_id = generation["prediction_ids"][0].as_str().expect("a clip").to_owned();

@@ -206,6 +206,7 @@ fn entries(
         AggregateKind::Prediction => fold::<gps_domain::prediction::Prediction>(&stored),
         AggregateKind::Export => fold::<gps_domain::export::Export>(&stored),
         AggregateKind::Import => fold::<gps_domain::import::Import>(&stored),
+        AggregateKind::Person => fold::<gps_domain::person::Person>(&stored),
     }?;
     Ok(stored
         .into_iter()

@@ -209,6 +209,17 @@ impl EventChecker {
             }
             // Member and API client ids were parsed (checked) when the envelope decoded.
             _ if !self.membership => Ok(()),
+            // Persons belong to no brand: a member acts there only on themselves.
+            Actor::Member(member) if envelope.brand == gps_domain::ids::PLATFORM_SCOPE => {
+                if member.as_str() == envelope.aggregate_id {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "member {member} acted on person {}, who is someone else",
+                        envelope.aggregate_id
+                    ))
+                }
+            }
             Actor::Member(member) => {
                 let on_brand = envelope.aggregate_type == "brand";
                 let before = brand_before.filter(|brand| brand.exists());

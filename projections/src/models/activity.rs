@@ -1,5 +1,7 @@
 //! The `activity` projection: the per-brand feed, one row per event with a
-//! short human summary ("product p1: created").
+//! short human summary ("product p1: created"). Its filter takes the whole
+//! log; platform-level events (persons, under `_platform`) belong to no
+//! brand's feed and are skipped.
 
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
@@ -9,6 +11,9 @@ use crate::event::Event;
 
 pub(crate) fn apply<'a>(conn: &'a mut PgConnection, e: &'a Event) -> BoxFuture<'a, Result<(), sqlx::Error>> {
     Box::pin(async move {
+        if !is_brand_event(e) {
+            return Ok(());
+        }
         let envelope = &e.envelope;
         sqlx::query(
             "INSERT INTO activity (sequence, brand, occurred_at, actor, event_type, aggregate_type, aggregate_id,
@@ -41,7 +46,11 @@ pub(crate) fn apply_many<'a>(
         if let [one] = events {
             return apply(conn, one).await;
         }
+        let events: Vec<&Event> = events.iter().filter(|e| is_brand_event(e)).collect();
         let n = events.len();
+        if n == 0 {
+            return Ok(());
+        }
         let (mut sequence, mut brand, mut at, mut actor) =
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut event_type, mut aggregate_type, mut aggregate_id) =
@@ -81,6 +90,11 @@ pub(crate) fn apply_many<'a>(
         .await
         .map(drop)
     })
+}
+
+/// Whether the event belongs to a brand (and so to its feed).
+fn is_brand_event(e: &Event) -> bool {
+    e.brand() != gps_domain::ids::PLATFORM_SCOPE
 }
 
 /// "<aggregate> <id>: <what happened>", plus the name the event sets, if any.

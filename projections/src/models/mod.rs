@@ -2,6 +2,7 @@
 //! Each writes unqualified table names: the runner's connection has its
 //! `search_path` set to the projection's live or shadow schema.
 
+pub(crate) mod accounts;
 pub(crate) mod activity;
 pub(crate) mod brands;
 pub(crate) mod catalog;

@@ -1,0 +1,589 @@
+//! Accounts: who can sign in. A person is an aggregate in the log
+//! (`gps_domain::person`, on `gps.evt._platform.person.<user id>`): creating
+//! one, renaming, changing the password and erasing are events, with the
+//! email and display name sealed by the privacy vault. The readable list is
+//! the `accounts` read model, rebuilt from those events like every other.
+//!
+//! What must never be in the log, and so cannot be rebuilt from it, is the
+//! credentials store: `auth.passwords` (argon2id hashes), `auth.sessions`,
+//! `auth.api_keys`, `auth.sign_in_failures`, and the vault's keys
+//! (`privacy.person_keys`). It is a database of its own
+//! ([`credentials_url_for`]: `gps_read` → `gps_credentials`), so the read
+//! database can be dropped and rebuilt from the log without losing anyone;
+//! `docs/operations.md` says how to back it up. [`connect_credentials`]
+//! prepares it and moves these schemas out of a read database that still
+//! holds them (installations from before the split).
+//!
+//! Installations from before persons were events kept accounts in
+//! `auth.users`; [`migrate_legacy_users`] turns each into a person (with a
+//! deterministic command id, so running it again changes nothing) and moves
+//! its hash into `auth.passwords`.
+
+use std::time::Duration;
+
+use gps_commands::{CommandError, CommandHandler};
+use gps_domain::brand::Email;
+use gps_domain::ids::{BrandId, MemberId};
+use gps_domain::person::{Person, PersonCommand};
+use gps_domain::values::Name;
+use gps_domain::wire::Actor;
+use gps_nats::CommandMeta;
+use sqlx::PgPool;
+
+use crate::ApiError;
+use crate::auth::{User, check_new_password, hash_password};
+
+/// How long a new person's creator waits, at most, for the accounts read
+/// model to show them (so an immediate sign-in finds them).
+pub const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
+
+fn vault_error(error: gps_projections::privacy::PrivacyError) -> ApiError {
+    ApiError::Internal(error.to_string())
+}
+
+/// The address of a person's aggregate.
+pub fn address(user_id: &MemberId) -> Result<gps_nats::AggregateAddress, ApiError> {
+    Ok(CommandHandler::address::<Person>(&BrandId::platform(), user_id.as_str())?)
+}
+
+async fn hashed(password: &str) -> Result<String, ApiError> {
+    check_new_password(password)?;
+    // argon2 takes tens of milliseconds of CPU on purpose; keep it off the
+    // async workers.
+    let owned = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&owned))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// A person just created, and the stream sequence that shows them.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The person.
+    pub user: User,
+    /// Read models at or past this sequence know them.
+    pub stream_sequence: u64,
+}
+
+/// Who to create: the user id (also their member id in brands), the
+/// sign-in address, the display name and the password.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPerson<'a> {
+    /// The user id.
+    pub user_id: &'a MemberId,
+    /// The sign-in address.
+    pub email: &'a Email,
+    /// The display name.
+    pub display_name: &'a Name,
+    /// The password (checked, then only its hash is kept).
+    pub password: &'a str,
+}
+
+/// Creates a person who can sign in: the password hash goes to the
+/// credentials store (which also keeps one account per address), then
+/// `person.registered` with the sealed email and name goes to the log. With
+/// `wait`, returns once the accounts read model shows them (or the wait ran out).
+pub async fn create_person(
+    commands: &CommandHandler,
+    read: &PgPool,
+    credentials: &PgPool,
+    person: NewPerson<'_>,
+    actor: Actor,
+    wait: Option<Duration>,
+) -> Result<Created, ApiError> {
+    let NewPerson { user_id, email, display_name, password } = person;
+    let pool = credentials;
+    let hash = hashed(password).await?;
+    let taken = || ApiError::Conflict(format!("a user with id {user_id} or email {email} already exists"));
+    let legacy: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM auth.users WHERE user_id = $1 OR email = $2)")
+            .bind(user_id.as_str())
+            .bind(email.as_str())
+            .fetch_one(pool)
+            .await?;
+    if legacy {
+        return Err(taken());
+    }
+    let (sealed_email, sealed_name) =
+        gps_projections::privacy::seal_person(pool, email, display_name).await.map_err(vault_error)?;
+    let vault_person = sealed_email.person_id.clone();
+    let claim = || {
+        sqlx::query(
+            "INSERT INTO auth.passwords (user_id, vault_person_id, password_hash) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id.as_str())
+        .bind(vault_person.as_str())
+        .bind(&hash)
+        .execute(pool)
+    };
+    if claim().await?.rows_affected() == 0 {
+        // A credentials store kept across a new log (`gps up --reset-derived`)
+        // holds passwords of persons this log never had: those claims are void.
+        release_claims_of_unknown_persons(commands, pool, user_id, &vault_person).await?;
+        if claim().await?.rows_affected() == 0 {
+            return Err(taken());
+        }
+    }
+    let command = PersonCommand::RegisterPerson {
+        user_id: user_id.clone(),
+        email: sealed_email,
+        display_name: sealed_name,
+    };
+    let meta = CommandMeta::generated(actor);
+    let outcome = match commands.execute::<Person>(&address(user_id)?, &meta, &command).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            // The claim is only valid with its person; give it back.
+            sqlx::query("DELETE FROM auth.passwords WHERE user_id = $1 AND vault_person_id = $2")
+                .bind(user_id.as_str())
+                .bind(vault_person.as_str())
+                .execute(pool)
+                .await?;
+            return Err(match error {
+                CommandError::Rejected { error: gps_domain::DomainError::AlreadyExists { .. }, .. } => {
+                    taken()
+                }
+                other => other.into(),
+            });
+        }
+    };
+    if let Some(timeout) = wait {
+        wait_until_visible(read, outcome.stream_sequence, timeout).await;
+    }
+    Ok(Created {
+        user: User {
+            user_id: user_id.to_string(),
+            email: email.to_string(),
+            display_name: display_name.to_string(),
+        },
+        stream_sequence: outcome.stream_sequence,
+    })
+}
+
+/// Deletes the password rows that claim `user_id` or `vault_person` for a
+/// person the log does not hold.
+async fn release_claims_of_unknown_persons(
+    commands: &CommandHandler,
+    pool: &PgPool,
+    user_id: &MemberId,
+    vault_person: &gps_domain::ids::PersonId,
+) -> Result<(), ApiError> {
+    let claimants: Vec<String> =
+        sqlx::query_scalar("SELECT user_id FROM auth.passwords WHERE user_id = $1 OR vault_person_id = $2")
+            .bind(user_id.as_str())
+            .bind(vault_person.as_str())
+            .fetch_all(pool)
+            .await?;
+    for claimant in claimants {
+        let Ok(id) = MemberId::parse(&claimant) else { continue };
+        if commands.load::<Person>(&address(&id)?).await?.state.user_id.is_none() {
+            tracing::warn!(user = %claimant, "a password of a person this event log does not hold was released");
+            sqlx::query("DELETE FROM auth.passwords WHERE user_id = $1")
+                .bind(&claimant)
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the accounts read model has applied `sequence`, at most
+/// `timeout` (a projector that is not running yet catches up later; the
+/// person exists in the log either way).
+pub async fn wait_until_visible(pool: &PgPool, sequence: u64, timeout: Duration) {
+    if let Err(error) = gps_projections::wait_for_sequence(pool, Some("accounts"), sequence, timeout).await {
+        tracing::warn!(%error, "the accounts read model does not show the new person yet");
+    }
+}
+
+/// Sets a person's password: the new hash goes to the credentials store,
+/// `person.password_changed` (without the hash) to the log, and every session
+/// of theirs ends.
+pub async fn change_password(
+    commands: &CommandHandler,
+    credentials: &PgPool,
+    user_id: &MemberId,
+    password: &str,
+    actor: Actor,
+) -> Result<u64, ApiError> {
+    let hash = hashed(password).await?;
+    // Decided first: an unknown or erased person gets the domain's refusal
+    // and keeps whatever the store holds.
+    let meta = CommandMeta::generated(actor);
+    let outcome =
+        commands.execute::<Person>(&address(user_id)?, &meta, &PersonCommand::ChangePassword).await?;
+    let vault_person = outcome.state.sealed_by.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let mut tx = credentials.begin().await?;
+    // An upsert: setting a password also repairs a person whose hash a lost
+    // credentials store took with it.
+    sqlx::query(
+        "INSERT INTO auth.passwords (user_id, vault_person_id, password_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, changed_at = now()",
+    )
+    .bind(user_id.as_str())
+    .bind(&vault_person)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM auth.sessions WHERE user_id = $1")
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outcome.stream_sequence)
+}
+
+/// Replaces a person's display name (sealed with their key).
+pub async fn change_display_name(
+    commands: &CommandHandler,
+    credentials: &PgPool,
+    user_id: &MemberId,
+    email: &Email,
+    display_name: &Name,
+    actor: Actor,
+) -> Result<u64, ApiError> {
+    let sealed =
+        gps_projections::privacy::seal_name(credentials, email, display_name).await.map_err(vault_error)?;
+    let meta = CommandMeta::generated(actor);
+    let command = PersonCommand::ChangeDisplayName { display_name: sealed };
+    Ok(commands.execute::<Person>(&address(user_id)?, &meta, &command).await?.stream_sequence)
+}
+
+/// What erasing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erased {
+    /// The stream sequence of `person.erased` (or of the earlier erasure).
+    pub stream_sequence: u64,
+    /// The session token hashes that were ended (for the gateways' caches).
+    pub ended_sessions: Vec<String>,
+}
+
+/// Erases a person: `person.erased` goes to the log, the vault destroys their
+/// key (so the sealed email and name in the log, in brand member events and
+/// everywhere else are noise from now on), and their password and sessions
+/// are deleted. Idempotent.
+pub async fn erase_person(
+    commands: &CommandHandler,
+    credentials: &PgPool,
+    user_id: &MemberId,
+    actor: Actor,
+) -> Result<Erased, ApiError> {
+    let address = address(user_id)?;
+    let meta = CommandMeta::generated(actor);
+    let outcome = commands.execute::<Person>(&address, &meta, &PersonCommand::ErasePerson).await?;
+    if let Some(vault_person) = &outcome.state.sealed_by {
+        gps_projections::privacy::forget_person(credentials, vault_person).await.map_err(vault_error)?;
+    }
+    let mut tx = credentials.begin().await?;
+    sqlx::query("DELETE FROM auth.passwords WHERE user_id = $1")
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let ended_sessions: Vec<String> =
+        sqlx::query_scalar("DELETE FROM auth.sessions WHERE user_id = $1 RETURNING token_hash")
+            .bind(user_id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    // Every gateway forgets the ended sessions it remembers (as at sign-out).
+    let client = commands.log().client();
+    for token_hash in &ended_sessions {
+        if let Err(error) = client.publish(crate::access::SIGNED_OUT_SUBJECT, token_hash.clone().into()).await
+        {
+            tracing::warn!(%error, "could not tell the gateways about an ended session; their cache expires it");
+        }
+    }
+    let _ = client.flush().await;
+    Ok(Erased { stream_sequence: outcome.stream_sequence, ended_sessions })
+}
+
+/// The person with `user_id` as the accounts read model shows them, unless erased.
+pub async fn user_by_id(
+    read: &PgPool,
+    credentials: &PgPool,
+    user_id: &str,
+) -> Result<Option<User>, ApiError> {
+    let account = gps_projections::accounts::person(read, credentials, user_id).await.map_err(vault_error)?;
+    Ok(account.and_then(readable))
+}
+
+/// The person who signs in with `email`, unless erased.
+pub async fn user_by_email(
+    read: &PgPool,
+    credentials: &PgPool,
+    email: &Email,
+) -> Result<Option<User>, ApiError> {
+    let account =
+        gps_projections::accounts::person_by_email(read, credentials, email).await.map_err(vault_error)?;
+    Ok(account.and_then(readable))
+}
+
+fn readable(account: gps_projections::accounts::Account) -> Option<User> {
+    if account.erased {
+        return None;
+    }
+    Some(User { user_id: account.user_id, email: account.email?, display_name: account.display_name? })
+}
+
+/// Whether the log holds any person: the installation has accounts (even
+/// when its credentials store was lost, which an operator must repair rather
+/// than a demo account paper over).
+pub async fn any_person(log: &gps_nats::EventLog) -> Result<bool, ApiError> {
+    let filter =
+        format!("{}.{}.person.>", gps_nats::subjects::EVENT_SUBJECT_PREFIX, gps_domain::ids::PLATFORM_SCOPE);
+    let unavailable = |e: gps_nats::LoadError| ApiError::Unavailable(format!("reading the event log: {e}"));
+    let mut scan = gps_nats::LogScan::open(log, &filter, 1).await.map_err(unavailable)?;
+    Ok(scan.next().await.map_err(unavailable)?.is_some())
+}
+
+/// Turns every account of the pre-event `auth.users` table into a person in
+/// the log (`person.registered`, command id `legacy-account:<user id>`, so a
+/// second run, or a run interrupted half-way, writes nothing twice) and moves
+/// its password hash to `auth.passwords`; the row is then deleted, so the
+/// readable address leaves the table. Accounts that `gps audit forget-person`
+/// already forgot are left as they are: nobody can sign in with them.
+/// Returns how many accounts were moved.
+pub async fn migrate_legacy_users(
+    commands: &CommandHandler,
+    credentials: &PgPool,
+) -> Result<usize, ApiError> {
+    let pool = credentials;
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT user_id, email, display_name, password_hash FROM auth.users
+         WHERE password_hash <> '!forgotten' ORDER BY created_at, user_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut moved = 0;
+    for (user_id, email, display_name, hash) in rows {
+        let invalid = |what: &str, e: gps_domain::InvalidValue| {
+            ApiError::Internal(format!(
+                "auth.users row {user_id}: its {what} does not parse ({e}); fix it by hand"
+            ))
+        };
+        let id = MemberId::parse(&user_id).map_err(|e| invalid("user id", e))?;
+        let email = Email::parse(&email).map_err(|e| invalid("email", e))?;
+        let name = Name::parse(&display_name).map_err(|e| invalid("display name", e))?;
+        let (sealed_email, sealed_name) =
+            gps_projections::privacy::seal_person(pool, &email, &name).await.map_err(vault_error)?;
+        let vault_person = sealed_email.person_id.clone();
+        let command = PersonCommand::RegisterPerson {
+            user_id: id.clone(),
+            email: sealed_email,
+            display_name: sealed_name,
+        };
+        let meta =
+            CommandMeta::new(format!("legacy-account:{id}"), Actor::System("gps-accounts-migration".into()));
+        let vault_person = match commands.execute::<Person>(&address(&id)?, &meta, &command).await {
+            // An earlier run registered them (the same command id returns its
+            // outcome): the sealing of that run is the one in the log.
+            Ok(outcome) => outcome.state.sealed_by.unwrap_or(vault_person),
+            Err(CommandError::Rejected { error: gps_domain::DomainError::AlreadyExists { .. }, .. }) => {
+                let loaded = commands.load::<Person>(&address(&id)?).await?;
+                loaded.state.sealed_by.unwrap_or(vault_person)
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO auth.passwords (user_id, vault_person_id, password_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(vault_person.as_str())
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM auth.users WHERE user_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        moved += 1;
+    }
+    Ok(moved)
+}
+
+/// The credentials database next to a read database: `gps_read` →
+/// `gps_credentials`, `NAME_read` → `NAME_credentials`, any other `NAME` →
+/// `NAME_credentials` (on the same server, with the same options).
+pub fn credentials_url_for(read_url: &str) -> String {
+    let without_query = read_url.split_once('?').map_or(read_url, |(base, _)| base);
+    let read_name = without_query.rsplit_once('/').map_or("gps", |(_, name)| name);
+    let name = match read_name.strip_suffix("_read") {
+        Some(stem) if !stem.is_empty() => format!("{stem}_credentials"),
+        _ => format!("{read_name}_credentials"),
+    };
+    match read_url.split_once('?') {
+        Some((base, query)) => format!("{}/{name}?{query}", base.rsplit_once('/').map_or(base, |(s, _)| s)),
+        None => format!("{}/{name}", read_url.rsplit_once('/').map_or(read_url, |(s, _)| s)),
+    }
+}
+
+/// Why the credentials store could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// Connecting to (or creating) the database failed.
+    #[error("credentials database: {0}")]
+    Connect(#[from] gps_projections::DbError),
+    /// Postgres failed.
+    #[error("credentials database: {0}")]
+    Postgres(#[from] sqlx::Error),
+}
+
+/// Connects to the credentials database (created if missing) and prepares
+/// its schemas. Given the read database, also moves the credentials a read
+/// database of an older installation still holds (`auth`, `privacy`) into
+/// it, then drops them there, so the read database holds only what the log
+/// can rebuild.
+pub async fn connect_credentials(url: &str, read: Option<&PgPool>) -> Result<PgPool, CredentialsError> {
+    let credentials = gps_projections::connect(url).await?;
+    crate::auth::migrate(&credentials).await?;
+    gps_projections::privacy::migrate(&credentials).await?;
+    if let Some(read) = read {
+        move_credentials_out_of(read, &credentials).await?;
+    }
+    Ok(credentials)
+}
+
+/// Copies `auth` and `privacy` rows from the read database into the
+/// credentials database (rows already there win, so an interrupted move can
+/// run again) and drops those schemas from the read database.
+async fn move_credentials_out_of(read: &PgPool, credentials: &PgPool) -> Result<(), sqlx::Error> {
+    let present: Vec<String> = sqlx::query_scalar(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables
+         WHERE table_schema IN ('auth', 'privacy')",
+    )
+    .fetch_all(read)
+    .await?;
+    if present.is_empty() {
+        return Ok(());
+    }
+    let has = |table: &str| present.iter().any(|t| t == table);
+    let mut tx = credentials.begin().await?;
+    if has("privacy.person_keys") {
+        type Key =
+            (String, Option<String>, Option<Vec<u8>>, time::OffsetDateTime, Option<time::OffsetDateTime>);
+        let rows: Vec<Key> = sqlx::query_as(
+            "SELECT person_id, email_digest, key, created_at, forgotten_at FROM privacy.person_keys",
+        )
+        .fetch_all(read)
+        .await?;
+        for (person, digest, key, created, forgotten) in rows {
+            sqlx::query(
+                "INSERT INTO privacy.person_keys (person_id, email_digest, key, created_at, forgotten_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(person)
+            .bind(digest)
+            .bind(key)
+            .bind(created)
+            .bind(forgotten)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    if has("auth.users") {
+        let rows: Vec<(String, String, String, String, time::OffsetDateTime)> =
+            sqlx::query_as("SELECT user_id, email, display_name, password_hash, created_at FROM auth.users")
+                .fetch_all(read)
+                .await?;
+        for (user, email, name, hash, created) in rows {
+            sqlx::query(
+                "INSERT INTO auth.users (user_id, email, display_name, password_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(user)
+            .bind(email)
+            .bind(name)
+            .bind(hash)
+            .bind(created)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    if has("auth.passwords") {
+        let rows: Vec<(String, String, String, time::OffsetDateTime)> =
+            sqlx::query_as("SELECT user_id, vault_person_id, password_hash, changed_at FROM auth.passwords")
+                .fetch_all(read)
+                .await?;
+        for (user, person, hash, changed) in rows {
+            sqlx::query(
+                "INSERT INTO auth.passwords (user_id, vault_person_id, password_hash, changed_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(user)
+            .bind(person)
+            .bind(hash)
+            .bind(changed)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    if has("auth.sessions") {
+        let rows: Vec<(String, String, String, time::OffsetDateTime, time::OffsetDateTime)> = sqlx::query_as(
+            "SELECT token_hash, user_id, csrf_token, created_at, expires_at FROM auth.sessions",
+        )
+        .fetch_all(read)
+        .await?;
+        for (token, user, csrf, created, expires) in rows {
+            sqlx::query(
+                "INSERT INTO auth.sessions (token_hash, user_id, csrf_token, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(token)
+            .bind(user)
+            .bind(csrf)
+            .bind(created)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    if has("auth.api_keys") {
+        type ApiKey = (String, String, String, String, time::OffsetDateTime, Option<time::OffsetDateTime>);
+        let rows: Vec<ApiKey> = sqlx::query_as(
+            "SELECT key_prefix, brand, api_client_id, secret_hash, created_at, revoked_at FROM auth.api_keys",
+        )
+        .fetch_all(read)
+        .await?;
+        for (prefix, brand, client, secret, created, revoked) in rows {
+            sqlx::query(
+                "INSERT INTO auth.api_keys (key_prefix, brand, api_client_id, secret_hash, created_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(prefix)
+            .bind(brand)
+            .bind(client)
+            .bind(secret)
+            .bind(created)
+            .bind(revoked)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    // Failed sign-ins are not worth moving; they expire within the window.
+    sqlx::raw_sql("DROP SCHEMA IF EXISTS auth CASCADE; DROP SCHEMA IF EXISTS privacy CASCADE;")
+        .execute(read)
+        .await?;
+    tracing::info!(
+        "moved the credentials (auth, privacy) out of the read database into the credentials database"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credentials_database_is_named_after_the_read_database() {
+        let url = |name: &str| format!("postgres://gps@db:5432/{name}");
+        assert_eq!(credentials_url_for(&url("gps_read")), url("gps_credentials"));
+        assert_eq!(credentials_url_for(&url("gps_3f9a1c2e_read")), url("gps_3f9a1c2e_credentials"));
+        assert_eq!(credentials_url_for(&url("catalogue")), url("catalogue_credentials"));
+        assert_eq!(
+            credentials_url_for("postgres://gps@db/gps_read?sslmode=require"),
+            "postgres://gps@db/gps_credentials?sslmode=require"
+        );
+    }
+}
