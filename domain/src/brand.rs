@@ -791,7 +791,7 @@ impl Aggregate for Brand {
                     {
                         return Ok(vec![]);
                     }
-                    return Err(DomainError::rule(format!(
+                    return Err(DomainError::invalid_state(format!(
                         "brand {} already has an API client {api_client_id}; \
                          revoke it and register a new one to change it",
                         brand.brand_id
@@ -1072,6 +1072,10 @@ mod tests {
 
     fn is_rule(error: &DomainError, needle: &str) -> bool {
         matches!(error, DomainError::RuleViolated(message) if message.contains(needle))
+    }
+
+    fn is_invalid_state(error: &DomainError, needle: &str) -> bool {
+        matches!(error, DomainError::InvalidState(message) if message.contains(needle))
     }
 
     #[test]
@@ -1366,7 +1370,7 @@ mod tests {
     fn registering_another_client_under_a_taken_id_is_rejected() {
         given::<Brand>(&with(founded(), [registered("pim", "gps_00000001")]))
             .when(&register("pim", "gps_00000002"))
-            .then_rejected(|e| is_rule(e, "revoke it and register a new one"));
+            .then_rejected(|e| is_invalid_state(e, "revoke it and register a new one"));
     }
 
     #[test]
@@ -1401,7 +1405,7 @@ mod tests {
     fn registering_the_same_api_client_with_other_scopes_is_rejected() {
         given::<Brand>(&with(founded(), [registered("pim", "gps_00000001")]))
             .when(&register_scoped("pim", "gps_00000001", &[ApiScope::Stream]))
-            .then_rejected(|e| is_rule(e, "revoke it and register a new one"));
+            .then_rejected(|e| is_invalid_state(e, "revoke it and register a new one"));
     }
 
     #[test]

@@ -211,24 +211,41 @@ pub async fn sign_out(state: &AppState, token: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A new API key: `gps_<prefix>_<secret>`. Only its hash is stored.
-pub async fn issue_api_key(
+/// A new API key `gps_<prefix>_<secret>` and its prefix, not yet stored
+/// ([`store_api_key`] keeps only its hash).
+pub fn new_api_key() -> Result<(String, String), ApiError> {
+    let prefix = format!("gps_{}", random_token(6)?);
+    let key = api_key_under(&prefix)?;
+    Ok((prefix, key))
+}
+
+/// A new secret under a prefix already recorded as a client's fingerprint.
+pub fn api_key_under(prefix: &str) -> Result<String, ApiError> {
+    Ok(format!("{prefix}_{}", random_token(32)?))
+}
+
+/// Stores the hash of a client's key, unless the client has one: a key is
+/// stored once per client, so a replayed registration never makes a second
+/// one. Returns whether this key was stored.
+pub async fn store_api_key(
     pool: &PgPool,
     brand: &BrandId,
     api_client_id: &ApiClientId,
-) -> Result<(String, String), ApiError> {
-    let prefix = format!("gps_{}", random_token(6)?);
-    let key = format!("{prefix}_{}", random_token(32)?);
-    sqlx::query(
-        "INSERT INTO auth.api_keys (key_prefix, brand, api_client_id, secret_hash) VALUES ($1, $2, $3, $4)",
+    prefix: &str,
+    key: &str,
+) -> Result<bool, ApiError> {
+    let stored = sqlx::query(
+        "INSERT INTO auth.api_keys (key_prefix, brand, api_client_id, secret_hash) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
     )
-    .bind(&prefix)
+    .bind(prefix)
     .bind(brand.as_str())
     .bind(api_client_id.as_str())
-    .bind(sha256_hex(&key))
+    .bind(sha256_hex(key))
     .execute(pool)
-    .await?;
-    Ok((prefix, key))
+    .await?
+    .rows_affected();
+    Ok(stored == 1)
 }
 
 /// Marks an API key revoked (the Brand aggregate also records the revocation).
@@ -273,11 +290,13 @@ impl Principal {
         }
     }
 
-    /// A stable text naming the caller, used to scope idempotency keys.
+    /// A stable text naming the caller, used to scope idempotency keys. Ids
+    /// never hold `:`, so two callers never share a scope (with `-` as the
+    /// separator, brand `a-b`'s client `c` and brand `a`'s client `b-c` did).
     pub fn scope(&self) -> String {
         match self {
-            Principal::User { user_id } => format!("u-{user_id}"),
-            Principal::ApiClient { brand, api_client_id } => format!("k-{brand}-{api_client_id}"),
+            Principal::User { user_id } => format!("u:{user_id}"),
+            Principal::ApiClient { brand, api_client_id } => format!("k:{brand}:{api_client_id}"),
         }
     }
 }
@@ -339,6 +358,11 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Authenticated already by a middleware of this request (extensions
+        // are the server's own, never a client's).
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
         if let Some(authorization) = parts.headers.get(header::AUTHORIZATION) {
             let value = authorization
                 .to_str()
@@ -515,6 +539,17 @@ pub async fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_whose_ids_join_to_the_same_text_keep_separate_idempotency_scopes() {
+        let client = |brand: &str, client: &str| Principal::ApiClient {
+            brand: BrandId::parse(brand).expect("brand"),
+            api_client_id: ApiClientId::parse(client).expect("client"),
+        };
+        assert_ne!(client("a-b", "c").scope(), client("a", "b-c").scope());
+        let user = Principal::User { user_id: gps_domain::ids::MemberId::parse("k-a-b").expect("member") };
+        assert_ne!(user.scope(), client("a", "b").scope());
+    }
 
     #[test]
     fn a_password_verifies_only_against_its_own_hash() {

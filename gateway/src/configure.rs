@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{self, Principal};
-use crate::routes::{Accepted, Body, OptionalBody, actions, brand_id, execute, parse};
+use crate::routes::{Accepted, Body, OptionalBody, actions, brand_id, execute, generated_id, parse};
 use crate::{ApiError, AppState};
 
 /// The Configure stage's routes.
@@ -87,13 +87,15 @@ pub(crate) fn optional_reason(reason: Option<String>) -> Result<Option<Text>, Ap
     reason.map(|raw| parse("reason", Text::parse(raw))).transpose()
 }
 
-/// The id given on create, or a new time-ordered one.
+/// The id given on create, or one generated for it (see [`generated_id`]).
 pub(crate) fn new_id<T, E: std::fmt::Display>(
+    principal: &Principal,
+    headers: &HeaderMap,
     field: &str,
     given: Option<String>,
     parse_id: impl Fn(String) -> Result<T, E>,
 ) -> Result<T, ApiError> {
-    let raw = given.unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let raw = given.unwrap_or_else(|| generated_id(principal, headers, field));
     parse(field, parse_id(raw))
 }
 
@@ -131,7 +133,7 @@ pub(crate) async fn create_subject(
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::CREATE_SUBJECT).await?;
-    let subject_id = new_id("subject_id", body.subject_id, SubjectId::parse)?;
+    let subject_id = new_id(&principal, &headers, "subject_id", body.subject_id, SubjectId::parse)?;
     let command = SubjectCommand::CreateSubject {
         subject_id: subject_id.clone(),
         brand_id: brand.clone(),
@@ -218,7 +220,7 @@ pub(crate) async fn create_style(
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::CREATE_STYLE).await?;
-    let style_id = new_id("style_id", body.style_id, StyleId::parse)?;
+    let style_id = new_id(&principal, &headers, "style_id", body.style_id, StyleId::parse)?;
     let command = StyleCommand::CreateStyle {
         style_id: style_id.clone(),
         brand_id: brand.clone(),
@@ -300,7 +302,7 @@ pub(crate) async fn create_shooting(
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::CREATE_SHOOTING).await?;
-    let shooting_id = new_id("shooting_id", body.shooting_id, ShootingId::parse)?;
+    let shooting_id = new_id(&principal, &headers, "shooting_id", body.shooting_id, ShootingId::parse)?;
     let command = ShootingCommand::CreateShooting {
         shooting_id: shooting_id.clone(),
         brand_id: brand.clone(),
@@ -615,7 +617,7 @@ pub(crate) async fn create_look(
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::CREATE_LOOK).await?;
-    let look_id = new_id("look_id", body.look_id, LookId::parse)?;
+    let look_id = new_id(&principal, &headers, "look_id", body.look_id, LookId::parse)?;
     let name = parse("name", Name::parse(&body.name))?;
     let products = products(body.products)?;
     let subject = body.subject.map(|raw| parse("subject", SubjectId::parse(raw))).transpose()?;

@@ -64,6 +64,10 @@ pub enum ApiError {
     /// The read model has not yet reached the sequence the request asked for.
     #[error("{0}")]
     NotYetConsistent(String),
+    /// An Idempotency-Key came back with a different request than the one it
+    /// was first used for.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// Too many attempts; the client may try again after `retry_after_secs`.
     #[error("{message}")]
     TooManyRequests {
@@ -113,7 +117,9 @@ impl ApiError {
             ApiError::Rejected(_) | ApiError::Conflict(_) | ApiError::BeyondTheLog { .. } => {
                 StatusCode::CONFLICT
             }
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::IdempotencyKeyReused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -144,6 +150,10 @@ impl ApiError {
                 ("https://gps.example/problems/rejected", "Not possible in the current state")
             }
             ApiError::Unprocessable(_) => ("https://gps.example/problems/rule", "Breaks a business rule"),
+            ApiError::IdempotencyKeyReused(_) => (
+                "https://gps.example/problems/idempotency-key-reused",
+                "Idempotency-Key used for another request",
+            ),
             ApiError::PayloadTooLarge(_) => ("https://gps.example/problems/too-large", "Upload too large"),
             ApiError::UnsupportedMediaType(_) => {
                 ("https://gps.example/problems/unsupported-media-type", "Not an accepted file type")
@@ -186,6 +196,7 @@ impl IntoResponse for ApiError {
         };
         let field = match &self {
             ApiError::Validation { field, .. } | ApiError::BeyondTheLog { field, .. } => Some(field.clone()),
+            ApiError::IdempotencyKeyReused(_) => Some("Idempotency-Key".to_owned()),
             _ => None,
         };
         let body = Problem {

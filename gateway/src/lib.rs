@@ -37,6 +37,7 @@ mod configure;
 pub mod error;
 pub mod events;
 mod extract;
+mod idempotency;
 pub mod images;
 pub mod imports;
 mod live;
@@ -180,6 +181,7 @@ pub fn app(state: AppState) -> Router {
         .merge(ui_host::router())
         .fallback(extract::unknown_address)
         .method_not_allowed_fallback(extract::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::replay_or_record))
         .layer(middleware::from_fn(request_log))
         .with_state(state)
 }

@@ -76,7 +76,7 @@ fn declare_operation(path: &str, method: &str, operation: &mut Value) {
         if !reads && secured {
             parameters.push(json!({
                 "name": "Idempotency-Key", "in": "header", "required": false,
-                "description": "Makes the command safe to retry: the same key (per caller) applies it once and answers the first outcome again.",
+                "description": "Makes the command safe to retry for a day: the same key (per caller) with the same request applies it once and answers the first outcome again, with `Idempotent-Replayed: true`; the same key with another request is refused (422). A refused request (4xx) releases its key.",
                 "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}
             }));
             parameters.push(json!({
@@ -121,6 +121,9 @@ fn declare_operation(path: &str, method: &str, operation: &mut Value) {
     }
     if secured && (!reads || id == "aggregate_history") {
         add("409", "Conflicts with the current state, or the Idempotency-Key was used for another command");
+    }
+    if secured && !reads {
+        add("422", "Breaks a business rule, or the Idempotency-Key was first used for another request");
     }
     if waits_for_sequence {
         add(

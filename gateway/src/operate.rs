@@ -209,7 +209,7 @@ pub(crate) async fn request_export(
 ) -> Result<Response, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::REQUEST_EXPORT).await?;
-    let export_id = new_id("export_id", body.export_id, ExportId::parse)?;
+    let export_id = new_id(&principal, &headers, "export_id", body.export_id, ExportId::parse)?;
     let channel = parse("channel", Channel::parse(body.channel))?;
     let destination: ExportDestination = crate::configure::nested("destination", body.destination)?;
     if body.predictions.is_empty() || body.predictions.len() > MAX_EXPORT_PREDICTIONS {

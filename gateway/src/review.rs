@@ -183,7 +183,7 @@ pub(crate) async fn comment_on_prediction(
     Body(body): Body<CommentOnPrediction>,
 ) -> Result<Response, ApiError> {
     let brand = authorized(&state, &principal, &brand, actions::COMMENT_ON_PREDICTION).await?;
-    let comment_id = new_id("comment_id", body.comment_id, CommentId::parse)?;
+    let comment_id = new_id(&principal, &headers, "comment_id", body.comment_id, CommentId::parse)?;
     let text = parse("text", Text::parse(&body.text))?;
     let command = PredictionCommand::CommentOnPrediction { comment_id: comment_id.clone(), text };
     let mut accepted = review(&state, &principal, &headers, (&brand, &prediction), command).await?;

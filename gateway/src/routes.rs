@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sha2::Digest;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -306,13 +308,36 @@ pub(crate) fn command_meta(principal: &Principal, headers: &HeaderMap) -> Result
         return Ok(CommandMeta::generated(principal.actor()));
     };
     let key = value.to_str().map_err(|_| ApiError::field("Idempotency-Key", "it must be ASCII text"))?;
-    if key.is_empty() || key.len() > 64 || key.chars().any(|c| !c.is_ascii_graphic()) {
+    if !well_formed_key(key) {
         return Err(ApiError::field(
             "Idempotency-Key",
             "give 1 to 64 visible ASCII characters without spaces, e.g. a UUID",
         ));
     }
     Ok(CommandMeta::new(format!("{}:{key}", principal.scope()), principal.actor()))
+}
+
+/// Whether `key` is an acceptable Idempotency-Key: 1 to 64 visible ASCII characters.
+pub(crate) fn well_formed_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 64 && key.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// The id a create gives its new resource when the request names none: derived
+/// from the caller's Idempotency-Key when there is one, so a retried create
+/// addresses the resource the first attempt made (and the log finds the
+/// command there), else a new time-ordered id.
+pub(crate) fn generated_id(principal: &Principal, headers: &HeaderMap, kind: &str) -> String {
+    let key = headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| well_formed_key(key));
+    match key {
+        Some(key) => {
+            let digest = sha2::Sha256::digest(format!("{}\n{key}\n{kind}", principal.scope()).as_bytes());
+            hex::encode(&digest[..16])
+        }
+        None => uuid::Uuid::now_v7().simple().to_string(),
+    }
 }
 
 pub(crate) fn parse<T, E: std::fmt::Display>(field: &str, result: Result<T, E>) -> Result<T, ApiError> {
@@ -332,6 +357,18 @@ pub(crate) async fn execute<A: Aggregate>(
     id: &str,
     command: A::Command,
 ) -> Result<Accepted, ApiError> {
+    Ok(execute_for_state::<A>(state, principal, headers, brand, id, command).await?.0)
+}
+
+/// Like [`execute`], with the aggregate's state after the command.
+pub(crate) async fn execute_for_state<A: Aggregate>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    brand: &BrandId,
+    id: &str,
+    command: A::Command,
+) -> Result<(Accepted, A), ApiError> {
     let meta = command_meta(principal, headers)?;
     let address = CommandHandler::address::<A>(brand, id)?;
     let outcome = state.commands.execute::<A>(&address, &meta, &command).await?;
@@ -342,7 +379,7 @@ pub(crate) async fn execute<A: Aggregate>(
     {
         state.access.brand_changed(&state.log, brand, brand_state.clone(), outcome.aggregate_version);
     }
-    Ok(Accepted::from_outcome(id, &outcome))
+    Ok((Accepted::from_outcome(id, &outcome), outcome.state))
 }
 
 // ---------------------------------------------------------------------------
@@ -594,8 +631,12 @@ fn parse_scopes(role: Role, requested: Option<&[String]>) -> Result<BTreeSet<Api
 pub(crate) struct RegisteredApiClient {
     #[serde(flatten)]
     accepted: Accepted,
-    /// The key, shown this once; only its hash is kept.
-    api_key: String,
+    /// The key, shown this once; only its hash is kept. Absent when a retried
+    /// registration (same Idempotency-Key) is answered again: the key was
+    /// shown in the first answer, and no second key is made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    api_key: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/brands/{brand}/api-clients", tag = "api-clients", params(("brand" = String, Path, description = "The brand id")), request_body = RegisterApiClient, responses((status = 201, description = "Client registered; the key is shown this once", body = RegisteredApiClient), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
@@ -610,14 +651,15 @@ pub(crate) async fn register_api_client(
     auth::authorize(&state, &principal, &brand, actions::REGISTER_API_CLIENT).await?;
     let client_id = match body.api_client_id {
         Some(raw) => parse("api_client_id", ApiClientId::parse(raw))?,
-        None => parse("api_client_id", ApiClientId::parse(uuid::Uuid::new_v4().simple().to_string()))?,
+        None => parse("api_client_id", ApiClientId::parse(generated_id(&principal, &headers, "api_client")))?,
     };
     let name = parse("name", Name::parse(&body.name))?;
     let role = parse_role(&body.role)?;
     let scopes = parse_scopes(role, body.scopes.as_deref())?;
-    // The key exists only once the event is recorded; a refused command
-    // removes it again.
-    let (prefix, key) = auth::issue_api_key(&state.credentials, &brand, &client_id).await?;
+    // The event is recorded before the key is stored: a key never works for
+    // a client the log does not have, and a failure after the event leaves
+    // nothing to clean up (a retry with the same Idempotency-Key stores it).
+    let (prefix, key) = auth::new_api_key()?;
     let command = BrandCommand::RegisterApiClient {
         api_client_id: client_id.clone(),
         name,
@@ -626,23 +668,35 @@ pub(crate) async fn register_api_client(
         scopes,
     };
     let id = brand.to_string();
-    match execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await {
-        Ok(mut accepted) => {
-            accepted.id = client_id.to_string();
-            let status = if accepted.already_applied { StatusCode::OK } else { StatusCode::CREATED };
-            let sequence = HeaderValue::from(accepted.stream_sequence);
-            let mut response = (status, Json(RegisteredApiClient { accepted, api_key: key })).into_response();
-            response.headers_mut().insert(STREAM_SEQUENCE_HEADER, sequence);
-            Ok(response)
-        }
-        Err(error) => {
-            sqlx::query("DELETE FROM auth.api_keys WHERE key_prefix = $1")
-                .bind(&prefix)
-                .execute(&state.credentials)
-                .await?;
-            Err(error)
-        }
-    }
+    let (mut accepted, brand_state) =
+        execute_for_state::<Brand>(&state, &principal, &headers, &brand, &id, command).await?;
+    let api_key = if accepted.already_applied {
+        // A retry of a registration the log has: its key was shown once. Only
+        // when the first attempt failed before storing it is one made now,
+        // under the fingerprint the log recorded.
+        let recorded = brand_state
+            .api_clients
+            .get(&client_id)
+            .map(|registered| registered.key_fingerprint.as_str().to_owned())
+            .ok_or_else(|| {
+                ApiError::Internal(format!("registered API client {client_id} is not in its brand"))
+            })?;
+        let key = auth::api_key_under(&recorded)?;
+        auth::store_api_key(&state.credentials, &brand, &client_id, &recorded, &key).await?.then_some(key)
+    } else if auth::store_api_key(&state.credentials, &brand, &client_id, &prefix, &key).await? {
+        Some(key)
+    } else {
+        return Err(ApiError::Internal(format!(
+            "API client {client_id} of brand {brand} was registered, but a key for it was stored before"
+        )));
+    };
+    accepted.id = client_id.to_string();
+    let status = if accepted.already_applied { StatusCode::OK } else { StatusCode::CREATED };
+    let sequence = HeaderValue::from(accepted.stream_sequence);
+    let mut response = (status, Json(RegisteredApiClient { accepted, api_key })).into_response();
+    response.headers_mut().insert(STREAM_SEQUENCE_HEADER, sequence);
+    response.extensions_mut().insert(crate::idempotency::OneTimeSecrets(&["api_key"]));
+    Ok(response)
 }
 
 #[utoipa::path(delete, path = "/api/v1/brands/{brand}/api-clients/{client}", tag = "api-clients", params(("brand" = String, Path, description = "The brand id"), ("client" = String, Path, description = "The API client id")), responses((status = 200, description = "Client revoked", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
@@ -689,7 +743,7 @@ pub(crate) async fn create_product(
     auth::authorize(&state, &principal, &brand, actions::CREATE_PRODUCT).await?;
     let product_id = match body.product_id {
         Some(raw) => parse("product_id", ProductId::parse(raw))?,
-        None => parse("product_id", ProductId::parse(uuid::Uuid::now_v7().simple().to_string()))?,
+        None => parse("product_id", ProductId::parse(generated_id(&principal, &headers, "product")))?,
     };
     let command = ProductCommand::CreateProduct {
         product_id: product_id.clone(),

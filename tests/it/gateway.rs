@@ -479,7 +479,7 @@ async fn a_repeated_idempotency_key_applies_the_command_once() {
     let first = gateway.call("POST", "/api/v1/brands/acme/products", &headers, Some(product("p1"))).await;
     let second = gateway.call("POST", "/api/v1/brands/acme/products", &headers, Some(product("p1"))).await;
     assert_eq!(first.status, 201, "{}", first.body);
-    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.status, 201, "the first answer again: {}", second.body);
     assert_eq!(second.json()["already_applied"], true);
     assert_eq!(first.json()["stream_sequence"], second.json()["stream_sequence"]);
     // Without the key, the same request is a new command, refused by the domain.
@@ -490,6 +490,158 @@ async fn a_repeated_idempotency_key_applies_the_command_once() {
         gateway.call("POST", "/api/v1/brands/acme/products", &bad_key, Some(product("p2"))).await.status,
         400
     );
+}
+
+/// The Idempotency-Key row of `key`, as the gateway keeps it: (status, body).
+async fn kept_answer(gateway: &TestGateway, key: &str) -> Option<(Option<i16>, Option<serde_json::Value>)> {
+    sqlx::query_as("SELECT status, body FROM auth.idempotency_keys WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(&gateway.state.credentials)
+        .await
+        .expect("idempotency row")
+}
+
+/// Makes a kept answer look like a first attempt whose outcome never came
+/// back (the gateway answered 5xx, or died after the log had the command).
+async fn forget_the_answer(gateway: &TestGateway, key: &str) {
+    sqlx::query("UPDATE auth.idempotency_keys SET status = NULL, body = NULL WHERE idempotency_key = $1")
+        .bind(key)
+        .execute(&gateway.state.credentials)
+        .await
+        .expect("forget");
+}
+
+#[tokio::test]
+async fn a_retried_create_gets_its_first_answer_and_the_key_with_another_body_is_refused() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let products = "/api/v1/brands/acme/products";
+    let keyed = |key: &'static str| [owner.headers(), vec![("Idempotency-Key", key)]].concat();
+    // No product_id: the server makes one, as a client that lets it would.
+    let body = json!({"sku": "TEE-1", "name": "Tee", "category": "tops"});
+    let first = gateway.call("POST", products, &keyed("tee-once"), Some(body.clone())).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let retried = gateway.call("POST", products, &keyed("tee-once"), Some(body.clone())).await;
+    assert_eq!(retried.status, 201, "the first status again: {}", retried.body);
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+    let mut expected = first.json();
+    expected["already_applied"] = json!(true);
+    assert_eq!(retried.json(), expected, "the first body, marked already applied");
+    assert_eq!(retried.header("gps-stream-sequence"), first.header("gps-stream-sequence"));
+    let product_id = first.json()["id"].as_str().expect("id").to_owned();
+
+    // The same key with another body: refused, naming the header, nothing applied.
+    let renamed = json!({"sku": "TEE-1", "name": "Renamed", "category": "tops"});
+    let refused = gateway.call("POST", products, &keyed("tee-once"), Some(renamed)).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.json()["field"], "Idempotency-Key");
+    assert!(refused.json()["detail"].as_str().expect("detail").contains("POST /api/v1/brands/acme/products"));
+    let address = CommandHandler::address::<Product>(&brand(), &product_id).expect("address");
+    let stored = gateway.state.commands.log().load(&address).await.expect("load");
+    assert_eq!(stored.events.len(), 1, "only the first create is in the log");
+    assert_eq!(stored.events[0].payload["name"], "Tee");
+
+    // The first attempt's outcome never reached the client nor the store: the
+    // retry runs again, addresses the product the first one made, and the log
+    // finds the command there.
+    forget_the_answer(&gateway, "tee-once").await;
+    let after_loss = gateway.call("POST", products, &keyed("tee-once"), Some(body.clone())).await;
+    assert_eq!(after_loss.status, 200, "{}", after_loss.body);
+    assert_eq!(after_loss.json()["id"], product_id.as_str());
+    assert_eq!(after_loss.json()["already_applied"], true);
+    assert_eq!(gateway.state.commands.log().load(&address).await.expect("load").events.len(), 1);
+
+    // A refused request applied nothing: its key is free for the corrected one.
+    let bad = json!({"sku": "has space", "name": "Shirt", "category": "tops"});
+    assert_eq!(gateway.call("POST", products, &keyed("shirt-1"), Some(bad)).await.status, 400);
+    assert_eq!(kept_answer(&gateway, "shirt-1").await, None);
+    let good = json!({"sku": "SHIRT-1", "name": "Shirt", "category": "tops"});
+    assert_eq!(gateway.call("POST", products, &keyed("shirt-1"), Some(good)).await.status, 201);
+
+    // Keys belong to their caller: another caller's same key is its own.
+    let registered = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/api-clients",
+            Some(json!({"name": "PIM", "role": "producer"})),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let bearer = format!("Bearer {}", registered.json()["api_key"].as_str().expect("key"));
+    let other = json!({"sku": "TEE-2", "name": "Tee", "category": "tops"});
+    let by_key = gateway
+        .call(
+            "POST",
+            products,
+            &[("Authorization", bearer.as_str()), ("Idempotency-Key", "tee-once")],
+            Some(other),
+        )
+        .await;
+    assert_eq!(by_key.status, 201, "{}", by_key.body);
+    assert_ne!(by_key.json()["id"], product_id.as_str());
+}
+
+#[tokio::test]
+async fn a_replayed_api_client_registration_mints_no_second_key() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let clients = "/api/v1/brands/acme/api-clients";
+    let headers = [owner.headers(), vec![("Idempotency-Key", "register-pim")]].concat();
+    let body = json!({"name": "PIM", "role": "producer"});
+    let keys_of_brand = || async {
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM auth.api_keys WHERE brand = 'acme'")
+            .fetch_one(&gateway.state.credentials)
+            .await
+            .expect("count");
+        count
+    };
+    let gateway = &gateway;
+    let works = |key: String| async move {
+        let bearer = format!("Bearer {key}");
+        gateway
+            .call("GET", "/api/v1/brands/acme/products", &[("Authorization", bearer.as_str())], None)
+            .await
+            .status
+    };
+
+    let first = gateway.call("POST", clients, &headers, Some(body.clone())).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let key = first.json()["api_key"].as_str().expect("key").to_owned();
+    let client = first.json()["id"].as_str().expect("id").to_owned();
+
+    let replayed = gateway.call("POST", clients, &headers, Some(body.clone())).await;
+    assert_eq!(replayed.status, 201, "{}", replayed.body);
+    assert_eq!(replayed.json()["id"], client.as_str());
+    assert_eq!(replayed.json()["already_applied"], true);
+    assert!(replayed.json().get("api_key").is_none(), "a key is shown once: {}", replayed.body);
+    let kept = kept_answer(gateway, "register-pim").await.expect("kept").1.expect("body");
+    assert!(kept.get("api_key").is_none(), "the key is never stored: {kept}");
+    assert_eq!(keys_of_brand().await, 1);
+
+    // The answer was lost and the gateway reruns the registration: the log
+    // has it, the key is stored, so no second key is made.
+    forget_the_answer(gateway, "register-pim").await;
+    let rerun = gateway.call("POST", clients, &headers, Some(body.clone())).await;
+    assert_eq!(rerun.status, 200, "{}", rerun.body);
+    assert_eq!(rerun.json()["id"], client.as_str());
+    assert!(rerun.json().get("api_key").is_none(), "{}", rerun.body);
+    assert_eq!(keys_of_brand().await, 1);
+    assert_eq!(works(key.clone()).await, 200, "the first key still works");
+
+    // The first attempt died after the log recorded the client but before its
+    // key was stored: the retry makes the key under the recorded fingerprint.
+    forget_the_answer(gateway, "register-pim").await;
+    sqlx::query("DELETE FROM auth.api_keys WHERE brand = 'acme'")
+        .execute(&gateway.state.credentials)
+        .await
+        .expect("delete");
+    let recovered = gateway.call("POST", clients, &headers, Some(body)).await;
+    assert_eq!(recovered.status, 200, "{}", recovered.body);
+    let new_key = recovered.json()["api_key"].as_str().expect("a key, since none was stored").to_owned();
+    assert_eq!(new_key.rsplit_once('_').map(|(p, _)| p), key.rsplit_once('_').map(|(p, _)| p));
+    assert_eq!(works(new_key).await, 200);
+    assert_eq!(keys_of_brand().await, 1);
 }
 
 #[tokio::test]

@@ -621,7 +621,7 @@ async fn a_start_whose_answer_was_lost_is_run_when_the_client_retries_with_the_s
     let user_id = me["id"].as_str().expect("user id").to_owned();
     let key = "retry-after-timeout-1";
     // The command id and import id the gateway derives for this caller's key.
-    let command_id = format!("u-{user_id}:{key}");
+    let command_id = format!("u:{user_id}:{key}");
     let brand = gps_domain::ids::BrandId::parse("acme").expect("brand");
     let import_id = gps_gateway::imports::import_id_of(&brand, &command_id).to_string();
     let csv = b"sku,name,category\nLA-1,Shirt,tops\nLA-2,Skirt,skirts\n".to_vec();
