@@ -383,8 +383,13 @@ impl Platform {
             Some(gps_gateway::accounts::VISIBLE_WITHIN),
         )
         .await?;
-        let (_, token, csrf) =
-            gps_gateway::auth::sign_in(&state, "bench-owner@example.com", password).await?;
+        let (_, token, csrf) = gps_gateway::auth::sign_in(
+            &state,
+            "bench-owner@example.com",
+            password,
+            &gps_gateway::auth::SourceAddress(None),
+        )
+        .await?;
         let cookie = format!("{}={token}", gps_gateway::auth::SESSION_COOKIE);
         let platform = Platform {
             port,

@@ -24,6 +24,10 @@ pub(crate) struct Settings {
     pub(crate) database_url: String,
     /// Mark the session cookie `Secure` (behind HTTPS). `GPS_COOKIE_SECURE`.
     pub(crate) cookie_secure: bool,
+    /// Reverse proxies in front of the gateway, whose `X-Forwarded-For` is
+    /// believed (sign-in throttling counts per source address).
+    /// `GPS_TRUSTED_PROXIES`, comma-separated IP addresses.
+    pub(crate) trusted_proxies: Vec<std::net::IpAddr>,
     /// On an installation without accounts, `gps up` creates the `demo` brand
     /// and its owner with a random password. `GPS_SEED_DEMO`; turn it off in
     /// production.
@@ -124,6 +128,7 @@ impl Default for Settings {
             },
             database_url: "postgres://postgres@127.0.0.1:5432/gps_read".into(),
             cookie_secure: false,
+            trusted_proxies: Vec::new(),
             seed_demo: true,
             storage: StorageConfig {
                 endpoint: None,
@@ -158,6 +163,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     cookie_secure: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
     seed_demo: Option<bool>,
     #[serde(default)]
     nats: FileNats,
@@ -247,6 +253,9 @@ impl Settings {
         if let Some(secure) = file.cookie_secure {
             self.cookie_secure = secure;
         }
+        if let Some(proxies) = file.trusted_proxies {
+            self.trusted_proxies = parse_addresses("trusted_proxies", proxies.iter().map(String::as_str))?;
+        }
         if let Some(seed) = file.seed_demo {
             self.seed_demo = seed;
         }
@@ -334,6 +343,12 @@ impl Settings {
         }
         if let Some(secure) = env("GPS_COOKIE_SECURE") {
             self.cookie_secure = parse_bool("GPS_COOKIE_SECURE", &secure)?;
+        }
+        if let Some(proxies) = env("GPS_TRUSTED_PROXIES") {
+            self.trusted_proxies = parse_addresses(
+                "GPS_TRUSTED_PROXIES",
+                proxies.split(',').map(str::trim).filter(|entry| !entry.is_empty()),
+            )?;
         }
         if let Some(seed) = env("GPS_SEED_DEMO") {
             self.seed_demo = parse_bool("GPS_SEED_DEMO", &seed)?;
@@ -476,6 +491,21 @@ fn parse_addr(name: &str, value: &str) -> anyhow::Result<SocketAddr> {
 
 fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
     value.trim().parse().map_err(|_| anyhow::anyhow!("{name} = {value:?} is not a valid whole number"))
+}
+
+fn parse_addresses<'a>(
+    name: &str,
+    entries: impl Iterator<Item = &'a str>,
+) -> anyhow::Result<Vec<std::net::IpAddr>> {
+    entries
+        .map(|entry| {
+            entry.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{name}: {entry:?} is not an IP address; list the proxies' addresses, e.g. 10.0.0.2"
+                )
+            })
+        })
+        .collect()
 }
 
 fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {

@@ -332,10 +332,11 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
         ),
         None => {}
     }
-    let state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure, media)
+    let mut state = gps_gateway::AppState::new(log, commands, db, settings.cookie_secure, media)
         .await
         .context("preparing the gateway")?
         .with_credentials(credentials);
+    state.trusted_proxies = settings.trusted_proxies.clone();
     // Products created before SKU claims existed are claimed once.
     match state.sku_claims.backfill(&state.log).await {
         Ok(0) => {}

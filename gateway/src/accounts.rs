@@ -51,9 +51,7 @@ async fn hashed(password: &str) -> Result<String, ApiError> {
     // argon2 takes tens of milliseconds of CPU on purpose; keep it off the
     // async workers.
     let owned = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_password(&owned))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    crate::auth::argon2_work(move || hash_password(&owned)).await?
 }
 
 /// A person just created, and the stream sequence that shows them.

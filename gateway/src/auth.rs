@@ -98,50 +98,129 @@ pub struct User {
     pub display_name: String,
 }
 
-/// Failed sign-ins of one account allowed within [`SIGN_IN_WINDOW`].
+/// Failed sign-ins allowed per account and source address within
+/// [`SIGN_IN_WINDOW`].
 pub const MAX_FAILED_SIGN_INS: i64 = 5;
+/// Failed sign-ins allowed per source address, on any accounts, within
+/// [`SIGN_IN_WINDOW`] (against trying one password on many accounts).
+pub const MAX_FAILED_SIGN_INS_PER_SOURCE: i64 = 20;
 /// The sliding window over which failed sign-ins are counted.
 pub const SIGN_IN_WINDOW: Duration = Duration::minutes(15);
 
-/// Refuses a sign-in while the account has had [`MAX_FAILED_SIGN_INS`] failures
-/// within the last [`SIGN_IN_WINDOW`], saying when to try again. Counted per
-/// account in Postgres, so every gateway enforces the same limit and guessing
-/// one account's password is slowed to a few tries per quarter hour; the
-/// limit applies whether or not the account exists, so it reveals nothing.
-async fn check_sign_in_throttle(pool: &PgPool, email: &str) -> Result<(), ApiError> {
-    let (failures, oldest): (i64, Option<OffsetDateTime>) = sqlx::query_as(
-        "SELECT count(*), min(failed_at) FROM auth.sign_in_failures
-         WHERE email = lower(trim($1)) AND failed_at > now() - make_interval(secs => $2)",
+/// How many password hashes (argon2id, tens of milliseconds of CPU and 19 MiB
+/// each on purpose) run at once in this process; more wait for a turn.
+fn argon2_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
+}
+
+/// How long a sign-in waits for a turn at hashing before it is told to retry.
+const ARGON2_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs password hashing work off the async workers, at most
+/// [`argon2_permits`] at once: a burst of sign-ins queues instead of taking
+/// every core and all memory, and one that waits too long gets a 503 with
+/// `Retry-After` instead of a hung request.
+pub(crate) async fn argon2_work<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = tokio::time::timeout(ARGON2_WAIT, argon2_permits().acquire())
+        .await
+        .map_err(|_| ApiError::TooManyRequests {
+            message: "too many sign-ins and password changes at once; try again in a few seconds".into(),
+            retry_after_secs: 2,
+        })?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let result = tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(e.to_string()));
+    drop(permit);
+    result
+}
+
+/// Counts this attempt as failed before the password is checked, unless the
+/// account has had [`MAX_FAILED_SIGN_INS`] failures from this source, or the
+/// source [`MAX_FAILED_SIGN_INS_PER_SOURCE`] on any accounts, within
+/// [`SIGN_IN_WINDOW`]; then it refuses, saying when to try again. The check
+/// and the count are one step under advisory locks of the account and the
+/// source, so a burst of parallel guesses gets no more tries than a sequence;
+/// a success takes its count back. Counted in Postgres, so every gateway
+/// enforces the same limits; they apply whether or not the account exists.
+async fn count_sign_in_attempt(pool: &PgPool, email: &str, source: &str) -> Result<(), ApiError> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('gps sign-in account ' || lower(trim($1)), 0)), \
+                pg_advisory_xact_lock(hashtextextended('gps sign-in source ' || $2, 0))",
     )
     .bind(email)
-    .bind(SIGN_IN_WINDOW.as_seconds_f64())
-    .fetch_one(pool)
+    .bind(source)
+    .execute(&mut *transaction)
     .await?;
-    if failures < MAX_FAILED_SIGN_INS {
-        return Ok(());
+    let (for_account, for_source, oldest): (i64, i64, Option<OffsetDateTime>) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE email = lower(trim($1))), count(*), \
+                min(failed_at) FILTER (WHERE email = lower(trim($1))) \
+         FROM auth.sign_in_failures WHERE source = $2 AND failed_at > now() - make_interval(secs => $3)",
+    )
+    .bind(email)
+    .bind(source)
+    .bind(SIGN_IN_WINDOW.as_seconds_f64())
+    .fetch_one(&mut *transaction)
+    .await?;
+    let minutes = SIGN_IN_WINDOW.whole_minutes();
+    let refusal = if for_account >= MAX_FAILED_SIGN_INS {
+        let retry_at = oldest.unwrap_or_else(OffsetDateTime::now_utc) + SIGN_IN_WINDOW;
+        Some((
+            format!(
+                "too many failed sign-ins for this account from your address ({for_account} in the last {minutes} minutes)"
+            ),
+            retry_at,
+        ))
+    } else if for_source >= MAX_FAILED_SIGN_INS_PER_SOURCE {
+        Some((
+            format!(
+                "too many failed sign-ins from your address ({for_source} in the last {minutes} minutes)"
+            ),
+            OffsetDateTime::now_utc() + SIGN_IN_WINDOW,
+        ))
+    } else {
+        None
+    };
+    if let Some((what, retry_at)) = refusal {
+        let retry_after_secs =
+            u64::try_from((retry_at - OffsetDateTime::now_utc()).whole_seconds().max(1)).unwrap_or(1);
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "{what}; try again in {retry_after_secs} s, or reset the password if it is forgotten"
+            ),
+            retry_after_secs,
+        });
     }
-    let retry_at = oldest.unwrap_or_else(OffsetDateTime::now_utc) + SIGN_IN_WINDOW;
-    let retry_after_secs =
-        u64::try_from((retry_at - OffsetDateTime::now_utc()).whole_seconds().max(1)).unwrap_or(1);
-    Err(ApiError::TooManyRequests {
-        message: format!(
-            "too many failed sign-ins for this account ({failures} in the last {} minutes); try again in {retry_after_secs} s, or ask an owner to reset the password",
-            SIGN_IN_WINDOW.whole_minutes()
-        ),
-        retry_after_secs,
-    })
+    // Also forget failures older than a day, so the table stays small.
+    sqlx::query(
+        "WITH _old AS (DELETE FROM auth.sign_in_failures WHERE failed_at < now() - interval '1 day') \
+         INSERT INTO auth.sign_in_failures (email, source, failed_at) VALUES (lower(trim($1)), $2, now())",
+    )
+    .bind(email)
+    .bind(source)
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// Checks an email and password; on success opens a session and returns the
 /// cookie token and the CSRF token. Failed attempts are counted per account
-/// and throttled (see [`MAX_FAILED_SIGN_INS`]).
+/// and source address, and per source (see [`MAX_FAILED_SIGN_INS`]).
 pub async fn sign_in(
     state: &AppState,
     email: &str,
     password: &str,
+    source: &SourceAddress,
 ) -> Result<(User, String, String), ApiError> {
     let pool = &state.credentials;
-    check_sign_in_throttle(pool, email).await?;
+    let source = source.to_string();
+    count_sign_in_attempt(pool, email, &source).await?;
     // Who signs in with the address comes from the accounts read model
     // (rebuilt from person events), the hash from the credentials store.
     let user = match gps_domain::brand::Email::parse(email) {
@@ -168,24 +247,17 @@ pub async fn sign_in(
         }
     };
     let password = password.to_owned();
-    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let valid = argon2_work(move || verify_password(&password, &stored)).await?;
     let user = match (user, valid) {
         (Some(user), true) => user,
-        _ => {
-            // Also forget failures older than a day, so the table stays small.
-            sqlx::query(
-                "WITH _old AS (DELETE FROM auth.sign_in_failures WHERE failed_at < now() - interval '1 day')
-                 INSERT INTO auth.sign_in_failures (email, failed_at) VALUES (lower(trim($1)), now())",
-            )
-            .bind(email)
-            .execute(pool)
-            .await?;
-            return Err(ApiError::Unauthenticated("the email or the password is not right".into()));
-        }
+        // The attempt was counted as failed before the check.
+        _ => return Err(ApiError::Unauthenticated("the email or the password is not right".into())),
     };
-    sqlx::query("DELETE FROM auth.sign_in_failures WHERE email = $1").bind(&user.email).execute(pool).await?;
+    sqlx::query("DELETE FROM auth.sign_in_failures WHERE email = lower(trim($1)) AND source = $2")
+        .bind(email)
+        .bind(&source)
+        .execute(pool)
+        .await?;
     let token = random_token(32)?;
     let csrf = random_token(16)?;
     sqlx::query(
@@ -260,6 +332,68 @@ pub async fn revoke_api_key(
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Where a request comes from, for throttling sign-ins: the TCP peer, or,
+/// when the peer is one of the gateway's trusted reverse proxies, the nearest
+/// address in `X-Forwarded-For` that is not one of them (a client can write
+/// that header, so only what trusted proxies appended is believed). IPv6
+/// sources count by their /64, the block one subscriber usually holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddress(pub Option<std::net::IpAddr>);
+
+impl SourceAddress {
+    /// The source of a request from `peer` carrying `headers`.
+    pub fn of(
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+        trusted_proxies: &[std::net::IpAddr],
+    ) -> Self {
+        let canonical = |ip: std::net::IpAddr| ip.to_canonical();
+        let Some(peer) = peer.map(canonical) else { return SourceAddress(None) };
+        if !trusted_proxies.iter().any(|proxy| canonical(*proxy) == peer) {
+            return SourceAddress(Some(peer));
+        }
+        let forwarded: Vec<std::net::IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|entry| entry.trim().parse::<std::net::IpAddr>().ok())
+            .map(canonical)
+            .collect();
+        let client = forwarded
+            .iter()
+            .rev()
+            .find(|ip| !trusted_proxies.iter().any(|proxy| canonical(*proxy) == **ip))
+            .copied();
+        SourceAddress(Some(client.unwrap_or(peer)))
+    }
+}
+
+impl std::fmt::Display for SourceAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("unknown"),
+            Some(std::net::IpAddr::V4(v4)) => write!(f, "{v4}"),
+            Some(std::net::IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                write!(f, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for SourceAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(SourceAddress::of(peer, &parts.headers, &state.trusted_proxies))
+    }
 }
 
 /// The authenticated caller of a request.
@@ -475,6 +609,65 @@ pub fn allows(role: Role, action: Action) -> bool {
     }
 }
 
+/// How often an open stream checks that its caller may still have it.
+pub(crate) const ACCESS_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Ends `stream` once the request that opened it is no longer allowed to
+/// `action` on `brand`: its API key revoked, its member removed or demoted,
+/// its session signed out or expired. The credentials the request came with
+/// are checked again every [`ACCESS_RECHECK`] the way a new request's would
+/// be (the access cache answers most checks; revocations and sign-outs reach
+/// it from every gateway through NATS), so a stream ends within about a
+/// second of the change, and on a failure to check (fail closed).
+pub(crate) fn while_allowed<S: futures::Stream>(
+    stream: S,
+    state: AppState,
+    credentials: axum::http::HeaderMap,
+    brand: BrandId,
+    action: Action,
+) -> impl futures::Stream<Item = S::Item> {
+    use futures::StreamExt;
+    let revoked = async move {
+        loop {
+            tokio::time::sleep(ACCESS_RECHECK).await;
+            if let Err(error) = still_allowed(&state, &credentials, &brand, action).await {
+                tracing::info!(%brand, %error, "closing a stream whose access ended");
+                return;
+            }
+        }
+    };
+    stream.take_until(Box::pin(revoked))
+}
+
+/// Returns once the session of `token` has ended (signed out, expired, its
+/// person erased) or cannot be checked; checked every [`ACCESS_RECHECK`].
+pub(crate) async fn until_session_ends(state: &AppState, token: &str) {
+    loop {
+        tokio::time::sleep(ACCESS_RECHECK).await;
+        if let Err(error) = session(state, token).await {
+            tracing::info!(%error, "closing a UI socket whose session ended");
+            return;
+        }
+    }
+}
+
+/// Whether the credentials among `headers` still allow `action` on `brand`.
+async fn still_allowed(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    brand: &BrandId,
+    action: Action,
+) -> Result<(), ApiError> {
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        for value in headers.get_all(&name) {
+            parts.headers.append(name.clone(), value.clone());
+        }
+    }
+    let principal = Principal::from_request_parts(&mut parts, state).await?;
+    authorize(state, &principal, brand, action).await.map(|_| ())
+}
+
 /// The caller's role in `brand`, checked against `action`. A caller who is
 /// not a member gets "not found": the brand's existence is not revealed.
 pub async fn authorize(
@@ -539,6 +732,51 @@ pub async fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_is_the_peer_unless_a_trusted_proxy_forwarded_the_request() {
+        let headers = |forwarded: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("x-forwarded-for", forwarded.parse().expect("header"));
+            headers
+        };
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().expect("ip");
+        let proxy = [ip("10.0.0.2")];
+        // A client's own X-Forwarded-For is not believed.
+        let direct = SourceAddress::of(Some(ip("203.0.113.9")), &headers("198.51.100.1"), &proxy);
+        assert_eq!(direct.to_string(), "203.0.113.9");
+        // Through the proxy: the address it appended, not what the client wrote before it.
+        let proxied = SourceAddress::of(Some(ip("10.0.0.2")), &headers("1.2.3.4, 198.51.100.1"), &proxy);
+        assert_eq!(proxied.to_string(), "198.51.100.1");
+        let mapped = SourceAddress::of(Some(ip("::ffff:203.0.113.9")), &axum::http::HeaderMap::new(), &[]);
+        assert_eq!(mapped.to_string(), "203.0.113.9");
+        let v6 = SourceAddress::of(Some(ip("2001:4860:1:2:aaaa::1")), &axum::http::HeaderMap::new(), &[]);
+        assert_eq!(v6.to_string(), "2001:4860:1:2::/64");
+        assert_eq!(SourceAddress(None).to_string(), "unknown");
+    }
+
+    #[tokio::test]
+    async fn password_hashing_runs_at_most_its_permits_at_once() {
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..24)
+            .map(|_| {
+                let (running, most) = (running.clone(), most.clone());
+                tokio::spawn(argon2_work(move || {
+                    let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task").expect("a turn within the wait");
+        }
+        let permits = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2);
+        let most = most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(most <= permits, "{most} hashes ran at once, more than {permits}");
+    }
 
     #[test]
     fn callers_whose_ids_join_to_the_same_text_keep_separate_idempotency_scopes() {

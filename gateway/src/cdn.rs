@@ -207,6 +207,16 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>,
     Ok(Some((start, end)))
 }
 
+/// The types the CDN shows inline: the images and videos GPS accepts and
+/// makes. Anything else stored under a brand (a provider's output of another
+/// type, a file from an older release) is served as an inert download, so a
+/// stored HTML or SVG file can never run script on GPS's origin.
+const INLINE_TYPES: &[&str] =
+    &["image/jpeg", "image/png", "image/webp", "image/gif", "image/avif", "video/mp4", "video/webm"];
+
+/// Even a shown image gets no right to load or run anything.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; sandbox";
+
 fn cached_headers(response: &mut Response, etag: &str) {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
@@ -215,6 +225,7 @@ fn cached_headers(response: &mut Response, etag: &str) {
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -302,8 +313,16 @@ async fn serve_object(
     let mut response = (status, body).into_response();
     cached_headers(&mut response, &etag);
     let response_headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&info.media_type) {
-        response_headers.insert(header::CONTENT_TYPE, value);
+    let media_type = info.media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match HeaderValue::from_str(&media_type) {
+        Ok(value) if INLINE_TYPES.contains(&media_type.as_str()) => {
+            response_headers.insert(header::CONTENT_TYPE, value);
+        }
+        _ => {
+            response_headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            response_headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
+        }
     }
     if let Some(range) = content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {
         response_headers.insert(header::CONTENT_RANGE, range);

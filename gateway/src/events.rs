@@ -266,7 +266,7 @@ pub(crate) async fn list_events(
     let request = parse_query(&pairs, &headers)?;
     let subjects = request.filter.subjects(&brand);
     if wants_event_stream(&headers) {
-        follow(&state, &subjects, request).await
+        follow(&state, &subjects, request, &headers, brand).await
     } else {
         page(&state, &subjects, request).await.map(|page| axum::Json(page).into_response())
     }
@@ -303,7 +303,13 @@ async fn page(state: &AppState, subjects: &[String], request: EventQuery) -> Res
     Ok(EventPage { events, next_after })
 }
 
-async fn follow(state: &AppState, subjects: &[String], request: EventQuery) -> Result<Response, ApiError> {
+async fn follow(
+    state: &AppState,
+    subjects: &[String],
+    request: EventQuery,
+    credentials: &HeaderMap,
+    brand: BrandId,
+) -> Result<Response, ApiError> {
     let feed =
         LogFollow::open(&state.log, subjects, request.after, CLIENT_BATCH).await.map_err(unavailable)?;
     let filter = request.filter;
@@ -340,6 +346,8 @@ async fn follow(state: &AppState, subjects: &[String], request: EventQuery) -> R
             }
         }
     });
+    let events =
+        crate::auth::while_allowed(events, state.clone(), credentials.clone(), brand, actions::EVENTS);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
 }
 

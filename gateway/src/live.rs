@@ -43,6 +43,7 @@ pub(crate) fn router() -> Router<AppState> {
 pub(crate) async fn live(
     State(state): State<AppState>,
     principal: Principal,
+    headers: axum::http::HeaderMap,
     Path(brand): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let brand = brand_id(&brand)?;
@@ -78,5 +79,6 @@ pub(crate) async fn live(
             .unwrap_or_else(|_| Event::default().comment("unserializable notice"));
         Some((Ok(event), receiver))
     });
+    let events = auth::while_allowed(events, state, headers, brand, actions::LIVE);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -399,12 +399,13 @@ pub(crate) struct SignedIn {
     csrf_token: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignIn, responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "The email or the password is not right", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many failed sign-ins for this account; `Retry-After` says when to try again", body = crate::error::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignIn, responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "The email or the password is not right", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many failed sign-ins for this account from this address, or from this address; `Retry-After` says when to try again", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
+    source: auth::SourceAddress,
     Body(body): Body<SignIn>,
 ) -> Result<Response, ApiError> {
-    let (user, token, csrf_token) = auth::sign_in(&state, &body.email, &body.password).await?;
+    let (user, token, csrf_token) = auth::sign_in(&state, &body.email, &body.password, &source).await?;
     let mut response = Json(SignedIn { user, csrf_token }).into_response();
     response.headers_mut().insert(header::SET_COOKIE, auth::session_cookie(&token, state.cookie_secure)?);
     Ok(response)

@@ -95,9 +95,13 @@ struct SignInForm {
     next: Option<String>,
 }
 
-async fn sign_in(State(state): State<AppState>, Form(form): Form<SignInForm>) -> Response {
+async fn sign_in(
+    State(state): State<AppState>,
+    source: auth::SourceAddress,
+    Form(form): Form<SignInForm>,
+) -> Response {
     let next = safe_next(form.next.as_deref());
-    match auth::sign_in(&state, &form.email, &form.password).await {
+    match auth::sign_in(&state, &form.email, &form.password, &source).await {
         Ok((_user, token, _csrf)) => {
             let mut response = Redirect::to(&next).into_response();
             if let Ok(value) = auth::session_cookie(&token, state.cookie_secure) {
@@ -112,6 +116,10 @@ async fn sign_in(State(state): State<AppState>, Form(form): Form<SignInForm>) ->
                 &form.email,
                 &next,
             ),
+        ),
+        Err(ApiError::TooManyRequests { message, .. }) => html(
+            StatusCode::TOO_MANY_REQUESTS,
+            gps_ui::sign_in_page(Some(&format!("Signing in is paused: {message}.")), &form.email, &next),
         ),
         Err(error) => {
             tracing::error!(%error, "sign-in failed");
@@ -181,6 +189,7 @@ async fn socket(
     let token = session_token(&headers)
         .ok_or_else(|| ApiError::Unauthenticated("sign in at /app/sign-in first".into()))?;
     let (_principal, csrf) = auth::session(&state, &token).await?;
+    let watcher = state.clone();
     let api = InProcessApi {
         runtime: tokio::runtime::Handle::current(),
         app: crate::app(state),
@@ -190,7 +199,12 @@ async fn socket(
     };
     let path = safe_next(query.path.as_deref());
     Ok(upgrade.on_upgrade(move |socket| async move {
-        ui().serve(socket, Arc::new(api), path).await;
+        // The socket closes when its session ends: a signed-out person's
+        // open tab stops showing the brand's changes.
+        tokio::select! {
+            () = ui().serve(socket, Arc::new(api), path) => {}
+            () = auth::until_session_ends(&watcher, &token) => {}
+        }
     }))
 }
 

@@ -143,6 +143,12 @@ fn forbidden_v4(v4: Ipv4Addr) -> Option<&'static str> {
         Some("shared (carrier-grade NAT)")
     } else if a == 192 && b == 0 && v4.octets()[2] == 0 {
         Some("IETF protocol assignment")
+    } else if a == 198 && (b & 0xfe) == 18 {
+        Some("benchmarking")
+    } else if matches!(v4.octets()[..3], [192, 0, 2] | [198, 51, 100] | [203, 0, 113]) {
+        Some("documentation")
+    } else if matches!(v4.octets()[..3], [192, 88, 99]) {
+        Some("6to4 relay anycast")
     } else {
         None
     }
@@ -170,6 +176,18 @@ fn forbidden_v6(v6: Ipv6Addr) -> Option<&'static str> {
         Some("NAT64 (embeds an IPv4 address)")
     } else if segments[0] == 0x2001 && segments[1] == 0 {
         Some("Teredo (embeds an IPv4 address)")
+    } else if segments[0] == 0x2001 && segments[1] < 0x200 {
+        Some("IETF protocol assignment")
+    } else if (segments[0] == 0x2001 && segments[1] == 0xdb8)
+        || (segments[0] == 0x3fff && segments[1] < 0x1000)
+    {
+        Some("documentation")
+    } else if segments[..4] == [0x100, 0, 0, 0] {
+        Some("discard-only")
+    } else if segments[0] & 0xffc0 == 0xfec0 {
+        Some("site-local")
+    } else if segments[0] == 0x5f00 {
+        Some("segment routing (SRv6)")
     } else {
         None
     }
@@ -489,10 +507,28 @@ mod tests {
             ("fe80::1", "link-local"),
             ("2002:7f00:1::", "6to4 (embeds an IPv4 address)"),
             ("64:ff9b::7f00:1", "NAT64 (embeds an IPv4 address)"),
+            // The rest of the IANA special-purpose registries (RFC 6890 and later).
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.254", "benchmarking"),
+            ("192.0.2.10", "documentation"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.99", "documentation"),
+            ("192.88.99.1", "6to4 relay anycast"),
+            ("255.255.255.255", "multicast or reserved"),
+            ("224.0.0.1", "multicast or reserved"),
+            ("64:ff9b:1::a00:1", "NAT64 (embeds an IPv4 address)"),
+            ("2001:2::1", "IETF protocol assignment"),
+            ("2001:10::1", "IETF protocol assignment"),
+            ("2001:db8::1", "documentation"),
+            ("3fff::1", "documentation"),
+            ("100::1", "discard-only"),
+            ("fec0::1", "site-local"),
+            ("5f00::1", "segment routing (SRv6)"),
+            ("ff02::1", "multicast"),
         ] {
             assert_eq!(forbidden_kind(address.parse().expect("ip")), Some(kind), "{address}");
         }
-        for address in ["8.8.8.8", "151.101.1.69", "2606:4700::1111"] {
+        for address in ["8.8.8.8", "151.101.1.69", "198.20.0.1", "2606:4700::1111", "2001:4860:4860::8888"] {
             assert_eq!(forbidden_kind(address.parse().expect("ip")), None, "{address}");
         }
     }

@@ -68,6 +68,13 @@ impl SseClient {
         }
     }
 
+    /// Waits until the server ends the response (keep-alive comments and
+    /// events are read and dropped); fails the test after [`WAIT`].
+    async fn ended(mut self) {
+        let end = async { while self.response.chunk().await.ok().flatten().is_some() {} };
+        tokio::time::timeout(WAIT, end).await.expect("the stream ends within the wait");
+    }
+
     /// Events until (and including) the one with id `last`.
     async fn until(&mut self, last: u64) -> Vec<SseEvent> {
         let mut events = Vec::new();
@@ -531,4 +538,47 @@ async fn a_client_that_stops_reading_for_a_while_then_gets_every_event_once_in_o
     assert_eq!(before.len(), 3, "brand.created, member_added, api_client_registered: {before:?}");
     assert_eq!(after, written);
     assert_eq!(log_sequences(&gateway, "acme").await, all, "every acme event, once, in order");
+}
+
+#[tokio::test]
+async fn open_streams_end_when_their_key_is_revoked_their_member_removed_or_their_session_signed_out() {
+    let (gateway, owner, _outsider, feed) = two_brands().await;
+    // A key's event stream, a member's live notices, the owner's own stream.
+    let (status, key_stream, body) =
+        SseClient::open(gateway.port, "/api/v1/brands/acme/events", &[("Authorization", feed.as_str())])
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let bob = gateway.user("bob").await;
+    let added = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/members",
+            Some(json!({"email": "bob@example.com", "role": "producer"})),
+        )
+        .await;
+    assert_status(&added, 201);
+    let (status, member_stream, body) =
+        SseClient::open(gateway.port, "/api/v1/brands/acme/live", &bob.headers()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, owner_stream, body) =
+        SseClient::open(gateway.port, "/api/v1/brands/acme/events", &owner.headers()).await;
+    assert_eq!(status, 200, "{body}");
+    let (mut key_stream, member_stream, mut owner_stream) =
+        (key_stream.expect("stream"), member_stream.expect("stream"), owner_stream.expect("stream"));
+    let first = key_stream.next().await;
+    assert_eq!(first.data["brand"], "acme");
+    owner_stream.next().await;
+
+    let revoked = gateway.as_user(&owner, "DELETE", "/api/v1/brands/acme/api-clients/feed", None).await;
+    assert_status(&revoked, 200);
+    key_stream.ended().await;
+
+    let removed = gateway.as_user(&owner, "DELETE", "/api/v1/brands/acme/members/bob", None).await;
+    assert_status(&removed, 200);
+    member_stream.ended().await;
+
+    let signed_out = gateway.as_user(&owner, "DELETE", "/api/v1/session", None).await;
+    assert_eq!(signed_out.status, 204, "{}", signed_out.body);
+    owner_stream.ended().await;
 }

@@ -645,6 +645,19 @@ async fn a_replayed_api_client_registration_mints_no_second_key() {
 }
 
 #[tokio::test]
+async fn health_tells_anyone_whether_gps_is_up_but_no_counts() {
+    let gateway = TestGateway::start().await;
+    let _owner = gateway.brand_with_owner("acme", "ana").await;
+    let health = gateway.call("GET", "/healthz", &[], None).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let body = health.json();
+    assert_eq!(body["status"], "ok");
+    let mut fields: Vec<&String> = body.as_object().expect("object").keys().collect();
+    fields.sort();
+    assert_eq!(fields, ["nats", "status", "stream", "version"], "{body}");
+}
+
+#[tokio::test]
 async fn malformed_requests_get_a_400_that_names_the_field() {
     let gateway = TestGateway::start().await;
     let owner = gateway.brand_with_owner("acme", "ana").await;

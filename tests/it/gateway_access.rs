@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::gateway::{Session, TestGateway, product};
-use crate::http::{Response, request};
+use crate::http::{Response, request, request_from};
 
 /// Calls `path` on `port` until `status` comes back or two seconds pass;
 /// returns the last response.
@@ -119,6 +119,55 @@ async fn a_sign_out_and_a_key_revocation_on_one_gateway_apply_at_once_on_another
     assert_eq!(signed_out.status, 204, "{}", signed_out.body);
     let refused = until_status(other, "GET", "/api/v1/brands/acme/products", &vic.headers(), None, 401).await;
     assert_eq!(refused.status, 401, "a signed-out session still worked on another gateway: {}", refused.body);
+}
+
+#[tokio::test]
+async fn a_guesser_gets_no_more_tries_in_a_burst_and_cannot_lock_the_owner_out() {
+    let gateway = TestGateway::start().await;
+    gateway.user("ana").await;
+    let port = gateway.port;
+    let attempt_from = |source: [u8; 4], email: String, password: String| async move {
+        let body = json!({"email": email, "password": password});
+        request_from(Some(source.into()), port, "POST", "/api/v1/session", &[], Some(&body)).await
+    };
+    // Twenty guesses at once from one address: as many get checked as one
+    // after another would (the limit), the rest are refused unchecked.
+    let guesser = [127, 0, 0, 2];
+    let burst = (0..20).map(|n| attempt_from(guesser, "ana@example.com".into(), format!("guess number {n}")));
+    let answers = futures::future::join_all(burst).await;
+    let checked = answers.iter().filter(|answer| answer.status == 401).count();
+    let refused = answers.iter().filter(|answer| answer.status == 429).count();
+    assert_eq!(
+        (checked, refused),
+        (
+            gps_gateway::auth::MAX_FAILED_SIGN_INS as usize,
+            20 - gps_gateway::auth::MAX_FAILED_SIGN_INS as usize
+        ),
+        "{:?}",
+        answers.iter().map(|answer| answer.status).collect::<Vec<_>>()
+    );
+    // The owner, elsewhere, signs in: the guesser's failures are the guesser's.
+    let owner = attempt_from([127, 0, 0, 3], "ana@example.com".into(), "a long enough password".into()).await;
+    assert_eq!(owner.status, 200, "{}", owner.body);
+    let still = attempt_from(guesser, "ana@example.com".into(), "a long enough password".into()).await;
+    assert_eq!(still.status, 429, "the guesser stays throttled on that account: {}", still.body);
+
+    // One address trying many accounts is throttled across them.
+    let sprayer = [127, 0, 0, 4];
+    for n in 0..gps_gateway::auth::MAX_FAILED_SIGN_INS_PER_SOURCE {
+        let wrong = attempt_from(sprayer, format!("person{n}@example.com"), "Summer2026!!".into()).await;
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+    }
+    let sprayed = attempt_from(sprayer, "someone-else@example.com".into(), "Summer2026!!".into()).await;
+    assert_eq!(sprayed.status, 429, "{}", sprayed.body);
+    assert!(
+        sprayed.json()["detail"].as_str().is_some_and(|d| d.contains("from your address")),
+        "{}",
+        sprayed.body
+    );
+    let elsewhere =
+        attempt_from([127, 0, 0, 5], "someone-else@example.com".into(), "Summer2026!!".into()).await;
+    assert_eq!(elsewhere.status, 401, "another address is not throttled: {}", elsewhere.body);
 }
 
 #[tokio::test]

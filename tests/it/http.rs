@@ -38,7 +38,28 @@ pub(crate) async fn request(
     headers: &[(&str, &str)],
     body: Option<&serde_json::Value>,
 ) -> Response {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    request_from(None, port, method, path, headers, body).await
+}
+
+/// Like [`request`], from the loopback address `source` when given (any of
+/// 127.0.0.0/8), so a test can play callers at different addresses.
+pub(crate) async fn request_from(
+    source: Option<std::net::Ipv4Addr>,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Response {
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = match source {
+        None => tokio::net::TcpStream::connect(server).await.expect("connect"),
+        Some(source) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(std::net::SocketAddr::from((source, 0))).expect("bind the source address");
+            socket.connect(server).await.expect("connect")
+        }
+    };
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (name, value) in headers {

@@ -8,6 +8,7 @@
 use serde_json::json;
 
 use crate::gateway::TestGateway;
+use crate::harness::brand;
 use crate::ingest_support::{
     brand_with_product, jpeg_of, jpeg_with_exif, last_sequence, picture, png_claiming, png_of, raw_request,
     stored_objects, upload,
@@ -140,6 +141,33 @@ async fn a_derivative_is_rendered_once_stored_back_and_then_served_from_storage(
     assert_eq!(refused.status, 400, "{}", refused.text());
     assert!(refused.text().contains("320"), "the refusal lists the offered sizes: {}", refused.text());
     assert_eq!(refused.header("cache-control"), Some("no-store"));
+}
+
+#[tokio::test]
+async fn a_stored_object_that_is_not_an_image_or_video_is_served_as_an_inert_download() {
+    let gateway = TestGateway::start().await;
+    let ana = brand_with_product(&gateway, "acme", "ana").await;
+    let png = png_of(&picture(32, 32, [10, 120, 200]));
+    let image = upload(&gateway, &ana, PRODUCT_IMAGES, &[], ("a.png", "image/png", &png)).await.json();
+    let shown =
+        raw_request(gateway.port, "GET", image["image"]["url"].as_str().expect("url"), &[], b"").await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.header("content-type"), Some("image/png"));
+    assert_eq!(shown.header("content-disposition"), None, "an image is shown inline");
+    assert_eq!(shown.header("content-security-policy"), Some("default-src 'none'; sandbox"));
+
+    // A file of another type under the brand (an older release, a provider
+    // that answered HTML): never rendered on GPS's origin.
+    let page = bytes::Bytes::from_static(b"<html><script>fetch('/api/v1/me')</script></html>");
+    let stored =
+        gateway.state.media.store().put(&brand(), page, "text/html; charset=utf-8").await.expect("put");
+    let url = gateway.state.media.signed_url(&stored.key);
+    let served = raw_request(gateway.port, "GET", &url, &[], b"").await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(served.header("content-disposition"), Some("attachment"));
+    assert_eq!(served.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(served.header("content-security-policy"), Some("default-src 'none'; sandbox"));
 }
 
 #[tokio::test]
