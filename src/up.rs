@@ -337,6 +337,13 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
         .context("preparing the gateway")?
         .with_credentials(credentials);
     state.trusted_proxies = settings.trusted_proxies.clone();
+    if !settings.cookie_secure && !settings.http_addr.ip().is_loopback() {
+        tracing::warn!(
+            addr = %settings.http_addr,
+            "session cookies are not marked Secure (cookie_secure is off) while the gateway listens beyond \
+             this machine: serve it over HTTPS and set GPS_COOKIE_SECURE=true"
+        );
+    }
     // Products created before SKU claims existed are claimed once.
     match state.sku_claims.backfill(&state.log).await {
         Ok(0) => {}

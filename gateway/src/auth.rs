@@ -23,6 +23,10 @@ use crate::{ApiError, AppState};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "gps_session";
+/// The session cookie's name over HTTPS: the `__Host-` prefix makes browsers
+/// refuse it unless it is `Secure`, for this host only and the whole path, so
+/// a sibling subdomain or a plain-HTTP page cannot plant or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-gps_session";
 /// The header carrying the CSRF token on cookie-authenticated writes.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts.
@@ -384,14 +388,28 @@ impl std::fmt::Display for SourceAddress {
     }
 }
 
+/// The TCP peer of a request (absent for the UI's in-process calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 impl FromRequestParts<AppState> for SourceAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip());
+        let Ok(Peer(peer)) = Peer::from_request_parts(parts, state).await;
         Ok(SourceAddress::of(peer, &parts.headers, &state.trusted_proxies))
     }
 }
@@ -448,18 +466,56 @@ pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<Stri
 /// The `Set-Cookie` value that starts a session (HttpOnly, SameSite=Strict,
 /// `Secure` on HTTPS deployments); the API's and the UI's sign-in share it.
 pub(crate) fn session_cookie(token: &str, secure: bool) -> Result<axum::http::HeaderValue, ApiError> {
-    let secure = if secure { "; Secure" } else { "" };
+    let (name, secure) = if secure { (SECURE_SESSION_COOKIE, "; Secure") } else { (SESSION_COOKIE, "") };
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        "{name}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         SESSION_LIFETIME.whole_seconds()
     );
     axum::http::HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The `Set-Cookie` value that ends a session in the browser.
-pub(crate) const CLEARED_SESSION_COOKIE: &str = "gps_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0";
+pub(crate) fn cleared_session_cookie(secure: bool) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_static(if secure {
+        "__Host-gps_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure"
+    } else {
+        "gps_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+    })
+}
 
-/// the session is current.
+/// Whether the session cookie of this request's answer is `Secure`: always
+/// when the gateway is configured so, and when a trusted reverse proxy says
+/// the browser reached it over HTTPS (`X-Forwarded-Proto: https`).
+pub(crate) fn secure_cookies(state: &AppState, peer: &Peer, headers: &axum::http::HeaderMap) -> bool {
+    if state.cookie_secure {
+        return true;
+    }
+    let from_trusted_proxy = peer.0.is_some_and(|peer| {
+        state.trusted_proxies.iter().any(|proxy| proxy.to_canonical() == peer.to_canonical())
+    });
+    let https = headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok()).is_some_and(|proto| {
+        proto.split(',').next_back().is_some_and(|last| last.trim().eq_ignore_ascii_case("https"))
+    });
+    if from_trusted_proxy && https {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "served over HTTPS through a trusted proxy, but cookie_secure is off: \
+                 session cookies are made Secure for those requests; set GPS_COOKIE_SECURE=true"
+            );
+        });
+        return true;
+    }
+    false
+}
+
+/// The session token of a request's cookies (either cookie name).
+pub(crate) fn session_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    cookie(headers, SECURE_SESSION_COOKIE).or_else(|| cookie(headers, SESSION_COOKIE))
+}
+
+/// The principal and CSRF token of a session token, when the session is
+/// current.
 pub(crate) async fn session(state: &AppState, token: &str) -> Result<(Principal, String), ApiError> {
     let token_hash = sha256_hex(token);
     let credentials = match state.access.credential(&token_hash) {
@@ -506,7 +562,7 @@ impl FromRequestParts<AppState> for Principal {
             })?;
             return api_client(state, key.trim()).await;
         }
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+        let Some(token) = session_token(&parts.headers) else {
             return Err(ApiError::Unauthenticated(
                 "sign in (POST /api/v1/session) or send an API key as `Authorization: Bearer <key>`".into(),
             ));

@@ -36,6 +36,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::StreamExt;
 use gps_domain::AggregateKind;
 use gps_domain::ids::BrandId;
 use gps_nats::{LogFollow, LogScan, ScannedMessage};
@@ -266,7 +267,8 @@ pub(crate) async fn list_events(
     let request = parse_query(&pairs, &headers)?;
     let subjects = request.filter.subjects(&brand);
     if wants_event_stream(&headers) {
-        follow(&state, &subjects, request, &headers, brand).await
+        let slot = state.streams.acquire(&principal.scope())?;
+        follow(&state, &subjects, request, &headers, brand, slot).await
     } else {
         page(&state, &subjects, request).await.map(|page| axum::Json(page).into_response())
     }
@@ -309,6 +311,7 @@ async fn follow(
     request: EventQuery,
     credentials: &HeaderMap,
     brand: BrandId,
+    slot: crate::stream_slots::StreamSlot,
 ) -> Result<Response, ApiError> {
     let feed =
         LogFollow::open(&state.log, subjects, request.after, CLIENT_BATCH).await.map_err(unavailable)?;
@@ -347,7 +350,13 @@ async fn follow(
         }
     });
     let events =
-        crate::auth::while_allowed(events, state.clone(), credentials.clone(), brand, actions::EVENTS);
+        crate::auth::while_allowed(events, state.clone(), credentials.clone(), brand, actions::EVENTS).map(
+            move |event| {
+                // The slot is given back when the stream (and this closure) is dropped.
+                let _held = &slot;
+                event
+            },
+        );
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
 }
 

@@ -49,6 +49,7 @@ mod queries;
 pub mod readiness;
 mod review;
 mod routes;
+pub mod stream_slots;
 mod ui_host;
 pub mod uploads;
 
@@ -98,6 +99,8 @@ pub struct AppState {
     /// Reverse proxies whose `X-Forwarded-For` is believed when they are the
     /// peer (sign-in throttling counts per source address).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Open event streams, bounded per caller and in total.
+    pub streams: stream_slots::StreamSlots,
 }
 
 /// Why a gateway's state could not be prepared.
@@ -136,6 +139,7 @@ impl AppState {
             readiness: readiness::Readiness::default(),
             sku_claims,
             trusted_proxies: Vec::new(),
+            streams: stream_slots::StreamSlots::default(),
         })
     }
 

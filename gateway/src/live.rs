@@ -48,6 +48,7 @@ pub(crate) async fn live(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::LIVE).await?;
+    let slot = state.streams.acquire(&principal.scope())?;
     let mut subscription = state
         .log
         .client()
@@ -79,6 +80,10 @@ pub(crate) async fn live(
             .unwrap_or_else(|_| Event::default().comment("unserializable notice"));
         Some((Ok(event), receiver))
     });
-    let events = auth::while_allowed(events, state, headers, brand, actions::LIVE);
+    let events = auth::while_allowed(events, state, headers, brand, actions::LIVE).map(move |event| {
+        // The slot is given back when the stream (and this closure) is dropped.
+        let _held = &slot;
+        event
+    });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -120,7 +120,8 @@ impl Modify for SecurityAndActions {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 crate::auth::SESSION_COOKIE,
-                "Set by POST /api/v1/session. Writes must also send the x-csrf-token header.",
+                "Set by POST /api/v1/session (named `__Host-gps_session` and `Secure` when served over HTTPS). \
+                 Writes must also send the x-csrf-token header.",
             ))),
         );
         components.add_security_scheme(

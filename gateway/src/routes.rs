@@ -22,7 +22,7 @@ use gps_domain::values::{Category, Name, Sku, Text};
 use gps_nats::CommandMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, Principal, SESSION_COOKIE};
+use crate::auth::{self, Principal};
 use crate::extract::Path;
 use crate::{ApiError, AppState};
 
@@ -402,31 +402,30 @@ pub(crate) struct SignedIn {
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignIn, responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "The email or the password is not right", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many failed sign-ins for this account from this address, or from this address; `Retry-After` says when to try again", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
+    peer: auth::Peer,
     source: auth::SourceAddress,
+    headers: HeaderMap,
     Body(body): Body<SignIn>,
 ) -> Result<Response, ApiError> {
     let (user, token, csrf_token) = auth::sign_in(&state, &body.email, &body.password, &source).await?;
     let mut response = Json(SignedIn { user, csrf_token }).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, auth::session_cookie(&token, state.cookie_secure)?);
+    let secure = auth::secure_cookies(&state, &peer, &headers);
+    response.headers_mut().insert(header::SET_COOKIE, auth::session_cookie(&token, secure)?);
     Ok(response)
 }
 
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204, description = "Signed out")))]
 pub(crate) async fn sign_out(
     headers: HeaderMap,
+    peer: auth::Peer,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(&format!("{SESSION_COOKIE}=")).map(str::to_owned));
-    if let Some(token) = token {
+    if let Some(token) = auth::session_token(&headers) {
         auth::sign_out(&state, &token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(auth::CLEARED_SESSION_COOKIE));
+    let secure = auth::secure_cookies(&state, &peer, &headers);
+    response.headers_mut().insert(header::SET_COOKIE, auth::cleared_session_cookie(secure));
     Ok(response)
 }
 

@@ -57,7 +57,19 @@ fn ui() -> &'static gps_ui::Ui {
 }
 
 fn session_token(headers: &HeaderMap) -> Option<String> {
-    auth::cookie(headers, SESSION_COOKIE)
+    auth::session_token(headers)
+}
+
+/// Why a request from a page of another site is refused, when its `Origin`
+/// names another host than the one it was sent to (browsers send `Origin` on
+/// every form POST and socket; a request without one is not a browser's
+/// cross-site request).
+fn foreign_origin(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or_default();
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
+    (origin_host != host)
+        .then(|| format!("GPS only accepts its own pages here ({host}); open GPS from its own address"))
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -97,14 +109,21 @@ struct SignInForm {
 
 async fn sign_in(
     State(state): State<AppState>,
+    peer: auth::Peer,
     source: auth::SourceAddress,
+    headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
+    // A form on another site must not sign a browser in to GPS (login CSRF:
+    // the victim would then work in the attacker's account).
+    if let Some(refusal) = foreign_origin(&headers) {
+        return html(StatusCode::FORBIDDEN, gps_ui::sign_in_page(Some(&refusal), "", &next));
+    }
     match auth::sign_in(&state, &form.email, &form.password, &source).await {
         Ok((_user, token, _csrf)) => {
             let mut response = Redirect::to(&next).into_response();
-            if let Ok(value) = auth::session_cookie(&token, state.cookie_secure) {
+            if let Ok(value) = auth::session_cookie(&token, auth::secure_cookies(&state, &peer, &headers)) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
             response
@@ -135,14 +154,15 @@ async fn sign_in(
     }
 }
 
-async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn sign_out(State(state): State<AppState>, peer: auth::Peer, headers: HeaderMap) -> Response {
     if let Some(token) = session_token(&headers)
         && let Err(error) = auth::sign_out(&state, &token).await
     {
         tracing::warn!(%error, "sign-out failed");
     }
     let mut response = Redirect::to("/app/sign-in").into_response();
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(auth::CLEARED_SESSION_COOKIE));
+    let secure = auth::secure_cookies(&state, &peer, &headers);
+    response.headers_mut().insert(header::SET_COOKIE, auth::cleared_session_cookie(secure));
     response
 }
 
@@ -176,15 +196,8 @@ async fn socket(
     Query(query): Query<SocketQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or_default();
-        let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
-        if origin_host != host {
-            return Err(ApiError::Forbidden(format!(
-                "the UI socket only accepts pages of {host}; open GPS from its own address"
-            )));
-        }
+    if let Some(refusal) = foreign_origin(&headers) {
+        return Err(ApiError::Forbidden(refusal));
     }
     let token = session_token(&headers)
         .ok_or_else(|| ApiError::Unauthenticated("sign in at /app/sign-in first".into()))?;

@@ -582,3 +582,29 @@ async fn open_streams_end_when_their_key_is_revoked_their_member_removed_or_thei
     assert_eq!(signed_out.status, 204, "{}", signed_out.body);
     owner_stream.ended().await;
 }
+
+#[tokio::test]
+async fn one_caller_holds_a_bounded_number_of_open_streams_and_others_are_unaffected() {
+    let (gateway, owner, _outsider, feed) = two_brands().await;
+    let key = [("Authorization", feed.as_str())];
+    let mut open = Vec::new();
+    for _ in 0..gps_gateway::stream_slots::DEFAULT_PER_CALLER {
+        let (status, stream, body) = SseClient::open(gateway.port, "/api/v1/brands/acme/events", &key).await;
+        assert_eq!(status, 200, "{body}");
+        open.push(stream.expect("stream"));
+    }
+    let (status, _, body) = SseClient::open(gateway.port, "/api/v1/brands/acme/events", &key).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("open event streams"), "{body}");
+    // The owner is another caller: unaffected, on both kinds of stream.
+    let (status, _owner_events, body) =
+        SseClient::open(gateway.port, "/api/v1/brands/acme/events", &owner.headers()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _owner_live, body) =
+        SseClient::open(gateway.port, "/api/v1/brands/acme/live", &owner.headers()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(gateway.state.streams.open(), gps_gateway::stream_slots::DEFAULT_PER_CALLER + 2);
+    // JSON pages are not streams: still served to the capped caller.
+    let page = gateway.call("GET", "/api/v1/brands/acme/events?limit=1", &key, None).await;
+    assert_status(&page, 200);
+}

@@ -171,6 +171,72 @@ async fn a_guesser_gets_no_more_tries_in_a_burst_and_cannot_lock_the_owner_out()
 }
 
 #[tokio::test]
+async fn over_https_the_session_cookie_is_host_bound_and_secure_and_works_like_the_plain_one() {
+    // Behind a trusted proxy that says the browser came over HTTPS.
+    let gateway = TestGateway::start_with_state(
+        |_| {},
+        |mut state| {
+            state.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+            state
+        },
+    )
+    .await;
+    gateway.user("ana").await;
+    let credentials = json!({"email": "ana@example.com", "password": "a long enough password"});
+    let https = [("X-Forwarded-Proto", "https"), ("X-Forwarded-For", "198.51.100.7")];
+    let signed_in = gateway.call("POST", "/api/v1/session", &https, Some(credentials.clone())).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let set_cookie = signed_in.header("set-cookie").expect("cookie").to_owned();
+    assert!(set_cookie.starts_with("__Host-gps_session="), "{set_cookie}");
+    assert!(
+        set_cookie.contains("; Secure") && set_cookie.contains("Path=/") && !set_cookie.contains("Domain")
+    );
+    let cookie = set_cookie.split(';').next().expect("pair").to_owned();
+    let csrf = signed_in.json()["csrf_token"].as_str().expect("csrf").to_owned();
+    let me = gateway.call("GET", "/api/v1/me", &[("Cookie", cookie.as_str())], None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let out = gateway
+        .call(
+            "DELETE",
+            "/api/v1/session",
+            &[("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str()), https[0]],
+            None,
+        )
+        .await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    assert!(
+        out.header("set-cookie")
+            .is_some_and(|c| c.starts_with("__Host-gps_session=;") && c.contains("Max-Age=0"))
+    );
+    assert_eq!(gateway.call("GET", "/api/v1/me", &[("Cookie", cookie.as_str())], None).await.status, 401);
+
+    // Over plain HTTP the cookie keeps its plain name, without Secure.
+    let plain = gateway.call("POST", "/api/v1/session", &[], Some(credentials)).await;
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    let plain_cookie = plain.header("set-cookie").expect("cookie");
+    assert!(plain_cookie.starts_with("gps_session=") && !plain_cookie.contains("Secure"), "{plain_cookie}");
+}
+
+#[tokio::test]
+async fn the_sign_in_form_refuses_a_post_from_another_site() {
+    let gateway = TestGateway::start().await;
+    gateway.user("ana").await;
+    let form = "email=ana%40example.com&password=a+long+enough+password&next=%2Fapp";
+    // The test client sends `Host: 127.0.0.1`.
+    let post = |origin: &'static str| async move {
+        let headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Origin", origin)];
+        crate::ingest_support::raw_request(gateway.port, "POST", "/app/sign-in", &headers, form.as_bytes())
+            .await
+    };
+    let foreign = post("https://evil.example").await;
+    assert_eq!(foreign.status, 403, "{}", foreign.text());
+    assert!(foreign.header("set-cookie").is_none(), "no session for a foreign form");
+    let own = post("http://127.0.0.1").await;
+    assert_eq!(own.status, 303, "{}", own.text());
+    assert!(own.header("set-cookie").is_some_and(|c| c.starts_with("gps_session=")));
+}
+
+#[tokio::test]
 async fn repeated_wrong_passwords_throttle_that_account_only_and_say_when_to_retry() {
     let gateway = TestGateway::start().await;
     gateway.user("ana").await;
