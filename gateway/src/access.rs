@@ -22,6 +22,7 @@
 //!   while its lookup is remembered.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,11 @@ pub const CREDENTIAL_TTL: Duration = Duration::from_secs(10);
 /// Core NATS subject on which gateways announce ended sessions (the sha256
 /// of the token, never the token).
 pub const SIGNED_OUT_SUBJECT: &str = "gps.gateway.signed_out";
+
+/// Every event of every Brand aggregate: membership, roles, API clients.
+pub fn brand_events_subject() -> String {
+    format!("{}.*.brand.*", gps_nats::subjects::EVENT_SUBJECT_PREFIX)
+}
 /// Entries kept per map before the oldest half is dropped.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -82,6 +88,12 @@ pub struct AccessCache {
     inner: Arc<Mutex<Inner>>,
     /// Set once the invalidation subscriptions run; without them nothing is cached.
     watching: Arc<std::sync::atomic::AtomicBool>,
+    /// The NATS client's connection count when the cache was last used: a
+    /// higher count means it reconnected, and invalidations sent while it
+    /// was away were missed, so everything cached is forgotten (fail closed).
+    connects_seen: Arc<std::sync::atomic::AtomicU64>,
+    /// How many invalidations (brand events, sign-out notices) arrived.
+    notices: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AccessCache {
@@ -90,22 +102,28 @@ impl AccessCache {
     pub async fn watch(log: &EventLog) -> Result<Self, async_nats::SubscribeError> {
         let cache = AccessCache::default();
         let client = log.client();
-        let brand_subject = format!("{}.*.brand.*", gps_nats::subjects::EVENT_SUBJECT_PREFIX);
-        let mut brand_events = client.subscribe(brand_subject).await?;
+        let mut brand_events = client.subscribe(brand_events_subject()).await?;
         let mut sign_outs = client.subscribe(SIGNED_OUT_SUBJECT).await?;
         // The subscriptions exist on the server once the client has flushed them.
         let _ = client.flush().await;
+        cache.connects_seen.store(client.statistics().connects.load(Ordering::SeqCst), Ordering::SeqCst);
         cache.watching.store(true, std::sync::atomic::Ordering::SeqCst);
         let watcher = cache.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     message = brand_events.next() => match message {
-                        Some(message) => watcher.brand_event(&message),
+                        Some(message) => {
+                            watcher.notices.fetch_add(1, Ordering::SeqCst);
+                            watcher.brand_event(&message);
+                        }
                         None => break,
                     },
                     message = sign_outs.next() => match message {
-                        Some(message) => watcher.forget_credential(&String::from_utf8_lossy(&message.payload)),
+                        Some(message) => {
+                            watcher.notices.fetch_add(1, Ordering::SeqCst);
+                            watcher.forget_credential(&String::from_utf8_lossy(&message.payload));
+                        }
                         None => break,
                     },
                 }
@@ -115,6 +133,13 @@ impl AccessCache {
             watcher.lock().brands.clear();
         });
         Ok(cache)
+    }
+
+    /// How many invalidations (brand events and sign-out notices) this cache
+    /// has received: with NATS permissions that do not let the gateway user
+    /// receive them, it stays at zero.
+    pub fn notices_received(&self) -> u64 {
+        self.notices.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -134,7 +159,22 @@ impl AccessCache {
         self.lock().announce(&brand, version);
     }
 
+    /// Forgets every cached brand and credential when the NATS client has
+    /// connected again since the cache last looked.
+    fn forget_after_reconnect(&self, log: &EventLog) {
+        let connects = log.client().statistics().connects.load(Ordering::SeqCst);
+        if self.connects_seen.swap(connects, Ordering::SeqCst) != connects {
+            let mut inner = self.lock();
+            inner.brands.clear();
+            inner.credentials.clear();
+            tracing::info!(
+                "reconnected to NATS: forgot the cached brands and credentials (invalidations may be missed)"
+            );
+        }
+    }
+
     fn usable(&self, log: &EventLog) -> bool {
+        self.forget_after_reconnect(log);
         self.watching.load(std::sync::atomic::Ordering::SeqCst)
             && matches!(log.client().connection_state(), async_nats::connection::State::Connected)
     }
@@ -173,8 +213,12 @@ impl AccessCache {
         self.store_brand(log, brand, Arc::new(state), version);
     }
 
-    /// A remembered credential, by the sha256 of its secret.
-    pub(crate) fn credential(&self, secret_hash: &str) -> Option<Credential> {
+    /// A remembered credential, by the sha256 of its secret, while the
+    /// sign-out notices that invalidate it can be trusted to arrive.
+    pub(crate) fn credential(&self, log: &EventLog, secret_hash: &str) -> Option<Credential> {
+        if !self.usable(log) {
+            return None;
+        }
         let inner = self.lock();
         let (credential, at) = inner.credentials.get(secret_hash)?;
         (at.elapsed() < CREDENTIAL_TTL).then(|| credential.clone())
@@ -199,7 +243,7 @@ impl AccessCache {
     }
 
     /// Forgets a session on this gateway and tells the others.
-    pub(crate) async fn signed_out(&self, log: &EventLog, secret_hash: &str) {
+    pub async fn signed_out(&self, log: &EventLog, secret_hash: &str) {
         self.forget_credential(secret_hash);
         let client = log.client();
         if let Err(error) = client.publish(SIGNED_OUT_SUBJECT, secret_hash.to_owned().into()).await {

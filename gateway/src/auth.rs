@@ -518,7 +518,7 @@ pub(crate) fn session_token(headers: &axum::http::HeaderMap) -> Option<String> {
 /// current.
 pub(crate) async fn session(state: &AppState, token: &str) -> Result<(Principal, String), ApiError> {
     let token_hash = sha256_hex(token);
-    let credentials = match state.access.credential(&token_hash) {
+    let credentials = match state.access.credential(&state.log, &token_hash) {
         Some(Credential { principal, csrf: Some(csrf) }) => (principal, csrf),
         _ => {
             let row: Option<(String, String)> = sqlx::query_as(
@@ -585,7 +585,7 @@ impl FromRequestParts<AppState> for Principal {
 
 async fn api_client(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let presented = sha256_hex(key);
-    if let Some(credential) = state.access.credential(&presented) {
+    if let Some(credential) = state.access.credential(&state.log, &presented) {
         return Ok(credential.principal);
     }
     let invalid = || ApiError::Unauthenticated("the API key is not valid or was revoked".into());

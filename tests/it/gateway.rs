@@ -83,6 +83,14 @@ impl TestGateway {
         Self::start_with(nats, log, db, pool, configure, adjust).await
     }
 
+    /// Starts on `log` (e.g. a client connected through a proxy of `nats`).
+    pub(crate) async fn start_on(nats: TestNats, log: gps_nats::EventLog) -> Self {
+        let db = TestDb::create().await;
+        let pool = sqlx::PgPool::connect(db.url()).await.expect("pool");
+        gps_projections::prepare_all(&pool).await.expect("read-model schemas");
+        Self::start_with(nats, log, db, pool, |_| {}, |state| state).await
+    }
+
     async fn start_with(
         nats: TestNats,
         log: gps_nats::EventLog,

@@ -237,6 +237,54 @@ async fn the_sign_in_form_refuses_a_post_from_another_site() {
 }
 
 #[tokio::test]
+async fn a_gateway_cut_off_from_nats_forgets_what_it_cached_since_it_may_have_missed_a_removal() {
+    let nats = crate::harness::TestNats::start().await;
+    let direct = nats.event_log().await;
+    let proxy = crate::tcp_proxy::TcpProxy::start(crate::tcp_proxy::host_port(nats.server.url())).await;
+    let client = gps_nats::connect(&proxy.nats_url(), "gps-test-gateway").await.expect("connect");
+    let proxied = gps_nats::EventLog::new(client, gps_nats::StreamSettings::default());
+    let gateway = TestGateway::start_on(nats, proxied.clone()).await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let bob = gateway.user("bob").await;
+    let added = gateway
+        .as_user(
+            &owner,
+            "POST",
+            "/api/v1/brands/acme/members",
+            Some(json!({"email": "bob@example.com", "role": "producer"})),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    // Bob's access is now cached by this gateway.
+    assert_eq!(gateway.as_user(&bob, "GET", "/api/v1/brands/acme/products", None).await.status, 200);
+
+    // The gateway is cut off while another one removes bob: it misses the event.
+    proxy.block();
+    let other = gps_commands::CommandHandler::new(direct);
+    let brand_address =
+        gps_commands::CommandHandler::address::<gps_domain::brand::Brand>(&crate::harness::brand(), "acme")
+            .expect("address");
+    other
+        .execute::<gps_domain::brand::Brand>(
+            &brand_address,
+            &gps_nats::CommandMeta::new("remove-bob", gps_domain::wire::Actor::System("test".into())),
+            &gps_domain::brand::BrandCommand::RemoveMember {
+                member_id: gps_domain::ids::MemberId::parse("bob").expect("id"),
+            },
+        )
+        .await
+        .expect("removed elsewhere");
+    proxy.unblock();
+    let reconnected = Instant::now();
+    while !matches!(proxied.client().connection_state(), async_nats::connection::State::Connected) {
+        assert!(reconnected.elapsed() < Duration::from_secs(20), "the gateway reconnects");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = gateway.as_user(&bob, "GET", "/api/v1/brands/acme/products", None).await;
+    assert_eq!(refused.status, 404, "a removal missed while disconnected still applies: {}", refused.body);
+}
+
+#[tokio::test]
 async fn repeated_wrong_passwords_throttle_that_account_only_and_say_when_to_retry() {
     let gateway = TestGateway::start().await;
     gateway.user("ana").await;

@@ -65,6 +65,19 @@ async fn the_single_node_config_starts_and_the_gateway_provisions_the_log_and_ap
     claims.claim(&acme(), &sku, &p1).await.expect("claimed");
     assert_eq!(claims.holder(&acme(), &sku).await.expect("read"), Some(p1));
     claims.backfill(&log).await.expect("backfilled");
+    // The gateway's access cache, run as this user, receives the brand events
+    // and sign-out notices that invalidate it.
+    let cache = gps_gateway::access::AccessCache::watch(&log).await.expect("the cache subscribes");
+    let brand = AggregateAddress::new(acme(), AggregateKind::Brand, "acme").expect("address");
+    append(&log, &brand, ExpectedPosition::new_aggregate(), "b1", 1).await.expect("a brand event");
+    cache.signed_out(&log, "a-session-hash").await;
+    eventually("the cache hears both", || async {
+        match cache.notices_received() {
+            2.. => Ok(()),
+            n => Err(format!("{n} notices")),
+        }
+    })
+    .await;
 
     // The server runs what the file says: fsync on every write, the pinned limits.
     let mut stream = log.jetstream().get_stream("GPS_EVENTS").await.expect("stream");

@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 /// Forwards `127.0.0.1:<port>` to an upstream address until dropped.
 pub(crate) struct TcpProxy {
     addr: SocketAddr,
+    /// While set, new connections are closed at once (the network is down).
+    blocked: Arc<std::sync::atomic::AtomicBool>,
     cuts: watch::Sender<u64>,
     connections: Arc<AtomicU64>,
     listener: JoinHandle<()>,
@@ -35,12 +37,17 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("proxy address");
         let (cuts, _) = watch::channel(0u64);
         let connections = Arc::new(AtomicU64::new(0));
+        let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let upstream = upstream.to_owned();
         let task = {
-            let (cuts, connections) = (cuts.clone(), connections.clone());
+            let (cuts, connections, blocked) = (cuts.clone(), connections.clone(), blocked.clone());
             tokio::spawn(async move {
                 loop {
                     let Ok((mut client, _)) = listener.accept().await else { continue };
+                    if blocked.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
                     let mut cut = cuts.subscribe();
                     cut.mark_unchanged();
                     connections.fetch_add(1, Ordering::Relaxed);
@@ -68,7 +75,7 @@ impl TcpProxy {
                 }
             })
         };
-        TcpProxy { addr, cuts, connections, listener: task }
+        TcpProxy { addr, blocked, cuts, connections, listener: task }
     }
 
     /// The proxy's address as a NATS URL.
@@ -79,6 +86,18 @@ impl TcpProxy {
     /// Cuts every connection open now; new ones are accepted as before.
     pub(crate) fn cut_all(&self) {
         self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Cuts every connection and refuses new ones until [`TcpProxy::unblock`]:
+    /// the clients are cut off for as long as the test wants.
+    pub(crate) fn block(&self) {
+        self.blocked.store(true, Ordering::SeqCst);
+        self.cut_all();
+    }
+
+    /// Lets connections through again.
+    pub(crate) fn unblock(&self) {
+        self.blocked.store(false, Ordering::SeqCst);
     }
 
     /// How many connections the proxy has accepted.
