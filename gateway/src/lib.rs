@@ -45,6 +45,7 @@ pub mod media;
 pub mod openapi;
 mod openapi_rules;
 mod operate;
+pub mod progress;
 mod queries;
 pub mod readiness;
 mod review;
@@ -101,6 +102,8 @@ pub struct AppState {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Open event streams, bounded per caller and in total.
     pub streams: stream_slots::StreamSlots,
+    /// How far each projection has applied the log, from its notices.
+    pub progress: progress::ProjectionProgress,
 }
 
 /// Why a gateway's state could not be prepared.
@@ -125,6 +128,7 @@ impl AppState {
         media: media::Media,
     ) -> Result<Self, StartError> {
         let access = access::AccessCache::watch(&log).await?;
+        let progress = progress::ProjectionProgress::follow(&log).await?;
         let sku_claims = gps_commands::sku_claims::SkuClaims::open(commands.clone()).await?;
         let webhook_targets = gps_storage::SafeFetcher::new(gps_storage::FetchLimits::default());
         Ok(AppState {
@@ -140,6 +144,7 @@ impl AppState {
             sku_claims,
             trusted_proxies: Vec::new(),
             streams: stream_slots::StreamSlots::default(),
+            progress,
         })
     }
 

@@ -173,9 +173,29 @@ pub(crate) async fn await_sequence(
             ),
         });
     }
-    read::wait_for_sequence(&state.db, Some(projection), sequence, wait)
-        .await
-        .map_err(|e| ApiError::NotYetConsistent(e.to_string()))
+    // The last "not yet" says how far the read model got, for the 503.
+    let last_answer = std::sync::Mutex::new(None);
+    let reached = state
+        .progress
+        .wait_until(projection, sequence, wait, || {
+            let attempt = read::wait_for_sequence(&state.db, Some(projection), sequence, Duration::ZERO);
+            let last_answer = &last_answer;
+            async move {
+                let answer = attempt.await;
+                let reached = answer.is_ok();
+                *last_answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = answer.err();
+                reached
+            }
+        })
+        .await;
+    let last_answer = last_answer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match (reached, last_answer) {
+        (true, _) => Ok(()),
+        (false, Some(not_yet)) => Err(ApiError::NotYetConsistent(not_yet.to_string())),
+        (false, None) => Err(ApiError::NotYetConsistent(format!(
+            "the {projection} read model has not reached sequence {sequence} yet; retry shortly"
+        ))),
+    }
 }
 
 /// The last sequence of the event log, as the server reports it now.
