@@ -111,36 +111,12 @@ pub const MAX_FAILED_SIGN_INS_PER_SOURCE: i64 = 20;
 /// The sliding window over which failed sign-ins are counted.
 pub const SIGN_IN_WINDOW: Duration = Duration::minutes(15);
 
-/// How many password hashes (argon2id, tens of milliseconds of CPU and 19 MiB
-/// each on purpose) run at once in this process; more wait for a turn.
-fn argon2_permits() -> &'static tokio::sync::Semaphore {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        tokio::sync::Semaphore::new(cores.max(2))
-    })
-}
-
-/// How long a sign-in waits for a turn at hashing before it is told to retry.
-const ARGON2_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Runs password hashing work off the async workers, at most
-/// [`argon2_permits`] at once: a burst of sign-ins queues instead of taking
-/// every core and all memory, and one that waits too long gets a 503 with
-/// `Retry-After` instead of a hung request.
+/// Runs password hashing work off the async workers, bounded (see
+/// [`crate::cpu`]): a burst of sign-ins queues instead of taking every core.
 pub(crate) async fn argon2_work<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let permit = tokio::time::timeout(ARGON2_WAIT, argon2_permits().acquire())
-        .await
-        .map_err(|_| ApiError::TooManyRequests {
-            message: "too many sign-ins and password changes at once; try again in a few seconds".into(),
-            retry_after_secs: 2,
-        })?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let result = tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(e.to_string()));
-    drop(permit);
-    result
+    crate::cpu::run(crate::cpu::Work::Password, work).await
 }
 
 /// Counts this attempt as failed before the password is checked, unless the
@@ -809,29 +785,6 @@ mod tests {
         let v6 = SourceAddress::of(Some(ip("2001:4860:1:2:aaaa::1")), &axum::http::HeaderMap::new(), &[]);
         assert_eq!(v6.to_string(), "2001:4860:1:2::/64");
         assert_eq!(SourceAddress(None).to_string(), "unknown");
-    }
-
-    #[tokio::test]
-    async fn password_hashing_runs_at_most_its_permits_at_once() {
-        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..24)
-            .map(|_| {
-                let (running, most) = (running.clone(), most.clone());
-                tokio::spawn(argon2_work(move || {
-                    let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                    most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                }))
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("task").expect("a turn within the wait");
-        }
-        let permits = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2);
-        let most = most.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(most <= permits, "{most} hashes ran at once, more than {permits}");
     }
 
     #[test]

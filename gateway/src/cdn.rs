@@ -214,6 +214,9 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>,
 const INLINE_TYPES: &[&str] =
     &["image/jpeg", "image/png", "image/webp", "image/gif", "image/avif", "video/mp4", "video/webm"];
 
+/// Distinct derivatives (size, fit, format, quality) stored per source image.
+pub const MAX_DERIVATIVES_PER_SOURCE: usize = 24;
+
 /// Even a shown image gets no right to load or run anything.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; sandbox";
 
@@ -363,11 +366,20 @@ async fn derivative(
     if store.exists(&key).await.map_err(storage_error)? {
         return Ok((key, false));
     }
+    // Each new variant is decoded, rendered and stored for good: bounded per
+    // source, so signed URLs cannot be turned into unbounded storage and CPU.
+    let made =
+        store.count_derivatives(source, MAX_DERIVATIVES_PER_SOURCE + 1).await.map_err(storage_error)?;
+    if made >= MAX_DERIVATIVES_PER_SOURCE {
+        return Err(ApiError::Rejected(format!(
+            "this image already has {MAX_DERIVATIVES_PER_SOURCE} stored derivatives, the most one image may have; \
+             ask for one of the sizes and formats already made, or use the original"
+        )));
+    }
     let bytes = store.get(source).await.map_err(storage_error)?.body;
     let limits = state.media.settings().image_limits;
-    let rendered = tokio::task::spawn_blocking(move || render(&bytes, rendition, format, limits))
-        .await
-        .map_err(|error| ApiError::Internal(format!("render task: {error}")))??;
+    let rendered =
+        crate::cpu::run(crate::cpu::Work::Image, move || render(&bytes, rendition, format, limits)).await??;
     store.put_at(&key, rendered, format.media_type()).await.map_err(storage_error)?;
     Ok((key, true))
 }

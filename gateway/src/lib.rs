@@ -34,6 +34,7 @@ pub mod auth;
 pub mod catalog_file;
 pub mod cdn;
 mod configure;
+mod cpu;
 pub mod error;
 pub mod events;
 mod extract;

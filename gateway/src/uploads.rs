@@ -68,14 +68,15 @@ pub struct IngestedImage {
 pub async fn ingest_image(media: &Media, bytes: Bytes) -> Result<IngestedImage, ApiError> {
     let limits = media.settings().image_limits;
     let judged = bytes.clone();
-    let (accepted, (original_width, original_height)) =
-        tokio::task::spawn_blocking(move || -> Result<(AcceptedImage, (u32, u32)), ImageRejection> {
+    let (accepted, (original_width, original_height)) = crate::cpu::run(
+        crate::cpu::Work::Image,
+        move || -> Result<(AcceptedImage, (u32, u32)), ImageRejection> {
             let (_, width, height) = images::check_header(&judged, limits)?;
             Ok((images::accept(&judged, limits)?, (width, height)))
-        })
-        .await
-        .map_err(|error| ApiError::Internal(format!("image intake task: {error}")))?
-        .map_err(rejection)?;
+        },
+    )
+    .await?
+    .map_err(rejection)?;
     let original_asset = AssetRef {
         hash: content_hash(&bytes),
         media_type: accepted.original_format.media_type().to_owned(),

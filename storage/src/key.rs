@@ -137,6 +137,13 @@ impl ObjectKey {
     }
 }
 
+impl ObjectKey {
+    /// The prefix every derivative of this (content) object's source shares.
+    pub fn derivatives_prefix(&self) -> String {
+        format!("{}/{DERIVATIVES}/{}/", self.brand, self.source)
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.variant {

@@ -488,6 +488,20 @@ impl ObjectStore {
         Ok(self.head(key).await?.is_some())
     }
 
+    /// How many derivatives of `source` are stored, counting at most `up_to`.
+    pub async fn count_derivatives(&self, source: &ObjectKey, up_to: usize) -> Result<usize, StorageError> {
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(source.derivatives_prefix())
+            .max_keys(i32::try_from(up_to).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(request_error("ListObjectsV2"))?;
+        Ok(listed.contents().len())
+    }
+
     /// Reads a whole object.
     pub async fn get(&self, key: &ObjectKey) -> Result<Object, StorageError> {
         let output = match self.client.get_object().bucket(&self.bucket).key(key.to_string()).send().await {

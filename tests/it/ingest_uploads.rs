@@ -144,6 +144,40 @@ async fn a_derivative_is_rendered_once_stored_back_and_then_served_from_storage(
 }
 
 #[tokio::test]
+async fn one_image_gets_a_bounded_number_of_stored_derivatives_and_those_made_stay_served() {
+    let gateway = TestGateway::start().await;
+    let owner = brand_with_product(&gateway, "acme", "ana").await;
+    let png = png_of(&picture(96, 64, [120, 40, 200]));
+    let uploaded = upload(&gateway, &owner, PRODUCT_IMAGES, &[], ("small.png", "image/png", &png)).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text());
+    let url = uploaded.json()["image"]["url"].as_str().expect("url").to_owned();
+    // Distinct renditions: every offered quality in each of three formats.
+    let renditions: Vec<String> = ["webp", "jpeg", "png"]
+        .iter()
+        .flat_map(|format| {
+            gps_gateway::cdn::ALLOWED_QUALITIES.iter().map(move |q| format!("&w=64&fmt={format}&q={q}"))
+        })
+        .collect();
+    let cap = gps_gateway::cdn::MAX_DERIVATIVES_PER_SOURCE;
+    assert!(renditions.len() > cap);
+    for rendition in &renditions[..cap] {
+        let made = raw_request(gateway.port, "GET", &format!("{url}{rendition}"), &[], b"").await;
+        assert_eq!(made.status, 200, "{rendition}: {}", made.text());
+    }
+    let refused = raw_request(gateway.port, "GET", &format!("{url}{}", renditions[cap]), &[], b"").await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert!(refused.text().contains("stored derivatives"), "{}", refused.text());
+    let stored = stored_objects(&gateway.storage_dir)
+        .into_iter()
+        .filter(|path| path.to_string_lossy().contains("derivatives"))
+        .count();
+    assert_eq!(stored, cap, "nothing rendered past the cap");
+    let again = raw_request(gateway.port, "GET", &format!("{url}{}", renditions[0]), &[], b"").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("x-gps-derivative"), Some("stored"));
+}
+
+#[tokio::test]
 async fn a_stored_object_that_is_not_an_image_or_video_is_served_as_an_inert_download() {
     let gateway = TestGateway::start().await;
     let ana = brand_with_product(&gateway, "acme", "ana").await;
