@@ -231,15 +231,87 @@ async fn request_log(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// How long a client may take to send a request's head (its line and
+/// headers), and the longest a kept-alive connection may sit idle waiting for
+/// its next request: a client that opens connections and trickles bytes (or
+/// none) cannot hold them, and the file descriptors and memory behind them,
+/// for ever.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How long a shutdown waits for open connections (event streams never end
+/// on their own) before it closes them.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves [`app`] on `listener` until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer's address reaches handlers (sign-in throttling per source).
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    run_with(listener, state, HEADER_READ_TIMEOUT, shutdown).await
+}
+
+/// Like [`run`], with its own [`HEADER_READ_TIMEOUT`].
+pub async fn run_with(
+    listener: TcpListener,
+    state: AppState,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = app(state);
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, a connection reset before
+                    // accept: wait a moment rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // The peer's address reaches handlers (sign-in throttling per source).
+        let router = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let router = router.clone();
+                async move { tower::ServiceExt::oneshot(router, request.map(axum::body::Body::new)).await }
+            });
+        let mut closing = closing.subscribe();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).keep_alive(true);
+            let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = closing.wait_for(|closing| *closing) => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        });
+        // Forget connections that have ended.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "closing the connections still open after the shutdown grace"
+        );
+        connections.abort_all();
+    }
+    Ok(())
 }
 
 async fn openapi_json() -> impl IntoResponse {

@@ -666,6 +666,50 @@ async fn health_tells_anyone_whether_gps_is_up_but_no_counts() {
 }
 
 #[tokio::test]
+async fn a_client_that_trickles_its_headers_or_idles_is_disconnected_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = TestGateway::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let timeout = std::time::Duration::from_secs(1);
+    tokio::spawn(gps_gateway::run_with(listener, gateway.state.clone(), timeout, async move {
+        let _ = stopped.await;
+    }));
+    let closed_within = |mut stream: tokio::net::TcpStream| async move {
+        let mut buffer = [0u8; 1024];
+        let mut received = Vec::new();
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => received.extend_from_slice(&buffer[..n]),
+                }
+            }
+        })
+        .await;
+        (outcome.is_ok(), String::from_utf8_lossy(&received).into_owned())
+    };
+    // Half a request head, then nothing.
+    let mut trickler = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    trickler.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.expect("write");
+    let (closed, _) = closed_within(trickler).await;
+    assert!(closed, "a connection with an unfinished head stays open");
+    // A connection that never sends anything.
+    let silent = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    assert!(closed_within(silent).await.0, "a silent connection stays open");
+    // A kept-alive connection, idle after its first request.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.expect("write");
+    let (closed, answered) = closed_within(idle).await;
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    assert!(closed, "an idle kept-alive connection stays open");
+    // Meanwhile, a complete request is served as ever.
+    let health = crate::http::request(port, "GET", "/healthz", &[], None).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+}
+
+#[tokio::test]
 async fn malformed_requests_get_a_400_that_names_the_field() {
     let gateway = TestGateway::start().await;
     let owner = gateway.brand_with_owner("acme", "ana").await;
