@@ -28,6 +28,7 @@
 //! command id of each row and batch derives from the import and the row, so
 //! a resumed job cannot apply anything twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -58,8 +59,9 @@ use crate::auth::{self, Principal};
 use crate::catalog_file::{
     self, CatalogFile, CatalogLimits, CatalogProblem, CatalogRow, ColumnError, ImageSource,
 };
+use crate::extract::OptionalBody;
 use crate::queries::{Paging, found, readable};
-use crate::routes::{actions, brand_id, command_meta};
+use crate::routes::{actions, brand_id, command_meta, execute, parse};
 use crate::uploads::{check_known_fields, default_image_id, ingest_image, read_form, store_image};
 use crate::{ApiError, AppState};
 
@@ -70,6 +72,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/brands/{brand}/imports", post(start_import).get(list_imports))
         .route("/api/v1/brands/{brand}/imports/{import}", get(get_import))
         .route("/api/v1/brands/{brand}/imports/{import}/errors", get(import_errors))
+        .route("/api/v1/brands/{brand}/imports/{import}/cancel", post(cancel_import))
         .layer(DefaultBodyLimit::disable())
 }
 
@@ -157,6 +160,17 @@ pub(crate) async fn start_import(
     let brand = brand_id(&brand)?;
     auth::authorize(&state, &principal, &brand, actions::START_IMPORT).await?;
     let settings = state.media.settings().imports.clone();
+    // Bounded before the body is read: this gateway's own runners, then the
+    // brand's running imports anywhere (the read model may lag a start by
+    // moments; this gateway's count covers its own).
+    let slot = state.imports.take(&brand)?;
+    let running_anywhere =
+        read::running_imports(&state.db).await?.iter().filter(|(of, _)| of == brand.as_str()).count();
+    if running_anywhere >= settings.max_running_per_brand {
+        return Err(too_many_imports(format!(
+            "brand {brand} already runs {running_anywhere} imports, the most at once; wait for one to finish or cancel one"
+        )));
+    }
     let form = read_form(&headers, request, settings.max_body_bytes, &["catalog", "images"]).await?;
     check_known_fields(&form, &["catalog", "images"], &["format"])?;
     let catalog_part = form.file("catalog").ok_or_else(|| {
@@ -224,9 +238,12 @@ pub(crate) async fn start_import(
             meta: meta.clone(),
             catalog,
             archive,
+            _slot: slot,
         };
         tokio::spawn(job.run());
     } else if outcome.state.status == ImportStatus::Running {
+        // The resumer takes a slot of its own.
+        drop(slot);
         // A retry of a start whose answer was lost: the first attempt may have
         // appended the start and died before its job ran. Resuming is harmless
         // when the job does run (its runner lock admits one), and without it
@@ -450,6 +467,8 @@ struct ImportJob {
     meta: CommandMeta,
     catalog: CatalogFile,
     archive: Option<CheckedArchive>,
+    /// Held while the job runs.
+    _slot: ImportSlot,
 }
 
 /// How often the job tries a command whose event log is unavailable.
@@ -475,6 +494,10 @@ impl ImportJob {
         tracing::info!(%brand, %import_id, rows = self.catalog.rows.len(), "import running");
         match self.process().await {
             Ok(()) => tracing::info!(%brand, %import_id, "import finished"),
+            Err(error) if !self.still_running().await => {
+                // Cancelled (or ended by another runner): nothing to record.
+                tracing::info!(%brand, %import_id, %error, "import no longer running; its runner stops");
+            }
             Err(error) => {
                 tracing::error!(%brand, %import_id, %error, "import stopped");
                 let reason = Text::parse(format!(
@@ -490,6 +513,17 @@ impl ImportJob {
             }
         }
         lock.release().await;
+    }
+
+    /// Whether the import is still running as the log says (not cancelled).
+    async fn still_running(&self) -> bool {
+        let Ok(address) = CommandHandler::address::<Import>(&self.brand, self.import_id.as_str()) else {
+            return true;
+        };
+        match self.state.commands.load::<Import>(&address).await {
+            Ok(loaded) => loaded.state.status == ImportStatus::Running,
+            Err(_) => true,
+        }
     }
 
     /// The metadata of one of the job's commands: a deterministic id (the
@@ -714,6 +748,100 @@ impl ImportJob {
     }
 }
 
+/// The imports this gateway runs, in all and per brand: a start past either
+/// bound is refused (429), and a runner left without a gateway is resumed by
+/// the periodic resumer once a slot is free.
+#[derive(Debug, Clone)]
+pub struct ImportSlots {
+    total: Arc<tokio::sync::Semaphore>,
+    by_brand: Arc<std::sync::Mutex<std::collections::HashMap<BrandId, usize>>>,
+    per_brand: usize,
+}
+
+/// One running import's slot, given back when its job ends.
+#[derive(Debug)]
+pub struct ImportSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    brand: BrandId,
+    by_brand: Arc<std::sync::Mutex<std::collections::HashMap<BrandId, usize>>>,
+}
+
+impl ImportSlots {
+    /// Slots for `total` imports, `per_brand` of one brand (each at least 1).
+    pub fn new(total: usize, per_brand: usize) -> Self {
+        ImportSlots {
+            total: Arc::new(tokio::sync::Semaphore::new(total.max(1))),
+            by_brand: Arc::default(),
+            per_brand: per_brand.max(1),
+        }
+    }
+
+    /// A slot for an import of `brand`, or a 429 saying which bound was reached.
+    fn take(&self, brand: &BrandId) -> Result<ImportSlot, ApiError> {
+        let mut by_brand = self.by_brand.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running = by_brand.get(brand).copied().unwrap_or(0);
+        if running >= self.per_brand {
+            return Err(too_many_imports(format!(
+                "brand {brand} already runs {running} imports, the most at once; wait for one to finish or cancel one"
+            )));
+        }
+        let permit = self.total.clone().try_acquire_owned().map_err(|_| {
+            too_many_imports(
+                "this gateway runs as many imports as it may at once; try again in a minute".into(),
+            )
+        })?;
+        *by_brand.entry(brand.clone()).or_default() += 1;
+        Ok(ImportSlot { _permit: permit, brand: brand.clone(), by_brand: self.by_brand.clone() })
+    }
+}
+
+impl Drop for ImportSlot {
+    fn drop(&mut self) {
+        let mut by_brand = self.by_brand.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(running) = by_brand.get_mut(&self.brand) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                by_brand.remove(&self.brand);
+            }
+        }
+    }
+}
+
+fn too_many_imports(message: String) -> ApiError {
+    ApiError::TooManyRequests { message, retry_after_secs: 30 }
+}
+
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/imports/{import}/cancel", tag = "imports",
+    params(("brand" = String, Path, description = "The brand id"), ("import" = String, Path, description = "The import id")),
+    request_body(content = Option<crate::configure::Reason>, description = "Why, optionally"),
+    responses(
+        (status = 200, description = "Cancelled: the import ends as failed, saying who cancelled it; its runner stops before its next batch of rows", body = crate::Accepted),
+    ),
+    security(("session" = []), ("api_key" = [])))]
+pub(crate) async fn cancel_import(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((brand, import)): Path<(String, String)>,
+    OptionalBody(body): OptionalBody<crate::configure::Reason>,
+) -> Result<Response, ApiError> {
+    let brand = brand_id(&brand)?;
+    auth::authorize(&state, &principal, &brand, actions::CANCEL_IMPORT).await?;
+    let import_id = parse("import", ImportId::parse(&import))?;
+    let who = match &principal {
+        Principal::User { user_id } => format!("member {user_id}"),
+        Principal::ApiClient { api_client_id, .. } => format!("API client {api_client_id}"),
+    };
+    let why = crate::configure::optional_reason(body.reason)?
+        .map(|reason| format!(": {reason}"))
+        .unwrap_or_default();
+    let reason = parse("reason", Text::parse(format!("cancelled by {who}{why}")))?;
+    let command = ImportCommand::FailImport { reason };
+    let accepted =
+        execute::<Import>(&state, &principal, &headers, &brand, import_id.as_str(), command).await?;
+    Ok(accepted.respond(false))
+}
+
 /// One runner per import, across gateways: a Postgres advisory lock held
 /// for as long as its connection, which the runner keeps until it ends (or
 /// dies, when the server releases it).
@@ -778,8 +906,10 @@ pub async fn keep_resuming_unfinished(state: AppState, every: Duration) {
 /// the runner lock first (so an import running elsewhere costs one query),
 /// then reads its files back. Returns whether a runner was started.
 async fn resume_one(state: &AppState, brand: &BrandId, import_id: &ImportId) -> Result<bool, ApiError> {
+    // Without a free slot it waits for the next look.
+    let Ok(slot) = state.imports.take(brand) else { return Ok(false) };
     let Some(lock) = RunnerLock::take(state, brand, import_id).await? else { return Ok(false) };
-    match prepare_resume(state, brand, import_id).await {
+    match prepare_resume(state, brand, import_id, slot).await {
         Ok(Some(job)) => {
             tokio::spawn(job.run_locked(lock));
             Ok(true)
@@ -801,6 +931,7 @@ async fn prepare_resume(
     state: &AppState,
     brand: &BrandId,
     import_id: &ImportId,
+    slot: ImportSlot,
 ) -> Result<Option<ImportJob>, ApiError> {
     let address = CommandHandler::address::<Import>(brand, import_id.as_str())?;
     let loaded = state.commands.load::<Import>(&address).await?;
@@ -835,6 +966,7 @@ async fn prepare_resume(
         meta,
         catalog,
         archive,
+        _slot: slot,
     }))
 }
 

@@ -105,6 +105,8 @@ pub struct AppState {
     pub streams: stream_slots::StreamSlots,
     /// How far each projection has applied the log, from its notices.
     pub progress: progress::ProjectionProgress,
+    /// The imports this gateway runs, bounded in all and per brand.
+    pub imports: imports::ImportSlots,
 }
 
 /// Why a gateway's state could not be prepared.
@@ -130,6 +132,9 @@ impl AppState {
     ) -> Result<Self, StartError> {
         let access = access::AccessCache::watch(&log).await?;
         let progress = progress::ProjectionProgress::follow(&log).await?;
+        let import_settings = &media.settings().imports;
+        let imports =
+            imports::ImportSlots::new(import_settings.max_running, import_settings.max_running_per_brand);
         let sku_claims = gps_commands::sku_claims::SkuClaims::open(commands.clone()).await?;
         let webhook_targets = gps_storage::SafeFetcher::new(gps_storage::FetchLimits::default());
         Ok(AppState {
@@ -146,6 +151,7 @@ impl AppState {
             trusted_proxies: Vec::new(),
             streams: stream_slots::StreamSlots::default(),
             progress,
+            imports,
         })
     }
 

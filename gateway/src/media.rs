@@ -93,6 +93,11 @@ pub struct ImportSettings {
     /// How often a gateway looks for running imports that have no runner
     /// (their gateway died, or their start was never answered) and resumes them.
     pub resume_unfinished_every: std::time::Duration,
+    /// The most imports one gateway runs at once (each holds its files in
+    /// memory and a database connection for its runner lock).
+    pub max_running: usize,
+    /// The most imports of one brand running at once.
+    pub max_running_per_brand: usize,
 }
 
 impl Default for ImportSettings {
@@ -107,6 +112,8 @@ impl Default for ImportSettings {
             fetch_allow: Vec::new(),
             progress_every_rows: 50,
             resume_unfinished_every: std::time::Duration::from_secs(30),
+            max_running: 4,
+            max_running_per_brand: 2,
         }
     }
 }

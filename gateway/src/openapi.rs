@@ -105,6 +105,7 @@ use crate::{audit, configure, events, imports, live, operate, queries, review, u
         imports::list_imports,
         imports::get_import,
         imports::import_errors,
+        imports::cancel_import,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecurityAndActions)

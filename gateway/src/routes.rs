@@ -131,6 +131,8 @@ pub(crate) mod actions {
     pub(crate) const UPLOAD_STYLE_REFERENCE: Action = Action::Produce;
     /// `start_import` requires this.
     pub(crate) const START_IMPORT: Action = Action::Produce;
+    /// `cancel_import` requires this.
+    pub(crate) const CANCEL_IMPORT: Action = Action::Produce;
 
     /// Every read of brand data requires this.
     pub(crate) const READ: Action = Action::Read;
@@ -220,6 +222,7 @@ pub(crate) mod actions {
         ("upload_subject_image", UPLOAD_SUBJECT_IMAGE),
         ("upload_style_reference", UPLOAD_STYLE_REFERENCE),
         ("start_import", START_IMPORT),
+        ("cancel_import", CANCEL_IMPORT),
         ("list_imports", READ),
         ("get_import", READ),
         ("import_errors", READ),

@@ -779,7 +779,7 @@ fn sample_body(operation: &str) -> Option<serde_json::Value> {
         "set_look_guidelines" => json!({"guidelines": {"dos": ["show the back"], "donts": []}}),
         "set_look_shot_types" => json!({"shot_types": null}),
         "reject_prediction" => json!({"reason": "matrix"}),
-        "cancel_generation" => json!({"reason": "matrix"}),
+        "cancel_generation" | "cancel_import" => json!({"reason": "matrix"}),
         "define_channel_preset" => json!({"spec": channel_preset_spec()}),
         "request_export" => {
             json!({"predictions": ["ghost"], "channel": "web-pdp", "destination": {"kind": "zip_download"}})

@@ -748,3 +748,85 @@ async fn an_import_updates_the_product_of_a_sku_the_lagging_catalog_has_not_seen
             .expect("count");
     assert_eq!(with_sku, 1, "one product per SKU");
 }
+
+#[tokio::test]
+async fn running_imports_are_bounded_per_brand_and_per_gateway_and_a_running_one_is_cancelled() {
+    let gateway = TestGateway::start_configured(|media| {
+        media.imports.max_running = 2;
+        media.imports.max_running_per_brand = 1;
+        media.imports.progress_every_rows = 10;
+    })
+    .await;
+    let acme = gateway.brand_with_owner("acme", "ana").await;
+    let beta = gateway.brand_with_owner("beta", "bob").await;
+    let gamma = gateway.brand_with_owner("gamma", "cy").await;
+    let catalog = |prefix: &str, rows: usize| {
+        let mut csv = String::from("sku,name,category\n");
+        for n in 0..rows {
+            csv.push_str(&format!("{prefix}-{n},Shirt {n},tops\n"));
+        }
+        csv.into_bytes()
+    };
+    let start = |session: &Session, brand: &str, csv: Vec<u8>| {
+        let (content_type, body) = import_form(("catalog.csv", &csv), None);
+        let mut headers = session.headers();
+        headers.push(("Content-Type", content_type.as_str()));
+        let path = format!("/api/v1/brands/{brand}/imports");
+        let port = gateway.port;
+        let headers: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            raw_request(port, "POST", &path, &headers, &body).await
+        }
+    };
+    let long = start(&acme, "acme", catalog("AC", 3000)).await;
+    assert_eq!(long.status, 202, "{}", long.text());
+    let long_id = long.json()["import_id"].as_str().expect("id").to_owned();
+
+    let second_of_acme = start(&acme, "acme", catalog("AC2", 3)).await;
+    assert_eq!(second_of_acme.status, 429, "{}", second_of_acme.text());
+    assert!(second_of_acme.text().contains("brand acme already runs"), "{}", second_of_acme.text());
+    assert!(second_of_acme.header("retry-after").is_some());
+    let of_beta = start(&beta, "beta", catalog("BE", 3000)).await;
+    assert_eq!(of_beta.status, 202, "another brand has its own slot: {}", of_beta.text());
+    let of_gamma = start(&gamma, "gamma", catalog("GA", 3)).await;
+    assert_eq!(of_gamma.status, 429, "{}", of_gamma.text());
+    assert!(of_gamma.text().contains("this gateway runs as many imports"), "{}", of_gamma.text());
+
+    // The owner cancels the long import: it ends as failed, saying who
+    // cancelled it and why, long before its last row.
+    let cancel = format!("/api/v1/brands/acme/imports/{long_id}/cancel");
+    let body = json!({"reason": "wrong file"}).to_string();
+    let mut headers = acme.headers();
+    headers.push(("Content-Type", "application/json"));
+    let cancelled = raw_request(gateway.port, "POST", &cancel, &headers, body.as_bytes()).await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text());
+    let again = raw_request(gateway.port, "POST", &cancel, &headers, body.as_bytes()).await;
+    assert_eq!(again.status, 200, "cancelling again changes nothing: {}", again.text());
+    assert_eq!(again.json()["events"], 0);
+    let mut view = serde_json::Value::Null;
+    for _ in 0..300 {
+        view = raw_request(gateway.port, "GET", &format!("{IMPORTS}/{long_id}"), &acme.headers(), b"")
+            .await
+            .json();
+        if view["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "failed", "{view}");
+    assert_eq!(view["failure_reason"], "cancelled by member ana: wrong file", "{view}");
+    assert!(view["through_row"].as_i64().expect("rows") < 3000, "{view}");
+
+    // Its slot comes back once its runner has stopped.
+    let mut restarted = start(&acme, "acme", catalog("AC3", 3)).await;
+    for _ in 0..100 {
+        if restarted.status != 429 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        restarted = start(&acme, "acme", catalog("AC3", 3)).await;
+    }
+    assert_eq!(restarted.status, 202, "{}", restarted.text());
+}
