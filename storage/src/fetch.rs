@@ -292,7 +292,14 @@ impl SafeFetcher {
     /// address its host resolves to — without sending anything. A request
     /// that names a URL (an export's webhook) is refused up front with this.
     pub async fn check_target(&self, url: &str) -> Result<(), FetchError> {
-        self.address(&parse(url)?).await.map(|_| ())
+        self.resolve_target(url).await.map(|_| ())
+    }
+
+    /// The one address `url` is reached at, checked against the rules: a
+    /// client that connects to it (and does not look the name up again)
+    /// cannot be sent elsewhere by a DNS answer that changes after the check.
+    pub async fn resolve_target(&self, url: &str) -> Result<SocketAddr, FetchError> {
+        self.address(&parse(url)?).await
     }
 
     /// POSTs `body` to `url` under the same address rules, with `headers`.

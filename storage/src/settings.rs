@@ -45,6 +45,10 @@ pub struct StorageSettings {
     /// Objects of at least this many bytes are written with a multipart upload
     /// in parts of this size (at least 5 MiB, the S3 minimum part size).
     pub multipart_part_size: usize,
+    /// When set, the endpoint's host name is never looked up: every
+    /// connection goes to this address (checked by the caller), so a DNS
+    /// answer that changes after the check cannot redirect the requests.
+    pub pinned_address: Option<std::net::IpAddr>,
 }
 
 /// The smallest part S3 accepts (except the last part of an upload).
@@ -67,6 +71,7 @@ impl StorageSettings {
             secret_access_key,
             path_style: true,
             multipart_part_size: 8 * 1024 * 1024,
+            pinned_address: None,
         }
     }
 }

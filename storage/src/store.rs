@@ -94,9 +94,29 @@ fn client(settings: &StorageSettings) -> Client {
         // servers (GCS interoperability, older MinIO) reject the newer
         // default trailing checksums. Integrity comes from the content hash.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
-    Client::from_conf(config)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    let config = match settings.pinned_address {
+        Some(address) => config.http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build_with_resolver(PinnedResolver(address)),
+        ),
+        None => config,
+    };
+    Client::from_conf(config.build())
+}
+
+/// A resolver that answers every name with one address: the one the caller
+/// checked against the address rules before the client was made.
+#[derive(Debug, Clone, Copy)]
+struct PinnedResolver(std::net::IpAddr);
+
+impl aws_smithy_runtime_api::client::dns::ResolveDns for PinnedResolver {
+    fn resolve_dns<'a>(&'a self, _name: &'a str) -> aws_smithy_runtime_api::client::dns::DnsFuture<'a> {
+        aws_smithy_runtime_api::client::dns::DnsFuture::ready(Ok(vec![self.0]))
+    }
 }
 
 /// A bucket that belongs to a brand, written to as an export destination:
@@ -605,6 +625,31 @@ mod tests {
         assert_eq!(a.hash, b.hash);
         assert_ne!(a.key, b.key);
         assert!(b.newly_stored, "brand b's copy is its own object");
+    }
+
+    #[tokio::test]
+    async fn a_pinned_external_bucket_connects_to_the_checked_address_and_never_looks_the_name_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_store, server) = ObjectStore::embedded(dir.path()).await.expect("embedded store");
+        let port =
+            server.settings().endpoint.rsplit(':').next().expect("port").trim_end_matches('/').to_owned();
+        // A name that resolves nowhere (RFC 6761): only the pin can reach the server.
+        let named = StorageSettings {
+            endpoint: format!("http://exports.invalid:{port}"),
+            pinned_address: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+            ..server.settings().clone()
+        };
+        let bucket = ExternalBucket::new(&named);
+        bucket
+            .put("pinned/one.txt", Bytes::from_static(b"pinned"), "text/plain")
+            .await
+            .expect("put through the pin");
+        assert!(bucket.head("pinned/one.txt").await.expect("head").is_some());
+        let unpinned = ExternalBucket::new(&StorageSettings { pinned_address: None, ..named });
+        assert!(
+            unpinned.head("pinned/one.txt").await.is_err(),
+            "without the pin the name is looked up, and fails"
+        );
     }
 
     #[tokio::test]

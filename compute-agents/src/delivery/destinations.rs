@@ -388,9 +388,11 @@ pub async fn s3(
         ),
         retryable: false,
     })?;
-    // The endpoint comes from the brand: the same address rules as webhooks.
-    targets
-        .check_target(&credentials.endpoint)
+    // The endpoint comes from the brand: the same address rules as webhooks,
+    // and the client connects to the address checked, never to a second
+    // answer of the endpoint's DNS (rebinding).
+    let checked = targets
+        .resolve_target(&credentials.endpoint)
         .await
         .map_err(|e| Failure { detail: format!("S3 endpoint refused: {e}"), retryable: false })?;
     let mut settings = StorageSettings::new(
@@ -401,6 +403,7 @@ pub async fn s3(
     );
     settings.region = credentials.region.clone();
     settings.path_style = credentials.path_style;
+    settings.pinned_address = Some(checked.ip());
     let destination = ExternalBucket::new(&settings);
     let files = files(store, &request.brand_id, renditions).await?;
     let mut outcome = S3Outcome::default();
