@@ -206,11 +206,9 @@ pub(crate) async fn seed_demo(
     join_brand(handler, credentials, &BrandId::parse("demo")?, &id, &name, &email, Role::Owner).await?;
     std::fs::create_dir_all(data_dir)?;
     let file = data_dir.join("demo-credentials.txt");
-    std::fs::write(&file, format!("email: {email}\npassword: {password}\nbrand: demo\n"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
-    }
+    gps_compute_agents::delivery::credentials::write_private(
+        &file,
+        format!("email: {email}\npassword: {password}\nbrand: demo\n").as_bytes(),
+    )?;
     Ok(Some((email.to_string(), password)))
 }

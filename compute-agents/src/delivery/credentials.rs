@@ -129,15 +129,35 @@ fn read(path: &Path) -> Result<String, CredentialsError> {
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), CredentialsError> {
     let io =
         |e: std::io::Error| CredentialsError::Io { path: path.display().to_string(), message: e.to_string() };
-    std::fs::write(path, contents).map_err(io)?;
-    #[cfg(unix)]
     if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        write_private(path, contents.as_bytes()).map_err(io)
+    } else {
+        std::fs::write(path, contents).map_err(io)
     }
-    #[cfg(not(unix))]
-    let _ = private;
-    Ok(())
+}
+
+/// Writes `contents` to `path` so that no other local user can read them at
+/// any moment: a file created with mode 600 beside it (never a readable file
+/// later narrowed), flushed, then renamed over `path`.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("private");
+    let staging = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&staging).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, contents)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&staging, path)) {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let _ = std::fs::remove_file(&staging);
+            Err(error)
+        }
+    }
 }
 
 /// The file names of the development credentials inside their folder.
@@ -335,6 +355,22 @@ fn generate_development_chain() -> Result<DevelopmentChain, CredentialsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_file_replaces_a_readable_one_and_is_never_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("demo-credentials.txt");
+        std::fs::write(&path, "old").expect("old file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_private(&path, b"password: secret\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "password: secret\n");
+        assert_eq!(std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777, 0o600);
+        let leftovers: Vec<_> =
+            std::fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "no staging file left: {leftovers:?}");
+    }
 
     fn facts() -> ManifestFacts {
         ManifestFacts {
