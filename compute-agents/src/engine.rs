@@ -615,8 +615,21 @@ impl RunState<'_> {
         output: crate::providers::Output,
         started: Instant,
     ) -> Result<CompletedStep, NodeFailure> {
+        // Only images and videos are results, judged by their bytes: anything
+        // else a provider returns (an error page, a script) is never stored,
+        // so the CDN can never serve it from GPS's origin.
+        let Some(sniffed) = crate::imaging::sniffed_media_type(&output.bytes) else {
+            return Err(failed(
+                format!(
+                    "{provider} returned content that is not an image or a video (it said {}); nothing was stored",
+                    output.media_type
+                ),
+                false,
+            ));
+        };
+        let output = crate::providers::Output { media_type: sniffed.to_owned(), ..output };
         // Re-encode images into the requested format when the provider gave
-        // another one (video and unknown types are stored as they are).
+        // another one (videos are stored as they are).
         let wanted = format_name(self.request.output.format);
         // A clip (an animated WebP from the local provider) keeps its own format:
         // re-encoding would keep only its first frame.

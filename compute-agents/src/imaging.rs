@@ -16,6 +16,31 @@ pub enum ImagingError {
     Encode(String),
 }
 
+/// The media type the bytes themselves show, among the images and videos GPS
+/// stores and serves (JPEG, PNG, WebP, GIF, AVIF; MP4, WebM), or `None` for
+/// anything else: what a provider *says* it returned is never trusted, so an
+/// HTML page or a script labelled `image/png` is not stored as a result.
+pub fn sniffed_media_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        // ISO base media: AVIF images and MP4 videos share the container.
+        return Some(if &bytes[8..12] == b"avif" || &bytes[8..12] == b"avis" {
+            "image/avif"
+        } else {
+            "video/mp4"
+        });
+    }
+    if bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
+        return Some("video/webm");
+    }
+    match image::guess_format(bytes).ok()? {
+        ImageFormat::Jpeg => Some("image/jpeg"),
+        ImageFormat::Png => Some("image/png"),
+        ImageFormat::WebP => Some("image/webp"),
+        ImageFormat::Gif => Some("image/gif"),
+        _ => None,
+    }
+}
+
 /// Decodes PNG, JPEG or WebP bytes.
 pub fn decode(bytes: &[u8]) -> Result<RgbaImage, ImagingError> {
     image::load_from_memory(bytes).map(|i| i.to_rgba8()).map_err(|e| ImagingError::Decode(e.to_string()))
@@ -202,6 +227,21 @@ pub fn sharpen(image: &RgbaImage) -> RgbaImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_images_and_videos_are_recognised_whatever_they_claim() {
+        let mut png = Vec::new();
+        RgbaImage::new(2, 2).write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png).expect("png");
+        assert_eq!(sniffed_media_type(&png), Some("image/png"));
+        let mp4 = [&[0, 0, 0, 0x18][..], b"ftypisom", &[0; 8]].concat();
+        assert_eq!(sniffed_media_type(&mp4), Some("video/mp4"));
+        assert_eq!(sniffed_media_type(&[0x1a, 0x45, 0xdf, 0xa3, 0x01]), Some("video/webm"));
+        for other in
+            [&b"<html><script>alert(1)</script></html>"[..], b"<svg onload=alert(1)>", b"%PDF-1.7", b""]
+        {
+            assert_eq!(sniffed_media_type(other), None, "{:?}", String::from_utf8_lossy(other));
+        }
+    }
 
     #[test]
     fn a_hue_shift_of_360_degrees_changes_nothing_and_120_turns_red_green() {
