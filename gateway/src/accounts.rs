@@ -455,111 +455,35 @@ async fn move_credentials_out_of(read: &PgPool, credentials: &PgPool) -> Result<
     if present.is_empty() {
         return Ok(());
     }
-    let has = |table: &str| present.iter().any(|t| t == table);
+    // Failed sign-ins are not worth moving; they expire within the window.
+    const MOVED: [(&str, &str); 5] = [
+        ("privacy.person_keys", "person_id, email_digest, key, created_at, forgotten_at"),
+        ("auth.users", "user_id, email, display_name, password_hash, created_at"),
+        ("auth.passwords", "user_id, vault_person_id, password_hash, changed_at"),
+        ("auth.sessions", "token_hash, user_id, csrf_token, created_at, expires_at"),
+        ("auth.api_keys", "key_prefix, brand, api_client_id, secret_hash, created_at, revoked_at"),
+    ];
     let mut tx = credentials.begin().await?;
-    if has("privacy.person_keys") {
-        type Key =
-            (String, Option<String>, Option<Vec<u8>>, time::OffsetDateTime, Option<time::OffsetDateTime>);
-        let rows: Vec<Key> = sqlx::query_as(
-            "SELECT person_id, email_digest, key, created_at, forgotten_at FROM privacy.person_keys",
-        )
-        .fetch_all(read)
+    for (table, columns) in MOVED {
+        if !present.iter().any(|t| t == table) {
+            continue;
+        }
+        // The two databases cannot see each other: the rows travel as one
+        // JSON array per table (bytea as its hex text, which reads back).
+        let rows: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT coalesce(jsonb_agg(moved), '[]'::jsonb) FROM (SELECT {columns} FROM {table}) moved"
+        )))
+        .fetch_one(read)
         .await?;
-        for (person, digest, key, created, forgotten) in rows {
-            sqlx::query(
-                "INSERT INTO privacy.person_keys (person_id, email_digest, key, created_at, forgotten_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(person)
-            .bind(digest)
-            .bind(key)
-            .bind(created)
-            .bind(forgotten)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    if has("auth.users") {
-        let rows: Vec<(String, String, String, String, time::OffsetDateTime)> =
-            sqlx::query_as("SELECT user_id, email, display_name, password_hash, created_at FROM auth.users")
-                .fetch_all(read)
-                .await?;
-        for (user, email, name, hash, created) in rows {
-            sqlx::query(
-                "INSERT INTO auth.users (user_id, email, display_name, password_hash, created_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(user)
-            .bind(email)
-            .bind(name)
-            .bind(hash)
-            .bind(created)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    if has("auth.passwords") {
-        let rows: Vec<(String, String, String, time::OffsetDateTime)> =
-            sqlx::query_as("SELECT user_id, vault_person_id, password_hash, changed_at FROM auth.passwords")
-                .fetch_all(read)
-                .await?;
-        for (user, person, hash, changed) in rows {
-            sqlx::query(
-                "INSERT INTO auth.passwords (user_id, vault_person_id, password_hash, changed_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(user)
-            .bind(person)
-            .bind(hash)
-            .bind(changed)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    if has("auth.sessions") {
-        let rows: Vec<(String, String, String, time::OffsetDateTime, time::OffsetDateTime)> = sqlx::query_as(
-            "SELECT token_hash, user_id, csrf_token, created_at, expires_at FROM auth.sessions",
-        )
-        .fetch_all(read)
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(null::{table}, $1) \
+             ON CONFLICT DO NOTHING"
+        )))
+        .bind(rows)
+        .execute(&mut *tx)
         .await?;
-        for (token, user, csrf, created, expires) in rows {
-            sqlx::query(
-                "INSERT INTO auth.sessions (token_hash, user_id, csrf_token, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(token)
-            .bind(user)
-            .bind(csrf)
-            .bind(created)
-            .bind(expires)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    if has("auth.api_keys") {
-        type ApiKey = (String, String, String, String, time::OffsetDateTime, Option<time::OffsetDateTime>);
-        let rows: Vec<ApiKey> = sqlx::query_as(
-            "SELECT key_prefix, brand, api_client_id, secret_hash, created_at, revoked_at FROM auth.api_keys",
-        )
-        .fetch_all(read)
-        .await?;
-        for (prefix, brand, client, secret, created, revoked) in rows {
-            sqlx::query(
-                "INSERT INTO auth.api_keys (key_prefix, brand, api_client_id, secret_hash, created_at, revoked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            )
-            .bind(prefix)
-            .bind(brand)
-            .bind(client)
-            .bind(secret)
-            .bind(created)
-            .bind(revoked)
-            .execute(&mut *tx)
-            .await?;
-        }
     }
     tx.commit().await?;
-    // Failed sign-ins are not worth moving; they expire within the window.
     sqlx::raw_sql("DROP SCHEMA IF EXISTS auth CASCADE; DROP SCHEMA IF EXISTS privacy CASCADE;")
         .execute(read)
         .await?;

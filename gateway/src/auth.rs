@@ -329,9 +329,8 @@ impl SourceAddress {
         headers: &axum::http::HeaderMap,
         trusted_proxies: &[std::net::IpAddr],
     ) -> Self {
-        let canonical = |ip: std::net::IpAddr| ip.to_canonical();
-        let Some(peer) = peer.map(canonical) else { return SourceAddress(None) };
-        if !trusted_proxies.iter().any(|proxy| canonical(*proxy) == peer) {
+        let Some(peer) = peer.map(|ip| ip.to_canonical()) else { return SourceAddress(None) };
+        if !is_trusted_proxy(trusted_proxies, peer) {
             return SourceAddress(Some(peer));
         }
         let forwarded: Vec<std::net::IpAddr> = headers
@@ -340,15 +339,18 @@ impl SourceAddress {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .filter_map(|entry| entry.trim().parse::<std::net::IpAddr>().ok())
-            .map(canonical)
+            .map(|ip| ip.to_canonical())
             .collect();
-        let client = forwarded
-            .iter()
-            .rev()
-            .find(|ip| !trusted_proxies.iter().any(|proxy| canonical(*proxy) == **ip))
-            .copied();
+        let client = forwarded.iter().rev().find(|ip| !is_trusted_proxy(trusted_proxies, **ip)).copied();
         SourceAddress(Some(client.unwrap_or(peer)))
     }
+}
+
+/// Whether `ip` is one of the gateway's trusted reverse proxies (IPv4-mapped
+/// IPv6 and IPv4 spellings are the same address).
+fn is_trusted_proxy(trusted_proxies: &[std::net::IpAddr], ip: std::net::IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    trusted_proxies.iter().any(|proxy| proxy.to_canonical() == ip)
 }
 
 impl std::fmt::Display for SourceAddress {
@@ -466,9 +468,7 @@ pub(crate) fn secure_cookies(state: &AppState, peer: &Peer, headers: &axum::http
     if state.cookie_secure {
         return true;
     }
-    let from_trusted_proxy = peer.0.is_some_and(|peer| {
-        state.trusted_proxies.iter().any(|proxy| proxy.to_canonical() == peer.to_canonical())
-    });
+    let from_trusted_proxy = peer.0.is_some_and(|peer| is_trusted_proxy(&state.trusted_proxies, peer));
     let https = headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok()).is_some_and(|proto| {
         proto.split(',').next_back().is_some_and(|last| last.trim().eq_ignore_ascii_case("https"))
     });

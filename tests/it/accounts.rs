@@ -276,3 +276,65 @@ async fn accounts_of_the_old_auth_users_table_move_into_the_log_once_and_still_s
     let (status, _) = sign_in(&gateway, "old@example.com").await;
     assert_eq!(status, 200, "the old password still signs in");
 }
+
+#[tokio::test]
+async fn credentials_an_older_read_database_still_holds_move_into_the_credentials_database_once() {
+    // An older installation kept `auth` and `privacy` in its read database.
+    let db = crate::harness::TestDb::create().await;
+    let read = sqlx::PgPool::connect(db.url()).await.expect("read pool");
+    gps_gateway::auth::migrate(&read).await.expect("auth schema");
+    gps_projections::privacy::migrate(&read).await.expect("privacy schema");
+    sqlx::raw_sql(
+        "INSERT INTO privacy.person_keys (person_id, email_digest, key, created_at)
+             VALUES ('vp-ana', 'digest-ana', '\\x00ff10'::bytea, '2026-01-02T03:04:05Z');
+         INSERT INTO auth.passwords (user_id, vault_person_id, password_hash) VALUES ('ana', 'vp-ana', '$argon2id$x');
+         INSERT INTO auth.sessions (token_hash, user_id, csrf_token, expires_at)
+             VALUES ('token-hash', 'ana', 'csrf', '2030-01-01T00:00:00Z');
+         INSERT INTO auth.api_keys (key_prefix, brand, api_client_id, secret_hash, revoked_at)
+             VALUES ('gps_abc', 'acme', 'pim', 'secret-hash', '2026-05-06T07:08:09Z');",
+    )
+    .execute(&read)
+    .await
+    .expect("old rows");
+    let credentials_url = gps_gateway::accounts::credentials_url_for(db.url());
+    let credentials =
+        gps_gateway::accounts::connect_credentials(&credentials_url, Some(&read)).await.expect("moved");
+
+    let key: (String, Vec<u8>, String) = sqlx::query_as(
+        "SELECT email_digest, key, created_at::text FROM privacy.person_keys WHERE person_id = 'vp-ana'",
+    )
+    .fetch_one(&credentials)
+    .await
+    .expect("the person key moved");
+    assert_eq!(key, ("digest-ana".into(), vec![0x00, 0xff, 0x10], "2026-01-02 03:04:05+00".into()));
+    let password: String =
+        sqlx::query_scalar("SELECT password_hash FROM auth.passwords WHERE user_id = 'ana'")
+            .fetch_one(&credentials)
+            .await
+            .expect("the password moved");
+    assert_eq!(password, "$argon2id$x");
+    let session: String =
+        sqlx::query_scalar("SELECT csrf_token FROM auth.sessions WHERE token_hash = 'token-hash'")
+            .fetch_one(&credentials)
+            .await
+            .expect("the session moved");
+    assert_eq!(session, "csrf");
+    let revoked: Option<String> =
+        sqlx::query_scalar("SELECT revoked_at::text FROM auth.api_keys WHERE key_prefix = 'gps_abc'")
+            .fetch_one(&credentials)
+            .await
+            .expect("the API key moved");
+    assert_eq!(revoked.as_deref(), Some("2026-05-06 07:08:09+00"));
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name IN ('auth', 'privacy')",
+    )
+    .fetch_one(&read)
+    .await
+    .expect("schemas");
+    assert_eq!(left, 0, "the read database holds only what the log rebuilds");
+    // Run again (another start): nothing to move, nothing lost.
+    gps_gateway::accounts::connect_credentials(&credentials_url, Some(&read)).await.expect("again");
+    let keys: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM auth.api_keys").fetch_one(&credentials).await.expect("n");
+    assert_eq!(keys, 1);
+}

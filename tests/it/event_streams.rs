@@ -549,15 +549,7 @@ async fn open_streams_end_when_their_key_is_revoked_their_member_removed_or_thei
             .await;
     assert_eq!(status, 200, "{body}");
     let bob = gateway.user("bob").await;
-    let added = gateway
-        .as_user(
-            &owner,
-            "POST",
-            "/api/v1/brands/acme/members",
-            Some(json!({"email": "bob@example.com", "role": "producer"})),
-        )
-        .await;
-    assert_status(&added, 201);
+    crate::gateway_access::add_member(&gateway, &owner, "bob@example.com", "producer").await;
     let (status, member_stream, body) =
         SseClient::open(gateway.port, "/api/v1/brands/acme/live", &bob.headers()).await;
     assert_eq!(status, 200, "{body}");

@@ -31,7 +31,8 @@ async fn until_status(
     }
 }
 
-async fn add_member(gateway: &TestGateway, owner: &Session, email: &str, role: &str) {
+/// Adds the person of `email` to acme with `role`, as its owner.
+pub(crate) async fn add_member(gateway: &TestGateway, owner: &Session, email: &str, role: &str) {
     let added = gateway
         .as_user(owner, "POST", "/api/v1/brands/acme/members", Some(json!({"email": email, "role": role})))
         .await;
@@ -246,15 +247,7 @@ async fn a_gateway_cut_off_from_nats_forgets_what_it_cached_since_it_may_have_mi
     let gateway = TestGateway::start_on(nats, proxied.clone()).await;
     let owner = gateway.brand_with_owner("acme", "ana").await;
     let bob = gateway.user("bob").await;
-    let added = gateway
-        .as_user(
-            &owner,
-            "POST",
-            "/api/v1/brands/acme/members",
-            Some(json!({"email": "bob@example.com", "role": "producer"})),
-        )
-        .await;
-    assert_eq!(added.status, 201, "{}", added.body);
+    add_member(&gateway, &owner, "bob@example.com", "producer").await;
     // Bob's access is now cached by this gateway.
     assert_eq!(gateway.as_user(&bob, "GET", "/api/v1/brands/acme/products", None).await.status, 200);
 
