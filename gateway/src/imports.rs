@@ -28,7 +28,6 @@
 //! command id of each row and batch derives from the import and the row, so
 //! a resumed job cannot apply anything twice.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -62,6 +61,7 @@ use crate::catalog_file::{
 use crate::extract::OptionalBody;
 use crate::queries::{Paging, found, readable};
 use crate::routes::{actions, brand_id, command_meta, execute, parse};
+use crate::stream_slots::{Full, Slot, Slots};
 use crate::uploads::{check_known_fields, default_image_id, ingest_image, read_form, store_image};
 use crate::{ApiError, AppState};
 
@@ -752,58 +752,27 @@ impl ImportJob {
 /// bound is refused (429), and a runner left without a gateway is resumed by
 /// the periodic resumer once a slot is free.
 #[derive(Debug, Clone)]
-pub struct ImportSlots {
-    total: Arc<tokio::sync::Semaphore>,
-    by_brand: Arc<std::sync::Mutex<std::collections::HashMap<BrandId, usize>>>,
-    per_brand: usize,
-}
+pub struct ImportSlots(Slots<BrandId>);
 
 /// One running import's slot, given back when its job ends.
-#[derive(Debug)]
-pub struct ImportSlot {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    brand: BrandId,
-    by_brand: Arc<std::sync::Mutex<std::collections::HashMap<BrandId, usize>>>,
-}
+pub type ImportSlot = Slot<BrandId>;
 
 impl ImportSlots {
     /// Slots for `total` imports, `per_brand` of one brand (each at least 1).
     pub fn new(total: usize, per_brand: usize) -> Self {
-        ImportSlots {
-            total: Arc::new(tokio::sync::Semaphore::new(total.max(1))),
-            by_brand: Arc::default(),
-            per_brand: per_brand.max(1),
-        }
+        ImportSlots(Slots::new(per_brand, total))
     }
 
     /// A slot for an import of `brand`, or a 429 saying which bound was reached.
     fn take(&self, brand: &BrandId) -> Result<ImportSlot, ApiError> {
-        let mut by_brand = self.by_brand.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let running = by_brand.get(brand).copied().unwrap_or(0);
-        if running >= self.per_brand {
-            return Err(too_many_imports(format!(
+        self.0.take(brand).map_err(|full| match full {
+            Full::Key(running) => too_many_imports(format!(
                 "brand {brand} already runs {running} imports, the most at once; wait for one to finish or cancel one"
-            )));
-        }
-        let permit = self.total.clone().try_acquire_owned().map_err(|_| {
-            too_many_imports(
-                "this gateway runs as many imports as it may at once; try again in a minute".into(),
-            )
-        })?;
-        *by_brand.entry(brand.clone()).or_default() += 1;
-        Ok(ImportSlot { _permit: permit, brand: brand.clone(), by_brand: self.by_brand.clone() })
-    }
-}
-
-impl Drop for ImportSlot {
-    fn drop(&mut self) {
-        let mut by_brand = self.by_brand.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(running) = by_brand.get_mut(&self.brand) {
-            *running = running.saturating_sub(1);
-            if *running == 0 {
-                by_brand.remove(&self.brand);
+            )),
+            Full::Total => {
+                too_many_imports("this gateway runs as many imports as it may at once; try again in a minute".into())
             }
-        }
+        })
     }
 }
 
