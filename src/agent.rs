@@ -223,13 +223,22 @@ pub(crate) async fn storage(
     }
 }
 
+/// Connections of the compute database for an agent that runs `in_flight`
+/// generations at once. Each generation holds at most one at a time (a node's
+/// record, a lease check, an intent) plus its lease renewal now and then; a
+/// pool much smaller than the generations in flight makes them queue for
+/// connections, one much larger only holds Postgres backends idle.
+pub(crate) fn compute_pool_size(in_flight: usize) -> u32 {
+    u32::try_from(in_flight / 2 + 4).unwrap_or(u32::MAX).clamp(4, 48)
+}
+
 /// The engine and agent settings for `log` and `blobs`.
 pub(crate) async fn engine(
     settings: &Settings,
     blobs: Arc<dyn Blobs>,
 ) -> anyhow::Result<(Arc<Engine>, AgentSettings)> {
     let compute = ComputeSettings::from_env(settings)?;
-    let store = ComputeStore::connect(&compute.database_url, 16)
+    let store = ComputeStore::connect(&compute.database_url, compute_pool_size(compute.agent.max_in_flight))
         .await
         .context("connecting to the compute database; set GPS_COMPUTE_DATABASE_URL")?;
     let engine = Engine {

@@ -78,7 +78,7 @@ pub(crate) async fn run(
         sqlx::postgres::PgConnectOptions::from_str(database_url).context("DATABASE_URL is not valid")?;
     let name = format!("gps_bench_compute_{}", uuid::Uuid::new_v4().simple());
     let compute_url = gps_compute_agents::store::sibling_url(database_url, &name);
-    let store = ComputeStore::connect(&compute_url, 32).await?;
+    let store = ComputeStore::connect(&compute_url, crate::agent::compute_pool_size(concurrency)).await?;
     let objects = std::env::temp_dir().join(format!("gps-bench-objects-{}", uuid::Uuid::new_v4().simple()));
     let (storage, embedded) = gps_storage::ObjectStore::embedded(&objects).await?;
 

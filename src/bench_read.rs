@@ -106,9 +106,10 @@ impl BenchDb {
         let mut conn = admin.connect().await.context("cannot reach Postgres; set DATABASE_URL")?;
         // The name is generated from hex digits only, so it is safe to splice.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-        // The gateway's pool size in `gps up`.
+        // The gateway's pool in `gps up` (size, no ping before each use).
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
+            .test_before_acquire(false)
             .connect_with(options.database(&name))
             .await?;
         // One database holds the bench's read models and its credentials store.

@@ -24,7 +24,8 @@ use gps_domain::ids::BrandId;
 use gps_domain::wire::{self, DecodeError, EventEnvelope};
 use gps_domain::{Aggregate, DomainError};
 use gps_nats::{
-    AggregateAddress, AppendError, AppendRequest, EventLog, ExpectedPosition, LoadError, NewEvent, Snapshot,
+    AggregateAddress, AppendError, AppendRequest, EventLog, ExpectedPosition, LoadError, LoadedStream,
+    NewEvent, Snapshot,
 };
 
 pub use gps_nats::CommandMeta;
@@ -157,6 +158,19 @@ impl CommandHandler {
     /// Loads an aggregate's state: from its snapshot and the events after it
     /// when there is a usable snapshot, else by replaying every event.
     pub async fn load<A: Aggregate>(&self, address: &AggregateAddress) -> Result<Loaded<A>, CommandError> {
+        if let Some(every) = self.snapshot_every {
+            // An aggregate shorter than the snapshot interval has no snapshot
+            // worth its lookup: one read brings all of it.
+            if let Some(stream) =
+                self.log.load_if_short(address, every).await.map_err(|e| load_error(address, e))?
+            {
+                let loaded = replayed::<A>(address, stream)?;
+                if loaded.envelopes.len() >= every {
+                    self.store_snapshot(address, &loaded).await;
+                }
+                return Ok(loaded);
+            }
+        }
         if let Some(every) = self.snapshot_every
             && let Some(loaded) = self.load_from_snapshot::<A>(address).await?
         {
@@ -166,13 +180,7 @@ impl CommandHandler {
             return Ok(loaded);
         }
         let stream = self.log.load(address).await.map_err(|e| load_error(address, e))?;
-        let loaded = Loaded {
-            state: replay::<A>(address, A::default(), &stream.events)?,
-            position: stream.position,
-            envelopes: stream.events,
-            snapshot: None,
-            snapshot_command_ids: Vec::new(),
-        };
+        let loaded = replayed::<A>(address, stream)?;
         if self.snapshot_every.is_some_and(|every| loaded.envelopes.len() >= every) {
             self.store_snapshot(address, &loaded).await;
         }
@@ -261,6 +269,54 @@ impl CommandHandler {
         meta: &CommandMeta,
         command: &A::Command,
     ) -> Result<Outcome<A>, CommandError> {
+        self.execute_in_lane(address, meta, command, false).await
+    }
+
+    /// [`execute`](Self::execute) for a command that most likely creates its
+    /// aggregate (a deterministic id seen for the first time): unless this
+    /// process holds the aggregate's state, it decides on the empty state and
+    /// appends without reading the log first. Outcomes are the same as
+    /// `execute`'s: an aggregate that exists after all refuses the append
+    /// (its expected sequence is 0), and the command is decided again on the
+    /// events read then, or recognised as already applied.
+    pub async fn execute_new<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+        meta: &CommandMeta,
+        command: &A::Command,
+    ) -> Result<Outcome<A>, CommandError> {
+        self.execute_in_lane(address, meta, command, true).await
+    }
+
+    /// The aggregate's latest state and position, kept in its lane for the
+    /// next command: a state this process holds is brought up to date by
+    /// reading only the events after it, so a worker polling one aggregate
+    /// reads one short tail per look instead of the whole history.
+    pub async fn current<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+    ) -> Result<(A, ExpectedPosition), CommandError> {
+        if address.kind() != A::KIND {
+            return Err(CommandError::Invalid(format!("{address} is not a {}", A::KIND)));
+        }
+        let lane = self.lanes.lane(&address.subject());
+        let mut slot = lane.lock().await;
+        let current = match lanes::take::<A>(&mut slot) {
+            Some(cached) => self.catch_up(address, cached).await?,
+            None => self.load_for_command::<A>(address).await?,
+        };
+        let latest = (current.state.clone(), current.position.clone());
+        lanes::keep(&mut slot, current);
+        Ok(latest)
+    }
+
+    async fn execute_in_lane<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+        meta: &CommandMeta,
+        command: &A::Command,
+        probably_new: bool,
+    ) -> Result<Outcome<A>, CommandError> {
         if address.kind() != A::KIND {
             return Err(CommandError::Invalid(format!("a {} command cannot be sent to {address}", A::KIND)));
         }
@@ -269,6 +325,14 @@ impl CommandHandler {
         // The state to decide on, and whether it was read from the log just
         // now (a cached one may be behind: another process appended).
         let mut cached = lanes::take::<A>(&mut slot).map(|state| (state, false));
+        if cached.is_none() && probably_new {
+            let empty = CachedState {
+                state: A::default(),
+                position: ExpectedPosition::new_aggregate(),
+                command_ids: std::collections::HashSet::new(),
+            };
+            cached = Some((empty, false));
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -431,6 +495,20 @@ fn load_error(address: &AggregateAddress, error: LoadError) -> CommandError {
             CommandError::Corrupt { address: describe(address), message: error.to_string() }
         }
     }
+}
+
+/// An aggregate replayed from all of its events.
+fn replayed<A: Aggregate>(
+    address: &AggregateAddress,
+    stream: LoadedStream,
+) -> Result<Loaded<A>, CommandError> {
+    Ok(Loaded {
+        state: replay::<A>(address, A::default(), &stream.events)?,
+        position: stream.position,
+        envelopes: stream.events,
+        snapshot: None,
+        snapshot_command_ids: Vec::new(),
+    })
 }
 
 /// Folds stored envelopes into `state`.

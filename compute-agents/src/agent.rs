@@ -18,7 +18,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use futures::future::BoxFuture;
 use gps_commands::{CommandError, CommandHandler, CommandMeta};
-use gps_domain::generation::{Generation, GenerationCommand, GenerationStatus};
+use gps_domain::generation::{Generation, GenerationCommand, GenerationStatus, GenerationStepCompleted};
 use gps_domain::ids::{BrandId, GenerationId, PredictionId};
 use gps_domain::prediction::{Prediction, PredictionCommand, Provenance};
 use gps_domain::values::{CostMicros, Name, Text};
@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::consume::{self, AbortOnDrop, ConsumerSpec, ack, header};
 use crate::engine::{Engine, RunControl, RunEnd};
-use crate::store::{CompletedStep, Lease, LeaseOutcome};
+use crate::store::{CompletedStep, Lease, LeaseOutcome, NodeKey};
 use crate::supervise::{self, RoleHealth};
 
 /// The durable consumer every agent shares.
@@ -452,8 +452,7 @@ async fn fail(
 }
 
 async fn work(shared: &Shared, address: &AggregateAddress, envelope: &EventEnvelope) -> Result<Done, Retry> {
-    let loaded = shared.commands.load::<Generation>(address).await.map_err(|e| retry_on(e, 0))?;
-    let state = loaded.state;
+    let (state, _) = shared.commands.current::<Generation>(address).await.map_err(|e| retry_on(e, 0))?;
     let (Some(request), Some(status)) = (state.request().cloned(), state.status()) else {
         return Ok(Done::Ack);
     };
@@ -482,12 +481,8 @@ async fn work(shared: &Shared, address: &AggregateAddress, envelope: &EventEnvel
                     remaining.clamp(Duration::from_millis(100), ttl / 3) + Duration::from_millis(50),
                 )
                 .await;
-                let state = shared
-                    .commands
-                    .load::<Generation>(address)
-                    .await
-                    .map_err(|e| retry_on(e, attempt))?
-                    .state;
+                let (state, _) =
+                    shared.commands.current::<Generation>(address).await.map_err(|e| retry_on(e, attempt))?;
                 if state.attempt() != attempt
                     || !matches!(
                         state.status(),
@@ -580,60 +575,45 @@ async fn run_leased(
         }
         RunEnd::Failed { reason, retryable: true } => Err(Retry { reason, attempt }),
         RunEnd::Completed(outputs) => {
-            let input_hashes = request.input_hashes();
+            // The predictions are new aggregates with deterministic ids: all of
+            // them are appended at once, without reading them first; then the
+            // generation's completion.
+            let (state, _) =
+                shared.commands.current::<Generation>(address).await.map_err(|e| retry_on(e, attempt))?;
+            let status = state.status().unwrap_or(GenerationStatus::Requested);
+            if status == GenerationStatus::Cancelled {
+                end_run("cancelled", None).await;
+                return Ok(Done::Ack);
+            }
+            let produced = futures::future::join_all(
+                outputs.iter().map(|output| produce(shared, envelope, request, attempt, output, status)),
+            )
+            .await;
             let mut ids = Vec::new();
-            for output in outputs {
-                let status = match shared.commands.load::<Generation>(address).await {
-                    Ok(loaded) => loaded.state.status().unwrap_or(GenerationStatus::Requested),
-                    Err(error) => return Err(retry_on(error, attempt)),
-                };
-                let prediction_id =
-                    prediction_id(&request.brand_id, &request.generation_id, attempt, output.index);
-                let command = PredictionCommand::ProducePrediction {
-                    prediction_id: prediction_id.clone(),
-                    brand_id: request.brand_id.clone(),
-                    generation_id: request.generation_id.clone(),
-                    look_id: request.look_id.clone(),
-                    shot_type: request.shot_type.clone(),
-                    variant_index: output.index,
-                    asset: output.asset.clone(),
-                    provenance: Provenance {
-                        workflow: request.workflow.clone(),
-                        provider: name(&output.provider),
-                        model: name(&output.model),
-                        seed: output.seed,
-                        input_hashes: input_hashes.clone(),
-                        prompt: output.prompt.as_deref().map(text),
-                    },
-                    quality: output.quality.clone(),
-                    generation_status: status,
-                };
-                let prediction = AggregateAddress::new(
-                    request.brand_id.clone(),
-                    AggregateKind::Prediction,
-                    prediction_id.as_str(),
-                )
-                .map_err(|e| Retry { reason: e.to_string(), attempt })?;
-                let produce_meta = meta(envelope, &["produce", prediction_id.as_str()]);
-                match shared.commands.execute::<Prediction>(&prediction, &produce_meta, &command).await {
-                    Ok(_) => ids.push(prediction_id),
-                    // Cancelled meanwhile: it produces nothing more.
-                    Err(CommandError::Rejected { error: DomainError::InvalidState(_), .. })
-                        if status == GenerationStatus::Cancelled =>
-                    {
-                        end_run("cancelled", None).await;
-                        return Ok(Done::Ack);
+            let mut refusal = None;
+            for result in produced {
+                match result {
+                    Ok(id) => ids.push(id),
+                    Err(Produced::Refused(error)) => {
+                        refusal.get_or_insert(error);
                     }
-                    Err(CommandError::Rejected { error, .. }) => {
-                        let reason = format!("a prediction was refused: {error}");
-                        fail(shared, address, envelope, &reason, false, attempt)
-                            .await
-                            .map_err(|e| retry_on(e, attempt))?;
-                        end_run("failed", Some(reason)).await;
-                        return Ok(Done::Ack);
-                    }
-                    Err(error) => return Err(retry_on(error, attempt)),
+                    Err(Produced::Unavailable(error)) => return Err(retry_on(error, attempt)),
                 }
+            }
+            if let Some(error) = refusal {
+                // Cancelled meanwhile: it produces nothing more.
+                let (state, _) =
+                    shared.commands.current::<Generation>(address).await.map_err(|e| retry_on(e, attempt))?;
+                if state.status() == Some(GenerationStatus::Cancelled) {
+                    end_run("cancelled", None).await;
+                    return Ok(Done::Ack);
+                }
+                let reason = format!("a prediction was refused: {error}");
+                fail(shared, address, envelope, &reason, false, attempt)
+                    .await
+                    .map_err(|e| retry_on(e, attempt))?;
+                end_run("failed", Some(reason)).await;
+                return Ok(Done::Ack);
             }
             let complete = GenerationCommand::CompleteGeneration { prediction_ids: ids };
             let complete_meta = meta(envelope, &["complete", address.id(), &attempt.to_string()]);
@@ -653,6 +633,55 @@ async fn run_leased(
     }
 }
 
+/// Why a prediction was not produced.
+enum Produced {
+    /// The domain refused it (the generation is over, or the output is invalid).
+    Refused(DomainError),
+    /// The log failed; a redelivery produces it.
+    Unavailable(CommandError),
+}
+
+/// Produces the prediction of one output (a new aggregate with a
+/// deterministic id, so a redelivery produces nothing twice).
+async fn produce(
+    shared: &Shared,
+    envelope: &EventEnvelope,
+    request: &gps_domain::generation::GenerationRequested,
+    attempt: u32,
+    output: &crate::engine::VariantOutput,
+    generation_status: GenerationStatus,
+) -> Result<PredictionId, Produced> {
+    let prediction_id = prediction_id(&request.brand_id, &request.generation_id, attempt, output.index);
+    let command = PredictionCommand::ProducePrediction {
+        prediction_id: prediction_id.clone(),
+        brand_id: request.brand_id.clone(),
+        generation_id: request.generation_id.clone(),
+        look_id: request.look_id.clone(),
+        shot_type: request.shot_type.clone(),
+        variant_index: output.index,
+        asset: output.asset.clone(),
+        provenance: Provenance {
+            workflow: request.workflow.clone(),
+            provider: name(&output.provider),
+            model: name(&output.model),
+            seed: output.seed,
+            input_hashes: request.input_hashes(),
+            prompt: output.prompt.as_deref().map(text),
+        },
+        quality: output.quality.clone(),
+        generation_status,
+    };
+    let prediction =
+        AggregateAddress::new(request.brand_id.clone(), AggregateKind::Prediction, prediction_id.as_str())
+            .map_err(|e| Produced::Unavailable(CommandError::Invalid(e.to_string())))?;
+    let produce_meta = meta(envelope, &["produce", prediction_id.as_str()]);
+    match shared.commands.execute_new::<Prediction>(&prediction, &produce_meta, &command).await {
+        Ok(_) => Ok(prediction_id),
+        Err(CommandError::Rejected { error, .. }) => Err(Produced::Refused(error)),
+        Err(error) => Err(Produced::Unavailable(error)),
+    }
+}
+
 struct AgentControl<'a> {
     shared: &'a Shared,
     address: &'a AggregateAddress,
@@ -663,7 +692,10 @@ struct AgentControl<'a> {
 }
 
 impl RunControl for AgentControl<'_> {
-    fn before_paid_call(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn before_paid_call<'a>(
+        &'a self,
+        intent: Option<(&'a NodeKey<'a>, &'a str)>,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let lost = || {
                 format!(
@@ -674,49 +706,73 @@ impl RunControl for AgentControl<'_> {
             if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(lost());
             }
-            match self.shared.engine.store.renew_lease(self.lease, self.shared.settings.ack_wait).await {
+            let store = &self.shared.engine.store;
+            let ttl = self.shared.settings.ack_wait;
+            let held = match intent {
+                Some((node, provider)) => {
+                    store.renew_lease_and_record_intent(self.lease, ttl, node, provider).await
+                }
+                None => store.renew_lease(self.lease, ttl).await,
+            };
+            match held {
                 Ok(true) => Ok(()),
                 Ok(false) => {
                     self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
                     Err(lost())
                 }
-                Err(error) => Err(format!("the lease could not be checked before a paid call: {error}")),
+                Err(error) => Err(format!(
+                    "the lease could not be checked (and the call's intent recorded) before a paid call: {error}"
+                )),
             }
         })
     }
 
+    fn may_resume(&self) -> bool {
+        // Runs are never deleted, so a lease taken with the first fencing
+        // token is the first copy ever to run this attempt: it has no nodes
+        // to resume. Any later copy reads what the earlier ones stored.
+        self.lease.fencing > 1
+    }
+
     fn cancelled(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            match self.shared.commands.load::<Generation>(self.address).await {
-                Ok(loaded) => loaded.state.status() == Some(GenerationStatus::Cancelled),
+            match self.shared.commands.current::<Generation>(self.address).await {
+                Ok((state, _)) => state.status() == Some(GenerationStatus::Cancelled),
                 // Unknown: keep working; the next check decides.
                 Err(_) => false,
             }
         })
     }
 
-    fn step_completed<'a>(
+    fn steps_completed<'a>(
         &'a self,
-        step: &'a str,
-        done: &'a CompletedStep,
-    ) -> BoxFuture<'a, Result<(), String>> {
+        steps: &'a [(String, CompletedStep)],
+    ) -> BoxFuture<'a, Result<bool, String>> {
         Box::pin(async move {
-            let command = GenerationCommand::CompleteStep {
-                step: name(step),
-                provider: name(&done.provider),
-                model: name(&done.model),
-                duration_ms: done.duration_ms,
-                cost: CostMicros(done.cost_micros),
-                attempt: done.tries.max(1),
-            };
-            let meta = meta(self.envelope, &["step", self.address.id(), &self.attempt.to_string(), step]);
+            let steps: Vec<GenerationStepCompleted> = steps
+                .iter()
+                .map(|(step, done)| GenerationStepCompleted {
+                    step: name(step),
+                    provider: name(&done.provider),
+                    model: name(&done.model),
+                    duration_ms: done.duration_ms,
+                    cost: CostMicros(done.cost_micros),
+                    attempt: done.tries.max(1),
+                })
+                .collect();
+            let names: Vec<&str> = steps.iter().map(|s| s.step.as_str()).collect();
+            let attempt = self.attempt.to_string();
+            let mut parts = vec!["steps", self.address.id(), &attempt];
+            parts.extend(names);
+            let meta = meta(self.envelope, &parts);
+            let command = GenerationCommand::CompleteSteps { steps };
             match self.shared.commands.execute::<Generation>(self.address, &meta, &command).await {
-                Ok(_) => Ok(()),
-                // Cancelled (or taken over and finished) meanwhile: the engine's
-                // next cancellation check stops the run.
+                Ok(_) => Ok(true),
+                // Cancelled (or taken over and finished) meanwhile: the run
+                // stops before starting anything else.
                 Err(CommandError::Rejected { error, .. }) => {
-                    tracing::info!(generation = %self.address, %error, "step report refused");
-                    Ok(())
+                    tracing::info!(generation = %self.address, %error, "step report refused; the run stops");
+                    Ok(false)
                 }
                 Err(error) => Err(error.to_string()),
             }

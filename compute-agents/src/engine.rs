@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use gps_domain::generation::GenerationRequested;
@@ -46,17 +47,33 @@ pub const ENGINE_PROVIDER: &str = "engine";
 
 /// The agent's side of a run: cancellation and reporting to the event log.
 pub trait RunControl: Send + Sync {
-    /// Whether the generation was cancelled meanwhile.
+    /// Whether the generation was cancelled meanwhile (asked while waiting on
+    /// a remote job; between levels the reports answer it, see below).
     fn cancelled(&self) -> BoxFuture<'_, bool>;
     /// Checked before every paid provider call: whether this copy of the run
-    /// may still call (its lease holds). An error stops the run without calling.
-    fn before_paid_call(&self) -> BoxFuture<'_, Result<(), String>>;
-    /// Reports a finished node (`step` names it, e.g. `generate/2`).
-    fn step_completed<'a>(
+    /// may still call (its lease holds). An error stops the run without
+    /// calling. For a call that is not idempotent, `intent` names the node
+    /// and the provider, recorded with the check (see the module docs).
+    fn before_paid_call<'a>(
         &'a self,
-        step: &'a str,
-        done: &'a CompletedStep,
+        intent: Option<(&'a NodeKey<'a>, &'a str)>,
     ) -> BoxFuture<'a, Result<(), String>>;
+    /// Whether the compute store may hold nodes of this attempt from an
+    /// earlier copy (false for the first copy ever to run it: nothing to
+    /// resume, so the store is not read).
+    fn may_resume(&self) -> bool {
+        true
+    }
+    /// Reports nodes that finished together as one append (each named as
+    /// [`node_name`] names it, e.g. `generate/2`). `Ok(false)`: the log
+    /// refused them because the generation is over (cancelled, or finished
+    /// by another copy); the run stops before starting anything else. Every
+    /// node starts only after the report of the nodes it needs, so this
+    /// report is the cancellation check between levels.
+    fn steps_completed<'a>(
+        &'a self,
+        steps: &'a [(String, CompletedStep)],
+    ) -> BoxFuture<'a, Result<bool, String>>;
 }
 
 /// One variant's output.
@@ -161,15 +178,8 @@ struct NodeGuard<'a> {
 impl CallGuard for NodeGuard<'_> {
     fn before_call<'a>(&'a self, provider: &'a str, idempotent: bool) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.state.control.before_paid_call().await?;
-            if !idempotent {
-                self.state
-                    .engine
-                    .store
-                    .record_intent(&self.key, provider)
-                    .await
-                    .map_err(|e| format!("the intent of a paid call could not be recorded: {e}"))?;
-            }
+            let intent = (!idempotent).then_some((&self.key, provider));
+            self.state.control.before_paid_call(intent).await?;
             *self.called.lock().unwrap_or_else(|e| e.into_inner()) = Some(provider.to_owned());
             Ok(())
         })
@@ -686,9 +696,13 @@ impl Engine {
             Ok(workflow) => workflow,
             Err(error) => return RunEnd::Failed { reason: error.to_string(), retryable: false },
         };
-        let stored = match self.store.steps(&request.brand_id, &request.generation_id, attempt).await {
-            Ok(stored) => stored,
-            Err(error) => return RunEnd::Failed { reason: error.to_string(), retryable: true },
+        let stored = if control.may_resume() {
+            match self.store.steps(&request.brand_id, &request.generation_id, attempt).await {
+                Ok(stored) => stored,
+                Err(error) => return RunEnd::Failed { reason: error.to_string(), retryable: true },
+            }
+        } else {
+            Vec::new()
         };
         let state =
             RunState { engine: self, request, workflow, attempt, control, cache: Mutex::new(HashMap::new()) };
@@ -697,16 +711,22 @@ impl Engine {
         for (id, step) in stored {
             match step {
                 StoredStep::Completed(completed) => {
-                    // Reported again: the report is idempotent, and the agent that
-                    // finished the node may have died before reporting it.
-                    if let Err(error) = control.step_completed(&node_name(&id.0, id.1), &completed).await {
-                        return RunEnd::Failed { reason: error, retryable: true };
-                    }
                     done.insert(id, completed);
                 }
                 submitted_step => {
                     submitted.insert(id, submitted_step);
                 }
+            }
+        }
+        if !done.is_empty() {
+            // Reported again: the report is idempotent, and the agent that
+            // finished these nodes may have died before reporting them.
+            let reports: Vec<(String, CompletedStep)> =
+                done.iter().map(|(id, completed)| (node_name(&id.0, id.1), completed.clone())).collect();
+            match control.steps_completed(&reports).await {
+                Ok(true) => {}
+                Ok(false) => return RunEnd::Cancelled,
+                Err(error) => return RunEnd::Failed { reason: error, retryable: true },
             }
         }
         let variants = i32::from(request.variants);
@@ -738,42 +758,55 @@ impl Engine {
                     })
                     .copied()
                     .collect();
-                if !ready.is_empty() && control.cancelled().await {
-                    failure = Some(NodeFailure::Cancelled);
-                } else {
-                    for (spec, variant) in ready {
-                        let id: NodeId = (spec.id.clone(), variant);
-                        started.insert(id.clone());
-                        let snapshot = done.clone();
-                        let stored = submitted.remove(&id);
-                        let state = &state;
-                        running.push(Box::pin(async move {
-                            let result = state.run_node(spec, variant, &snapshot, stored).await;
-                            (id, result)
-                        }));
+                for (spec, variant) in ready {
+                    let id: NodeId = (spec.id.clone(), variant);
+                    started.insert(id.clone());
+                    let snapshot = done.clone();
+                    let stored = submitted.remove(&id);
+                    let state = &state;
+                    running.push(Box::pin(async move {
+                        let result = state.run_node(spec, variant, &snapshot, stored).await;
+                        (id, result)
+                    }));
+                }
+            }
+            let Some(first) = running.next().await else { break };
+            // Nodes that finished together are recorded and reported together.
+            let mut finished = vec![first];
+            while let Some(Some(more)) = running.next().now_or_never() {
+                finished.push(more);
+            }
+            let mut completed: Vec<(NodeId, CompletedStep)> = Vec::new();
+            for (id, result) in finished {
+                match result {
+                    Ok(step) => completed.push((id, step)),
+                    Err(error) => {
+                        // The first failure of the highest rank decides; nodes already
+                        // running finish so their paid results are kept for reuse.
+                        if failure.as_ref().is_none_or(|f| error.rank() > f.rank()) {
+                            failure = Some(error);
+                        }
                     }
                 }
             }
-            let Some((id, result)) = running.next().await else { break };
-            match result {
-                Ok(completed) => {
-                    let key = state.key(&id.0, id.1);
-                    if let Err(error) = self.store.record_completed(&key, &completed).await {
-                        failure.get_or_insert(failed(error.to_string(), true));
-                        continue;
-                    }
-                    if let Err(error) = control.step_completed(&node_name(&id.0, id.1), &completed).await {
-                        failure.get_or_insert(failed(error, true));
-                        continue;
-                    }
-                    done.insert(id, completed);
-                }
+            if completed.is_empty() {
+                continue;
+            }
+            let nodes: Vec<(&str, i32, &CompletedStep)> =
+                completed.iter().map(|(id, step)| (id.0.as_str(), id.1, step)).collect();
+            if let Err(error) =
+                self.store.record_completed(&request.brand_id, &request.generation_id, attempt, &nodes).await
+            {
+                failure.get_or_insert(failed(error.to_string(), true));
+                continue;
+            }
+            let reports: Vec<(String, CompletedStep)> =
+                completed.iter().map(|(id, step)| (node_name(&id.0, id.1), step.clone())).collect();
+            match control.steps_completed(&reports).await {
+                Ok(true) => done.extend(completed),
+                Ok(false) => failure = Some(NodeFailure::Cancelled),
                 Err(error) => {
-                    // The first failure of the highest rank decides; nodes already
-                    // running finish so their paid results are kept for reuse.
-                    if failure.as_ref().is_none_or(|f| error.rank() > f.rank()) {
-                        failure = Some(error);
-                    }
+                    failure.get_or_insert(failed(error, true));
                 }
             }
         }

@@ -222,7 +222,14 @@ impl ComputeStore {
                 }
             }
         }
-        let pool = PgPoolOptions::new().max_connections(max_connections.max(2)).connect_with(options).await?;
+        // No ping before each use: it doubled every query's round trips. A
+        // connection that broke while idle fails its next query instead,
+        // which every caller already treats as retryable, and is dropped.
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         MIGRATIONS.run(&pool).await?;
         Ok(ComputeStore { pool })
     }
@@ -239,6 +246,9 @@ impl ComputeStore {
 
     /// Takes the lease on this attempt for `owner` for `ttl`, unless another
     /// copy holds an unexpired one; a takeover increments the fencing token.
+    /// The token is 1 only for the first copy ever to take the attempt (runs
+    /// are never deleted; a row older than the token counts as taken once),
+    /// so that copy knows it has no stored nodes to resume.
     pub async fn acquire_lease(
         &self,
         brand: &BrandId,
@@ -253,7 +263,7 @@ impl ComputeStore {
              VALUES ($1, $2, $3, $4, 'running', $4, now() + $5 * interval '1 millisecond', 1)
              ON CONFLICT (brand_id, generation_id, attempt) DO UPDATE
                SET agent = EXCLUDED.agent, lease_owner = EXCLUDED.lease_owner,
-                   lease_until = EXCLUDED.lease_until, fencing = runs.fencing + 1,
+                   lease_until = EXCLUDED.lease_until, fencing = GREATEST(runs.fencing, 1) + 1,
                    status = 'running', updated_at = now()
                WHERE runs.lease_until IS NULL OR runs.lease_until < now()
              RETURNING fencing",
@@ -313,6 +323,47 @@ impl ComputeStore {
         .execute(&self.pool)
         .await?;
         Ok(renewed.rows_affected() == 1)
+    }
+
+    /// [`renew_lease`](Self::renew_lease), and when it holds, records in the
+    /// same statement that `provider` is about to be called for `node` (see
+    /// [`record_intent`](Self::record_intent)): the check before a paid call
+    /// that is not idempotent, in one round trip. `false`: the lease was
+    /// taken over and nothing was recorded; stop without calling.
+    pub async fn renew_lease_and_record_intent(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+        node: &NodeKey<'_>,
+        provider: &str,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let renewed: bool = sqlx::query_scalar(
+            "WITH renewed AS (
+               UPDATE runs SET lease_until = now() + $6 * interval '1 millisecond', updated_at = now()
+               WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND lease_owner = $4 AND fencing = $5
+               RETURNING 1
+             ), intent AS (
+               INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model)
+               SELECT $1, $2, $3, $7, $8, 'intent', $9, '' WHERE EXISTS (SELECT 1 FROM renewed)
+               ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
+                 SET provider = EXCLUDED.provider, submitted_at = now()
+                 WHERE steps.status = 'intent'
+             )
+             SELECT EXISTS (SELECT 1 FROM renewed)",
+        )
+        .bind(lease.brand.as_str())
+        .bind(lease.generation.as_str())
+        .bind(attempt(lease.attempt))
+        .bind(&lease.owner)
+        .bind(lease.fencing)
+        .bind(ttl_ms)
+        .bind(node.step)
+        .bind(node.variant)
+        .bind(provider)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(renewed)
     }
 
     /// Gives the lease up (the copy stopped working on the attempt), so a
@@ -454,25 +505,52 @@ impl ComputeStore {
         Ok(())
     }
 
-    /// Records a finished node; a node finished before keeps its first result.
-    pub async fn record_completed(&self, key: &NodeKey<'_>, step: &CompletedStep) -> Result<(), StoreError> {
-        node_query(
+    /// Records finished nodes of one generation attempt in one statement; a
+    /// node finished before keeps its first result.
+    pub async fn record_completed(
+        &self,
+        brand: &BrandId,
+        generation: &GenerationId,
+        attempt_number: u32,
+        nodes: &[(&str, i32, &CompletedStep)],
+    ) -> Result<(), StoreError> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let steps: Vec<&str> = nodes.iter().map(|(step, _, _)| *step).collect();
+        let variants: Vec<i32> = nodes.iter().map(|(_, variant, _)| *variant).collect();
+        let providers: Vec<&str> = nodes.iter().map(|(_, _, done)| done.provider.as_str()).collect();
+        let models: Vec<&str> = nodes.iter().map(|(_, _, done)| done.model.as_str()).collect();
+        let results: Vec<serde_json::Value> = nodes.iter().map(|(_, _, done)| done.result.clone()).collect();
+        let costs: Vec<i64> =
+            nodes.iter().map(|(_, _, done)| i64::try_from(done.cost_micros).unwrap_or(i64::MAX)).collect();
+        let durations: Vec<i64> =
+            nodes.iter().map(|(_, _, done)| i64::try_from(done.duration_ms).unwrap_or(i64::MAX)).collect();
+        let tries: Vec<i32> = nodes.iter().map(|(_, _, done)| attempt(done.tries)).collect();
+        sqlx::query(
             "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model, result,
                                 cost_micros, duration_ms, tries, completed_at)
-             VALUES ($1, $2, $3, $4, $5, 'completed', $6, $7, $8, $9, $10, $11, now())
+             SELECT $1, $2, $3, n.step, n.variant, 'completed', n.provider, n.model, n.result,
+                    n.cost_micros, n.duration_ms, n.tries, now()
+             FROM UNNEST($4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[], $9::bigint[], $10::bigint[], $11::int[])
+                  AS n(step, variant, provider, model, result, cost_micros, duration_ms, tries)
              ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
                SET status = 'completed', result = EXCLUDED.result, cost_micros = EXCLUDED.cost_micros,
                    duration_ms = EXCLUDED.duration_ms, tries = EXCLUDED.tries, completed_at = now(),
                    provider = EXCLUDED.provider, model = EXCLUDED.model
                WHERE steps.status IN ('submitted', 'intent')",
-        key,
         )
-        .bind(&step.provider)
-        .bind(&step.model)
-        .bind(&step.result)
-        .bind(i64::try_from(step.cost_micros).unwrap_or(i64::MAX))
-        .bind(i64::try_from(step.duration_ms).unwrap_or(i64::MAX))
-        .bind(attempt(step.tries))
+        .bind(brand.as_str())
+        .bind(generation.as_str())
+        .bind(attempt(attempt_number))
+        .bind(&steps)
+        .bind(&variants)
+        .bind(&providers)
+        .bind(&models)
+        .bind(&results)
+        .bind(&costs)
+        .bind(&durations)
+        .bind(&tries)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -214,6 +214,14 @@ pub enum GenerationCommand {
         /// Which try of the step succeeded (1 = the first).
         attempt: u32,
     },
+    /// A compute agent reports several finished workflow steps at once (the
+    /// steps of one DAG level that finished together), recorded as one
+    /// append. Each is judged as [`GenerationCommand::CompleteStep`] judges
+    /// one: a report already recorded is a redelivery and adds nothing.
+    CompleteSteps {
+        /// The finished steps, in the order they are recorded.
+        steps: Vec<GenerationStepCompleted>,
+    },
     /// A compute agent reports the generation done, with what it produced.
     CompleteGeneration {
         /// The predictions produced, one per variant that succeeded.
@@ -464,6 +472,37 @@ impl Generation {
             (status, None) => format!("generation {id} is {status}, so it cannot {action}"),
         })
     }
+
+    /// The events of reporting `steps`: one per report not recorded yet.
+    fn step_reports(&self, steps: &[GenerationStepCompleted]) -> Result<Vec<GenerationEvent>, DomainError> {
+        use GenerationStatus::{Cancelled, Completed, Failed, Requested, Running};
+        let (request, status) = self.existing()?;
+        let id = &request.generation_id;
+        match status {
+            Running => {}
+            Requested => {
+                return Err(DomainError::invalid_state(format!(
+                    "generation {id} has not started; start it before reporting its steps"
+                )));
+            }
+            Completed | Failed | Cancelled => return Err(self.over(id, status, "complete a step")),
+        }
+        if let Some(zero) = steps.iter().find(|s| s.attempt == 0) {
+            return Err(DomainError::rule(format!(
+                "step {} of generation {id} reports try 0; tries count from 1",
+                zero.step
+            )));
+        }
+        // The same report twice is a redelivery. A different report of the
+        // same step is a real rerun that was paid for, so it is recorded.
+        let mut events: Vec<GenerationEvent> = Vec::new();
+        for (index, step) in steps.iter().enumerate() {
+            if !self.steps.contains(step) && !steps[..index].contains(step) {
+                events.push(step.clone().into());
+            }
+        }
+        Ok(events)
+    }
 }
 
 fn check_request(request: &GenerationRequested) -> Result<(), DomainError> {
@@ -556,38 +595,16 @@ impl Aggregate for Generation {
                     Completed | Failed | Cancelled => Err(self.over(&request.generation_id, status, "start")),
                 }
             }
-            GenerationCommand::CompleteStep { step, provider, model, duration_ms, cost, attempt } => {
-                let (request, status) = self.existing()?;
-                let id = &request.generation_id;
-                match status {
-                    Running => {}
-                    Requested => {
-                        return Err(DomainError::invalid_state(format!(
-                            "generation {id} has not started; start it before reporting its steps"
-                        )));
-                    }
-                    Completed | Failed | Cancelled => return Err(self.over(id, status, "complete a step")),
-                }
-                if *attempt == 0 {
-                    return Err(DomainError::rule(format!(
-                        "step {step} of generation {id} reports try 0; tries count from 1"
-                    )));
-                }
-                let completed = GenerationStepCompleted {
+            GenerationCommand::CompleteStep { step, provider, model, duration_ms, cost, attempt } => self
+                .step_reports(&[GenerationStepCompleted {
                     step: step.clone(),
                     provider: provider.clone(),
                     model: model.clone(),
                     duration_ms: *duration_ms,
                     cost: *cost,
                     attempt: *attempt,
-                };
-                // The same report twice is a redelivery. A different report of the
-                // same step is a real rerun that was paid for, so it is recorded.
-                if self.steps.contains(&completed) {
-                    return Ok(vec![]);
-                }
-                Ok(vec![completed.into()])
-            }
+                }]),
+            GenerationCommand::CompleteSteps { steps } => self.step_reports(steps),
             GenerationCommand::CompleteGeneration { prediction_ids } => {
                 let (request, status) = self.existing()?;
                 let id = &request.generation_id;
@@ -1062,6 +1079,35 @@ mod tests {
         given::<Generation>(&with(running(), step_completed("generate", 40_000).into()))
             .when(&complete_step("generate", 41_000))
             .then(&[step_completed("generate", 41_000).into()]);
+    }
+
+    #[test]
+    fn steps_reported_together_record_each_new_one_once() {
+        let steps = vec![
+            step_completed("analyse", 0),
+            step_completed("prompt", 0),
+            step_completed("prompt", 0),
+            step_completed("generate", 40_000),
+        ];
+        given::<Generation>(&with(running(), step_completed("analyse", 0).into()))
+            .when(&GenerationCommand::CompleteSteps { steps })
+            .then(&[step_completed("prompt", 0).into(), step_completed("generate", 40_000).into()]);
+    }
+
+    #[test]
+    fn steps_reported_to_a_cancelled_generation_are_rejected() {
+        given::<Generation>(&with(running(), cancelled()))
+            .when(&GenerationCommand::CompleteSteps { steps: vec![step_completed("prompt", 0)] })
+            .then_rejected(invalid_state_containing("was cancelled"));
+    }
+
+    #[test]
+    fn steps_reported_together_with_try_zero_record_none() {
+        let mut zero = step_completed("generate", 1);
+        zero.attempt = 0;
+        given::<Generation>(&running())
+            .when(&GenerationCommand::CompleteSteps { steps: vec![step_completed("prompt", 0), zero] })
+            .then_rejected(rule_containing("count from 1"));
     }
 
     #[test]

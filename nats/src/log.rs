@@ -423,6 +423,33 @@ impl EventLog {
         self.load_after(address, ExpectedPosition::new_aggregate()).await
     }
 
+    /// Loads every event of an aggregate in one request when it has at most
+    /// `max` of them; `None` when it has more (or they exceed one request's
+    /// byte cap), so the caller can start from a snapshot instead. Most
+    /// aggregates are short: this spares them the snapshot lookup.
+    pub async fn load_if_short(
+        &self,
+        address: &AggregateAddress,
+        max: usize,
+    ) -> Result<Option<LoadedStream>, LoadError> {
+        let (batch, more) = self.direct_get_batch(&address.subject(), 1, max.max(1)).await?;
+        if more {
+            return Ok(None);
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        let mut position = ExpectedPosition::new_aggregate();
+        for message in batch {
+            let envelope = decode_envelope(&message)?;
+            position = ExpectedPosition {
+                last_subject_sequence: message.sequence,
+                aggregate_version: envelope.aggregate_version,
+                last_hash: envelope.hash.clone(),
+            };
+            events.push(envelope);
+        }
+        Ok(Some(LoadedStream { events, position }))
+    }
+
     /// Loads the events of an aggregate that follow a known position, oldest first.
     pub async fn load_after(
         &self,

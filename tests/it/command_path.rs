@@ -275,3 +275,67 @@ async fn a_command_on_a_cached_aggregate_that_another_process_changed_decides_on
     assert_eq!(archived.aggregate_version, 7);
     assert_eq!(here.log().verify_chains(None).await.expect("verify").first_break, None);
 }
+
+#[tokio::test]
+async fn a_command_assumed_to_create_its_aggregate_decides_on_the_real_one_when_it_exists() {
+    let nats = TestNats::start().await;
+    let here = CommandHandler::new(nats.event_log().await);
+    let elsewhere = CommandHandler::new(nats.event_log().await);
+    let address = CommandHandler::address::<Product>(&brand(), "assumed").expect("address");
+
+    // New indeed: appended without reading first.
+    let meta = CommandMeta::new("create-assumed", actor());
+    let created = here.execute_new::<Product>(&address, &meta, &create("assumed")).await.expect("create");
+    assert_eq!(created.aggregate_version, 1);
+    assert!(!created.already_applied);
+
+    // The same command again from a process that holds nothing: recognised
+    // as applied, nothing written twice.
+    let again = elsewhere.execute_new::<Product>(&address, &meta, &create("assumed")).await.expect("again");
+    assert!(again.already_applied, "{again:?}");
+    assert_eq!(again.stream_sequence, created.stream_sequence);
+
+    // Another creation of an existing aggregate: decided on its real state
+    // (read after the refused append), so refused with the business reason.
+    let fresh = CommandHandler::new(nats.event_log().await);
+    let error = fresh
+        .execute_new::<Product>(&address, &CommandMeta::generated(actor()), &create("assumed"))
+        .await
+        .expect_err("it exists");
+    assert!(
+        matches!(error, CommandError::Rejected { error: DomainError::AlreadyExists { .. }, .. }),
+        "{error:?}"
+    );
+
+    // A command that needs the aggregate to exist, assumed new by mistake:
+    // decided again on the log's state, it applies.
+    let renamed = CommandHandler::new(nats.event_log().await)
+        .execute_new::<Product>(&address, &CommandMeta::generated(actor()), &rename("Found after all"))
+        .await
+        .expect("renamed on the real state");
+    assert_eq!(renamed.aggregate_version, 2);
+    assert_eq!(here.log().verify_chains(None).await.expect("verify").first_break, None);
+}
+
+#[tokio::test]
+async fn the_current_state_includes_what_another_process_appended_since_it_was_cached() {
+    let nats = TestNats::start().await;
+    let here = CommandHandler::new(nats.event_log().await);
+    let elsewhere = CommandHandler::new(nats.event_log().await);
+    let address = CommandHandler::address::<Product>(&brand(), "watched").expect("address");
+    here.execute::<Product>(&address, &CommandMeta::generated(actor()), &create("watched"))
+        .await
+        .expect("create");
+    let (state, position) = here.current::<Product>(&address).await.expect("current");
+    assert_eq!(position.aggregate_version, 1);
+    assert!(!state.archived);
+
+    elsewhere
+        .execute::<Product>(&address, &CommandMeta::generated(actor()), &archive())
+        .await
+        .expect("archive");
+    let (state, position) = here.current::<Product>(&address).await.expect("current");
+    assert_eq!(position.aggregate_version, 2);
+    assert!(state.archived, "the archive appended elsewhere is seen");
+    assert_eq!(state, here.load::<Product>(&address).await.expect("load").state);
+}
