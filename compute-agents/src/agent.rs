@@ -83,7 +83,13 @@ fn spec(settings: &AgentSettings) -> ConsumerSpec {
         max_deliver: settings.max_deliver,
         backoff: redelivery_backoff(settings),
         max_in_flight: settings.max_in_flight,
+        wanted: |message| header(message, "Gps-Event-Type").is_none_or(is_work),
     }
+}
+
+/// Whether an event of type `event_type` starts work for an agent.
+fn is_work(event_type: &str) -> bool {
+    matches!(event_type, "generation.requested" | "generation.retried")
 }
 
 /// Creates (or binds) the shared durable consumer.
@@ -346,11 +352,6 @@ async fn gave_up(shared: &Shared, advisory: &[u8]) -> Result<(), String> {
 }
 
 async fn handle(shared: &Shared, message: Arc<Message>) {
-    let event_type = header(&message, "Gps-Event-Type").map(str::to_owned);
-    if !matches!(event_type.as_deref(), Some("generation.requested" | "generation.retried") | None) {
-        ack(&message, AckKind::Ack).await;
-        return;
-    }
     let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
         Ok(envelope) => envelope,
         Err(error) => {
@@ -359,7 +360,7 @@ async fn handle(shared: &Shared, message: Arc<Message>) {
             return;
         }
     };
-    if !matches!(envelope.event_type.as_str(), "generation.requested" | "generation.retried") {
+    if !is_work(&envelope.event_type) {
         ack(&message, AckKind::Ack).await;
         return;
     }

@@ -48,6 +48,11 @@ pub struct ConsumerSpec {
     pub backoff: Vec<Duration>,
     /// Events handled at once by this process.
     pub max_in_flight: usize,
+    /// Whether an event, judged by its headers alone, may be work for the
+    /// handler. Those that cannot (a role reads every event of its
+    /// aggregates but acts on a few types) are acknowledged by the loop at
+    /// once: no task, no heartbeat, no slot.
+    pub wanted: fn(&Message) -> bool,
 }
 
 /// How long one pull request waits for messages before the loop asks again.
@@ -158,6 +163,10 @@ where
                 None => break,
                 Some(Ok(message)) => {
                     received += 1;
+                    if !(spec.wanted)(&message) {
+                        ack(&message, AckKind::Ack).await;
+                        continue;
+                    }
                     let Some(permit) = permits.pop() else {
                         // The server never sends more than asked; should it, the
                         // message goes back at once rather than wait unheld.

@@ -309,33 +309,30 @@ impl ComputeStore {
     /// Checks that `lease` is still this copy's (no takeover since) and
     /// extends it by `ttl`. `false`: it was taken over; stop without calling.
     pub async fn renew_lease(&self, lease: &Lease, ttl: std::time::Duration) -> Result<bool, StoreError> {
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let renewed = sqlx::query(
-            "UPDATE runs SET lease_until = now() + $6 * interval '1 millisecond', updated_at = now()
-             WHERE brand_id = $1 AND generation_id = $2 AND attempt = $3 AND lease_owner = $4 AND fencing = $5",
-        )
-        .bind(lease.brand.as_str())
-        .bind(lease.generation.as_str())
-        .bind(attempt(lease.attempt))
-        .bind(&lease.owner)
-        .bind(lease.fencing)
-        .bind(ttl_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(renewed.rows_affected() == 1)
+        self.renew(lease, ttl, None).await
     }
 
     /// [`renew_lease`](Self::renew_lease), and when it holds, records in the
-    /// same statement that `provider` is about to be called for `node` (see
-    /// [`record_intent`](Self::record_intent)): the check before a paid call
-    /// that is not idempotent, in one round trip. `false`: the lease was
-    /// taken over and nothing was recorded; stop without calling.
+    /// same statement the intent to call `provider` for `node` (kept while
+    /// the call's outcome is unknown; a redelivery finding it does not call
+    /// again): the check before a paid call that is not idempotent, in one
+    /// round trip. `false`: the lease was taken over and nothing was
+    /// recorded; stop without calling.
     pub async fn renew_lease_and_record_intent(
         &self,
         lease: &Lease,
         ttl: std::time::Duration,
         node: &NodeKey<'_>,
         provider: &str,
+    ) -> Result<bool, StoreError> {
+        self.renew(lease, ttl, Some((node, provider))).await
+    }
+
+    async fn renew(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+        intent: Option<(&NodeKey<'_>, &str)>,
     ) -> Result<bool, StoreError> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let renewed: bool = sqlx::query_scalar(
@@ -345,7 +342,8 @@ impl ComputeStore {
                RETURNING 1
              ), intent AS (
                INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model)
-               SELECT $1, $2, $3, $7, $8, 'intent', $9, '' WHERE EXISTS (SELECT 1 FROM renewed)
+               SELECT $1, $2, $3, $7, $8, 'intent', $9, ''
+               WHERE $9::text IS NOT NULL AND EXISTS (SELECT 1 FROM renewed)
                ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
                  SET provider = EXCLUDED.provider, submitted_at = now()
                  WHERE steps.status = 'intent'
@@ -358,9 +356,9 @@ impl ComputeStore {
         .bind(&lease.owner)
         .bind(lease.fencing)
         .bind(ttl_ms)
-        .bind(node.step)
-        .bind(node.variant)
-        .bind(provider)
+        .bind(intent.map(|(node, _)| node.step))
+        .bind(intent.map(|(node, _)| node.variant))
+        .bind(intent.map(|(_, provider)| provider))
         .fetch_one(&self.pool)
         .await?;
         Ok(renewed)
@@ -551,23 +549,6 @@ impl ComputeStore {
         .bind(&costs)
         .bind(&durations)
         .bind(&tries)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Records, before a call that is not idempotent, that `provider` is about
-    /// to be called for this node (kept while the call's outcome is unknown).
-    pub async fn record_intent(&self, key: &NodeKey<'_>, provider: &str) -> Result<(), StoreError> {
-        node_query(
-            "INSERT INTO steps (brand_id, generation_id, attempt, step, variant, status, provider, model)
-             VALUES ($1, $2, $3, $4, $5, 'intent', $6, '')
-             ON CONFLICT (brand_id, generation_id, attempt, step, variant) DO UPDATE
-               SET provider = EXCLUDED.provider, submitted_at = now()
-               WHERE steps.status = 'intent'",
-            key,
-        )
-        .bind(provider)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -657,11 +657,13 @@ async fn cancelling_a_launch_cancels_its_running_generations_and_their_fal_reque
     let compute = Compute::start(router).await;
     let shooting_id = launch_summer(&compute, &[BLUE], &["front", "back"]).await;
     // 2 generations × 4 variants, all held IN_PROGRESS by the fal server.
+    // Up to two minutes: under a full suite's load a generation can be
+    // redelivered (ack wait 5 s, then its backoff) before it submits.
     for _ in 0..2400 {
         if fal_server.submissions() == 8 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(fal_server.submissions(), 8, "every variant of both generations was submitted");
     let cancel = ShootingCommand::CancelLaunch { reason: Some(text("wrong subject")) };

@@ -280,6 +280,7 @@ async fn a_handler_that_panics_takes_its_heartbeat_with_it_so_the_event_is_redel
         max_deliver: -1,
         backoff: Vec::new(),
         max_in_flight: 1,
+        wanted: |_| true,
     };
     let deliveries = Arc::new(AtomicU64::new(0));
     let seen = deliveries.clone();

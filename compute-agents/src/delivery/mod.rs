@@ -154,6 +154,7 @@ fn spec(settings: &DeliverySettings) -> ConsumerSpec {
         max_deliver: -1,
         backoff: Vec::new(),
         max_in_flight: settings.max_in_flight,
+        wanted: |message| header(message, "Gps-Event-Type").is_none_or(is_work),
     }
 }
 
@@ -221,10 +222,6 @@ fn is_work(event_type: &str) -> bool {
 }
 
 async fn handle(worker: &DeliveryWorker, message: Arc<Message>) {
-    if header(&message, "Gps-Event-Type").is_some_and(|t| !is_work(t)) {
-        ack(&message, AckKind::Ack).await;
-        return;
-    }
     let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
         Ok(envelope) => envelope,
         Err(error) => {
