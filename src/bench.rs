@@ -71,8 +71,11 @@ pub(crate) enum Workload {
         /// The workflow they run.
         #[arg(long, default_value = "lifestyle")]
         workflow: String,
-        /// Generations the agent runs at once.
-        #[arg(long, default_value_t = 256)]
+        /// Generations the agent runs at once. Beyond what the machine's cores
+        /// carry, more only queue (on 2 cores 32, 64 and 256 all measure
+        /// about the same), and at 256 the image work's blocking threads
+        /// starve the tasks holding database connections (see the notes).
+        #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
     /// W4 (rebuild), W5 (consistency) and W7 (HTTP reads).
