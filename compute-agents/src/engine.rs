@@ -379,7 +379,7 @@ impl RunState<'_> {
                 for product in &self.request.inputs.products {
                     let Some(image) = product.images.first() else { continue };
                     let bytes = self.bytes(&image.asset.hash).await?;
-                    let found = tokio::task::spawn_blocking(move || {
+                    let found = crate::imaging::on_cpu(move || {
                         crate::imaging::decode(&bytes).map(|image| quality::dominant_colours(&image, 2))
                     })
                     .await
@@ -419,7 +419,7 @@ impl RunState<'_> {
                     settings.min_long_edge_px = min;
                 }
                 let automatic = gates.as_ref().is_none_or(|g| g.require_automatic_checks);
-                let report = tokio::task::spawn_blocking(move || {
+                let report = crate::imaging::on_cpu(move || {
                     let image = crate::imaging::decode(&bytes)?;
                     let mut report =
                         quality::assess(&image, if automatic { &colours } else { &[] }, &settings);
@@ -649,7 +649,7 @@ impl RunState<'_> {
         {
             let bytes = output.bytes.clone();
             let wanted = wanted.to_owned();
-            match tokio::task::spawn_blocking(move || {
+            match crate::imaging::on_cpu(move || {
                 crate::imaging::decode(&bytes).and_then(|image| crate::imaging::encode(&image, &wanted))
             })
             .await

@@ -5,6 +5,28 @@
 use bytes::Bytes;
 use image::{DynamicImage, ImageFormat, Rgba, RgbaImage, imageops};
 
+/// Runs CPU-bound work (decoding, measuring, encoding, rendering) on the
+/// blocking pool, at most one job per core at once in this process. Unbounded,
+/// hundreds of generations in flight start hundreds of blocking threads that
+/// starve the async workers, and with them the tasks holding database
+/// connections and heartbeats; bounded, the excess waits its turn here.
+pub async fn on_cpu<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    static CORES: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let cores = CORES.get_or_init(|| {
+        let count = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+        std::sync::Arc::new(tokio::sync::Semaphore::new(count))
+    });
+    // The semaphore is never closed, so acquiring always succeeds.
+    let permit = cores.clone().acquire_owned().await.ok();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+}
+
 /// Why an image could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ImagingError {

@@ -469,7 +469,7 @@ async fn produce(
     let facts = manifest_facts(request, source);
     let credentials = worker.credentials.clone();
     let spec: ChannelPresetSpec = request.preset.clone();
-    let formatted = tokio::task::spawn_blocking(move || {
+    let formatted = crate::imaging::on_cpu(move || {
         format::render(&original, &spec, |bytes, media_type| {
             credentials.sign(bytes, media_type, &facts).map_err(|e| e.to_string())
         })

@@ -128,7 +128,7 @@ impl Provider for LocalProvider {
             // Image work is CPU-bound; keep it off the async workers.
             let provider = self.clone();
             let task = task.clone();
-            tokio::task::spawn_blocking(move || provider.run(&task).map(Submitted::Done))
+            crate::imaging::on_cpu(move || provider.run(&task).map(Submitted::Done))
                 .await
                 .map_err(|e| ProviderError::retryable(NAME, format!("image worker stopped: {e}"), None))?
         })
