@@ -73,8 +73,8 @@ pub(crate) enum Workload {
         workflow: String,
         /// Generations the agent runs at once. Beyond what the machine's cores
         /// carry, more only queue (on 2 cores 32, 64 and 256 all measure
-        /// about the same), and at 256 the image work's blocking threads
-        /// starve the tasks holding database connections (see the notes).
+        /// about the same), and at 256 a few generations wait over 30 s for a
+        /// compute-database connection and are redelivered (not yet explained).
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
