@@ -28,7 +28,7 @@ use gps_nats::server::{LocalServer, LocalServerOptions, locate_binary};
 use gps_nats::{
     AggregateAddress, AppendRequest, CommandMeta, EventLog, ExpectedPosition, NewEvent, StreamSettings,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// A benchmark to run.
 #[derive(Debug, Subcommand)]
@@ -81,6 +81,14 @@ pub(crate) enum Workload {
     /// W4 (rebuild), W5 (consistency) and W7 (HTTP reads).
     #[command(flatten)]
     Read(crate::bench_read::ReadWorkload),
+    /// Every workload (W1–W7) at a size that finishes in about ten minutes on
+    /// two cores: their JSON lines, then one table of figure, baseline, ratio,
+    /// target and whether the target is met.
+    All {
+        /// Multiplies every workload's size (0.1 for a quick look).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
 }
 
 /// The server's fsync setting.
@@ -116,17 +124,197 @@ pub(crate) async fn run(workload: Workload, database_url: &str) -> anyhow::Resul
                 w1(&bench, aggregates.max(1), writers.max(1), events_per_aggregate.max(1)).await?;
             }
             let bench = BenchServer::start(SyncMode::Default).await?;
-            w2(&bench, hot_writers.max(1), hot_commands.max(1)).await
+            w2(&bench, hot_writers.max(1), hot_commands.max(1)).await?;
         }
         Workload::Load { sizes, repeats } => {
             let bench = BenchServer::start(SyncMode::Default).await?;
-            w3(&bench, &sizes, repeats.max(1)).await
+            w3(&bench, &sizes, repeats.max(1)).await?;
         }
-        Workload::Read(workload) => crate::bench_read::run(workload, database_url).await,
+        Workload::Read(workload) => {
+            crate::bench_read::run(workload, database_url).await?;
+        }
         Workload::Dispatch { generations, workflow, concurrency } => {
-            crate::bench_dispatch::run(database_url, generations.max(1), &workflow, concurrency).await
+            crate::bench_dispatch::run(database_url, generations.max(1), &workflow, concurrency).await?;
+        }
+        Workload::All { scale } => all(database_url, scale).await?,
+    }
+    Ok(())
+}
+
+/// `gps bench all`: every workload once, then the table.
+async fn all(database_url: &str, scale: f64) -> anyhow::Result<()> {
+    use crate::bench_read::ReadWorkload;
+    anyhow::ensure!(scale > 0.0 && scale.is_finite(), "--scale must be a positive number, not {scale}");
+    let sized = |n: f64| ((n * scale).round() as usize).max(1);
+    let started = Instant::now();
+    let mut lines = Vec::new();
+    for mode in [SyncMode::Default, SyncMode::Always] {
+        let bench = BenchServer::start(mode).await?;
+        lines.push(w1(&bench, sized(5_000.0), 32, 2).await?);
+    }
+    {
+        let bench = BenchServer::start(SyncMode::Default).await?;
+        lines.push(w2(&bench, 8, sized(250.0)).await?);
+        lines.extend(w3(&bench, &[1_000, sized(10_000.0)], 10).await?);
+    }
+    let rebuild = ReadWorkload::Rebuild { events: sized(200_000.0), events_per_product: 100 };
+    lines.push(crate::bench_read::run(rebuild, database_url).await?);
+    let consistency = ReadWorkload::Consistency { rate: 500, seconds: sized(10.0) as u64 };
+    lines.push(crate::bench_read::run(consistency, database_url).await?);
+    lines.push(crate::bench_dispatch::run(database_url, sized(5_000.0), "lifestyle", 64).await?);
+    let read = ReadWorkload::Read { seconds: sized(5.0) as u64, concurrency: 32, products: 1_000 };
+    lines.push(crate::bench_read::run(read, database_url).await?);
+
+    println!();
+    println!("gps bench all: {} in {:.0} s", build_kind(), started.elapsed().as_secs_f64());
+    print!("{}", table(&lines));
+    Ok(())
+}
+
+fn build_kind() -> &'static str {
+    if cfg!(debug_assertions) { "debug build (figures not meaningful)" } else { "release build" }
+}
+
+/// One row of the summary: what was measured against what, and the target.
+struct Row {
+    workload: String,
+    figure: String,
+    baseline: String,
+    ratio: String,
+    target: &'static str,
+    met: bool,
+}
+
+/// The issue's targets, read off the workloads' JSON lines. A baseline
+/// measured in the same run gives a ratio; W2, W3 and W6 have none to run
+/// here, so their baseline is the reference figure the target was set from.
+fn rows(lines: &[Value]) -> Vec<Row> {
+    let number = |line: &Value, key: &str| line.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let mut rows = Vec::new();
+    for line in lines {
+        let workload = line.get("workload").and_then(Value::as_str).unwrap_or("?");
+        match workload {
+            "W1" => rows.push(Row {
+                workload: format!("W1 append, sync {}", line["sync"].as_str().unwrap_or("?")),
+                figure: format!("{:.0} events/s", number(line, "events_per_sec")),
+                baseline: format!("raw JetStream {:.0}/s", number(line, "raw_events_per_sec")),
+                ratio: format!("{:.2}", number(line, "ratio_to_raw")),
+                target: "ratio >= 0.84 (no regression)",
+                met: number(line, "ratio_to_raw") >= 0.84,
+            }),
+            "W2" => rows.push(Row {
+                workload: "W2 one hot aggregate, 8 writers".into(),
+                figure: format!(
+                    "{:.0} cmd/s, p99 {:.1} ms, {} lost",
+                    number(line, "commands_per_sec"),
+                    number(line, "p99_ms"),
+                    number(line, "lost_updates")
+                ),
+                baseline: "255 cmd/s, p99 255 ms (before)".into(),
+                ratio: format!("{:.1}", number(line, "commands_per_sec") / 255.0),
+                target: ">= 1,200 cmd/s, p99 <= 20 ms, 0 lost",
+                met: number(line, "commands_per_sec") >= 1_200.0
+                    && number(line, "p99_ms") <= 20.0
+                    && number(line, "lost_updates") == 0.0,
+            }),
+            "W3" if number(line, "events") >= 10_000.0 => rows.push(Row {
+                workload: format!("W3 load {:.0} events, no snapshot", number(line, "events")),
+                figure: format!("{:.1} ms p50", number(line, "replay_ms_p50")),
+                baseline: "311 ms (before)".into(),
+                ratio: format!("{:.2}", number(line, "replay_ms_p50") / 311.0),
+                target: "<= 25 ms",
+                met: number(line, "replay_ms_p50") <= 25.0,
+            }),
+            "W4" => rows.push(Row {
+                workload: format!("W4 rebuild catalog, {:.0} events", number(line, "events")),
+                figure: format!("{:.0} events/s", number(line, "events_per_sec")),
+                baseline: format!("raw replay {:.0}/s", number(line, "raw_events_per_sec")),
+                ratio: format!("{:.2}", number(line, "ratio_to_raw")),
+                target: "ratio >= 0.7",
+                met: number(line, "ratio_to_raw") >= 0.7,
+            }),
+            "W5" => rows.push(Row {
+                workload: format!("W5 visible after create, {:.0}/s", number(line, "target_per_sec")),
+                figure: format!(
+                    "p99 {:.1} ms, {:.0} errors",
+                    number(line, "visible_p99_ms"),
+                    number(line, "errors")
+                ),
+                baseline: "5-12 ms (before)".into(),
+                ratio: "-".into(),
+                target: "p99 <= 10 ms",
+                met: number(line, "visible_p99_ms") <= 10.0 && number(line, "errors") == 0.0,
+            }),
+            "W6 dispatch" => rows.push(Row {
+                workload: format!("W6 dispatch {:.0} generations", number(line, "generations")),
+                figure: format!(
+                    "{:.0} gen/s, {} duplicates",
+                    number(line, "generations_per_s"),
+                    number(line, "duplicates")
+                ),
+                baseline: "Celery+Redis no-op ~750/s (reference)".into(),
+                ratio: format!("{:.2}", number(line, "generations_per_s") / 750.0),
+                target: ">= 1,500 gen/s, 0 duplicates",
+                met: number(line, "generations_per_s") >= 1_500.0 && number(line, "duplicates") == 0.0,
+            }),
+            "W7" => {
+                rows.push(Row {
+                    workload: "W7 read product detail".into(),
+                    figure: format!("{:.0} req/s", number(line, "detail_requests_per_sec")),
+                    baseline: format!("key query {:.0}/s", number(line, "raw_queries_per_sec")),
+                    ratio: format!("{:.2}", number(line, "ratio_to_raw")),
+                    target: "ratio >= 0.8",
+                    met: number(line, "ratio_to_raw") >= 0.8,
+                });
+                rows.push(Row {
+                    workload: "W7 read product list (50)".into(),
+                    figure: format!("{:.0} req/s", number(line, "list_requests_per_sec")),
+                    baseline: format!("key query {:.0}/s", number(line, "raw_queries_per_sec")),
+                    ratio: format!("{:.2}", number(line, "list_ratio_to_raw")),
+                    target: "ratio >= 0.5",
+                    met: number(line, "list_ratio_to_raw") >= 0.5,
+                });
+            }
+            _ => {}
         }
     }
+    rows
+}
+
+/// The rows as an aligned plain-text table (one screen).
+fn table(lines: &[Value]) -> String {
+    let rows = rows(lines);
+    let header = ["workload", "figure", "baseline", "ratio", "target", "met"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|row| {
+            [
+                row.workload.clone(),
+                row.figure.clone(),
+                row.baseline.clone(),
+                row.ratio.clone(),
+                row.target.to_owned(),
+                if row.met { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> =
+            cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        format!("{}\n", padded.join(" | ").trim_end())
+    };
+    let mut out = line(&header.map(str::to_owned));
+    out.push_str(&line(&widths.map(|width| "-".repeat(width))));
+    for row in &cells {
+        out.push_str(&line(row));
+    }
+    out
 }
 
 /// A private server on temporary storage, removed afterwards.
@@ -193,6 +381,13 @@ pub(crate) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     }
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index].as_secs_f64() * 1000.0
+}
+
+/// Prints one benchmark's figures as a JSON line and hands them back, so
+/// `gps bench all` can tabulate what the single workloads print.
+pub(crate) fn emit(line: Value) -> Value {
+    println!("{line}");
+    line
 }
 
 pub(crate) fn round2(value: f64) -> f64 {
@@ -333,7 +528,7 @@ async fn gps_run(
     .await
 }
 
-async fn w1(bench: &BenchServer, aggregates: usize, writers: usize, rounds: usize) -> anyhow::Result<()> {
+async fn w1(bench: &BenchServer, aggregates: usize, writers: usize, rounds: usize) -> anyhow::Result<Value> {
     let log = bench.event_log().await?;
     // A representative stored body, so raw JetStream publishes the same bytes.
     let probe = log
@@ -355,9 +550,7 @@ async fn w1(bench: &BenchServer, aggregates: usize, writers: usize, rounds: usiz
     let raw = raw.merge(raw_run(&log, &body, "b", aggregates, writers, rounds).await?);
     let ours = ours.merge(gps_run(&log, "b", aggregates, writers, rounds).await?);
 
-    println!(
-        "{}",
-        json!({
+    Ok(emit(json!({
             "workload": "W1",
             "what": "append with OCC, one event per command, to many aggregates from concurrent writers",
             "sync": bench.sync.name(),
@@ -374,12 +567,10 @@ async fn w1(bench: &BenchServer, aggregates: usize, writers: usize, rounds: usiz
             "raw_p99_ms": round2(percentile_ms(&raw.latencies, 0.99)),
             "raw_conflicts": raw.conflicts,
             "ratio_to_raw": round2(ours.rate() / raw.rate()),
-        })
-    );
-    Ok(())
+    })))
 }
 
-async fn w2(bench: &BenchServer, writers: usize, commands: usize) -> anyhow::Result<()> {
+async fn w2(bench: &BenchServer, writers: usize, commands: usize) -> anyhow::Result<Value> {
     let handler = CommandHandler::new(bench.event_log().await?).with_max_attempts(1000);
     let address = CommandHandler::address::<Product>(&brand(), "hot")?;
     let create = ProductCommand::CreateProduct {
@@ -434,9 +625,7 @@ async fn w2(bench: &BenchServer, writers: usize, commands: usize) -> anyhow::Res
     let elapsed = started.elapsed();
     latencies.sort();
     let final_version = handler.load::<Product>(&address).await?.position.aggregate_version;
-    println!(
-        "{}",
-        json!({
+    Ok(emit(json!({
             "workload": "W2",
             "what": "one hot aggregate, concurrent load-decide-append commands",
             "writers": writers,
@@ -449,17 +638,16 @@ async fn w2(bench: &BenchServer, writers: usize, commands: usize) -> anyhow::Res
             "p99_ms": round2(percentile_ms(&latencies, 0.99)),
             "final_version": final_version,
             "lost_updates": (successes + 1) as i64 - final_version as i64,
-        })
-    );
-    Ok(())
+    })))
 }
 
-async fn w3(bench: &BenchServer, sizes: &[usize], repeats: usize) -> anyhow::Result<()> {
+async fn w3(bench: &BenchServer, sizes: &[usize], repeats: usize) -> anyhow::Result<Vec<Value>> {
     let log = bench.event_log().await?;
     // Writes and full replays without snapshots; `snapshotting` measures loads
     // that start from a snapshot.
     let handler = CommandHandler::new(log.clone()).with_snapshots(None);
     let snapshotting = CommandHandler::new(log.clone());
+    let mut lines = Vec::with_capacity(sizes.len());
     for &size in sizes {
         let id = format!("load-{size}");
         let address = CommandHandler::address::<Product>(&brand(), &id)?;
@@ -520,9 +708,7 @@ async fn w3(bench: &BenchServer, sizes: &[usize], repeats: usize) -> anyhow::Res
         raw.sort();
         replayed.sort();
         from_snapshot.sort();
-        println!(
-            "{}",
-            json!({
+        lines.push(emit(json!({
                 "workload": "W3",
                 "what": "load one aggregate: read its events (load_ms), read, decode and replay them (replay_ms), \
                          or start from its snapshot (snapshot_ms; sizes under 100 events store no snapshot)",
@@ -534,8 +720,49 @@ async fn w3(bench: &BenchServer, sizes: &[usize], repeats: usize) -> anyhow::Res
                 "replay_ms_p95": round2(percentile_ms(&replayed, 0.95)),
                 "snapshot_ms_p50": round2(percentile_ms(&from_snapshot, 0.50)),
                 "snapshot_ms_p95": round2(percentile_ms(&from_snapshot, 0.95)),
-            })
+        })));
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_met_only_when_every_part_of_it_is() {
+        let fast_but_slow_tail =
+            json!({"workload": "W2", "commands_per_sec": 6000.0, "p99_ms": 25.0, "lost_updates": 0});
+        let all_within =
+            json!({"workload": "W2", "commands_per_sec": 6000.0, "p99_ms": 4.0, "lost_updates": 0});
+        let lost_one =
+            json!({"workload": "W2", "commands_per_sec": 6000.0, "p99_ms": 4.0, "lost_updates": 1});
+        let met: Vec<bool> =
+            rows(&[fast_but_slow_tail, all_within, lost_one]).iter().map(|row| row.met).collect();
+        assert_eq!(met, [false, true, false]);
+    }
+
+    #[test]
+    fn a_missing_figure_never_counts_as_met_and_the_table_has_a_row_per_target() {
+        let w7 = json!({"workload": "W7", "ratio_to_raw": 0.9, "detail_requests_per_sec": 9000.0,
+                        "raw_queries_per_sec": 10000.0});
+        let rows = rows(&[w7.clone(), json!({"workload": "W4"})]);
+        let met: Vec<(&str, bool)> = rows.iter().map(|row| (row.workload.as_str(), row.met)).collect();
+        assert_eq!(
+            met,
+            [
+                ("W7 read product detail", true),
+                ("W7 read product list (50)", false),
+                ("W4 rebuild catalog, NaN events", false)
+            ]
+        );
+        let printed = table(&[w7]);
+        assert_eq!(printed.lines().count(), 4, "header, rule and two W7 rows:\n{printed}");
+        assert!(
+            printed
+                .lines()
+                .nth(2)
+                .is_some_and(|row| row.starts_with("W7 read product detail") && row.ends_with("yes"))
         );
     }
-    Ok(())
 }

@@ -70,7 +70,7 @@ pub(crate) async fn run(
     generations: usize,
     workflow: &str,
     concurrency: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<serde_json::Value> {
     let bench = BenchServer::start(SyncMode::Default).await?;
     let log = bench.event_log().await?;
     let commands = gps_commands::CommandHandler::new(log.clone());
@@ -207,9 +207,7 @@ pub(crate) async fn run(
     let prediction_events: usize = subjects.iter().map(|(_, count)| count).sum();
     let duplicates =
         prediction_events.saturating_sub(subjects.len()) + subjects.len().saturating_sub(generations);
-    println!(
-        "{}",
-        serde_json::json!({
+    let line = crate::bench::emit(serde_json::json!({
             "workload": "W6 dispatch",
             "generations": generations,
             "workflow": workflow,
@@ -220,8 +218,7 @@ pub(crate) async fn run(
             "predictions": subjects.len(),
             "duplicates": duplicates,
             "target_generations_per_s": 1500,
-        })
-    );
+    }));
     drop(embedded);
     let _ = std::fs::remove_dir_all(&objects);
     if let Ok(mut admin) = options.database("postgres").connect().await {
@@ -231,5 +228,5 @@ pub(crate) async fn run(
             .await;
     }
     drop(bench);
-    Ok(())
+    Ok(line)
 }

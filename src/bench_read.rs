@@ -30,12 +30,12 @@ use gps_domain::values::{Category, Name, Sku};
 use gps_domain::wire;
 use gps_gateway::AppState;
 use gps_nats::{AggregateAddress, AppendRequest, CommandMeta, EventLog, ExpectedPosition, NewEvent};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::{ConnectOptions, PgPool};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::bench::{BenchServer, SyncMode, actor, brand, percentile_ms, round2, sample_event};
+use crate::bench::{BenchServer, SyncMode, actor, brand, emit, percentile_ms, round2, sample_event};
 
 /// A read-side benchmark.
 #[derive(Debug, Subcommand)]
@@ -73,7 +73,7 @@ pub(crate) enum ReadWorkload {
 }
 
 /// Runs a read-side workload and prints its figures.
-pub(crate) async fn run(workload: ReadWorkload, database_url: &str) -> anyhow::Result<()> {
+pub(crate) async fn run(workload: ReadWorkload, database_url: &str) -> anyhow::Result<Value> {
     match workload {
         ReadWorkload::Rebuild { events, events_per_product } => {
             w4(database_url, events.max(1), events_per_product.clamp(1, 1_000_000)).await
@@ -202,7 +202,7 @@ async fn seed_products(log: &EventLog, products: usize, per_product: usize) -> a
 
 // ---------------------------------------------------------------- W4
 
-async fn w4(database_url: &str, events: usize, per_product: usize) -> anyhow::Result<()> {
+async fn w4(database_url: &str, events: usize, per_product: usize) -> anyhow::Result<Value> {
     let bench = BenchServer::start(SyncMode::Default).await?;
     let log = bench.event_log().await?;
     let db = BenchDb::create(database_url).await?;
@@ -228,9 +228,7 @@ async fn w4(database_url: &str, events: usize, per_product: usize) -> anyhow::Re
     anyhow::ensure!(report.events == total, "rebuild read {} of {total} events", report.events);
     let rate = report.events as f64 / rebuild_secs;
     let raw_rate = total as f64 / raw.as_secs_f64();
-    println!(
-        "{}",
-        json!({
+    Ok(emit(json!({
             "workload": "W4",
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "what": "rebuild the catalog projection from sequence 1 (shadow schema, batched transactions, swap) \
@@ -247,9 +245,7 @@ async fn w4(database_url: &str, events: usize, per_product: usize) -> anyhow::Re
             "rows": rows,
             "dead_letters": dead,
             "ratio_to_raw": round2(rate / raw_rate),
-        })
-    );
-    Ok(())
+    })))
 }
 
 /// Reads every message of `filters` with an ordered consumer from sequence
@@ -597,7 +593,7 @@ impl HttpPool {
 
 // ---------------------------------------------------------------- W5
 
-async fn w5(database_url: &str, rate: u32, seconds: u64) -> anyhow::Result<()> {
+async fn w5(database_url: &str, rate: u32, seconds: u64) -> anyhow::Result<Value> {
     let platform = Platform::start(database_url).await?;
     let pool = Arc::new(HttpPool { port: platform.port, idle: Mutex::new(Vec::new()) });
     let headers = Arc::new(platform.auth_headers());
@@ -682,9 +678,7 @@ async fn w5(database_url: &str, rate: u32, seconds: u64) -> anyhow::Result<()> {
         .bind(brand().as_str())
         .fetch_one(&platform.db.pool)
         .await?;
-    println!(
-        "{}",
-        json!({
+    let line = emit(json!({
             "workload": "W5",
             "what": "open-loop create_product through the gateway; time from the HTTP response until the catalog \
                      read model has applied the returned stream_sequence (checkpoint polled every ~0.2-1 ms; \
@@ -703,10 +697,9 @@ async fn w5(database_url: &str, rate: u32, seconds: u64) -> anyhow::Result<()> {
             "visible_p50_ms": round2(percentile_ms(&visible, 0.50)),
             "visible_p99_ms": round2(percentile_ms(&visible, 0.99)),
             "visible_max_ms": round2(visible.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)),
-        })
-    );
+    }));
     platform.stop().await;
-    Ok(())
+    Ok(line)
 }
 
 // ---------------------------------------------------------------- W7
@@ -800,7 +793,7 @@ async fn http_phase(
     .await
 }
 
-async fn w7(database_url: &str, seconds: u64, concurrency: usize, products: usize) -> anyhow::Result<()> {
+async fn w7(database_url: &str, seconds: u64, concurrency: usize, products: usize) -> anyhow::Result<Value> {
     let platform = Platform::start(database_url).await?;
     let last = seed_products(&platform.state.log, products, 1).await?;
     platform.wait_visible(last).await?;
@@ -830,9 +823,7 @@ async fn w7(database_url: &str, seconds: u64, concurrency: usize, products: usiz
         }
     })
     .await?;
-    println!(
-        "{}",
-        json!({
+    let line = emit(json!({
             "workload": "W7",
             "what": "HTTP GET of the product list (first page, 50 items) and of one product's detail under \
                      concurrent keep-alive clients, vs the plain primary-key query through the same pool \
@@ -855,8 +846,7 @@ async fn w7(database_url: &str, seconds: u64, concurrency: usize, products: usiz
             "raw_errors": raw.errors,
             "list_ratio_to_raw": round2(list.rate() / raw.rate()),
             "ratio_to_raw": round2(detail.rate() / raw.rate()),
-        })
-    );
+    }));
     platform.stop().await;
-    Ok(())
+    Ok(line)
 }
