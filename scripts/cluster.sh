@@ -407,7 +407,7 @@ cmd_status() {
   done
   for name in "${PROJECTORS[@]}" "${AGENTS[@]}"; do
     if pid=$(running_pid "$name"); then
-      detail="running (no HTTP port: its health is below)"
+      detail="no HTTP port; connected to $(connections_of "$pid")"
     else
       pid=down detail="" any_down=1
     fi
@@ -440,6 +440,22 @@ cmd_status() {
   fi
   echo "object storage: ${GPS_S3_ENDPOINT:-embedded endpoint in each role over $dir/data/objects}"
   return "$any_down"
+}
+
+# Where a process's TCP connections go (NATS nodes, Postgres), from `ss`: for
+# the roles without an HTTP port, the sign that they are attached.
+connections_of() { # pid
+  command -v ss >/dev/null || { echo "(ss not found)"; return; }
+  local peers n count postgres_port=${CLUSTER_POSTGRES##*:} out=""
+  postgres_port=${postgres_port%%/*}
+  peers=$(ss -Htnp state established 2>/dev/null | awk -v pid="pid=$1," 'index($0, pid) { print $4 }')
+  for n in 0 1 2; do
+    count=$(grep -cx "127.0.0.1:${nats_ports[$n]}" <<<"$peers" || true)
+    if [ "$count" -gt 0 ]; then out+="${NATS_NODES[$n]}, "; fi
+  done
+  count=$(grep -c ":$postgres_port\$" <<<"$peers" || true)
+  out+="Postgres ($count connections)"
+  echo "$out"
 }
 
 # The stream's leader and replicas as the first live node reports them.
