@@ -158,7 +158,15 @@ launch() { # name command...
   mkdir -p "$dir/run" "$dir/logs"
   echo "---- $(date -u +%FT%TZ) start" >>"$(log_file "$name")"
   GPS_CLUSTER_PROCESS="$dir:$name" setsid "$@" </dev/null >>"$(log_file "$name")" 2>&1 &
-  echo $! >"$(pid_file "$name")"
+  local pid=$!
+  echo "$pid" >"$(pid_file "$name")"
+  # Until the forked shell has exec'd, its environment is still this
+  # script's, without the marker: wait for the exec (or the end) so the next
+  # check does not take a slow start for an exit.
+  local deadline=$((SECONDS + 10))
+  while ! is_ours "$pid" "$name" && kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 0.05
+  done
 }
 
 # Fails with the end of NAME's log when it is no longer running.
