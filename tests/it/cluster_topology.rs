@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::gateway::{Session, product};
-use crate::harness::{TestDb, free_port, postgres_admin_url};
+use crate::harness::{TestDb, postgres_admin_url};
 use crate::http::{Response, request};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
@@ -41,7 +41,8 @@ impl Topology {
         let dir = crate::gps_up::temp_dir();
         let stem = format!("gps_test_{}", uuid::Uuid::new_v4().simple());
         let server = postgres_admin_url().rsplit_once('/').expect("a database URL").0.to_owned();
-        let ports = |n: usize| (0..n).map(|_| free_port()).collect::<Vec<u16>>();
+        let mut chosen = quiet_ports(11).into_iter();
+        let mut ports = |n: usize| chosen.by_ref().take(n).collect::<Vec<u16>>();
         let (nats, routes, monitors, gateways) = (ports(3), ports(3), ports(3), ports(2));
         let words = |ports: &[u16]| ports.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
         let topology = Topology {
@@ -166,6 +167,29 @@ impl Drop for Topology {
                 .status();
         }
     }
+}
+
+/// `count` distinct ports, free now, below the kernel's ephemeral range.
+///
+/// The script binds them seconds later, one process after the other; a port
+/// from the ephemeral range (what `free_port` returns) may meanwhile become
+/// the local port of any outgoing connection of the other tests' processes,
+/// and the node or gateway meant for it would not start. Ports below the
+/// range are only taken by explicit binds.
+fn quiet_ports(count: usize) -> Vec<u16> {
+    let floor = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let span = u128::from(floor.saturating_sub(10_000)).max(1);
+    let mut ports = Vec::new();
+    while ports.len() < count {
+        let port = 10_000 + u16::try_from(uuid::Uuid::new_v4().as_u128() % span).expect("below the floor");
+        if !ports.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 fn script(dir: &Path) -> tokio::process::Command {
