@@ -569,16 +569,24 @@ cmd_down() {
   done
   say "stopped"
   if [ "${1:-}" = --purge ]; then
+    local dropped="" database
     if [ -f "$dir/cluster.env" ]; then
       load_env
-      local database
-      for database in read compute credentials; do
-        PGOPTIONS=--client-min-messages=warning psql "$(postgres_url)" -Atqc "DROP DATABASE IF EXISTS ${CLUSTER_DATABASE}_$database WITH (FORCE)" >/dev/null \
-          || die "could not drop ${CLUSTER_DATABASE}_$database"
-      done
+      if command -v psql >/dev/null; then
+        for database in read compute credentials; do
+          if PGOPTIONS=--client-min-messages=warning psql "$(postgres_url)" -Atqc \
+            "DROP DATABASE IF EXISTS ${CLUSTER_DATABASE}_$database WITH (FORCE)" >/dev/null; then
+            dropped+=" ${CLUSTER_DATABASE}_$database"
+          else
+            echo "cluster.sh: could not drop ${CLUSTER_DATABASE}_$database" >&2
+          fi
+        done
+      else
+        echo "cluster.sh: psql not found; drop the databases ${CLUSTER_DATABASE}_{read,compute,credentials} yourself" >&2
+      fi
     fi
     rm -rf "$dir"
-    say "deleted $dir and the databases"
+    say "deleted $dir${dropped:+ and the databases$dropped}"
   fi
 }
 
