@@ -449,17 +449,18 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
-/// The first image of the product in the row `p` (its thumbnail).
+/// The columns of the product in the row `p`, without its cover.
 macro_rules! product_columns {
     () => {
         "p.brand, p.product_id, p.sku, p.name, p.category, p.attributes, p.archived, p.image_count, p.created_at,
-         p.updated_at, p.created_sequence, p.version, p.last_sequence,
-         (SELECT i.content_hash FROM catalog.product_images i WHERE i.brand = p.brand AND i.product_id = p.product_id
-           ORDER BY i.created_sequence LIMIT 1) AS cover_hash"
+         p.updated_at, p.created_sequence, p.version, p.last_sequence"
     };
 }
 
-/// The brand's products.
+/// The brand's products, each with its cover: the first image (the list's
+/// thumbnail), joined in the same query. The lateral probe runs only for the
+/// rows of the page, and not at all for a product whose count says it has no
+/// images.
 pub async fn list_products(
     pool: &PgPool,
     brand: &str,
@@ -468,7 +469,11 @@ pub async fn list_products(
 ) -> Result<Page<ProductView>, QueryError> {
     let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(contains_pattern);
     list_query!(pool, request,
-        concat!("SELECT ", product_columns!(), " FROM catalog.products p
+        concat!("SELECT ", product_columns!(), ", cover.content_hash AS cover_hash
+         FROM catalog.products p
+         LEFT JOIN LATERAL (SELECT i.content_hash FROM catalog.product_images i
+               WHERE p.image_count > 0 AND i.brand = p.brand AND i.product_id = p.product_id
+               ORDER BY i.created_sequence, i.image_id LIMIT 1) cover ON true
          WHERE p.brand = $1 AND ($2::text IS NULL OR p.category = $2) AND ($3::bool IS NULL OR p.archived = $3)
            AND ($4::text IS NULL OR p.sku ILIKE $4 OR p.name ILIKE $4)
            AND ($5::bool IS NULL OR (p.image_count > 0) = $5)
@@ -479,30 +484,38 @@ pub async fn list_products(
         ProductView, [brand, filter.category.as_deref(), filter.archived, search, filter.has_images, filter.in_shootings])
 }
 
-/// One product with its images.
+/// One product with its images, in one query: each image is a row that
+/// repeats the product's columns (a left join, so a product without images
+/// is one row whose image columns are NULL). Its cover is its first image,
+/// in the order the list's cover is chosen.
 pub async fn get_product(
     pool: &PgPool,
     brand: &str,
     product_id: &str,
 ) -> Result<Option<ProductDetail>, QueryError> {
-    let product: Option<ProductView> = sqlx::query_as(concat!(
+    use sqlx::{FromRow, Row};
+    let rows = sqlx::query(concat!(
         "SELECT ",
         product_columns!(),
-        " FROM catalog.products p WHERE p.brand = $1 AND p.product_id = $2"
+        ", NULL::text AS cover_hash, i.image_id, i.view AS kind, i.content_hash, i.asset, i.analysis
+         FROM catalog.products p
+         LEFT JOIN catalog.product_images i ON i.brand = p.brand AND i.product_id = p.product_id
+         WHERE p.brand = $1 AND p.product_id = $2
+         ORDER BY i.created_sequence, i.image_id"
     ))
-    .bind(brand)
-    .bind(product_id)
-    .fetch_optional(pool)
-    .await?;
-    let Some(product) = product else { return Ok(None) };
-    let images = sqlx::query_as(
-        "SELECT image_id, view AS kind, content_hash, asset, analysis FROM catalog.product_images
-         WHERE brand = $1 AND product_id = $2 ORDER BY created_sequence",
-    )
     .bind(brand)
     .bind(product_id)
     .fetch_all(pool)
     .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let mut product = ProductView::from_row(first)?;
+    let mut images = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<Option<&str>, _>("image_id")?.is_some() {
+            images.push(ImageView::from_row(row)?);
+        }
+    }
+    product.cover_hash = images.first().map(|image| image.content_hash.clone());
     Ok(Some(ProductDetail { product, images }))
 }
 

@@ -619,6 +619,18 @@ async fn queries_are_scoped_to_the_brand_paginated_by_cursor_and_filtered() {
     let projector = Projector::start(&pool, &log);
     let handler = CommandHandler::new(log.clone());
     seed(&handler).await;
+    // A second image of p1, added after its first: the cover stays the first.
+    product(
+        &handler,
+        "p1",
+        &ProductCommand::AddProductImage {
+            image_id: ImageId::parse("img0").expect("id"),
+            asset: asset(9),
+            view: ImageView::Back,
+            analysis: None,
+        },
+    )
+    .await;
     // Another brand with a product of the same id.
     let other = gps_domain::ids::BrandId::parse("globex").expect("brand");
     let address = CommandHandler::address::<Product>(&other, "p1").expect("address");
@@ -688,8 +700,15 @@ async fn queries_are_scoped_to_the_brand_paginated_by_cursor_and_filtered() {
     assert_eq!(page.items[0].category, "hats");
 
     let detail = queries::get_product(&pool, "acme", "p1").await.expect("get").expect("exists");
-    assert_eq!((detail.product.category.as_str(), detail.images.len()), ("dresses", 1));
-    assert_eq!(detail.images[0].kind, "front");
+    assert_eq!((detail.product.category.as_str(), detail.images.len()), ("dresses", 2));
+    let images = detail.images.iter().map(|i| (i.image_id.as_str(), i.kind.as_str())).collect::<Vec<_>>();
+    assert_eq!(images, vec![("img1", "front"), ("img0", "back")], "oldest first, not by id");
+    assert_eq!(detail.product.cover_hash.as_deref(), Some(detail.images[0].content_hash.as_str()));
+    let listed = filtered(ProductFilter::default()).await;
+    let listed = listed.items.iter().find(|p| p.product_id == "p1").expect("p1 listed");
+    assert_eq!(listed.cover_hash, detail.product.cover_hash, "the list and the detail agree on the cover");
+    let imageless = queries::get_product(&pool, "globex", "p1").await.expect("get").expect("exists");
+    assert_eq!((imageless.images.len(), imageless.product.cover_hash), (0, None));
     assert!(
         queries::get_product(&pool, "initech", "p1").await.expect("get").is_none(),
         "no row of another brand"
