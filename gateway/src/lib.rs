@@ -205,7 +205,10 @@ pub fn app(state: AppState) -> Router {
 
 /// Gives every request an id (its own `x-request-id` if sane, else a new
 /// one), returns it, and logs each request once; a 5xx's internal detail is
-/// logged here and never sent to the client.
+/// logged here and never sent to the client. The UI's in-process calls are
+/// logged at debug level (a server error still at error level): a screen
+/// makes several per action, and the page and socket behind them are logged
+/// as requests of their own.
 async fn request_log(mut request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
@@ -216,6 +219,7 @@ async fn request_log(mut request: Request, next: Next) -> Response {
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let in_process = request.extensions().get::<ui_host::InProcessCall>().is_some();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -228,6 +232,9 @@ async fn request_log(mut request: Request, next: Next) -> Response {
     match response.extensions().get::<error::LoggedDetail>() {
         Some(detail) => {
             tracing::error!(%request_id, %method, %path, status = status.as_u16(), elapsed_ms, detail = %detail.0, "request failed")
+        }
+        None if in_process => {
+            tracing::debug!(%request_id, %method, %path, status = status.as_u16(), elapsed_ms, "in-process request")
         }
         None => tracing::info!(%request_id, %method, %path, status = status.as_u16(), elapsed_ms, "request"),
     }

@@ -221,6 +221,12 @@ async fn socket(
     }))
 }
 
+/// Marks a request the UI made in-process (a request extension, which no
+/// client can set): the request log keeps those at debug level, since a
+/// screen makes several per action and its page's own request is logged.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InProcessCall;
+
 /// The gateway's own router, called with the person's session cookie and
 /// CSRF token: every UI action is an API request in all but transport.
 ///
@@ -243,6 +249,7 @@ impl InProcessApi {
             .header(header::ACCEPT, accept)
             .header(header::COOKIE, self.cookie.clone())
             .header(CSRF_HEADER, self.csrf.clone())
+            .extension(InProcessCall)
     }
 }
 
