@@ -250,7 +250,7 @@ async fn w4(database_url: &str, events: usize, per_product: usize) -> anyhow::Re
 
 /// Reads every message of `filters` with an ordered consumer from sequence
 /// 1, doing nothing with them; returns how long it took.
-async fn raw_replay(log: &EventLog, filters: Vec<String>) -> anyhow::Result<Duration> {
+pub(crate) async fn raw_replay(log: &EventLog, filters: Vec<String>) -> anyhow::Result<Duration> {
     use async_nats::jetstream::consumer;
     let started = Instant::now();
     let stream = log.jetstream().get_stream(&log.settings().name).await?;

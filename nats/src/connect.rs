@@ -92,7 +92,25 @@ pub struct Credentials {
     pub password: Password,
 }
 
-/// Connects to `url` and refuses servers older than 2.12 or without JetStream.
+/// The servers of `url`: one address, or a comma-separated list of a
+/// cluster's nodes, any of which may be down when a role starts (the client
+/// tries each, and learns the others from the one it reaches).
+pub fn server_addresses(url: &str) -> Result<Vec<async_nats::ServerAddr>, ConnectError> {
+    let bad = |reason: String| ConnectError::BadUrl { url: url.to_owned(), reason };
+    let addresses = url
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse::<async_nats::ServerAddr>().map_err(|e| bad(format!("{part}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if addresses.is_empty() {
+        return Err(bad("no address given".to_owned()));
+    }
+    Ok(addresses)
+}
+
+/// Connects to `url` (one address or a comma-separated list) and refuses
+/// servers older than 2.12 or without JetStream.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
     connect_with(url, name, None).await
 }
@@ -110,12 +128,16 @@ pub async fn connect_with(
         ),
         None => async_nats::ConnectOptions::new(),
     };
+    let addresses = server_addresses(url)?;
     let client = options
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .request_timeout(Some(Duration::from_secs(10)))
         .max_reconnects(None)
-        .connect(url)
+        // The first address is this role's own node (roles are spread over
+        // a cluster's nodes); the others are its fallbacks.
+        .retain_servers_order()
+        .connect(addresses)
         .await
         .map_err(|source| ConnectError::Unreachable { url: url.to_owned(), source })?;
     let info = client.server_info();
@@ -145,6 +167,17 @@ mod tests {
             Some(ServerVersion { major: 2, minor: 12, patch: 0 })
         );
         assert_eq!(ServerVersion::parse("garbage"), None);
+    }
+
+    #[test]
+    fn a_cluster_is_given_as_a_comma_separated_list_and_a_bad_entry_is_named() {
+        let nodes = server_addresses("nats://127.0.0.1:4222, nats://127.0.0.1:4223,").expect("two nodes");
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[1].port(), 4223);
+        let message =
+            server_addresses("nats://127.0.0.1:4222,http://x:1").expect_err("bad scheme").to_string();
+        assert!(message.contains("http://x:1") && message.contains("separated by commas"), "{message}");
+        assert!(server_addresses(" , ").is_err());
     }
 
     #[test]

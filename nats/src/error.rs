@@ -36,6 +36,17 @@ pub enum ConnectError {
         /// The URL tried.
         url: String,
     },
+    /// The address (or one of a comma-separated list) is not a NATS URL.
+    #[error(
+        "{url:?} is not a NATS address ({reason}); give nats://host:port, or several separated by commas \
+         for a cluster"
+    )]
+    BadUrl {
+        /// The address given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Creating or checking the stream failed.

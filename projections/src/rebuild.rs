@@ -171,7 +171,7 @@ pub async fn rebuild(
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
         events += chunk.len() as u64;
-        apply_decoded_with_connection(&mut conn, projection, &shadow, &chunk, Some(&identity)).await?;
+        apply_decoded_with_connection(&mut conn, projection, &shadow, chunk, Some(&identity)).await?;
     }
 
     // The swap: one transaction under the exclusive swap lock.
@@ -358,7 +358,7 @@ pub async fn replay_into(
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
         events += chunk.len() as u64;
-        apply_decoded_with_connection(&mut conn, projection, schema, &chunk, Some(&identity)).await?;
+        apply_decoded_with_connection(&mut conn, projection, schema, chunk, Some(&identity)).await?;
         progress(events);
     }
     Ok(events)
@@ -415,25 +415,32 @@ impl Replay {
         Ok(Replay { messages: Some(messages), until, stored_until })
     }
 
-    /// Reads and decodes chunks of up to `max` events in a task of their
-    /// own, at most two ahead of the consumer of the returned channel; the
-    /// channel closes after the last chunk or after an error.
+    /// Reads chunks of up to `max` events in one task and decodes them in
+    /// another, each at most two chunks ahead of the next stage, so reading
+    /// the stream, decoding and writing Postgres (the caller) all overlap.
+    /// The returned channel closes after the last chunk or after an error.
     fn prefetch(mut self, max: usize) -> tokio::sync::mpsc::Receiver<Result<Vec<DecodedEvent>, RunError>> {
-        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let (read_sender, mut read) = tokio::sync::mpsc::channel::<Result<Vec<RawEvent>, RunError>>(2);
         tokio::spawn(async move {
             loop {
-                let chunk = self
-                    .next_chunk(max)
-                    .await
-                    .map(|chunk| chunk.into_iter().map(DecodedEvent::new).collect());
-                match chunk {
-                    Ok(chunk) if Vec::is_empty(&chunk) => return,
+                match self.next_chunk(max).await {
+                    Ok(chunk) if chunk.is_empty() => return,
                     result => {
                         let failed = result.is_err();
-                        if sender.send(result).await.is_err() || failed {
+                        if read_sender.send(result).await.is_err() || failed {
                             return;
                         }
                     }
+                }
+            }
+        });
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            while let Some(chunk) = read.recv().await {
+                let decoded = chunk.map(|chunk| chunk.into_iter().map(DecodedEvent::new).collect());
+                let failed = decoded.is_err();
+                if sender.send(decoded).await.is_err() || failed {
+                    return;
                 }
             }
         });

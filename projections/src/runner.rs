@@ -635,7 +635,7 @@ pub(crate) async fn apply_events(
     identity: Option<&str>,
 ) -> Result<BatchReport, sqlx::Error> {
     let events: Vec<DecodedEvent> = events.iter().cloned().map(DecodedEvent::new).collect();
-    apply_decoded(tx, projection, &events, identity).await
+    apply_decoded(tx, projection, events, identity).await
 }
 
 /// A stored message with the result of decoding it, decoded ahead of the
@@ -658,7 +658,7 @@ pub(crate) async fn apply_decoded_with_connection(
     conn: &mut PgConnection,
     projection: &Projection,
     schema: &str,
-    events: &[DecodedEvent],
+    events: Vec<DecodedEvent>,
     identity: Option<&str>,
 ) -> Result<BatchReport, RunError> {
     let mut tx = conn.begin().await?;
@@ -672,7 +672,7 @@ pub(crate) async fn apply_decoded_with_connection(
 pub(crate) async fn apply_decoded(
     tx: &mut PgConnection,
     projection: &Projection,
-    events: &[DecodedEvent],
+    events: Vec<DecodedEvent>,
     identity: Option<&str>,
 ) -> Result<BatchReport, sqlx::Error> {
     let checkpoint: i64 =
@@ -684,21 +684,21 @@ pub(crate) async fn apply_decoded(
     let mut last = checkpoint;
     let mut decoded = Vec::with_capacity(events.len());
     let mut origins = Vec::with_capacity(events.len());
-    for event in events {
-        let raw = &event.raw;
+    // The events move into the run: a batch of a thousand is not copied.
+    for DecodedEvent { raw, decoded: result } in events {
         let sequence = to_i64(raw.sequence);
         if sequence <= last {
             report.skipped += 1;
             continue;
         }
         last = sequence;
-        match &event.decoded {
+        match result {
             Ok(decoded_event) => {
-                decoded.push(decoded_event.clone());
+                decoded.push(decoded_event);
                 origins.push(raw);
             }
             Err(reason) => {
-                dead_letter(tx, projection, raw, None, reason).await?;
+                dead_letter(tx, projection, &raw, None, &reason).await?;
                 report.dead_lettered += 1;
             }
         }
@@ -725,7 +725,7 @@ pub(crate) async fn apply_decoded(
                 if let [event] = run {
                     let reason = format!("cannot be applied: {error}");
                     let event_type = Some(event.envelope.event_type.as_str());
-                    dead_letter(tx, projection, origins[start], event_type, &reason).await?;
+                    dead_letter(tx, projection, &origins[start], event_type, &reason).await?;
                     report.dead_lettered += 1;
                 } else {
                     let middle = start + run.len() / 2;

@@ -397,7 +397,10 @@ async fn a_load_of_more_events_than_one_batch_holds_reads_them_all() {
     let nats = TestNats::start().await;
     let log = nats.event_log().await;
     let product = address("long");
+    let neighbour = address("neighbour");
     let mut position = ExpectedPosition::new_aggregate();
+    let mut neighbour_position = ExpectedPosition::new_aggregate();
+    let mut positions = Vec::new();
     for chunk in 0..25u64 {
         let events = (0..100).map(|i| event(chunk * 100 + i)).collect();
         position = log
@@ -405,8 +408,29 @@ async fn a_load_of_more_events_than_one_batch_holds_reads_them_all() {
             .await
             .expect("append")
             .position();
+        positions.push(position.clone());
+        // Another aggregate's events in between: a read must skip them.
+        neighbour_position = log
+            .append(request(&neighbour, neighbour_position, &format!("n-{chunk}"), vec![event(chunk)]))
+            .await
+            .expect("append")
+            .position();
     }
+    // Past the first batch the rest streams through an ordered consumer.
+    let versions = |events: &[gps_domain::wire::EventEnvelope]| -> Vec<u64> {
+        events.iter().map(|e| e.aggregate_version).collect()
+    };
     let loaded = log.load(&product).await.expect("load");
-    assert_eq!(loaded.events.len(), 2_500);
+    assert_eq!(versions(&loaded.events), (1..=2_500).collect::<Vec<_>>(), "every event once, in order");
+    assert!(loaded.events.iter().all(|e| e.aggregate_id == "long"));
     assert_eq!(loaded.position, position);
+
+    // A tail after a known position (a cached state), and after a snapshot's anchor.
+    let tail = log.load_after(&product, positions[4].clone()).await.expect("tail");
+    assert_eq!(versions(&tail.events), (501..=2_500).collect::<Vec<_>>());
+    assert_eq!(tail.position, position);
+    let anchored =
+        log.load_after_anchor(&product, positions[0].clone()).await.expect("anchored").expect("real");
+    assert_eq!(versions(&anchored.events), (101..=2_500).collect::<Vec<_>>());
+    assert_eq!(anchored.position, position);
 }
