@@ -268,7 +268,14 @@ seed_of() { # name
 role_env() { # name nats-user
   local name=$1 user=$2
   local password_variable="GPS_NATS_${user^^}_PASSWORD"
-  echo "NATS_URL=nats://127.0.0.1:${nats_ports[$(seed_of "$name")]}"
+  # Its own node first, then the others: it starts and reconnects while a node is down.
+  local first node urls
+  first=$(seed_of "$name")
+  urls="nats://127.0.0.1:${nats_ports[$first]}"
+  for node in 0 1 2; do
+    [[ $node == "$first" ]] || urls+=",nats://127.0.0.1:${nats_ports[$node]}"
+  done
+  echo "NATS_URL=$urls"
   echo "NATS_USER=$user"
   echo "NATS_PASSWORD=${!password_variable}"
   echo "GPS_NATS_REPLICAS=3"

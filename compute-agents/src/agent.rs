@@ -252,6 +252,8 @@ async fn run_gave_up(
             subjects: vec![subject],
             storage: stream::StorageType::File,
             max_age: Duration::from_secs(30 * 24 * 3600),
+            // As many copies as the log: losing one node must not stop this loop.
+            num_replicas: log.settings().replicas,
             ..Default::default()
         })
         .await

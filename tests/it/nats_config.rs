@@ -178,6 +178,20 @@ async fn the_cluster_config_forms_three_nodes_and_keeps_its_log_when_the_stream_
     let killed = nodes.iter().position(|node| node.name == leader).expect("the leader is one of ours");
     nodes[killed].kill().await;
 
+    // A role given the whole list (NATS_URL, comma-separated) starts while
+    // one node is down, whichever node it would try first.
+    let mut listed: Vec<String> = urls.clone();
+    listed.rotate_left(killed);
+    let credentials = gps_nats::Credentials {
+        user: "gateway".into(),
+        password: gps_nats::Password::new(passwords.by_role["gateway"].clone()),
+    };
+    let late =
+        gps_nats::connect_with(&listed.join(","), "late-role", Some(&credentials)).await.unwrap_or_else(
+            |e| panic!("connecting through the list {listed:?} with {} down: {e}", nodes[killed].name),
+        );
+    assert_ne!(late.server_info().port, nodes[killed].port, "connected to the node that is down");
+
     position = append_retrying(&log, &product, position, "c3", 3).await.position();
     assert_eq!(position.aggregate_version, 3);
     // Direct gets are answered by any replica, which may trail the leader for
