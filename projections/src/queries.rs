@@ -458,9 +458,10 @@ macro_rules! product_columns {
 }
 
 /// The brand's products, each with its cover: the first image (the list's
-/// thumbnail), joined in the same query. The lateral probe runs only for the
-/// rows of the page, and not at all for a product whose count says it has no
-/// images.
+/// thumbnail), joined in the same query. The page is chosen first, so the
+/// lateral probe runs only for its rows (joined before the `LIMIT`, a table
+/// without statistics had it probe every product of the brand), and not at
+/// all for a product whose count says it has no images.
 pub async fn list_products(
     pool: &PgPool,
     brand: &str,
@@ -469,18 +470,19 @@ pub async fn list_products(
 ) -> Result<Page<ProductView>, QueryError> {
     let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(contains_pattern);
     list_query!(pool, request,
-        concat!("SELECT ", product_columns!(), ", cover.content_hash AS cover_hash
+        concat!("SELECT p.*, cover.content_hash AS cover_hash FROM (SELECT ", product_columns!(), "
          FROM catalog.products p
-         LEFT JOIN LATERAL (SELECT i.content_hash FROM catalog.product_images i
-               WHERE p.image_count > 0 AND i.brand = p.brand AND i.product_id = p.product_id
-               ORDER BY i.created_sequence, i.image_id LIMIT 1) cover ON true
          WHERE p.brand = $1 AND ($2::text IS NULL OR p.category = $2) AND ($3::bool IS NULL OR p.archived = $3)
            AND ($4::text IS NULL OR p.sku ILIKE $4 OR p.name ILIKE $4)
            AND ($5::bool IS NULL OR (p.image_count > 0) = $5)
            AND ($6::bool IS NULL OR EXISTS (SELECT 1 FROM production.looks l
                  WHERE l.brand = p.brand AND NOT l.removed AND l.products ? p.product_id) = $6)
            AND ($7::bigint IS NULL OR p.created_sequence < $7)
-         ORDER BY p.created_sequence DESC LIMIT $8"),
+         ORDER BY p.created_sequence DESC LIMIT $8) p
+         LEFT JOIN LATERAL (SELECT i.content_hash FROM catalog.product_images i
+               WHERE p.image_count > 0 AND i.brand = p.brand AND i.product_id = p.product_id
+               ORDER BY i.created_sequence, i.image_id LIMIT 1) cover ON true
+         ORDER BY p.created_sequence DESC"),
         ProductView, [brand, filter.category.as_deref(), filter.archived, search, filter.has_images, filter.in_shootings])
 }
 
