@@ -440,7 +440,8 @@ impl EventLog {
         address: &AggregateAddress,
         max: usize,
     ) -> Result<Option<LoadedStream>, LoadError> {
-        let (batch, more) = self.direct_get_batch(&address.subject(), 1, max.max(1)).await?;
+        let Batch { messages: batch, more, .. } =
+            self.direct_get_batch(&address.subject(), 1, max.max(1)).await?;
         if more {
             return Ok(None);
         }
@@ -510,7 +511,7 @@ impl EventLog {
                 None => {
                     // Not asked to stream, or this role may only use direct gets.
                     may_stream &= !stream_the_rest;
-                    self.direct_get_counted(&subject, start, LOAD_BATCH).await?
+                    self.direct_get_batch(&subject, start, LOAD_BATCH).await?
                 }
             };
             stream_the_rest = may_stream && more && pending.is_some_and(|left| left > LOAD_BATCH as u64);
@@ -556,7 +557,8 @@ impl EventLog {
         let mut messages: Vec<StoredMessage> = Vec::new();
         let mut start = from;
         while messages.len() < count {
-            let (batch, more) = self.direct_get_batch(subject, start, count - messages.len()).await?;
+            let Batch { messages: batch, more, .. } =
+                self.direct_get_batch(subject, start, count - messages.len()).await?;
             let Some(last) = batch.last() else { break };
             start = last.sequence + 1;
             messages.extend(batch);
@@ -568,25 +570,14 @@ impl EventLog {
     }
 
     /// Reads up to `max` messages of `subject` from stream sequence `from` on,
-    /// in one direct-get batch request, and whether more messages of the
-    /// subject follow them.
+    /// in one direct-get batch request, and whether (and how many, when the
+    /// server says) more messages of the subject follow them.
     ///
     /// A batch can end before `max` messages: the server also caps the bytes
     /// of one batch. So the end of the subject is what the server's
     /// `Nats-Num-Pending` says (on each message and on the end-of-batch
     /// marker), never a short batch.
-    async fn direct_get_batch(
-        &self,
-        subject: &str,
-        from: u64,
-        max: usize,
-    ) -> Result<(Vec<StoredMessage>, bool), LoadError> {
-        self.direct_get_counted(subject, from, max).await.map(|batch| (batch.messages, batch.more))
-    }
-
-    /// [`Self::direct_get_batch`], with how many messages of the subject
-    /// follow the batch when the server said so.
-    async fn direct_get_counted(&self, subject: &str, from: u64, max: usize) -> Result<Batch, LoadError> {
+    async fn direct_get_batch(&self, subject: &str, from: u64, max: usize) -> Result<Batch, LoadError> {
         let unavailable = |message: String| LoadError::Unavailable { subject: subject.to_owned(), message };
         let inbox = self.shared.client.new_inbox();
         let mut replies =
