@@ -378,10 +378,12 @@ cmd_up() {
   # Projectors before the first account: who can sign in is a read model.
   for name in "${PROJECTORS[@]}"; do start_process "$name"; done
 
-  # One owner account and brand, once (gps up's demo seeding is off here).
+  # One owner account and brand, once (gps up's demo seeding is off here);
+  # the owner is a platform admin, so it may create further brands.
   if [ ! -f "$dir/owner-credentials.txt" ]; then
     GPS_ADMIN_PASSWORD=$OWNER_PASSWORD run_gps admin gateway \
       admin create-user --email owner@cluster.local --name "Cluster owner" --id owner --brand demo --role owner \
+      --platform-admin \
       >"$dir/logs/admin.log" 2>&1 || { cat "$dir/logs/admin.log" >&2; die "creating the owner failed"; }
     (umask 077 && printf 'email: owner@cluster.local\npassword: %s\n' "$OWNER_PASSWORD" >"$dir/owner-credentials.txt")
   fi

@@ -1,7 +1,8 @@
 //! `gps admin`: operator tasks that need no HTTP session — creating persons
 //! (`person.registered` in the log, the password in the credentials store;
-//! and making them members of a brand), and the demo brand that
-//! `gps up` seeds on an empty installation.
+//! and making them members of a brand), granting and revoking the platform
+//! admin right (who may create brands), and the demo brand that `gps up`
+//! seeds on an empty installation.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -38,7 +39,24 @@ pub(crate) enum AdminAction {
         /// The role in that brand.
         #[arg(long, default_value = "owner")]
         role: String,
+        /// Also make the user a platform admin (may create brands).
+        #[arg(long)]
+        platform_admin: bool,
     },
+    /// Makes the person who signs in with EMAIL a platform admin: while
+    /// `brand_creation` is `platform_admins` (the default), only platform
+    /// admins may create brands. Takes effect at once on every gateway.
+    GrantPlatformAdmin {
+        /// The person's sign-in address.
+        email: String,
+    },
+    /// Takes the platform admin right from the person who signs in with EMAIL.
+    RevokePlatformAdmin {
+        /// The person's sign-in address.
+        email: String,
+    },
+    /// Lists the platform admins.
+    ListPlatformAdmins,
     /// Sets a person's password (`person.password_changed` in the log, the
     /// hash in the credentials store) and ends their sessions. The password
     /// is read like create-user's.
@@ -82,7 +100,43 @@ pub(crate) async fn run(settings: Settings, action: AdminAction) -> anyhow::Resu
             println!("password of {id} changed; their sessions ended");
             Ok(())
         }
-        AdminAction::CreateUser { email, name, id, brand, role } => {
+        AdminAction::GrantPlatformAdmin { email } => {
+            let (read, credentials) = crate::up::connect_database(&settings).await?;
+            let user = person_by_email(&read, &credentials, &email).await?;
+            let id = MemberId::parse(&user.user_id)?;
+            if gps_gateway::accounts::grant_platform_admin(&credentials, &id, &operator()).await? {
+                println!("{id} ({}) is now a platform admin", user.email);
+            } else {
+                println!("{id} ({}) already was a platform admin", user.email);
+            }
+            Ok(())
+        }
+        AdminAction::RevokePlatformAdmin { email } => {
+            let (read, credentials) = crate::up::connect_database(&settings).await?;
+            let user = person_by_email(&read, &credentials, &email).await?;
+            let id = MemberId::parse(&user.user_id)?;
+            if gps_gateway::accounts::revoke_platform_admin(&credentials, &id).await? {
+                println!("{id} ({}) is no longer a platform admin", user.email);
+            } else {
+                println!("{id} ({}) was not a platform admin", user.email);
+            }
+            Ok(())
+        }
+        AdminAction::ListPlatformAdmins => {
+            let (_read, credentials) = crate::up::connect_database(&settings).await?;
+            let admins = gps_gateway::accounts::platform_admins(&credentials).await?;
+            if admins.is_empty() {
+                println!(
+                    "no platform admins (brand_creation is {}); grant one with `gps admin grant-platform-admin EMAIL`",
+                    settings.brand_creation.as_str()
+                );
+            }
+            for (id, granted_by, granted_at) in admins {
+                println!("{id}\tgranted by {granted_by} at {granted_at}");
+            }
+            Ok(())
+        }
+        AdminAction::CreateUser { email, name, id, brand, role, platform_admin } => {
             let password = read_password()?;
             let email = Email::parse(&email)?;
             let id = match id {
@@ -112,6 +166,10 @@ pub(crate) async fn run(settings: Settings, action: AdminAction) -> anyhow::Resu
             )
             .await?;
             println!("user {id} ({email}) created");
+            if platform_admin {
+                gps_gateway::accounts::grant_platform_admin(&credentials, &id, &operator()).await?;
+                println!("{id} is a platform admin");
+            }
             if let Some(brand) = brand {
                 let brand = BrandId::parse(brand)?;
                 join_brand(&handler, &credentials, &brand, &id, &name, &email, role).await?;
@@ -120,6 +178,27 @@ pub(crate) async fn run(settings: Settings, action: AdminAction) -> anyhow::Resu
             Ok(())
         }
     }
+}
+
+/// The person who signs in with `email`, or an error that says why none was found.
+async fn person_by_email(
+    read: &sqlx::PgPool,
+    credentials: &sqlx::PgPool,
+    email: &str,
+) -> anyhow::Result<gps_gateway::auth::User> {
+    let parsed = Email::parse(email)?;
+    gps_gateway::accounts::user_by_email(read, credentials, &parsed).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no account signs in with {parsed} (create it with `gps admin create-user`; a person created \
+             moments ago shows once the projections have caught up)"
+        )
+    })
+}
+
+/// Who runs `gps admin`, as recorded with a grant: the operating system login.
+fn operator() -> String {
+    let login = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    if login.trim().is_empty() { "gps-admin".to_owned() } else { format!("gps-admin ({})", login.trim()) }
 }
 
 /// A member id from an email's local part (letters, digits, '-', '_').

@@ -380,6 +380,9 @@ impl Platform {
             Some(gps_gateway::accounts::VISIBLE_WITHIN),
         )
         .await?;
+        // Creating the bench's brand is a platform admin's right.
+        gps_gateway::accounts::grant_platform_admin(&db.pool, &MemberId::parse("bench-owner")?, "gps-bench")
+            .await?;
         let (_, token, csrf) = gps_gateway::auth::sign_in(
             &state,
             "bench-owner@example.com",

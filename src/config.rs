@@ -32,6 +32,9 @@ pub(crate) struct Settings {
     /// and its owner with a random password. `GPS_SEED_DEMO`; turn it off in
     /// production.
     pub(crate) seed_demo: bool,
+    /// Who may create brands: `platform_admins` (default; granted with `gps
+    /// admin grant-platform-admin`) or `any_person`. `GPS_BRAND_CREATION`.
+    pub(crate) brand_creation: gps_gateway::accounts::BrandCreation,
     /// Object storage.
     pub(crate) storage: StorageConfig,
     /// Uploads and CDN URLs.
@@ -130,6 +133,7 @@ impl Default for Settings {
             cookie_secure: false,
             trusted_proxies: Vec::new(),
             seed_demo: true,
+            brand_creation: gps_gateway::accounts::BrandCreation::PlatformAdmins,
             storage: StorageConfig {
                 endpoint: None,
                 region: "us-east-1".into(),
@@ -165,6 +169,7 @@ struct FileSettings {
     cookie_secure: Option<bool>,
     trusted_proxies: Option<Vec<String>>,
     seed_demo: Option<bool>,
+    brand_creation: Option<String>,
     #[serde(default)]
     nats: FileNats,
     #[serde(default)]
@@ -259,6 +264,9 @@ impl Settings {
         if let Some(seed) = file.seed_demo {
             self.seed_demo = seed;
         }
+        if let Some(policy) = file.brand_creation {
+            self.brand_creation = parse_brand_creation("brand_creation", &policy)?;
+        }
         let nats = file.nats;
         if let Some(url) = nats.url {
             self.nats.url = Some(url);
@@ -352,6 +360,9 @@ impl Settings {
         }
         if let Some(seed) = env("GPS_SEED_DEMO") {
             self.seed_demo = parse_bool("GPS_SEED_DEMO", &seed)?;
+        }
+        if let Some(policy) = env("GPS_BRAND_CREATION") {
+            self.brand_creation = parse_brand_creation("GPS_BRAND_CREATION", &policy)?;
         }
         if let Some(url) = env("NATS_URL") {
             self.nats.url = Some(url);
@@ -508,6 +519,10 @@ fn parse_addresses<'a>(
         .collect()
 }
 
+fn parse_brand_creation(name: &str, value: &str) -> anyhow::Result<gps_gateway::accounts::BrandCreation> {
+    value.parse().map_err(|reason| anyhow::anyhow!("{name}: {reason}"))
+}
+
 fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -594,6 +609,22 @@ mod tests {
         let mut settings = Settings::default();
         settings.apply_env(&key).expect("valid");
         assert!(!format!("{settings:?}").contains(&"k".repeat(40)));
+    }
+
+    #[test]
+    fn only_platform_admins_create_brands_unless_the_operator_opens_it_to_any_person() {
+        use gps_gateway::accounts::BrandCreation;
+        assert_eq!(Settings::default().brand_creation, BrandCreation::PlatformAdmins);
+        let mut settings = Settings::default();
+        settings.apply_file("brand_creation = \"any_person\"\n").expect("valid file");
+        assert_eq!(settings.brand_creation, BrandCreation::AnyPerson);
+        let env = |name: &str| (name == "GPS_BRAND_CREATION").then(|| "platform_admins".to_owned());
+        settings.apply_env(&env).expect("valid env");
+        assert_eq!(settings.brand_creation, BrandCreation::PlatformAdmins);
+        let env = |name: &str| (name == "GPS_BRAND_CREATION").then(|| "everyone".to_owned());
+        let error = Settings::default().apply_env(&env).expect_err("unknown policy");
+        let message = format!("{error:#}");
+        assert!(message.contains("GPS_BRAND_CREATION") && message.contains("any_person"), "{message}");
     }
 
     #[test]

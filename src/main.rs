@@ -8,7 +8,8 @@
 //! - `gps agent [--status]`: a compute agent, a delivery worker and the
 //!   process managers.
 //! - `gps secrets set|remove BRAND NAME`: export destination secrets, sealed.
-//! - `gps admin create-user`: accounts and brand membership.
+//! - `gps admin create-user|set-password|grant-platform-admin|…`: accounts,
+//!   brand membership, and who may create brands.
 //! - `gps import FILE [--images ZIP] --brand B`: a catalog import through the
 //!   gateway's HTTP API, with progress.
 //! - `gps audit history|as-of|verify|export|verify-bundle`: for auditors.
@@ -91,7 +92,7 @@ enum Command {
         #[command(subcommand)]
         action: projector::ProjectionsAction,
     },
-    /// Operator tasks: user accounts.
+    /// Operator tasks: user accounts and platform admins.
     Admin {
         #[command(subcommand)]
         action: admin::AdminAction,

@@ -337,6 +337,7 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
         .context("preparing the gateway")?
         .with_credentials(credentials);
     state.trusted_proxies = settings.trusted_proxies.clone();
+    state.brand_creation = settings.brand_creation;
     if !settings.cookie_secure && !settings.http_addr.ip().is_loopback() {
         tracing::warn!(
             addr = %settings.http_addr,

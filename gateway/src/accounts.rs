@@ -6,13 +6,21 @@
 //!
 //! What must never be in the log, and so cannot be rebuilt from it, is the
 //! credentials store: `auth.passwords` (argon2id hashes), `auth.sessions`,
-//! `auth.api_keys`, `auth.sign_in_failures`, and the vault's keys
+//! `auth.api_keys`, `auth.sign_in_failures`, `auth.platform_admins` (who
+//! may create brands, [`BrandCreation`]), and the vault's keys
 //! (`privacy.person_keys`). It is a database of its own
 //! ([`credentials_url_for`]: `gps_read` → `gps_credentials`), so the read
 //! database can be dropped and rebuilt from the log without losing anyone;
 //! `docs/operations.md` says how to back it up. [`connect_credentials`]
 //! prepares it and moves these schemas out of a read database that still
 //! holds them (installations from before the split).
+//!
+//! Platform admins are granted by an operator on the command line (`gps
+//! admin grant-platform-admin`), not through the API, and are kept in the
+//! credentials store rather than as person events: a grant is an operator's
+//! act on one installation, like setting a password. (If auditors are to
+//! replay who held the right when, it becomes a person event with its
+//! schema; see `docs/operations.md`.)
 //!
 //! Installations from before persons were events kept accounts in
 //! `auth.users`; [`migrate_legacy_users`] turns each into a person (with a
@@ -278,6 +286,10 @@ pub async fn erase_person(
         .bind(user_id.as_str())
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM auth.platform_admins WHERE user_id = $1")
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
     let ended_sessions: Vec<String> =
         sqlx::query_scalar("DELETE FROM auth.sessions WHERE user_id = $1 RETURNING token_hash")
             .bind(user_id.as_str())
@@ -398,6 +410,126 @@ pub async fn migrate_legacy_users(
         moved += 1;
     }
     Ok(moved)
+}
+
+/// Who may create brands on this installation (`brand_creation` in the
+/// settings). Creating a brand makes a new tenant, so on a hosted
+/// installation it is an operator's decision by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrandCreation {
+    /// Only platform admins (granted with `gps admin grant-platform-admin`).
+    #[default]
+    PlatformAdmins,
+    /// Every signed-in person (a self-service installation).
+    AnyPerson,
+}
+
+impl BrandCreation {
+    /// The setting's value as written in files and the environment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrandCreation::PlatformAdmins => "platform_admins",
+            BrandCreation::AnyPerson => "any_person",
+        }
+    }
+}
+
+impl std::str::FromStr for BrandCreation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "platform_admins" => Ok(BrandCreation::PlatformAdmins),
+            "any_person" => Ok(BrandCreation::AnyPerson),
+            other => {
+                Err(format!("{other:?} is not a brand creation policy; use platform_admins or any_person"))
+            }
+        }
+    }
+}
+
+/// Whether `user_id` may create a brand under `policy`; a refusal says who
+/// may and how to get the right.
+pub async fn may_create_brands(
+    credentials: &PgPool,
+    policy: BrandCreation,
+    user_id: &MemberId,
+) -> Result<(), ApiError> {
+    if policy == BrandCreation::AnyPerson || is_platform_admin(credentials, user_id).await? {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        "only platform admins may create brands on this installation; ask its operator to run \
+         `gps admin grant-platform-admin <your email>`, or to ask a platform admin to create the brand \
+         and add you as its owner"
+            .into(),
+    ))
+}
+
+/// Whether `user_id` is a platform admin: granted, and still the person the
+/// grant was made for (an erased person's grant is void).
+pub async fn is_platform_admin(credentials: &PgPool, user_id: &MemberId) -> Result<bool, ApiError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM auth.platform_admins a
+                        JOIN auth.passwords p USING (user_id, vault_person_id)
+                        WHERE a.user_id = $1)",
+    )
+    .bind(user_id.as_str())
+    .fetch_one(credentials)
+    .await?)
+}
+
+/// Makes `user_id` a platform admin (`granted_by` names who did, e.g. the
+/// operator's login). Returns false when they already were one. Refused for
+/// an id without an account.
+pub async fn grant_platform_admin(
+    credentials: &PgPool,
+    user_id: &MemberId,
+    granted_by: &str,
+) -> Result<bool, ApiError> {
+    let vault_person: Option<String> =
+        sqlx::query_scalar("SELECT vault_person_id FROM auth.passwords WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_optional(credentials)
+            .await?;
+    let Some(vault_person) = vault_person else {
+        return Err(ApiError::NotFound(format!("no account has the user id {user_id}")));
+    };
+    let granted = sqlx::query(
+        "INSERT INTO auth.platform_admins (user_id, vault_person_id, granted_by) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE
+           SET vault_person_id = EXCLUDED.vault_person_id, granted_by = EXCLUDED.granted_by, granted_at = now()
+           WHERE platform_admins.vault_person_id <> EXCLUDED.vault_person_id",
+    )
+    .bind(user_id.as_str())
+    .bind(&vault_person)
+    .bind(granted_by)
+    .execute(credentials)
+    .await?;
+    Ok(granted.rows_affected() == 1)
+}
+
+/// Takes the platform admin right from `user_id`. Returns false when they
+/// did not have it.
+pub async fn revoke_platform_admin(credentials: &PgPool, user_id: &MemberId) -> Result<bool, ApiError> {
+    let revoked = sqlx::query("DELETE FROM auth.platform_admins WHERE user_id = $1")
+        .bind(user_id.as_str())
+        .execute(credentials)
+        .await?;
+    Ok(revoked.rows_affected() == 1)
+}
+
+/// The platform admins whose grant still holds, by user id, with who granted
+/// it and when (RFC 3339).
+pub async fn platform_admins(credentials: &PgPool) -> Result<Vec<(String, String, String)>, ApiError> {
+    Ok(sqlx::query_as(
+        "SELECT a.user_id, a.granted_by,
+                to_char(a.granted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+         FROM auth.platform_admins a JOIN auth.passwords p USING (user_id, vault_person_id)
+         ORDER BY a.user_id",
+    )
+    .fetch_all(credentials)
+    .await?)
 }
 
 /// The credentials database next to a read database: `gps_read` →

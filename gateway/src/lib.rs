@@ -107,6 +107,8 @@ pub struct AppState {
     pub progress: progress::ProjectionProgress,
     /// The imports this gateway runs, bounded in all and per brand.
     pub imports: imports::ImportSlots,
+    /// Who may create brands (default: platform admins only).
+    pub brand_creation: accounts::BrandCreation,
 }
 
 /// Why a gateway's state could not be prepared.
@@ -152,6 +154,7 @@ impl AppState {
             streams: stream_slots::StreamSlots::default(),
             progress,
             imports,
+            brand_creation: accounts::BrandCreation::default(),
         })
     }
 

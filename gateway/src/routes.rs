@@ -469,7 +469,7 @@ pub(crate) struct CreateBrand {
     name: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/brands", tag = "brands", request_body = CreateBrand, responses((status = 201, description = "Brand created; the caller is its owner", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/brands", tag = "brands", request_body = CreateBrand, responses((status = 201, description = "Brand created; the caller is its owner", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Not allowed to create brands: API clients never are, and persons only when they are platform admins (unless the installation lets any person create brands)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
 pub(crate) async fn create_brand(
     State(state): State<AppState>,
     principal: Principal,
@@ -479,6 +479,8 @@ pub(crate) async fn create_brand(
     let Principal::User { user_id } = &principal else {
         return Err(ApiError::Forbidden("API clients belong to one brand and cannot create brands".into()));
     };
+    // A new brand is a new tenant: by default only a platform admin makes one.
+    crate::accounts::may_create_brands(&state.credentials, state.brand_creation, user_id).await?;
     let brand = parse("brand_id", BrandId::parse(&body.brand_id))?;
     let name = parse("name", Name::parse(&body.name))?;
     let user = user_of(&state, user_id).await?;

@@ -180,7 +180,20 @@ impl TestGateway {
         (port, stop)
     }
 
+    /// A new person, signed in, who is also a platform admin (test people
+    /// create their own brands, which is the platform admins' right by
+    /// default).
     pub(crate) async fn user(&self, id: &str) -> Session {
+        let session = self.person(id).await;
+        let user_id = MemberId::parse(id).expect("id");
+        gps_gateway::accounts::grant_platform_admin(&self.state.credentials, &user_id, "test")
+            .await
+            .expect("grant platform admin");
+        session
+    }
+
+    /// A new person, signed in, with no platform-wide rights.
+    pub(crate) async fn person(&self, id: &str) -> Session {
         let email = format!("{id}@example.com");
         gps_gateway::accounts::create_person(
             &self.state.commands,

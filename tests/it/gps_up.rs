@@ -353,6 +353,22 @@ async fn the_gateway_and_the_projector_run_as_separate_processes() {
     let auth = [("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     assert!(terminate(&mut projector).await.success());
     let brand = serde_json::json!({"brand_id": "acme", "name": "Acme"});
+    let refused = crate::http::request(http_port, "POST", "/api/v1/brands", &auth, Some(&brand)).await;
+    assert_eq!(refused.status, 403, "only platform admins create brands: {}", refused.body);
+    // The operator grants the right on the command line; the gateway sees it at once.
+    let granted = Command::new(env!("CARGO_BIN_EXE_gps"))
+        .args(["admin", "grant-platform-admin", "ana@example.com"])
+        .env("DATABASE_URL", db.url())
+        .env_remove("GPS_CONFIG")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run gps admin");
+    let said = String::from_utf8_lossy(&granted.stdout);
+    assert!(granted.status.success(), "{said}{}", String::from_utf8_lossy(&granted.stderr));
+    assert!(said.contains("ana") && said.contains("platform admin"), "{said}");
+    assert!(terminate(&mut projector).await.success());
     assert_eq!(
         crate::http::request(http_port, "POST", "/api/v1/brands", &auth, Some(&brand)).await.status,
         201

@@ -6,6 +6,7 @@ mod abuse_corpus;
 mod accounts;
 mod api_contract;
 mod audit;
+mod brand_creation;
 mod cluster_topology;
 mod command_path;
 mod compute;
