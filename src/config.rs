@@ -106,12 +106,20 @@ pub(crate) struct NatsSettings {
     /// ...with this password, read from `NATS_PASSWORD` only: secrets stay
     /// out of files.
     pub(crate) password: Option<gps_nats::Password>,
+    /// The CA that signed the servers' TLS certificates (PEM). Set, every
+    /// connection to `url` must be TLS. `GPS_NATS_CA_FILE`.
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl NatsSettings {
     /// The login, when a user is configured.
     pub(crate) fn credentials(&self) -> Option<gps_nats::Credentials> {
         Some(gps_nats::Credentials { user: self.user.clone()?, password: self.password.clone()? })
+    }
+
+    /// How to connect to the server named by `url`: login and trusted CA.
+    pub(crate) fn connect_settings(&self) -> gps_nats::ConnectSettings {
+        gps_nats::ConnectSettings { credentials: self.credentials(), ca_file: self.ca_file.clone() }
     }
 }
 
@@ -128,6 +136,7 @@ impl Default for Settings {
                 replicas: 1,
                 user: None,
                 password: None,
+                ca_file: None,
             },
             database_url: "postgres://postgres@127.0.0.1:5432/gps_read".into(),
             cookie_secure: false,
@@ -211,6 +220,7 @@ struct FileNats {
     duplicate_window_secs: Option<u64>,
     replicas: Option<usize>,
     user: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -285,6 +295,9 @@ impl Settings {
         }
         if let Some(user) = nats.user {
             self.nats.user = Some(user);
+        }
+        if let Some(ca_file) = nats.ca_file {
+            self.nats.ca_file = Some(ca_file);
         }
         let storage = file.storage;
         if let Some(endpoint) = storage.endpoint {
@@ -385,6 +398,9 @@ impl Settings {
         }
         if let Some(password) = env("NATS_PASSWORD") {
             self.nats.password = Some(gps_nats::Password::new(password));
+        }
+        if let Some(ca_file) = env("GPS_NATS_CA_FILE") {
+            self.nats.ca_file = Some(PathBuf::from(ca_file));
         }
         if let Some(endpoint) = env("GPS_S3_ENDPOINT") {
             self.storage.endpoint = Some(endpoint);

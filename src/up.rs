@@ -8,44 +8,59 @@ use gps_nats::{EventLog, StreamSettings};
 
 use crate::config::Settings;
 
+/// The file in a data folder holding the login of its embedded nats-server
+/// (mode 600, generated on first start).
+pub(crate) const LOCAL_NATS_LOGIN_FILE: &str = "nats-credentials";
+
+/// The user every role of a data folder logs in as on its embedded server.
+const LOCAL_NATS_USER: &str = "gps";
+
 /// Connects to the configured NATS, or starts the embedded one, and returns
 /// the provisioned event log (and the embedded server, kept alive by the caller).
+///
+/// The embedded server admits only the login in `<data_dir>/nats-credentials`
+/// (generated on first start, readable by its owner only), so another local
+/// user can neither read nor write the log; every role started with the same
+/// data folder (`gps up`, `gps log verify`, `gps agent` …) logs in with it.
+/// `NATS_USER`/`NATS_PASSWORD` and `GPS_NATS_CA_FILE` are for a server named by
+/// `NATS_URL`.
 pub(crate) async fn connect_event_log(
     settings: &Settings,
 ) -> anyhow::Result<(EventLog, Option<LocalServer>)> {
     let embedded_url = format!("nats://127.0.0.1:{}", settings.nats.embedded_port);
-    let (url, server) = match &settings.nats.url {
-        Some(url) => (url.clone(), None),
-        // The embedded server of a running `gps up` (e.g. for `gps log verify`
-        // next to it): use it rather than fail to start a second one.
-        None if gps_nats::connect(&embedded_url, "gps-probe").await.is_ok() => {
-            tracing::info!(url = %embedded_url, "using the nats-server already running on the embedded port");
-            (embedded_url, None)
-        }
+    let (url, server, connect) = match &settings.nats.url {
+        Some(url) => (url.clone(), None, settings.nats.connect_settings()),
         None => {
-            let binary = locate_binary()?;
-            let store_dir = settings.data_dir.join("nats");
-            let server = LocalServer::start(LocalServerOptions {
-                binary,
-                store_dir: store_dir.clone(),
-                port: Some(settings.nats.embedded_port),
-                sync_always: settings.nats.embedded_sync_always,
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "starting the embedded nats-server on port {} (data in {}); set GPS_NATS_PORT for another \
-                     port or NATS_URL to use a running server",
-                    settings.nats.embedded_port,
-                    store_dir.display()
-                )
-            })?;
-            tracing::info!(url = server.url(), store = %store_dir.display(), "embedded nats-server started");
-            (server.url().to_owned(), Some(server))
+            if settings.nats.user.is_some() || settings.nats.ca_file.is_some() {
+                tracing::warn!(
+                    "NATS_USER and GPS_NATS_CA_FILE are for a server named by NATS_URL, which is not set; the \
+                     embedded nats-server uses the login of this data folder"
+                );
+            }
+            let login = local_nats_login(&settings.data_dir)?;
+            let connect =
+                gps_nats::ConnectSettings { credentials: Some(login.clone()), ..Default::default() };
+            match gps_nats::connect_as(&embedded_url, "gps-probe", &connect).await {
+                // The embedded server of a running `gps up` (e.g. for `gps log
+                // verify` next to it): use it rather than fail to start a second one.
+                Ok(_) => {
+                    tracing::info!(url = %embedded_url, "using the nats-server already running on the embedded port");
+                    (embedded_url, None, connect)
+                }
+                Err(error) if error.is_refused_login() => anyhow::bail!(
+                    "a nats-server already listens on {embedded_url} but refuses the login of this data folder \
+                     ({}): it belongs to another data folder's `gps up`. Use that folder (GPS_DATA_DIR), \
+                     or another port (GPS_NATS_PORT)",
+                    settings.data_dir.join(LOCAL_NATS_LOGIN_FILE).display()
+                ),
+                Err(_) => {
+                    let server = start_embedded(settings, login).await?;
+                    (server.url().to_owned(), Some(server), connect)
+                }
+            }
         }
     };
-    let credentials = settings.nats.credentials();
-    let client = gps_nats::connect_with(&url, "gps", credentials.as_ref()).await?;
+    let client = gps_nats::connect_as(&url, "gps", &connect).await?;
     let stream = StreamSettings {
         duplicate_window: settings.nats.duplicate_window,
         replicas: settings.nats.replicas,
@@ -65,6 +80,85 @@ pub(crate) async fn connect_event_log(
         );
     }
     Ok((log, server))
+}
+
+/// Starts the pinned nats-server over `<data_dir>/nats` (a folder only its
+/// owner may enter), admitting only `login`.
+async fn start_embedded(settings: &Settings, login: gps_nats::Credentials) -> anyhow::Result<LocalServer> {
+    let binary = locate_binary()?;
+    let store_dir = settings.data_dir.join("nats");
+    std::fs::create_dir_all(&store_dir).with_context(|| format!("creating {}", store_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", store_dir.display()))?;
+    }
+    let server = LocalServer::start_with_login(
+        LocalServerOptions {
+            binary,
+            store_dir: store_dir.clone(),
+            port: Some(settings.nats.embedded_port),
+            sync_always: settings.nats.embedded_sync_always,
+        },
+        login,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "starting the embedded nats-server on port {} (data in {}); set GPS_NATS_PORT for another \
+                     port or NATS_URL to use a running server",
+            settings.nats.embedded_port,
+            store_dir.display()
+        )
+    })?;
+    tracing::info!(url = server.url(), store = %store_dir.display(), "embedded nats-server started");
+    Ok(server)
+}
+
+/// The login of a data folder's embedded nats-server: read from
+/// `<data_dir>/nats-credentials`, or generated into it (mode 600, written
+/// through a private staging file) on first use. Never printed.
+pub(crate) fn local_nats_login(data_dir: &std::path::Path) -> anyhow::Result<gps_nats::Credentials> {
+    let path = data_dir.join(LOCAL_NATS_LOGIN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let field = |name: &str| {
+                text.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).map(str::trim)
+            };
+            match (field("user"), field("password")) {
+                (Some(user), Some(password)) if !user.is_empty() && password.len() >= 32 => {
+                    Ok(gps_nats::Credentials {
+                        user: user.to_owned(),
+                        password: gps_nats::Password::new(password),
+                    })
+                }
+                _ => anyhow::bail!(
+                    "{} is not a NATS login (lines `user: …` and `password: …`); delete it and restart `gps up` \
+                     to generate a new one",
+                    path.display()
+                ),
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let mut secret = [0u8; 24];
+            getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("no OS randomness: {error}"))?;
+            // A letter first: the server reads the password as a configuration value.
+            let password = format!("p{}", hex::encode(secret));
+            gps_compute_agents::delivery::credentials::write_private(
+                &path,
+                format!("user: {LOCAL_NATS_USER}\npassword: {password}\n").as_bytes(),
+            )
+            .with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated the login of the embedded nats-server");
+            Ok(gps_nats::Credentials {
+                user: LOCAL_NATS_USER.to_owned(),
+                password: gps_nats::Password::new(password),
+            })
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Connects to the read database (created when missing) and to the

@@ -1,10 +1,16 @@
 //! Connecting to NATS and checking the server is new enough.
 //!
+//! A role logs in with a user and password ([`Credentials`]) and, against
+//! servers with TLS on client connections (the shipped production configs),
+//! trusts the CA named by [`ConnectSettings::ca_file`]: the connection is then
+//! TLS or nothing, whatever the URL's scheme.
+//!
 //! Servers before 2.12 silently ignore the atomic batch headers and the
 //! `allow_atomic` stream setting, which would turn an all-or-nothing write into
 //! a partial one; so every role checks the version before doing anything.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ConnectError;
@@ -109,10 +115,39 @@ pub fn server_addresses(url: &str) -> Result<Vec<async_nats::ServerAddr>, Connec
     Ok(addresses)
 }
 
+/// How a role reaches its server beyond the address: its login, and the CA
+/// it trusts for the server's TLS certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectSettings {
+    /// Log in as this user; `None` connects anonymously.
+    pub credentials: Option<Credentials>,
+    /// A PEM file of the CA that signed the servers' certificates. When set,
+    /// the connection must be TLS (a server that does not offer it is
+    /// refused) and only that CA is trusted; a `tls://` URL without it trusts
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ConnectError {
+    /// Whether the server refused the login (a wrong or missing user or
+    /// password), as opposed to being unreachable.
+    pub fn is_refused_login(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Unreachable { source, .. }
+                if matches!(
+                    source.kind(),
+                    async_nats::ConnectErrorKind::AuthorizationViolation
+                        | async_nats::ConnectErrorKind::Authentication
+                )
+        )
+    }
+}
+
 /// Connects to `url` (one address or a comma-separated list) and refuses
 /// servers older than 2.12 or without JetStream.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
-    connect_with(url, name, None).await
+    connect_as(url, name, &ConnectSettings::default()).await
 }
 
 /// [`connect`], logging in as `credentials` when given.
@@ -121,13 +156,26 @@ pub async fn connect_with(
     name: &str,
     credentials: Option<&Credentials>,
 ) -> Result<async_nats::Client, ConnectError> {
-    let options = match credentials {
+    connect_as(url, name, &ConnectSettings { credentials: credentials.cloned(), ca_file: None }).await
+}
+
+/// [`connect`] with a login and a trusted CA, as `settings` say.
+pub async fn connect_as(
+    url: &str,
+    name: &str,
+    settings: &ConnectSettings,
+) -> Result<async_nats::Client, ConnectError> {
+    let mut options = match &settings.credentials {
         Some(credentials) => async_nats::ConnectOptions::with_user_and_password(
             credentials.user.clone(),
             credentials.password.expose().to_owned(),
         ),
         None => async_nats::ConnectOptions::new(),
     };
+    if let Some(ca_file) = &settings.ca_file {
+        check_ca_file(ca_file)?;
+        options = options.add_root_certificates(ca_file.clone()).require_tls(true);
+    }
     let addresses = server_addresses(url)?;
     let client = options
         .name(name)
@@ -148,6 +196,17 @@ pub async fn connect_with(
     Ok(client)
 }
 
+/// Reads the CA file up front, so a wrong path or a file without a
+/// certificate is named instead of surfacing as a failed handshake.
+fn check_ca_file(path: &std::path::Path) -> Result<(), ConnectError> {
+    let bad = |reason: String| ConnectError::CaFile { path: path.display().to_string(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("it holds no PEM certificate".to_owned()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +216,22 @@ mod tests {
         let credentials = Credentials { user: "gateway".into(), password: Password::new("s3cret-value") };
         assert!(!format!("{credentials:?}").contains("s3cret"));
         assert_eq!(Password::new("x").to_string(), "***");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_empty_ca_file_is_named_before_anything_is_dialled() {
+        let missing = ConnectSettings { credentials: None, ca_file: Some("/nonexistent/ca.pem".into()) };
+        let error = connect_as("tls://127.0.0.1:1", "t", &missing).await.expect_err("no such file");
+        assert!(matches!(error, ConnectError::CaFile { .. }), "{error}");
+        assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+        let dir = std::env::temp_dir().join(format!("gps-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate").expect("write");
+        let settings = ConnectSettings { credentials: None, ca_file: Some(empty) };
+        let error = connect_as("tls://127.0.0.1:1", "t", &settings).await.expect_err("no certificate");
+        assert!(error.to_string().contains("no PEM certificate"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -47,6 +47,17 @@ pub enum ConnectError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The CA file to trust for the server's certificate cannot be used.
+    #[error(
+        "cannot use {path} as the CA certificate of NATS (GPS_NATS_CA_FILE): {reason}; give a PEM file of the \
+         CA that signed the servers' certificates"
+    )]
+    CaFile {
+        /// The file given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Creating or checking the stream failed.

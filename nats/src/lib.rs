@@ -29,7 +29,10 @@ pub mod stream;
 pub mod subjects;
 
 pub use chain::ChainBreak;
-pub use connect::{Credentials, MIN_SERVER_VERSION, Password, ServerVersion, connect, connect_with};
+pub use connect::{
+    ConnectSettings, Credentials, MIN_SERVER_VERSION, Password, ServerVersion, connect, connect_as,
+    connect_with,
+};
 pub use error::{AppendError, ConnectError, LoadError, ProvisionError};
 pub use identity::{Binding, BindingError, LogIdentity, LogState, check_binding};
 pub use log::{

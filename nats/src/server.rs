@@ -60,6 +60,12 @@ pub struct LocalServerOptions {
     pub sync_always: bool,
 }
 
+/// The environment variable through which a local server gets the password
+/// of its one user: its configuration file refers to it (`$…`), so the file
+/// holds no secret, and a process's environment is readable by its own user
+/// only.
+const LOGIN_PASSWORD_VARIABLE: &str = "GPS_NATS_LOCAL_PASSWORD";
+
 /// A nats-server child process. It is killed when dropped.
 #[derive(Debug)]
 pub struct LocalServer {
@@ -67,11 +73,43 @@ pub struct LocalServer {
     url: String,
     port: u16,
     options: LocalServerOptions,
+    login: Option<crate::Credentials>,
 }
 
 impl LocalServer {
-    /// Starts a server and waits until it reports its listening port.
+    /// Starts a server that admits any client, and waits until it reports
+    /// its listening port.
     pub async fn start(options: LocalServerOptions) -> Result<Self, ServerError> {
+        Self::launch(options, None).await
+    }
+
+    /// Starts a server that admits only `login` (no anonymous clients), and
+    /// waits until it reports its listening port. The password must be
+    /// letters, digits, `_` and `-`, starting with a letter: the server reads
+    /// it as a configuration value.
+    pub async fn start_with_login(
+        options: LocalServerOptions,
+        login: crate::Credentials,
+    ) -> Result<Self, ServerError> {
+        let password = login.password.expose();
+        let valid = password.starts_with(|c: char| c.is_ascii_alphabetic())
+            && password.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let user_valid =
+            !login.user.is_empty() && login.user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid || !user_valid {
+            return Err(ServerError::Start(
+                "the local login must be a user of letters, digits and '-', and a password of letters, digits, \
+                 '_' and '-' that starts with a letter"
+                    .into(),
+            ));
+        }
+        Self::launch(options, Some(login)).await
+    }
+
+    async fn launch(
+        options: LocalServerOptions,
+        login: Option<crate::Credentials>,
+    ) -> Result<Self, ServerError> {
         if !options.binary.is_file() {
             return Err(ServerError::Missing(options.binary.clone()));
         }
@@ -80,8 +118,13 @@ impl LocalServer {
         let _ = std::fs::remove_dir_all(&ports_dir);
         std::fs::create_dir_all(&ports_dir).map_err(|e| ServerError::Start(e.to_string()))?;
         let config = options.store_dir.join("nats-server.conf");
-        std::fs::write(&config, config_text(&options)).map_err(|e| ServerError::Start(e.to_string()))?;
-        let child = Command::new(&options.binary)
+        std::fs::write(&config, config_text(&options, login.as_ref()))
+            .map_err(|e| ServerError::Start(e.to_string()))?;
+        let mut command = Command::new(&options.binary);
+        if let Some(login) = &login {
+            command.env(LOGIN_PASSWORD_VARIABLE, login.password.expose());
+        }
+        let child = command
             .arg("-c")
             .arg(&config)
             .arg("--ports_file_dir")
@@ -92,7 +135,7 @@ impl LocalServer {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ServerError::Start(format!("{}: {e}", options.binary.display())))?;
-        let mut server = LocalServer { child, url: String::new(), port: 0, options };
+        let mut server = LocalServer { child, url: String::new(), port: 0, options, login };
         server.port = server.wait_for_port(&ports_dir).await?;
         server.url = format!("nats://127.0.0.1:{}", server.port);
         server.options.port = Some(server.port);
@@ -150,18 +193,27 @@ impl LocalServer {
     /// Starts the server again on the same port and storage.
     pub async fn restart(&mut self) -> Result<(), ServerError> {
         self.kill().await;
-        let restarted = LocalServer::start(self.options.clone()).await?;
+        let restarted = LocalServer::launch(self.options.clone(), self.login.clone()).await?;
         *self = restarted;
         Ok(())
     }
 }
 
-fn config_text(options: &LocalServerOptions) -> String {
+fn config_text(options: &LocalServerOptions, login: Option<&crate::Credentials>) -> String {
     let port = options.port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
     let sync = if options.sync_always { "\n  sync_interval: always" } else { "" };
+    let authorization = match login {
+        Some(login) => format!(
+            "# One user; no anonymous clients. The password comes from the server's\n\
+             # environment, so this file holds no secret.\n\
+             authorization {{\n  users: [{{ user: {:?}, password: ${LOGIN_PASSWORD_VARIABLE} }}]\n}}\n",
+            login.user
+        ),
+        None => String::new(),
+    };
     format!(
         "# Written by GPS for a local single-node server.\nhost: 127.0.0.1\nport: {port}\n\
-         jetstream {{\n  store_dir: {:?}{sync}\n}}\n",
+         jetstream {{\n  store_dir: {:?}{sync}\n}}\n{authorization}",
         options.store_dir.join("jetstream").display().to_string()
     )
 }

@@ -130,9 +130,10 @@ async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
     let data_dir = temp_dir();
     let db = crate::harness::TestDb::create().await;
     let http_port = free_port();
+    let nats_port = free_port();
     let mut child = gps(&data_dir, http_port)
         .env("DATABASE_URL", db.url())
-        .env("GPS_NATS_PORT", free_port().to_string())
+        .env("GPS_NATS_PORT", nats_port.to_string())
         .spawn()
         .expect("spawn gps");
     let health = wait_healthy(&mut child, http_port).await;
@@ -141,6 +142,7 @@ async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
     assert_eq!(health["stream"], "GPS_EVENTS");
     assert!(data_dir.join("nats").is_dir(), "the embedded server keeps its store in the data directory");
     assert_eq!(http_get(http_port, "/nope").await.map(|(status, _)| status), Some(404));
+    let nats_password = embedded_nats_is_private(&data_dir, nats_port).await;
 
     // The demo owner's credentials work: sign in and create a product.
     let credentials_file = data_dir.join("demo-credentials.txt");
@@ -177,6 +179,14 @@ async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert!(terminate(&mut child).await.success());
+    let mut said = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut said).await;
+    }
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut said).await;
+    }
+    assert!(!said.contains(&nats_password), "the NATS password must never be printed");
 
     // A second start finds the accounts and seeds nothing new.
     let mut again = gps(&data_dir, http_port)
@@ -188,6 +198,65 @@ async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
     assert!(terminate(&mut again).await.success());
     assert_eq!(std::fs::read_to_string(&credentials_file).expect("file"), credentials);
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// The embedded nats-server of a running `gps up` admits only the login
+/// `gps up` generated into its data folder (a file only the operator may
+/// read): anonymous clients and wrong passwords are refused, and another
+/// role started on the same data folder (`gps log verify`) logs in with it.
+/// Returns the password, which must never be printed.
+async fn embedded_nats_is_private(data_dir: &std::path::Path, nats_port: u16) -> String {
+    let url = format!("nats://127.0.0.1:{nats_port}");
+    let anonymous = gps_nats::connect(&url, "anonymous").await.expect_err("anonymous clients are refused");
+    assert!(anonymous.is_refused_login(), "{anonymous}");
+    let login_file = data_dir.join("nats-credentials");
+    let text = std::fs::read_to_string(&login_file).expect("the generated login");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &std::path::Path| std::fs::metadata(path).expect("metadata").permissions().mode();
+        assert_eq!(mode(&login_file) & 0o077, 0, "only the operator may read the NATS login");
+        assert_eq!(mode(&data_dir.join("nats")) & 0o077, 0, "only the operator may enter the NATS store");
+    }
+    let field = |name: &str| {
+        text.lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).expect(name).to_owned()
+    };
+    let (user, password) = (field("user"), field("password"));
+    assert!(password.len() >= 32, "a long random password");
+    let login = |password: &str| gps_nats::ConnectSettings {
+        credentials: Some(gps_nats::Credentials {
+            user: user.clone(),
+            password: gps_nats::Password::new(password),
+        }),
+        ca_file: None,
+    };
+    let wrong = gps_nats::connect_as(&url, "guess", &login("pguess")).await.expect_err("a wrong password");
+    assert!(wrong.is_refused_login(), "{wrong}");
+    gps_nats::connect_as(&url, "owner", &login(&password)).await.expect("the generated login is admitted");
+    assert!(
+        !std::fs::read_to_string(data_dir.join("nats").join("nats-server.conf"))
+            .expect("config")
+            .contains(&password),
+        "the server's configuration file holds no password"
+    );
+
+    // Another role on the same data folder uses the running server, with the login.
+    let verify = Command::new(env!("CARGO_BIN_EXE_gps"))
+        .args(["log", "verify"])
+        .env("GPS_DATA_DIR", data_dir)
+        .env("GPS_NATS_PORT", nats_port.to_string())
+        .env_remove("NATS_URL")
+        .env_remove("GPS_CONFIG")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run gps log verify");
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    assert!(verify.status.success(), "{said}");
+    assert!(said.contains("every hash chain verifies") && !said.contains(&password), "{said}");
+    password
 }
 
 #[tokio::test]
@@ -351,7 +420,6 @@ async fn the_gateway_and_the_projector_run_as_separate_processes() {
     let cookie = signed_in.header("set-cookie").and_then(|c| c.split(';').next()).expect("cookie").to_owned();
     let csrf = signed_in.json()["csrf_token"].as_str().expect("csrf").to_owned();
     let auth = [("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
-    assert!(terminate(&mut projector).await.success());
     let brand = serde_json::json!({"brand_id": "acme", "name": "Acme"});
     let refused = crate::http::request(http_port, "POST", "/api/v1/brands", &auth, Some(&brand)).await;
     assert_eq!(refused.status, 403, "only platform admins create brands: {}", refused.body);
