@@ -2,8 +2,10 @@
 # The production topology of GPS on one machine, each role its own process:
 #
 #   3 nats-server nodes   the cluster config of nats/config/cluster (JetStream,
-#                         sync_interval: always, route and user passwords),
-#                         GPS_EVENTS with 3 replicas
+#                         sync_interval: always, route and user passwords, TLS
+#                         for clients with a CA of this cluster's own, made
+#                         with openssl into $GPS_CLUSTER_DIR/tls), GPS_EVENTS
+#                         with 3 replicas
 #   2 gateways            `gps gateway` on two ports (a load balancer's pool)
 #   2 projectors          `gps projector`: one active per projection, the other waiting
 #   2 agents              `gps agent`: compute agent, delivery worker and
@@ -236,6 +238,8 @@ nats_env() {
     local variable="GPS_NATS_${user}_PASSWORD"
     echo "$variable=${!variable}"
   done
+  echo "GPS_NATS_TLS_CERT_FILE=$dir/tls/server.pem"
+  echo "GPS_NATS_TLS_KEY_FILE=$dir/tls/server-key.pem"
 }
 
 start_nats_node() { # n
@@ -271,11 +275,12 @@ role_env() { # name nats-user
   # Its own node first, then the others: it starts and reconnects while a node is down.
   local first node urls
   first=$(seed_of "$name")
-  urls="nats://127.0.0.1:${nats_ports[$first]}"
+  urls="tls://127.0.0.1:${nats_ports[$first]}"
   for node in 0 1 2; do
-    [[ $node == "$first" ]] || urls+=",nats://127.0.0.1:${nats_ports[$node]}"
+    [[ $node == "$first" ]] || urls+=",tls://127.0.0.1:${nats_ports[$node]}"
   done
   echo "NATS_URL=$urls"
+  echo "GPS_NATS_CA_FILE=$dir/tls/ca.pem"
   echo "NATS_USER=$user"
   echo "NATS_PASSWORD=${!password_variable}"
   echo "GPS_NATS_REPLICAS=3"
@@ -343,9 +348,30 @@ start_process() { # name
   esac
 }
 
+# The client TLS files of the nodes: a CA of this cluster's own and a
+# certificate for 127.0.0.1 and localhost signed by it, made once (production
+# brings its own; nats/config/README.md). The roles trust the CA.
+tls_files() {
+  [ -f "$dir/tls/server.pem" ] && return 0
+  command -v openssl >/dev/null || die "openssl is needed to make the cluster's TLS certificate (apt-get install openssl)"
+  (
+    umask 077
+    mkdir -p "$dir/tls"
+    cd "$dir/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+      -subj "/CN=GPS local cluster CA" -keyout ca-key.pem -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=gps-nats" \
+      -keyout server-key.pem -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 398 \
+      -extfile san.cnf -out server.pem 2>/dev/null
+  ) || die "making the cluster's TLS certificate in $dir/tls failed"
+}
+
 # The binaries and Postgres, checked before anything starts.
 prepare() {
   command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+  tls_files
   NATS_SERVER=$(nats_server)
   GPS=$(gps_binary)
   [ -x "$GPS" ] || die "no gps binary at $GPS"

@@ -1,9 +1,11 @@
 //! The server configuration shipped in `nats/config/`, run by real nats-server
 //! processes: a single node and a 3-node cluster start from temporary copies
-//! of the files (only ports and storage paths rewritten, passwords from the
-//! environment), the event log works through them, the cluster keeps taking
-//! writes when a node is killed, and the per-role permissions hold: a
-//! downstream reader of one brand reads that brand only, readers cannot write.
+//! of the files (only ports and storage paths rewritten, passwords and the
+//! TLS certificate of a throwaway CA made at run time from the environment),
+//! the event log works through them, the cluster keeps taking writes when a
+//! node is killed, clients are TLS or refused, and the per-role permissions
+//! hold: a downstream reader of one brand reads that brand only, readers
+//! cannot write.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -110,6 +112,51 @@ async fn the_single_node_config_starts_and_the_gateway_provisions_the_log_and_ap
 }
 
 #[tokio::test]
+async fn clients_of_the_shipped_config_speak_tls_to_a_server_their_ca_vouches_for_or_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let passwords = Passwords::generate();
+    let root = TempRoot::new();
+    let node = single_node(&root, &passwords).await;
+
+    // A role with the CA setting connects (tls:// or nats://: TLS either way) and works.
+    let settings = passwords.connect_settings("gateway");
+    let client = gps_nats::connect_as(&node.url(), "tls-role", &settings).await.expect("a TLS role connects");
+    assert!(client.server_info().tls_required, "{:?}", client.server_info());
+    let log = EventLog::new(client, StreamSettings::default());
+    log.provision().await.expect("provisioned over TLS");
+    let plain_scheme = format!("nats://127.0.0.1:{}", node.port);
+    gps_nats::connect_as(&plain_scheme, "tls-role", &settings).await.expect("the CA setting makes it TLS");
+
+    // Without the CA, or trusting another one, the server's certificate is not believed.
+    let untrusting = gps_nats::ConnectSettings { ca_file: None, ..settings.clone() };
+    let error = gps_nats::connect_as(&node.url(), "no-ca", &untrusting).await.expect_err("unknown issuer");
+    assert!(!error.is_refused_login(), "refused for the certificate, not the login: {error}");
+    let other = TestTls::generate();
+    let misled = gps_nats::ConnectSettings { ca_file: Some(other.ca_file()), ..settings.clone() };
+    assert!(gps_nats::connect_as(&node.url(), "other-ca", &misled).await.is_err(), "another CA's trust");
+
+    // A client that does not start TLS gets nothing: the server announces
+    // that TLS is required and drops a plain CONNECT without answering it.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", node.port)).await.expect("tcp");
+    let mut info = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), plain.read(&mut info))
+        .await
+        .expect("INFO")
+        .expect("read");
+    let info = String::from_utf8_lossy(&info[..read]).to_string();
+    assert!(info.starts_with("INFO ") && info.contains("\"tls_required\":true"), "{info}");
+    let connect = format!(
+        "CONNECT {{\"user\":\"gateway\",\"pass\":\"{}\",\"verbose\":false,\"pedantic\":false}}\r\nPING\r\n",
+        passwords.by_role["gateway"]
+    );
+    plain.write_all(connect.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains("PONG") && !answer.contains("+OK"), "a plain client was served: {answer}");
+}
+
+#[tokio::test]
 async fn gps_up_logs_in_with_the_user_and_password_from_its_environment() {
     use crate::gps_up::{gps, temp_dir, terminate, wait_healthy};
     let passwords = Passwords::generate();
@@ -124,6 +171,7 @@ async fn gps_up_logs_in_with_the_user_and_password_from_its_environment() {
         .env("NATS_URL", node.url())
         .env("NATS_USER", "gateway")
         .env("NATS_PASSWORD", &passwords.by_role["gateway"])
+        .env("GPS_NATS_CA_FILE", passwords.tls.ca_file())
         .spawn()
         .expect("spawn gps");
     assert_eq!(wait_healthy(&mut child, http_port).await["status"], "ok");
@@ -134,6 +182,7 @@ async fn gps_up_logs_in_with_the_user_and_password_from_its_environment() {
         .env("NATS_URL", node.url())
         .env("NATS_USER", "gateway")
         .env("NATS_PASSWORD", "tnot-the-password")
+        .env("GPS_NATS_CA_FILE", passwords.tls.ca_file())
         .spawn()
         .expect("spawn gps")
         .wait_with_output();
@@ -182,14 +231,11 @@ async fn the_cluster_config_forms_three_nodes_and_keeps_its_log_when_the_stream_
     // one node is down, whichever node it would try first.
     let mut listed: Vec<String> = urls.clone();
     listed.rotate_left(killed);
-    let credentials = gps_nats::Credentials {
-        user: "gateway".into(),
-        password: gps_nats::Password::new(passwords.by_role["gateway"].clone()),
-    };
-    let late =
-        gps_nats::connect_with(&listed.join(","), "late-role", Some(&credentials)).await.unwrap_or_else(
-            |e| panic!("connecting through the list {listed:?} with {} down: {e}", nodes[killed].name),
-        );
+    let late = gps_nats::connect_as(&listed.join(","), "late-role", &passwords.connect_settings("gateway"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("connecting through the list {listed:?} with {} down: {e}", nodes[killed].name)
+        });
     assert_ne!(late.server_info().port, nodes[killed].port, "connected to the node that is down");
 
     position = append_retrying(&log, &product, position, "c3", 3).await.position();
@@ -535,18 +581,35 @@ fn acme_consumer_config(filter: &str) -> consumer::pull::Config {
 // ---------------------------------------------------------------------------
 // Clients and permission violations.
 
-/// One random password per role, and the route password.
+/// One random password per role, the route password, and the servers' TLS
+/// certificate.
 #[derive(Clone)]
 struct Passwords {
     by_role: BTreeMap<&'static str, String>,
     route: String,
+    tls: std::sync::Arc<TestTls>,
 }
 
 impl Passwords {
     fn generate() -> Self {
         // Starts with a letter so the server reads it as a string (accounts.conf).
         let random = || format!("t{}", uuid::Uuid::new_v4().simple());
-        Passwords { by_role: ROLES.iter().map(|role| (*role, random())).collect(), route: random() }
+        Passwords {
+            by_role: ROLES.iter().map(|role| (*role, random())).collect(),
+            route: random(),
+            tls: std::sync::Arc::new(TestTls::generate()),
+        }
+    }
+
+    /// How a GPS role connects as `role`: its login and the servers' CA.
+    fn connect_settings(&self, role: &str) -> gps_nats::ConnectSettings {
+        gps_nats::ConnectSettings {
+            credentials: Some(gps_nats::Credentials {
+                user: role.into(),
+                password: gps_nats::Password::new(self.by_role[role].clone()),
+            }),
+            ca_file: Some(self.tls.ca_file()),
+        }
     }
 
     fn variable(role: &str) -> String {
@@ -557,7 +620,52 @@ impl Passwords {
         let mut env: Vec<(String, String)> =
             self.by_role.iter().map(|(role, password)| (Self::variable(role), password.clone())).collect();
         env.push(("GPS_NATS_ROUTE_PASSWORD".into(), self.route.clone()));
+        env.extend(self.tls.env());
         env
+    }
+}
+
+/// A throwaway CA and, signed by it, a server certificate for 127.0.0.1 and
+/// localhost, made at run time (no key is checked in); removed on drop.
+struct TestTls {
+    dir: tempfile::TempDir,
+}
+
+impl TestTls {
+    fn generate() -> Self {
+        Self::generate_for(&["127.0.0.1", "localhost"])
+    }
+
+    fn generate_for(names: &[&str]) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.distinguished_name.push(DnType::CommonName, "GPS test NATS CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let ca = CertifiedIssuer::self_signed(ca, ca_key).expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let mut server = CertificateParams::new(names).expect("server params");
+        server.distinguished_name.push(DnType::CommonName, "gps-nats-test");
+        let certificate = server.signed_by(&key, &ca).expect("server certificate");
+        let dir = tempfile::tempdir().expect("TLS dir");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write CA");
+        std::fs::write(dir.path().join("server.pem"), certificate.pem()).expect("write certificate");
+        std::fs::write(dir.path().join("server-key.pem"), key.serialize_pem()).expect("write key");
+        TestTls { dir }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The server's side: what the shipped `tls {}` blocks read.
+    fn env(&self) -> Vec<(String, String)> {
+        let path = |name: &str| self.dir.path().join(name).display().to_string();
+        vec![
+            ("GPS_NATS_TLS_CERT_FILE".into(), path("server.pem")),
+            ("GPS_NATS_TLS_KEY_FILE".into(), path("server-key.pem")),
+        ]
     }
 }
 
@@ -612,6 +720,7 @@ async fn try_connect_as(
     if user == "downstream-acme" {
         options = options.custom_inbox_prefix(ACME_INBOX);
     }
+    options = options.add_root_certificates(passwords.tls.ca_file()).require_tls(true);
     let client = tokio::time::timeout(SETTLE, options.connect(urls.to_vec()))
         .await
         .map_err(|_| format!("connecting as {user} timed out"))?
@@ -775,7 +884,7 @@ impl Node {
     }
 
     fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("tls://127.0.0.1:{}", self.port)
     }
 
     async fn spawn(&mut self) {
