@@ -131,8 +131,8 @@ pub(crate) async fn run(settings: Settings, action: AdminAction) -> anyhow::Resu
                     settings.brand_creation.as_str()
                 );
             }
-            for (id, granted_by, granted_at) in admins {
-                println!("{id}\tgranted by {granted_by} at {granted_at}");
+            for admin in admins {
+                println!("{}\tgranted by {} at {}", admin.user_id, admin.granted_by, admin.granted_at);
             }
             Ok(())
         }

@@ -519,12 +519,22 @@ pub async fn revoke_platform_admin(credentials: &PgPool, user_id: &MemberId) -> 
     Ok(revoked.rows_affected() == 1)
 }
 
-/// The platform admins whose grant still holds, by user id, with who granted
-/// it and when (RFC 3339).
-pub async fn platform_admins(credentials: &PgPool) -> Result<Vec<(String, String, String)>, ApiError> {
+/// A platform admin whose grant holds.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PlatformAdmin {
+    /// The person's user id.
+    pub user_id: String,
+    /// Who granted the right (`gps-admin (<login>)`).
+    pub granted_by: String,
+    /// When, RFC 3339 in UTC.
+    pub granted_at: String,
+}
+
+/// The platform admins whose grant still holds, by user id.
+pub async fn platform_admins(credentials: &PgPool) -> Result<Vec<PlatformAdmin>, ApiError> {
     Ok(sqlx::query_as(
         "SELECT a.user_id, a.granted_by,
-                to_char(a.granted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                to_char(a.granted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS granted_at
          FROM auth.platform_admins a JOIN auth.passwords p USING (user_id, vault_person_id)
          ORDER BY a.user_id",
     )

@@ -66,9 +66,10 @@ async fn a_grant_ends_with_the_erasure_of_its_person_and_an_unknown_id_cannot_be
     assert!(accounts::is_platform_admin(credentials, &bob).await.expect("check"));
     let listed = accounts::platform_admins(credentials).await.expect("list");
     assert_eq!(
-        listed.iter().map(|(id, by, _)| (id.as_str(), by.as_str())).collect::<Vec<_>>(),
+        listed.iter().map(|admin| (admin.user_id.as_str(), admin.granted_by.as_str())).collect::<Vec<_>>(),
         [("bob", "test")]
     );
+    assert!(listed[0].granted_at.ends_with('Z'), "{listed:?}");
 
     accounts::erase_person(
         &gateway.state.commands,
