@@ -3,8 +3,11 @@
 //!
 //! - `history <brand>/<type>/<id> [--as-of T] [--json]`: every event of one
 //!   aggregate with actor, time, command/correlation ids and the state after
-//!   it. The read is recorded as a `brand.audit_accessed` event (actor
-//!   `system:gps-audit-cli`, or `--actor`), like reads through the API.
+//!   it. The read is recorded as an `audit_access.recorded` event of its own
+//!   aggregate (actor `system:gps-audit-cli`, or `--actor`), like reads
+//!   through the API.
+//! - `trail --brand B [--after N] [--limit N] [--json]`: who read which
+//!   history, when (itself a recorded read).
 //! - `as-of T [--brand B] [--drop]`: every read model rebuilt into its own
 //!   schema as of T, with progress; `--drop` removes those schemas again.
 //! - `verify [--brand B] [--skip-read-models]`: the log checks, then the
@@ -18,11 +21,13 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use gps_commands::CommandHandler;
-use gps_domain::brand::{Brand, BrandCommand};
+use gps_domain::AggregateKind;
+use gps_domain::audit_access::{AuditAccess, AuditAccessCommand, WHOLE_TRAIL};
+use gps_domain::brand::Brand;
 use gps_domain::ids::BrandId;
 use gps_domain::wire::Actor;
 use gps_nats::CommandMeta;
-use gps_projections::audit::{as_of, bundle, compare, history, verify};
+use gps_projections::audit::{as_of, bundle, compare, history, trail, verify};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -38,6 +43,24 @@ pub(crate) enum AuditAction {
         #[arg(long)]
         as_of: Option<String>,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The system actor recorded for this read (who is auditing).
+        #[arg(long, default_value = "gps-audit-cli")]
+        actor: String,
+    },
+    /// Prints who read which audit history, when (oldest first).
+    Trail {
+        /// The brand.
+        #[arg(long)]
+        brand: String,
+        /// Only reads recorded after this stream sequence (a previous page's last).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// How many reads at most (1 to 1000).
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
         /// The system actor recorded for this read (who is auditing).
@@ -97,6 +120,35 @@ pub(crate) enum AuditAction {
     },
 }
 
+/// Records the CLI's read as an aggregate of its own, once the brand is known
+/// to exist (a record under a brand nobody created would be noise in the log).
+async fn record_read(
+    log: &gps_nats::EventLog,
+    brand: &BrandId,
+    kind: AggregateKind,
+    id: &str,
+    as_of: Option<OffsetDateTime>,
+    actor: String,
+) -> anyhow::Result<()> {
+    let handler = CommandHandler::new(log.clone());
+    let brand_address = CommandHandler::address::<Brand>(brand, brand.as_str())?;
+    if !handler.load::<Brand>(&brand_address).await?.state.exists() {
+        bail!("brand {brand} does not exist; check the name (gps audit verify lists brands' events)");
+    }
+    let record = AuditAccessCommand::RecordAuditAccess {
+        aggregate_type: kind,
+        aggregate_id: id.to_owned(),
+        as_of: as_of.map(|at| at.format(&Rfc3339).unwrap_or_default()),
+    };
+    let record_id = uuid::Uuid::now_v7().simple().to_string();
+    let address = CommandHandler::address::<AuditAccess>(brand, &record_id)?;
+    handler
+        .execute_new::<AuditAccess>(&address, &CommandMeta::generated(Actor::System(actor)), &record)
+        .await
+        .context("recording the audit read")?;
+    Ok(())
+}
+
 fn instant(name: &str, text: &str) -> anyhow::Result<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339)
         .with_context(|| format!("{name} {text:?} is not RFC 3339; write it as 2026-11-27T10:30:00Z"))
@@ -120,22 +172,42 @@ pub(crate) async fn run(settings: Settings, action: AuditAction) -> anyhow::Resu
         AuditAction::History { aggregate, as_of, json, actor } => {
             let (brand, kind, id) = history::parse_reference(&aggregate)?;
             let as_of = as_of.map(|text| instant("--as-of", &text)).transpose()?;
-            let handler = CommandHandler::new(log.clone());
-            let address = CommandHandler::address::<Brand>(&brand, brand.as_str())?;
-            let record = BrandCommand::RecordAuditAccess {
-                aggregate_type: kind,
-                aggregate_id: id.clone(),
-                as_of: as_of.map(|at| at.format(&Rfc3339).unwrap_or_default()),
-            };
-            handler
-                .execute::<Brand>(&address, &CommandMeta::generated(Actor::System(actor)), &record)
-                .await
-                .context("recording the audit read on the brand (does the brand exist?)")?;
+            record_read(&log, &brand, kind, &id, as_of, actor).await?;
             let found = history::history(&log, &brand, kind, &id, as_of).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&found)?);
             } else {
                 print!("{}", history::render_table(&found));
+            }
+            Ok(())
+        }
+        AuditAction::Trail { brand: brand_name, after, limit, json, actor } => {
+            let brand = brand(&brand_name)?;
+            if !(1..=trail::MAX_PAGE).contains(&limit) {
+                bail!("--limit {limit} is out of range; give 1 to {}", trail::MAX_PAGE);
+            }
+            record_read(&log, &brand, AggregateKind::AuditAccess, WHOLE_TRAIL, None, actor).await?;
+            let found = trail::trail(&log, &brand, after, limit, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+                return Ok(());
+            }
+            for read in &found.reads {
+                let actor = serde_json::to_value(&read.actor)?;
+                println!(
+                    "{:>8}  {}  {}:{}  {}/{}{}",
+                    read.stream_sequence,
+                    read.stored_at,
+                    actor["kind"].as_str().unwrap_or("?"),
+                    actor["id"].as_str().unwrap_or("?"),
+                    read.aggregate_type,
+                    read.aggregate_id,
+                    read.as_of.as_deref().map(|at| format!(" as of {at}")).unwrap_or_default()
+                );
+            }
+            match found.next_after {
+                Some(next) => println!("more: --after {next}"),
+                None => println!("{} reads", found.reads.len()),
             }
             Ok(())
         }

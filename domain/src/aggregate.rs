@@ -32,11 +32,13 @@ pub enum AggregateKind {
     Import,
     /// Someone who can sign in; platform-level (`gps.evt._platform.person.<id>`).
     Person,
+    /// One record of someone reading audit history.
+    AuditAccess,
 }
 
 impl AggregateKind {
     /// Every kind, in a stable order.
-    pub const ALL: [AggregateKind; 11] = [
+    pub const ALL: [AggregateKind; 12] = [
         AggregateKind::Brand,
         AggregateKind::Product,
         AggregateKind::Subject,
@@ -48,6 +50,7 @@ impl AggregateKind {
         AggregateKind::Export,
         AggregateKind::Import,
         AggregateKind::Person,
+        AggregateKind::AuditAccess,
     ];
 
     /// The subject token and wire name of this kind.
@@ -64,6 +67,7 @@ impl AggregateKind {
             AggregateKind::Export => "export",
             AggregateKind::Import => "import",
             AggregateKind::Person => "person",
+            AggregateKind::AuditAccess => "audit_access",
         }
     }
 

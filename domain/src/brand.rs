@@ -372,17 +372,6 @@ pub enum BrandCommand {
         /// The channel's name.
         channel: Channel,
     },
-    /// Records that the command's actor read an aggregate's audit history, so
-    /// that auditing is itself on the record (who looked at what, when: the
-    /// envelope's actor and time).
-    RecordAuditAccess {
-        /// The aggregate type read, e.g. `prediction`.
-        aggregate_type: AggregateKind,
-        /// The aggregate's id.
-        aggregate_id: String,
-        /// The instant the history was cut at, when one was asked for (RFC 3339).
-        as_of: Option<String>,
-    },
 }
 
 /// A brand was created. Its founding owner follows as [`MemberAdded`] in the
@@ -492,8 +481,9 @@ pub struct ChannelPresetRemoved {
 }
 
 /// Someone read an aggregate's audit history (the envelope's actor, at the
-/// envelope's time). Recorded on the Brand aggregate: the brand is the unit
-/// auditors are granted, and its history then answers "who audited what".
+/// envelope's time). Older records only: the brand grew by one event per read,
+/// so reads are now recorded as aggregates of their own
+/// (`audit_access.recorded`); the records already on brands stay and decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditAccessed {
     /// The aggregate type read, e.g. `prediction`.
@@ -889,19 +879,6 @@ impl Aggregate for Brand {
                     )));
                 }
                 Ok(vec![ChannelPresetRemoved { channel: channel.clone() }.into()])
-            }
-            BrandCommand::RecordAuditAccess { aggregate_type, aggregate_id, as_of } => {
-                self.existing()?;
-                crate::ids::check_token("aggregate id", aggregate_id)
-                    .map_err(|error| DomainError::rule(error.to_string()))?;
-                Ok(vec![
-                    AuditAccessed {
-                        aggregate_type: aggregate_type.as_str().to_owned(),
-                        aggregate_id: aggregate_id.clone(),
-                        as_of: as_of.clone(),
-                    }
-                    .into(),
-                ])
             }
         }
     }

@@ -9,7 +9,8 @@
 //! - [`presets`]: the built-in channel presets, with their numbers.
 //! - one module per aggregate: [`brand`], [`product`], [`subject`], [`style`],
 //!   [`shooting`], [`look`], [`generation`], [`prediction`], [`export`],
-//!   [`import`], and the platform-level [`person`] (who can sign in).
+//!   [`import`], [`audit_access`] (who read audit history), and the
+//!   platform-level [`person`] (who can sign in).
 //!
 //! Architecture invariant: this crate is pure. It depends on no tokio, NATS, sqlx,
 //! HTTP or AWS crate (a test reads `Cargo.toml` and fails if one appears).
@@ -24,6 +25,7 @@ pub mod wire;
 #[cfg(test)]
 mod testing;
 
+pub mod audit_access;
 pub mod brand;
 pub mod export;
 pub mod generation;
@@ -55,5 +57,6 @@ pub fn event_catalog() -> Vec<wire::EventSchema> {
     all.extend(<export::ExportEvent as DomainEvent>::catalog());
     all.extend(<import::ImportEvent as DomainEvent>::catalog());
     all.extend(<person::PersonEvent as DomainEvent>::catalog());
+    all.extend(<audit_access::AuditAccessEvent as DomainEvent>::catalog());
     all
 }

@@ -98,6 +98,7 @@ use crate::{audit, configure, events, imports, live, operate, queries, review, u
         queries::list_activity,
         queries::get_usage,
         audit::aggregate_history,
+        audit::audit_trail,
         uploads::upload_product_image,
         uploads::upload_subject_image,
         uploads::upload_style_reference,

@@ -217,6 +217,7 @@ pub(crate) mod actions {
         ("remove_channel_preset", REMOVE_CHANNEL_PRESET),
         ("request_export", REQUEST_EXPORT),
         ("aggregate_history", AUDIT),
+        ("audit_trail", AUDIT),
         ("list_events", EVENTS),
         ("upload_product_image", UPLOAD_PRODUCT_IMAGE),
         ("upload_subject_image", UPLOAD_SUBJECT_IMAGE),

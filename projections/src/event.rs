@@ -1,6 +1,7 @@
 //! From a stored message to a typed event, or to the reason it cannot be
 //! applied (which sends it to the dead-letter table).
 
+use gps_domain::audit_access::AuditAccessEvent;
 use gps_domain::brand::BrandEvent;
 use gps_domain::export::ExportEvent;
 use gps_domain::generation::GenerationEvent;
@@ -73,6 +74,8 @@ pub enum AnyEvent {
     Import(ImportEvent),
     /// A person event (platform-level: the brand token is `_platform`).
     Person(PersonEvent),
+    /// A record of an audit read.
+    AuditAccess(AuditAccessEvent),
 }
 
 /// A decoded event with the envelope facts every read model records.
@@ -150,6 +153,7 @@ pub fn decode(raw: &RawEvent) -> Result<Event, String> {
         AggregateKind::Export => typed(event_type, version, payload, AnyEvent::Export),
         AggregateKind::Import => typed(event_type, version, payload, AnyEvent::Import),
         AggregateKind::Person => typed(event_type, version, payload, AnyEvent::Person),
+        AggregateKind::AuditAccess => typed(event_type, version, payload, AnyEvent::AuditAccess),
     }?;
     let at = OffsetDateTime::parse(&envelope.occurred_at, &Rfc3339)
         .map_err(|e| format!("occurred_at {:?} is not RFC 3339: {e}", envelope.occurred_at))?;

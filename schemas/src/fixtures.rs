@@ -60,6 +60,9 @@ fn decode_and_encode(
         AggregateKind::Export => via::<ExportEvent>(event_type, version, payload),
         AggregateKind::Import => via::<gps_domain::import::ImportEvent>(event_type, version, payload),
         AggregateKind::Person => via::<gps_domain::person::PersonEvent>(event_type, version, payload),
+        AggregateKind::AuditAccess => {
+            via::<gps_domain::audit_access::AuditAccessEvent>(event_type, version, payload)
+        }
     }
 }
 

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use gps_domain::Aggregate;
 use gps_domain::{
-    brand, export, generation, import, look, person, prediction, product, shooting, style, subject,
+    audit_access, brand, export, generation, import, look, person, prediction, product, shooting, style,
+    subject,
 };
 use serde_json::Value;
 
@@ -27,6 +28,7 @@ fn state_shapes() -> Vec<(&'static str, u32, Value)> {
         (A::KIND.as_str(), A::STATE_VERSION, schema)
     }
     vec![
+        shape::<audit_access::AuditAccess>(),
         shape::<brand::Brand>(),
         shape::<export::Export>(),
         shape::<generation::Generation>(),

@@ -218,17 +218,49 @@ async fn a_predictions_history_tells_production_review_and_delivery_with_actors_
     let delivered = &related[0]["events"][2];
     assert!(delivered["stream_sequence"].as_u64() > events[2]["stream_sequence"].as_u64());
 
-    // The read is on the record: the brand's history names the auditor and the aggregate.
+    // The read is on the record, in the brand's audit trail: who read what.
+    // The records are aggregates of their own: the brand's stream does not grow.
     let brand_history =
         gateway.as_user(&owner, "GET", "/api/v1/brands/acme/audit/brand/acme/history", None).await;
     assert_status(&brand_history, 200);
     let brand_events = brand_history.json()["events"].as_array().expect("events").clone();
-    let accessed: Vec<&serde_json::Value> =
-        brand_events.iter().filter(|event| event["event_type"] == "brand.audit_accessed").collect();
-    assert_eq!(accessed.len(), 2, "the auditor's read and the owner's own read");
-    assert_eq!(accessed[0]["actor"], json!({"kind": "member", "id": "audrey"}));
-    assert_eq!(accessed[0]["payload"], json!({"aggregate_type": "prediction", "aggregate_id": "p1"}));
-    assert_eq!(accessed[1]["actor"], json!({"kind": "member", "id": "ana"}));
+    assert!(
+        brand_events.iter().all(|event| event["event_type"] != "brand.audit_accessed"),
+        "reads are no longer written on the brand: {brand_events:?}"
+    );
+    let trail = gateway.as_user(&auditor, "GET", "/api/v1/brands/acme/audit/accesses", None).await;
+    assert_status(&trail, 200);
+    let reads = trail.json()["reads"].as_array().expect("reads").clone();
+    let read_of = |read: &serde_json::Value| {
+        (
+            read["actor"]["id"].as_str().unwrap_or_default().to_owned(),
+            read["aggregate_type"].clone(),
+            read["aggregate_id"].clone(),
+        )
+    };
+    assert_eq!(
+        reads.iter().map(read_of).collect::<Vec<_>>(),
+        [
+            ("audrey".to_owned(), json!("prediction"), json!("p1")),
+            ("ana".to_owned(), json!("brand"), json!("acme")),
+            ("audrey".to_owned(), json!("audit_access"), json!("all")),
+        ],
+        "{reads:?}"
+    );
+    assert!(reads.iter().all(|read| read["event_type"] == "audit_access.recorded"));
+    assert_eq!(trail.json()["next_after"], serde_json::Value::Null);
+    // Paged: one read per page, each page pointing at the next.
+    let first = gateway.as_user(&auditor, "GET", "/api/v1/brands/acme/audit/accesses?limit=1", None).await;
+    assert_status(&first, 200);
+    assert_eq!(first.json()["reads"].as_array().expect("reads").len(), 1);
+    let after = first.json()["next_after"].as_u64().expect("a next page");
+    let second = gateway
+        .as_user(&auditor, "GET", &format!("/api/v1/brands/acme/audit/accesses?limit=1&after={after}"), None)
+        .await;
+    assert_eq!(read_of(&second.json()["reads"][0]), read_of(&reads[1]));
+    let refused = gateway.as_user(&auditor, "GET", "/api/v1/brands/acme/audit/accesses?limit=0", None).await;
+    assert_status(&refused, 400);
+    assert_eq!(refused.json()["field"], "limit");
 
     // The auditor reads everything and changes nothing.
     let produced_at = found["events"][2]["stream_sequence"].as_u64().expect("sequence");

@@ -207,6 +207,7 @@ fn entries(
         AggregateKind::Export => fold::<gps_domain::export::Export>(&stored),
         AggregateKind::Import => fold::<gps_domain::import::Import>(&stored),
         AggregateKind::Person => fold::<gps_domain::person::Person>(&stored),
+        AggregateKind::AuditAccess => fold::<gps_domain::audit_access::AuditAccess>(&stored),
     }?;
     Ok(stored
         .into_iter()

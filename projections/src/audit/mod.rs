@@ -9,6 +9,7 @@
 //! - [`history`]: every event of one aggregate with actor, time, command and
 //!   correlation ids, and the aggregate's state after it (the domain's own
 //!   `evolve`, step by step), optionally as of an instant.
+//! - [`trail`]: who read which history, when (every read is on the record).
 //! - [`as_of`]: every read model rebuilt into separate schemas from the events
 //!   the log held at an instant, through the projections' own replay (a time
 //!   cutoff on [`crate::rebuild`]'s path, not a second implementation).
@@ -32,6 +33,7 @@ pub mod bundle;
 pub mod compare;
 pub mod history;
 pub mod schema_check;
+pub mod trail;
 pub mod verify;
 
 /// Why an audit operation failed (as opposed to finding a problem, which is a
