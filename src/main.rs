@@ -8,6 +8,7 @@
 //! - `gps agent [--status]`: a compute agent, a delivery worker and the
 //!   process managers.
 //! - `gps secrets set|remove BRAND NAME`: export destination secrets, sealed.
+//! - `gps storage sweep`: deletes orphaned objects, aborts abandoned uploads.
 //! - `gps admin create-user|set-password|grant-platform-admin|…`: accounts,
 //!   brand membership, and who may create brands.
 //! - `gps import FILE [--images ZIP] --brand B`: a catalog import through the
@@ -30,6 +31,7 @@ mod delivery;
 mod demo;
 mod import;
 mod projector;
+mod storage;
 mod up;
 
 use std::path::PathBuf;
@@ -107,6 +109,11 @@ enum Command {
     Secrets {
         #[command(subcommand)]
         action: delivery::SecretsAction,
+    },
+    /// Operates the object store: `sweep` deletes orphans and aborts abandoned uploads.
+    Storage {
+        #[command(subcommand)]
+        action: storage::StorageAction,
     },
     /// Measures the write and read paths; prints one JSON object per line.
     Bench {
@@ -192,6 +199,7 @@ fn main() -> anyhow::Result<()> {
                 }
             },
             Command::Secrets { action } => delivery::secrets(settings, action).await,
+            Command::Storage { action } => storage::run(settings, action).await,
         }
     })
 }

@@ -289,7 +289,7 @@ const READ_DATABASE_FILE: &str = "read-database";
 /// instead of read models and accounts of a log that no longer exists. The
 /// name is kept in `<data_dir>/read-database`; a data folder made before
 /// per-folder databases keeps `gps_read`.
-fn bind_database_to_data_dir(settings: &mut Settings) -> anyhow::Result<()> {
+pub(crate) fn bind_database_to_data_dir(settings: &mut Settings) -> anyhow::Result<()> {
     if settings.nats.url.is_some() || settings.database_url != Settings::default().database_url {
         return Ok(());
     }

@@ -595,6 +595,19 @@ impl ComputeStore {
         Ok(())
     }
 
+    /// What the steps of runs still running hold (results and remote jobs, as
+    /// JSON text), with their brands: outputs an unfinished generation may
+    /// still read back that no event names yet. The object sweep keeps them.
+    pub async fn running_step_records(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT s.brand_id, concat_ws(' ', s.result::text, s.remote_job::text)
+               FROM steps s JOIN runs r USING (brand_id, generation_id, attempt)
+              WHERE r.status = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The event log this database belongs to, as recorded (its identity token).
     pub async fn log_binding(&self) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT log_token FROM log_binding").fetch_optional(&self.pool).await?)

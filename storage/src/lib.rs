@@ -11,6 +11,8 @@
 //! - `embedded`: [`EmbeddedS3`], an S3-compatible endpoint served in-process
 //!   over a local folder (`s3s` + `s3s-fs`) on 127.0.0.1, reached by the same
 //!   client code over real HTTP with SigV4, so one code path serves both;
+//! - `sweep`: [`ObjectStore::sweep`], deleting orphaned objects and aborting
+//!   abandoned multipart uploads;
 //! - `fetch`: [`SafeFetcher`], fetching URLs given by others (catalog image
 //!   URLs, export webhooks) without reaching internal addresses (SSRF).
 //!
@@ -26,6 +28,7 @@ pub mod fetch;
 mod key;
 mod settings;
 mod store;
+mod sweep;
 
 pub use embedded::EmbeddedS3;
 pub use fetch::{FetchError, FetchLimits, Fetched, Posted, SafeFetcher};
@@ -35,3 +38,4 @@ pub use store::{
     ExternalBucket, ExternalObject, Object, ObjectInfo, ObjectStore, StorageError, StoredObject,
     WriteCondition, WriteOutcome, content_hash,
 };
+pub use sweep::{MIN_GRACE, References, SweepReport};

@@ -62,7 +62,7 @@ pub enum StorageError {
     },
 }
 
-fn request_error<E: std::error::Error>(operation: &'static str) -> impl FnOnce(E) -> StorageError {
+pub(crate) fn request_error<E: std::error::Error>(operation: &'static str) -> impl FnOnce(E) -> StorageError {
     move |error| {
         // The SDK's Display is terse ("service error"); the source chain says why.
         let mut detail = error.to_string();
@@ -318,8 +318,8 @@ pub struct Object {
 /// The object store: a bucket on an S3-compatible endpoint.
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
-    client: Client,
-    bucket: String,
+    pub(crate) client: Client,
+    pub(crate) bucket: String,
     part_size: usize,
 }
 
@@ -382,6 +382,11 @@ impl ObjectStore {
         let key = ObjectKey::content(brand, &hash);
         let size = bytes.len() as u64;
         let newly_stored = self.put_at(&key, bytes, media_type).await?;
+        if !newly_stored {
+            // The caller is about to refer to these bytes: the sweep must see
+            // them as just stored, however long ago they first were.
+            self.touch(&key, media_type).await?;
+        }
         Ok(StoredObject { key, hash, bytes: size, media_type: media_type.to_owned(), newly_stored })
     }
 
@@ -429,7 +434,12 @@ impl ObjectStore {
             .await
             .map_err(request_error("CreateMultipartUpload"))?;
         let upload_id = started.upload_id().unwrap_or_default().to_owned();
-        let uploaded = self.upload_parts(&key_text, &upload_id, &bytes).await;
+        // Marked before the first part, so a process that dies from here on
+        // leaves an upload the sweep finds and aborts.
+        let uploaded = match self.mark_upload(&key_text, &upload_id).await {
+            Ok(()) => self.upload_parts(&key_text, &upload_id, &bytes).await,
+            Err(error) => Err(error),
+        };
         let completed = match uploaded {
             Ok(parts) => self
                 .client
@@ -455,7 +465,24 @@ impl ObjectStore {
                 .send()
                 .await;
         }
+        self.unmark_upload(&upload_id).await;
         completed
+    }
+
+    /// Refreshes an object's time (a copy onto itself), leaving its bytes.
+    async fn touch(&self, key: &ObjectKey, media_type: &str) -> Result<(), StorageError> {
+        let key_text = key.to_string();
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(&key_text)
+            .copy_source(format!("{}/{key_text}", self.bucket))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .content_type(media_type)
+            .send()
+            .await
+            .map_err(request_error("CopyObject (touch)"))?;
+        Ok(())
     }
 
     async fn upload_parts(

@@ -140,6 +140,11 @@ impl TestGateway {
         }
     }
 
+    /// Where the embedded object store is served, with its credentials.
+    pub(crate) fn storage_settings(&self) -> &gps_storage::StorageSettings {
+        self._storage.1.settings()
+    }
+
     /// Stops the projection runners and waits until they have stopped.
     pub(crate) async fn stop_projections(&mut self) {
         if let Some((stop, runners)) = self.projector.take() {

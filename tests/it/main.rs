@@ -35,6 +35,7 @@ mod projection_binding;
 mod projection_faults;
 mod projections;
 mod snapshots;
+mod storage_sweep;
 mod tcp_proxy;
 mod tidy;
 mod ui_browser;
