@@ -20,6 +20,8 @@ use crate::compute::{
     BLUE, Compute, address, fal, fast_policy, local, meta, product_photo, request, routes, worker_with,
 };
 use crate::compute_servers::{FalServer, WorkerAnswer, WorkerServer};
+use crate::tcp_proxy::{TcpProxy, host_port};
+use gps_commands::CommandHandler;
 
 /// A `gps agent` process on `compute`'s parts, with extra environment.
 fn spawn_gps_agent(
@@ -432,4 +434,82 @@ async fn a_fal_request_whose_id_cannot_be_recorded_is_waited_on_and_never_submit
     let generation = compute.finished(&id).await;
     assert_eq!(generation.status(), Some(GenerationStatus::Completed), "{:?}", generation.failure());
     assert_eq!(fal_server.submissions(), 1, "the paid request was submitted once");
+}
+
+#[tokio::test]
+async fn connections_cut_again_and_again_under_an_agent_on_a_slow_paid_worker_still_call_it_once_per_step_and_variant()
+ {
+    let server = WorkerServer::start().await;
+    // Each paid call outlasts the gaps between cuts: cuts land mid-call.
+    server.set_delay(Duration::from_millis(1200));
+    let router = Router::new(
+        vec![worker_with(
+            "slow",
+            &server.url,
+            vec![Capability::Generate, Capability::Enhance],
+            false,
+            Duration::from_secs(20),
+        )],
+        routes(&[(Capability::Generate, &["slow"]), (Capability::Enhance, &["slow"])]),
+        fast_policy(),
+    );
+    let compute = Compute::parts().await;
+    // The agent and the process managers reach NATS only through the proxy.
+    let proxy = TcpProxy::start(host_port(compute.nats.server.url())).await;
+    let client = gps_nats::connect(&proxy.nats_url(), "gps-test-agent").await.expect("connect");
+    let proxied = CommandHandler::new(gps_nats::EventLog::new(client, gps_nats::StreamSettings::default()));
+    let mut settings = AgentSettings::new("agent-cut");
+    settings.ack_wait = Duration::from_secs(3);
+    settings.max_deliver = 10;
+    settings.max_in_flight = 3;
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(agent::run(
+        proxied.clone(),
+        compute.engine(router),
+        settings,
+        stopped(compute.stop.subscribe()),
+    ));
+    tokio::spawn(gps_commands::process_managers::run(proxied, stopped(compute.stop.subscribe())));
+    let photo = compute.asset(product_photo(BLUE)).await;
+    let ids: Vec<GenerationId> =
+        (0..8).map(|i| GenerationId::parse(format!("g-cut-{i}")).expect("id")).collect();
+    for id in &ids {
+        compute.request(request(id.as_str(), "on-model", 1, &photo)).await;
+    }
+
+    // Cut every connection of the agent every 700 ms until all are finished.
+    let mut cuts = 0;
+    let cutting = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            proxy.cut_all();
+            cuts += 1;
+        }
+    };
+    let finished = async {
+        for id in &ids {
+            let generation = compute.finished(id).await;
+            assert_eq!(
+                generation.status(),
+                Some(GenerationStatus::Completed),
+                "{id}: {:?}",
+                generation.failure()
+            );
+        }
+    };
+    tokio::select! {
+        () = finished => {}
+        () = cutting => unreachable!("the cutting never ends"),
+    }
+    assert!(cuts >= 3, "the run was cut {cuts} times");
+    assert!(proxy.connections() > 3, "the agent reconnected after the cuts");
+    // Redeliveries (if any) had their chance to call again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let per_key = server.calls_per_key();
+    let repeated: Vec<_> = per_key.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(repeated.is_empty(), "units of work called more than once: {repeated:?}");
+    assert_eq!(per_key.len(), 16, "one generate and one enhance per generation: {per_key:?}");
+    assert_eq!(server.calls(), 16, "exactly one provider call per (generation, variant, step)");
 }

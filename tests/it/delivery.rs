@@ -34,6 +34,7 @@ use crate::gateway::{Session, TestGateway};
 use crate::harness::{TestDb, brand};
 use crate::http::assert_status;
 use crate::ingest_support::{picture, png_of, raw_request};
+use crate::tcp_proxy::{TcpProxy, host_port};
 
 /// Signed URLs the way a worker hands them out: absolute, to this gateway.
 struct GatewayUrls {
@@ -56,6 +57,8 @@ struct Rig {
     _compute_db: TestDb,
     _credentials_dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
+    /// The proxy between the worker and NATS, when the worker is given one.
+    proxy: Option<TcpProxy>,
 }
 
 impl Rig {
@@ -67,6 +70,20 @@ impl Rig {
 
     /// [`Rig::start`], with the worker's settings changed by `adjust`.
     async fn start_with(receiver: Option<SocketAddr>, adjust: impl FnOnce(&mut DeliverySettings)) -> Self {
+        Self::start_full(receiver, adjust, false).await
+    }
+
+    /// [`Rig::start`], with the worker reaching NATS through a proxy (`proxy`)
+    /// that the test can cut.
+    async fn start_proxied(receiver: Option<SocketAddr>) -> Self {
+        Self::start_full(receiver, |_| {}, true).await
+    }
+
+    async fn start_full(
+        receiver: Option<SocketAddr>,
+        adjust: impl FnOnce(&mut DeliverySettings),
+        proxied: bool,
+    ) -> Self {
         let gateway = TestGateway::start_with_state(
             |_| {},
             |state| match receiver {
@@ -97,8 +114,16 @@ impl Rig {
         settings.retry_cap = Duration::from_secs(1);
         settings.ack_wait = Duration::from_secs(10);
         adjust(&mut settings);
+        let (commands, proxy) = if proxied {
+            let proxy = TcpProxy::start(host_port(gateway.nats.server.url())).await;
+            let client = gps_nats::connect(&proxy.nats_url(), "gps-test-delivery").await.expect("connect");
+            let log = gps_nats::EventLog::new(client, gps_nats::StreamSettings::default());
+            (CommandHandler::new(log), Some(proxy))
+        } else {
+            (gateway.state.commands.clone(), None)
+        };
         let worker = Arc::new(DeliveryWorker {
-            commands: gateway.state.commands.clone(),
+            commands,
             store: gateway.state.media.store().clone(),
             credentials: Arc::new(credentials),
             secrets: vault.clone(),
@@ -118,6 +143,7 @@ impl Rig {
             _compute_db: compute_db,
             _credentials_dir: credentials_dir,
             _stop: stop,
+            proxy,
         }
     }
 
@@ -794,4 +820,62 @@ async fn an_older_export_delivered_late_to_a_brand_bucket_does_not_overwrite_the
         .expect("head")
         .expect("object");
     assert_eq!(head.metadata.get("gps-export").map(String::as_str), Some("ex-new"), "{head:?}");
+}
+
+#[tokio::test]
+async fn a_delivery_worker_whose_connections_are_cut_again_and_again_delivers_each_export_under_one_key() {
+    let (address, seen) = receiver(0, b"hook-secret-of-acme").await;
+    let rig = Rig::start_proxied(Some(address)).await;
+    rig.vault
+        .set(&brand(), &SecretName::parse("ACME_HOOK").expect("name"), b"hook-secret-of-acme")
+        .await
+        .expect("secret stored");
+    let url = format!("http://{address}/hooks/gps");
+    let exports: Vec<String> = (0..4).map(|i| format!("ex-cut-{i}")).collect();
+    for (i, export) in exports.iter().enumerate() {
+        let prediction = format!("pr-cut-{i}");
+        rig.approved_prediction(&prediction, 0).await;
+        let accepted = rig
+            .export(json!({"export_id": export, "predictions": [prediction], "channel": "social-square",
+                           "destination": {"kind": "webhook", "url": url, "secret": "ACME_HOOK"}}))
+            .await;
+        assert_status(&accepted, 201);
+    }
+    let proxy = rig.proxy.as_ref().expect("proxied");
+    let mut cuts = 0;
+    let cutting = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            proxy.cut_all();
+            cuts += 1;
+        }
+    };
+    let completed = async {
+        for export in &exports {
+            rig.completed(export).await;
+        }
+    };
+    tokio::select! {
+        () = completed => {}
+        () = cutting => unreachable!("the cutting never ends"),
+    }
+    assert!(cuts >= 2, "the run was cut {cuts} times");
+    assert!(proxy.connections() > 2, "the worker reconnected after the cuts");
+    // Redeliveries (if any) had their chance to post again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = seen.lock().expect("lock");
+    assert_eq!(seen.bad_signatures, 0);
+    // A webhook may be posted again after a cut (at least once), but always
+    // under the export's one key, so the receiver keeps each export once.
+    let mut keys_per_export: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (key, body) in &seen.processed {
+        keys_per_export
+            .entry(body["export_id"].as_str().expect("export id").to_owned())
+            .or_default()
+            .insert(key.clone());
+    }
+    assert_eq!(keys_per_export.len(), 4, "every export reached the receiver: {keys_per_export:?}");
+    assert!(keys_per_export.values().all(|keys| keys.len() == 1), "one key per export: {keys_per_export:?}");
+    let distinct: std::collections::BTreeSet<&String> = seen.keys.iter().map(|(key, _)| key).collect();
+    assert_eq!(distinct.len(), 4, "every post carried its export's key: {:?}", seen.keys);
 }
