@@ -37,9 +37,15 @@ pub enum ApiError {
     /// The command breaks a business rule, or an upload cannot be used.
     #[error("{0}")]
     Unprocessable(String),
-    /// The request body is over the configured limit.
-    #[error("{0}")]
-    PayloadTooLarge(String),
+    /// The request body, or one part of a multipart body, is over its
+    /// limit; `field` names it (`body`, or the part: `catalog`).
+    #[error("{field}: {message}")]
+    PayloadTooLarge {
+        /// `body`, or the multipart part that is too large.
+        field: String,
+        /// The limit and what to send instead.
+        message: String,
+    },
     /// The uploaded file is not a type GPS accepts.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -107,6 +113,11 @@ impl ApiError {
         ApiError::Validation { field: field.into(), message: message.to_string() }
     }
 
+    /// Shorthand for a body (or a part of it) over its limit.
+    pub fn too_large(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        ApiError::PayloadTooLarge { field: field.into(), message: message.to_string() }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -121,7 +132,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -154,7 +165,9 @@ impl ApiError {
                 "https://gps.example/problems/idempotency-key-reused",
                 "Idempotency-Key used for another request",
             ),
-            ApiError::PayloadTooLarge(_) => ("https://gps.example/problems/too-large", "Upload too large"),
+            ApiError::PayloadTooLarge { .. } => {
+                ("https://gps.example/problems/too-large", "Request too large")
+            }
             ApiError::UnsupportedMediaType(_) => {
                 ("https://gps.example/problems/unsupported-media-type", "Not an accepted file type")
             }
@@ -195,7 +208,9 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let field = match &self {
-            ApiError::Validation { field, .. } | ApiError::BeyondTheLog { field, .. } => Some(field.clone()),
+            ApiError::Validation { field, .. }
+            | ApiError::BeyondTheLog { field, .. }
+            | ApiError::PayloadTooLarge { field, .. } => Some(field.clone()),
             ApiError::IdempotencyKeyReused(_) => Some("Idempotency-Key".to_owned()),
             _ => None,
         };

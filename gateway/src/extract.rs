@@ -170,7 +170,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 fn bytes_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("the body is over the limit of this operation; send a smaller one".into())
+        ApiError::too_large("body", "the body is over the limit of this operation; send a smaller one")
     } else {
         ApiError::field("body", format!("the body could not be read: {}", rejection.body_text()))
     }
@@ -179,14 +179,45 @@ fn bytes_rejection(rejection: BytesRejection) -> ApiError {
 /// Parses JSON bytes into `T`: syntax errors name `body`, shape errors and
 /// forbidden text name the field's path.
 pub(crate) fn json_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|error| ApiError::field("body", format!("the body is not valid JSON: {error}")))?;
     check_json_text("", &value)?;
+    whole_numbers_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
         ApiError::field(field, error.into_inner())
     })
+}
+
+/// Writes every number with a zero fraction (`6.0`, `1e3`) as the integer it
+/// is. JSON has one number type, and the OpenAPI document's `integer` (JSON
+/// Schema's) is any number with a zero fraction; serde reads an integer
+/// field only from integer notation, so without this `6.0` would be refused
+/// where the document promises it is accepted. Numbers outside the 64-bit
+/// range stay as they are (and are refused by the field that cannot hold
+/// them).
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            // 2^64 and -2^63, exactly representable as f64.
+            const U64_END: f64 = 18_446_744_073_709_551_616.0;
+            const I64_START: f64 = -9_223_372_036_854_775_808.0;
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+            {
+                if (0.0..U64_END).contains(&float) {
+                    // In range and whole: the cast is exact.
+                    *number = serde_json::Number::from(float as u64);
+                } else if (I64_START..0.0).contains(&float) {
+                    *number = serde_json::Number::from(float as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// Checks every string and object key of `value`; `path` is where it sits,
@@ -263,6 +294,25 @@ mod tests {
         }
         let error = json_value::<Look>(br#"{"names": ["ok", "bad\u0000"]}"#).expect_err("nul");
         assert_eq!(field_of(error), "names[1]");
+    }
+
+    #[test]
+    fn a_whole_number_written_with_a_fraction_is_read_as_an_integer() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Numbers {
+            count: u8,
+            size: u64,
+            offset: i32,
+            fraction: f64,
+        }
+        let parsed =
+            json_value::<Numbers>(br#"{"count": 6.0, "size": 8.41374571e8, "offset": -2.0, "fraction": 1}"#)
+                .expect("whole numbers");
+        assert_eq!((parsed.count, parsed.size, parsed.offset), (6, 841_374_571, -2));
+        assert!((parsed.fraction - 1.0).abs() < f64::EPSILON);
+        let error = json_value::<Numbers>(br#"{"count": 6.5, "size": 1, "offset": 0, "fraction": 0}"#)
+            .expect_err("a fraction");
+        assert_eq!(field_of(error), "count");
     }
 
     #[test]

@@ -68,8 +68,9 @@ pub(crate) async fn replay_or_record(
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return ApiError::PayloadTooLarge(
-                "the body is over the limit of this operation; send a smaller one".into(),
+            return ApiError::too_large(
+                "body",
+                "the body is over the limit of this operation; send a smaller one",
             )
             .into_response();
         }

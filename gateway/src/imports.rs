@@ -113,7 +113,7 @@ fn import_url(brand: &str, import: &str) -> String {
 fn catalog_problem(problem: CatalogProblem) -> ApiError {
     match problem {
         CatalogProblem::NotText(message) => ApiError::UnsupportedMediaType(message),
-        CatalogProblem::TooLarge(message) => ApiError::PayloadTooLarge(message),
+        CatalogProblem::TooLarge(message) => ApiError::too_large("catalog", message),
         CatalogProblem::Unreadable(message) | CatalogProblem::Columns(message) => {
             ApiError::field("catalog", message)
         }
@@ -177,10 +177,13 @@ pub(crate) async fn start_import(
         ApiError::field("catalog", "send the catalog (CSV or JSON Lines) as a multipart part named `catalog`")
     })?;
     if catalog_part.bytes.len() as u64 > settings.max_catalog_bytes {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the catalog file is larger than {} bytes, the limit; split it into several imports",
-            settings.max_catalog_bytes
-        )));
+        return Err(ApiError::too_large(
+            "catalog",
+            format!(
+                "the catalog file is larger than {} bytes, the limit; split it into several imports",
+                settings.max_catalog_bytes
+            ),
+        ));
     }
     let format = catalog_file::detect_format(
         form.field("format"),

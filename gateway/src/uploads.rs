@@ -164,10 +164,13 @@ pub(crate) async fn read_form(
     file_parts: &[&str],
 ) -> Result<UploadForm, ApiError> {
     let too_large = || {
-        ApiError::PayloadTooLarge(format!(
-            "the upload is larger than {:.0} MB, the limit; send a smaller file",
-            limit as f64 / (1024.0 * 1024.0)
-        ))
+        ApiError::too_large(
+            "body",
+            format!(
+                "the upload is larger than {:.0} MB, the limit; send a smaller file",
+                limit as f64 / (1024.0 * 1024.0)
+            ),
+        )
     };
     let expected = file_parts.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" and ");
     // A declared length over the limit is refused before reading anything.
@@ -215,7 +218,7 @@ pub(crate) async fn read_form(
 
 fn multipart_error(error: axum::extract::multipart::MultipartError, expected: &str) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::PayloadTooLarge(error.body_text());
+        return ApiError::too_large("body", error.body_text());
     }
     ApiError::field(
         "body",

@@ -146,3 +146,21 @@ async fn an_api_client_id_used_before_is_a_conflict_not_a_server_error() {
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(again.header("content-type"), Some("application/problem+json"));
 }
+
+#[tokio::test]
+async fn a_body_over_its_limit_is_a_problem_naming_the_body() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let mut oversized = product("p1");
+    // Over the 2 MiB every JSON body may have.
+    oversized["name"] = json!("x".repeat(3 * 1024 * 1024));
+    let created =
+        gateway.as_user(&owner, "POST", "/api/v1/brands/acme/products", Some(oversized.clone())).await;
+    assert_problem(&created, 413, "body");
+    // With an Idempotency-Key the body is read first, for its fingerprint:
+    // the same problem.
+    let mut headers = owner.headers();
+    headers.push(("Idempotency-Key", "too-large-1"));
+    let keyed = gateway.call("POST", "/api/v1/brands/acme/products", &headers, Some(oversized)).await;
+    assert_problem(&keyed, 413, "body");
+}
