@@ -365,6 +365,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let commands = gps_commands::CommandHandler::new(log.clone());
     let delivery = crate::delivery::worker(&settings, commands, store.clone()).await?;
     let (engine, agent_settings) = engine(&settings, Arc::new(store)).await?;
+    crate::metrics::serve(&settings).await?;
     println!(
         "compute agent {} consuming generation events; delivery worker {} consuming export events",
         agent_settings.name, delivery.settings.name

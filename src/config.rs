@@ -35,6 +35,14 @@ pub(crate) struct Settings {
     /// Who may create brands: `platform_admins` (default; granted with `gps
     /// admin grant-platform-admin`) or `any_person`. `GPS_BRAND_CREATION`.
     pub(crate) brand_creation: gps_gateway::accounts::BrandCreation,
+    /// Where the projector and agent roles serve `/metrics` (the gateway
+    /// serves it on its own port). `metrics_addr`, `GPS_METRICS_ADDR`; unset =
+    /// not served.
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// The bearer token that lets callers from elsewhere read `/metrics`;
+    /// without it, only callers on the same machine may. `GPS_METRICS_TOKEN`,
+    /// environment only.
+    pub(crate) metrics_token: Option<gps_storage::SecretKey>,
     /// Object storage.
     pub(crate) storage: StorageConfig,
     /// Uploads and CDN URLs.
@@ -143,6 +151,8 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             seed_demo: true,
             brand_creation: gps_gateway::accounts::BrandCreation::PlatformAdmins,
+            metrics_addr: None,
+            metrics_token: None,
             storage: StorageConfig {
                 endpoint: None,
                 region: "us-east-1".into(),
@@ -179,6 +189,7 @@ struct FileSettings {
     trusted_proxies: Option<Vec<String>>,
     seed_demo: Option<bool>,
     brand_creation: Option<String>,
+    metrics_addr: Option<String>,
     #[serde(default)]
     nats: FileNats,
     #[serde(default)]
@@ -277,6 +288,9 @@ impl Settings {
         if let Some(policy) = file.brand_creation {
             self.brand_creation = parse_brand_creation("brand_creation", &policy)?;
         }
+        if let Some(addr) = file.metrics_addr {
+            self.metrics_addr = Some(parse_addr("metrics_addr", &addr)?);
+        }
         let nats = file.nats;
         if let Some(url) = nats.url {
             self.nats.url = Some(url);
@@ -373,6 +387,12 @@ impl Settings {
         }
         if let Some(seed) = env("GPS_SEED_DEMO") {
             self.seed_demo = parse_bool("GPS_SEED_DEMO", &seed)?;
+        }
+        if let Some(addr) = env("GPS_METRICS_ADDR") {
+            self.metrics_addr = Some(parse_addr("GPS_METRICS_ADDR", &addr)?);
+        }
+        if let Some(token) = env("GPS_METRICS_TOKEN") {
+            self.metrics_token = Some(gps_storage::SecretKey::new(token));
         }
         if let Some(policy) = env("GPS_BRAND_CREATION") {
             self.brand_creation = parse_brand_creation("GPS_BRAND_CREATION", &policy)?;

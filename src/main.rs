@@ -30,6 +30,7 @@ mod config;
 mod delivery;
 mod demo;
 mod import;
+mod metrics;
 mod projector;
 mod storage;
 mod up;

@@ -47,6 +47,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let (log, _server) = crate::up::connect_event_log(&settings).await?;
     let pool = connect(&settings).await?;
+    crate::metrics::serve(&settings).await?;
     tracing::info!("projector running");
     gps_projections::run_all(
         pool,

@@ -431,6 +431,7 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
         .context("preparing the gateway")?
         .with_credentials(credentials);
     state.trusted_proxies = settings.trusted_proxies.clone();
+    state.metrics_token = settings.metrics_token.as_ref().map(|token| token.expose().to_owned());
     state.brand_creation = settings.brand_creation;
     if !settings.cookie_secure && !settings.http_addr.ip().is_loopback() {
         tracing::warn!(

@@ -317,6 +317,37 @@ impl CommandHandler {
         command: &A::Command,
         probably_new: bool,
     ) -> Result<Outcome<A>, CommandError> {
+        let result = self.decide_and_append::<A>(address, meta, command, probably_new).await;
+        let metrics = gps_nats::metrics::metrics();
+        let kind = A::KIND.as_str();
+        let outcome = match &result {
+            Ok(outcome) if outcome.already_applied => "already_applied",
+            Ok(outcome) if outcome.events.is_empty() => "unchanged",
+            Ok(_) => "applied",
+            Err(CommandError::Rejected { .. }) => "rejected",
+            Err(_) => "failed",
+        };
+        metrics.command(kind, outcome);
+        if let Ok(outcome) = &result
+            && !outcome.already_applied
+        {
+            let labels = gps_nats::metrics::AggregateLabels { aggregate: kind.to_owned() };
+            // Each decision after the first followed an append another writer beat.
+            if outcome.attempts > 1 {
+                metrics.append_conflicts.get_or_create(&labels).inc_by(u64::from(outcome.attempts - 1));
+            }
+            metrics.events_appended.get_or_create(&labels).inc_by(outcome.events.len() as u64);
+        }
+        result
+    }
+
+    async fn decide_and_append<A: Aggregate>(
+        &self,
+        address: &AggregateAddress,
+        meta: &CommandMeta,
+        command: &A::Command,
+        probably_new: bool,
+    ) -> Result<Outcome<A>, CommandError> {
         if address.kind() != A::KIND {
             return Err(CommandError::Invalid(format!("a {} command cannot be sent to {address}", A::KIND)));
         }

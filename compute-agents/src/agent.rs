@@ -550,6 +550,10 @@ async fn run_leased(
     let end = shared.engine.run(request, attempt, &control).await;
     let end_run = |status: &'static str, reason: Option<String>| async move {
         let _ = store.end_run(lease, status, reason.as_deref()).await;
+        gps_nats::metrics::metrics()
+            .generations_finished
+            .get_or_create(&gps_nats::metrics::OutcomeLabels { outcome: status.to_owned() })
+            .inc();
     };
     match end {
         RunEnd::LeaseLost { reason } => {

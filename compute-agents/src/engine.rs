@@ -186,6 +186,33 @@ impl CallGuard for NodeGuard<'_> {
     }
 }
 
+/// Counts a node's end in the metrics: by provider, step and outcome, with
+/// the duration and cost of a completed one. (A failed node names no
+/// provider: the router may have tried several.)
+fn record_node(step: &str, result: &Result<CompletedStep, NodeFailure>) {
+    let metrics = gps_nats::metrics::metrics();
+    let (provider, outcome) = match result {
+        Ok(completed) => (completed.provider.as_str(), "completed"),
+        Err(NodeFailure::Failed { .. }) => ("", "failed"),
+        Err(NodeFailure::Unknown { .. }) => ("", "outcome_unknown"),
+        Err(NodeFailure::Stopped { .. }) => ("", "stopped"),
+        Err(NodeFailure::Cancelled) => ("", "cancelled"),
+    };
+    metrics
+        .steps
+        .get_or_create(&gps_nats::metrics::StepLabels {
+            provider: provider.to_owned(),
+            step: step.to_owned(),
+            outcome: outcome.to_owned(),
+        })
+        .inc();
+    if let Ok(completed) = result {
+        let labels = gps_nats::metrics::ProviderLabels { provider: completed.provider.clone() };
+        metrics.step_duration.get_or_create(&labels).observe(completed.duration_ms as f64 / 1000.0);
+        metrics.step_cost_micros.get_or_create(&labels).inc_by(completed.cost_micros);
+    }
+}
+
 fn failed(reason: impl Into<String>, retryable: bool) -> NodeFailure {
     NodeFailure::Failed { reason: reason.into(), retryable }
 }
@@ -766,6 +793,7 @@ impl Engine {
                     let state = &state;
                     running.push(Box::pin(async move {
                         let result = state.run_node(spec, variant, &snapshot, stored).await;
+                        record_node(&spec.id, &result);
                         (id, result)
                     }));
                 }

@@ -43,6 +43,7 @@ pub mod images;
 pub mod imports;
 mod live;
 pub mod media;
+pub mod metrics;
 pub mod openapi;
 mod openapi_rules;
 mod operate;
@@ -109,6 +110,9 @@ pub struct AppState {
     pub imports: imports::ImportSlots,
     /// Who may create brands (default: platform admins only).
     pub brand_creation: accounts::BrandCreation,
+    /// The bearer token that lets a caller from elsewhere read `/metrics`
+    /// (`GPS_METRICS_TOKEN`); without one, only callers on this machine may.
+    pub metrics_token: Option<String>,
 }
 
 /// Why a gateway's state could not be prepared.
@@ -155,6 +159,7 @@ impl AppState {
             progress,
             imports,
             brand_creation: accounts::BrandCreation::default(),
+            metrics_token: None,
         })
     }
 
@@ -195,6 +200,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readiness::readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(routes::router())
         .merge(cdn::router())
@@ -223,6 +229,11 @@ async fn request_log(mut request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let in_process = request.extensions().get::<ui_host::InProcessCall>().is_some();
+    // The router's template, never the raw path: metric labels stay bounded.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |matched| matched.as_str().to_owned());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -231,7 +242,21 @@ async fn request_log(mut request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let mut response = next.run(request).await;
     let status = response.status();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    let metrics = gps_nats::metrics::metrics();
+    metrics
+        .http_requests
+        .get_or_create(&gps_nats::metrics::HttpLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: status.as_u16(),
+        })
+        .inc();
+    metrics
+        .http_duration
+        .get_or_create(&gps_nats::metrics::RouteLabels { method: method.to_string(), route })
+        .observe(elapsed.as_secs_f64());
     match response.extensions().get::<error::LoggedDetail>() {
         Some(detail) => {
             tracing::error!(%request_id, %method, %path, status = status.as_u16(), elapsed_ms, detail = %detail.0, "request failed")
@@ -332,6 +357,17 @@ pub async fn run_with(
 
 async fn openapi_json() -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::document())
+}
+
+/// `GET /metrics` on the gateway's port (see [`metrics`]), with this
+/// gateway's open event streams.
+async fn metrics(
+    State(state): State<AppState>,
+    peer: auth::Peer,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    gps_nats::metrics::metrics().sse_streams.set(i64::try_from(state.streams.open()).unwrap_or(i64::MAX));
+    metrics::answer(peer.0, &headers, state.metrics_token.as_deref())
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

@@ -22,6 +22,7 @@ pub mod connect;
 pub mod error;
 pub mod identity;
 pub mod log;
+pub mod metrics;
 pub mod scan;
 pub mod server;
 pub mod snapshots;

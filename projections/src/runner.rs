@@ -149,6 +149,23 @@ pub struct BatchReport {
     pub checkpoint: u64,
 }
 
+/// Counts a live batch in the metrics: what it applied and set aside, where
+/// the checkpoint stands, and how many events of the projection's filter the
+/// server still holds for it (its lag, in events).
+fn record_batch(projection: &str, report: &BatchReport, pending: Option<u64>) {
+    let metrics = gps_nats::metrics::metrics();
+    let labels = gps_nats::metrics::ProjectionLabels { projection: projection.to_owned() };
+    metrics.projection_applied.get_or_create(&labels).inc_by(report.applied as u64);
+    metrics.projection_dead_letters.get_or_create(&labels).inc_by(report.dead_lettered as u64);
+    metrics
+        .projection_checkpoint
+        .get_or_create(&labels)
+        .set(i64::try_from(report.checkpoint).unwrap_or(i64::MAX));
+    if let Some(pending) = pending {
+        metrics.projection_lag.get_or_create(&labels).set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+}
+
 /// Runs every projection until `shutdown` completes.
 pub async fn run_all(
     pool: PgPool,
@@ -347,6 +364,11 @@ where
                     "events sent to dead letters"
                 );
             }
+            record_batch(
+                projection.name,
+                &report,
+                batch.last().and_then(|last| last.info().ok()).map(|info| info.pending),
+            );
             for message in &batch {
                 message.ack().await.map_err(nats)?;
             }

@@ -512,4 +512,13 @@ async fn connections_cut_again_and_again_under_an_agent_on_a_slow_paid_worker_st
     assert!(repeated.is_empty(), "units of work called more than once: {repeated:?}");
     assert_eq!(per_key.len(), 16, "one generate and one enhance per generation: {per_key:?}");
     assert_eq!(server.calls(), 16, "exactly one provider call per (generation, variant, step)");
+    // The metrics of this process count the steps by provider and outcome.
+    let metrics = gps_nats::metrics::metrics().render();
+    for series in [
+        r#"gps_steps_total{provider="slow",step="generate",outcome="completed"}"#,
+        r#"gps_step_duration_seconds_count{provider="slow"}"#,
+        r#"gps_generations_finished_total{outcome="completed"}"#,
+    ] {
+        assert!(metrics.lines().any(|line| line.starts_with(series)), "{series} is missing:\n{metrics}");
+    }
 }

@@ -778,6 +778,17 @@ async fn record_attempt(
         retry_in_seconds: retry_in.map(|d| d.as_secs().max(1)),
     };
     let meta = meta(envelope, &["attempt", address.id(), &number.to_string()]);
+    let outcome = if succeeded {
+        "succeeded"
+    } else if retry_in.is_some() {
+        "retrying"
+    } else {
+        "failed"
+    };
+    gps_nats::metrics::metrics()
+        .delivery_attempts
+        .get_or_create(&gps_nats::metrics::OutcomeLabels { outcome: outcome.to_owned() })
+        .inc();
     match worker.commands.execute::<Export>(address, &meta, &command).await {
         Ok(_) | Err(CommandError::Rejected { .. }) => Ok(()),
         Err(error) => Err(Later { reason: error.to_string(), delay: worker.settings.retry_base }),
