@@ -336,7 +336,7 @@ pub(crate) async fn list_imports(
 }
 
 #[utoipa::path(get, path = "/api/v1/brands/{brand}/imports/{import}", tag = "imports",
-    params(("brand" = String, Path, description = "The brand id"), ("import" = String, Path, description = "The import id"), Paging),
+    params(("brand" = String, Path, description = "The brand id"), ("import" = String, Path, description = "The import id"), crate::queries::Consistency),
     responses(
         (status = 200, description = "The import's progress: rows done (created, updated, unchanged), failed and total", body = ImportStatusView),
         (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),

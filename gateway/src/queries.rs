@@ -83,6 +83,24 @@ pub(crate) struct Paging {
     wait_ms: Option<u64>,
 }
 
+/// The query of a single read, as documented: [`Paging`] without the page,
+/// which a single read has none of (it parses `Paging` and ignores
+/// `cursor` and `limit`, so the document does not offer them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Only documents the query; handlers read it as `Paging`.
+pub(crate) struct Consistency {
+    /// Read at least this stream sequence (a command's `stream_sequence`):
+    /// the answer waits until the read model has applied it. A sequence the
+    /// log has not reached is refused at once (409, naming the log's last
+    /// sequence); one the read model has not applied within `wait_ms` answers
+    /// 503 with `Retry-After`.
+    min_sequence: Option<u64>,
+    /// How long to wait for `min_sequence`, in milliseconds: 0 to 30000 (default 5000).
+    #[param(minimum = 0, maximum = 30000)]
+    wait_ms: Option<u64>,
+}
+
 impl Paging {
     pub(crate) fn page(&self) -> PageRequest {
         PageRequest { cursor: self.cursor.clone(), limit: self.limit }
@@ -255,7 +273,7 @@ macro_rules! list_handler {
 macro_rules! get_handler {
     ($name:ident, $path:literal, $tag:literal, $projection:literal, $item:ty, $what:literal, $id:literal, |$state:ident, $brand:ident, $key:ident| $query:expr) => {
         #[utoipa::path(get, path = $path, tag = $tag,
-            params(("brand" = String, Path, description = "The brand id"), ($id = String, Path, description = "The id"), Paging),
+            params(("brand" = String, Path, description = "The brand id"), ($id = String, Path, description = "The id"), Consistency),
             responses(
                 (status = 200, description = "Found", body = $item),
                 (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -353,7 +371,7 @@ pub(crate) struct ActivityFilters {
 }
 
 #[utoipa::path(get, path = "/api/v1/brands/{brand}", tag = "brands",
-    params(("brand" = String, Path, description = "The brand id"), Paging),
+    params(("brand" = String, Path, description = "The brand id"), Consistency),
     responses(
         (status = 200, description = "The brand", body = BrandView),
         (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -677,10 +695,14 @@ pub(crate) async fn get_look(
 pub(crate) struct UsagePeriod {
     /// The first month, `YYYY-MM` (default: eleven months before `to`); at
     /// most 36 months before `to`.
-    #[param(pattern = "^\\s*[0-9]{4}-(0[1-9]|1[0-2])\\s*$")]
+    #[param(
+        pattern = "^[\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*[0-9]{4}-(0[1-9]|1[0-2])[\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$"
+    )]
     from: Option<String>,
     /// The last month, `YYYY-MM` (default: the current month, UTC).
-    #[param(pattern = "^\\s*[0-9]{4}-(0[1-9]|1[0-2])\\s*$")]
+    #[param(
+        pattern = "^[\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*[0-9]{4}-(0[1-9]|1[0-2])[\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$"
+    )]
     to: Option<String>,
     /// Read at least this stream sequence (a command's `stream_sequence`);
     /// one the log has not reached is refused at once (409).
@@ -772,7 +794,7 @@ pub(crate) struct Download {
 }
 
 #[utoipa::path(get, path = "/api/v1/brands/{brand}/exports/{export}/download", tag = "exports",
-    params(("brand" = String, Path, description = "The brand id"), ("export" = String, Path, description = "The export id"), Paging),
+    params(("brand" = String, Path, description = "The brand id"), ("export" = String, Path, description = "The export id"), Consistency),
     responses(
         (status = 303, description = "The ZIP (renditions, manifest.csv, manifest.json) at a signed URL, in `Location` and the body", body = Download),
         (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
