@@ -43,6 +43,9 @@ pub(crate) struct Settings {
     /// without it, only callers on the same machine may. `GPS_METRICS_TOKEN`,
     /// environment only.
     pub(crate) metrics_token: Option<gps_storage::SecretKey>,
+    /// `/readyz` reports a projection more than this many stream sequences
+    /// behind the log. `readiness_max_lag`, `GPS_READINESS_MAX_LAG`.
+    pub(crate) readiness_max_lag: u64,
     /// Object storage.
     pub(crate) storage: StorageConfig,
     /// Uploads and CDN URLs.
@@ -153,6 +156,7 @@ impl Default for Settings {
             brand_creation: gps_gateway::accounts::BrandCreation::PlatformAdmins,
             metrics_addr: None,
             metrics_token: None,
+            readiness_max_lag: 10_000,
             storage: StorageConfig {
                 endpoint: None,
                 region: "us-east-1".into(),
@@ -190,6 +194,7 @@ struct FileSettings {
     seed_demo: Option<bool>,
     brand_creation: Option<String>,
     metrics_addr: Option<String>,
+    readiness_max_lag: Option<u64>,
     #[serde(default)]
     nats: FileNats,
     #[serde(default)]
@@ -287,6 +292,9 @@ impl Settings {
         }
         if let Some(policy) = file.brand_creation {
             self.brand_creation = parse_brand_creation("brand_creation", &policy)?;
+        }
+        if let Some(lag) = file.readiness_max_lag {
+            self.readiness_max_lag = lag;
         }
         if let Some(addr) = file.metrics_addr {
             self.metrics_addr = Some(parse_addr("metrics_addr", &addr)?);
@@ -387,6 +395,9 @@ impl Settings {
         }
         if let Some(seed) = env("GPS_SEED_DEMO") {
             self.seed_demo = parse_bool("GPS_SEED_DEMO", &seed)?;
+        }
+        if let Some(lag) = env("GPS_READINESS_MAX_LAG") {
+            self.readiness_max_lag = parse_number("GPS_READINESS_MAX_LAG", &lag)?;
         }
         if let Some(addr) = env("GPS_METRICS_ADDR") {
             self.metrics_addr = Some(parse_addr("GPS_METRICS_ADDR", &addr)?);

@@ -448,7 +448,7 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
             tracing::warn!(%error, "existing products' SKUs not claimed yet; the next start tries again")
         }
     }
-    register_projection_readiness(&state);
+    register_projection_readiness(&state, settings.readiness_max_lag);
     // The compute agent, the delivery worker and the process managers (launch
     // → generations, revision → generation) run inside `gps up`; `gps agent`
     // runs more of them.
@@ -526,14 +526,15 @@ fn redacted_database(url: &str) -> String {
 }
 
 /// `/readyz` reports read models that refuse to run (another log, a
-/// checkpoint beyond its end).
-fn register_projection_readiness(state: &gps_gateway::AppState) {
+/// checkpoint beyond its end) or lag the log by more than the bound, and an
+/// unreachable read database.
+fn register_projection_readiness(state: &gps_gateway::AppState, max_lag: u64) {
     let (db, log) = (state.db.clone(), state.log.clone());
     state.readiness.register(
         "projections",
         std::sync::Arc::new(move || {
             let (db, log) = (db.clone(), log.clone());
-            Box::pin(async move { gps_projections::binding_problems(&db, &log).await })
+            Box::pin(async move { gps_projections::readiness_problems(&db, &log, max_lag).await })
         }),
     );
 }

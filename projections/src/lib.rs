@@ -56,5 +56,5 @@ pub use db::{DEFAULT_DATABASE_URL, DbError, connect};
 pub use dead_letters::{RetryReport, retry_dead_letters};
 pub use projection::{ALL, Projection, by_name, prepare_all};
 pub use queries::{NotYetConsistent, wait_for_sequence};
-pub use rebuild::{ProjectionStatus, RebuildReport, binding_problems, rebuild, status};
+pub use rebuild::{ProjectionStatus, RebuildReport, binding_problems, readiness_problems, rebuild, status};
 pub use runner::{LiveNotice, RunError, RunnerOptions, RunnerState, run_all, run_projection};

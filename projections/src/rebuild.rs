@@ -145,6 +145,31 @@ pub async fn binding_problems(pool: &PgPool, log: &EventLog) -> Vec<String> {
     }
 }
 
+/// What keeps the read models from being served now, for `/readyz`: the
+/// [`binding_problems`], and each projection more than `max_lag` stream
+/// sequences behind the log's end (its runner stopped, or cannot keep up).
+/// Unreachable NATS or Postgres is a problem too. Empty when ready.
+pub async fn readiness_problems(pool: &PgPool, log: &EventLog, max_lag: u64) -> Vec<String> {
+    match status(pool, log).await {
+        Ok(statuses) => statuses
+            .into_iter()
+            .filter_map(|status| {
+                if status.refused {
+                    return status.problem.map(|problem| format!("{}: {problem}", status.projection));
+                }
+                (status.lag > max_lag).then(|| {
+                    format!(
+                        "{}: {} stream sequences behind the log (the bound is {max_lag}): is a projector running? \
+                         `gps projections status` shows every read model",
+                        status.projection, status.lag
+                    )
+                })
+            })
+            .collect(),
+        Err(error) => vec![format!("the read models cannot be checked: {error}")],
+    }
+}
+
 /// Rebuilds `projection` from sequence 1 into a shadow schema and swaps it in.
 pub async fn rebuild(
     pool: &PgPool,

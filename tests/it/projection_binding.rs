@@ -212,3 +212,39 @@ async fn a_read_model_built_with_other_filters_is_rebuilt_by_its_runner() {
     runner.stop().await;
     assert_eq!(dump_schema(&pool, "catalog").await, expected);
 }
+
+#[tokio::test]
+async fn readiness_names_a_projection_that_lags_the_log_beyond_the_bound_until_it_catches_up() {
+    let mut gateway = crate::gateway::TestGateway::start().await;
+    let owner = gateway.brand_with_owner("acme", "ana").await;
+    let (db, log) = (gateway.state.db.clone(), gateway.state.log.clone());
+    assert!(gps_projections::readiness_problems(&db, &log, 5).await.is_empty(), "caught up at start");
+
+    // The runners stop (a projector died) while writes go on.
+    gateway.stop_projections().await;
+    for i in 0..8 {
+        let created = gateway
+            .as_user(
+                &owner,
+                "POST",
+                "/api/v1/brands/acme/products",
+                Some(crate::gateway::product(&format!("lag-{i}"))),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let problems = gps_projections::readiness_problems(&db, &log, 5).await;
+    let catalog =
+        problems.iter().find(|p| p.starts_with("catalog:")).unwrap_or_else(|| panic!("{problems:?}"));
+    assert!(catalog.contains("behind the log (the bound is 5)"), "{catalog}");
+    assert!(gps_projections::readiness_problems(&db, &log, 1_000).await.is_empty(), "within a wider bound");
+
+    gateway.start_projections();
+    for _ in 0..400 {
+        if gps_projections::readiness_problems(&db, &log, 5).await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("still not ready: {:?}", gps_projections::readiness_problems(&db, &log, 5).await);
+}
