@@ -55,6 +55,33 @@ fn spawn_gps_agent(
     command.spawn().expect("spawn gps agent")
 }
 
+/// A router whose generate and enhance steps go to the http-worker `server`
+/// (not idempotent: a repeated call would be paid twice).
+fn slow_worker_router(server: &WorkerServer) -> Router {
+    Router::new(
+        vec![worker_with(
+            "slow",
+            &server.url,
+            vec![Capability::Generate, Capability::Enhance],
+            false,
+            Duration::from_secs(20),
+        )],
+        routes(&[(Capability::Generate, &["slow"]), (Capability::Enhance, &["slow"])]),
+        fast_policy(),
+    )
+}
+
+/// `server` was called exactly once per unit of work (its Idempotency-Key),
+/// for `units` units.
+#[track_caller]
+fn assert_called_once_per_unit(server: &WorkerServer, units: usize) {
+    let per_key = server.calls_per_key();
+    let repeated: Vec<_> = per_key.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(repeated.is_empty(), "units of work called more than once: {repeated:?}");
+    assert_eq!(per_key.len(), units, "one generate and one enhance per generation: {per_key:?}");
+    assert_eq!(server.calls(), units, "exactly one provider call per (generation, variant, step)");
+}
+
 async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..1200 {
         if check().await {
@@ -71,17 +98,7 @@ async fn ten_generations_on_a_slow_paid_worker_with_two_slots_and_a_two_second_a
     let server = WorkerServer::start().await;
     // Each paid call takes 2.5 s: longer than the ack wait.
     server.set_delay(Duration::from_millis(2500));
-    let router = Router::new(
-        vec![worker_with(
-            "slow",
-            &server.url,
-            vec![Capability::Generate, Capability::Enhance],
-            false,
-            Duration::from_secs(20),
-        )],
-        routes(&[(Capability::Generate, &["slow"]), (Capability::Enhance, &["slow"])]),
-        fast_policy(),
-    );
+    let router = slow_worker_router(&server);
     let compute = Compute::parts().await;
     let mut settings = AgentSettings::new("agent-slots");
     settings.ack_wait = Duration::from_secs(2);
@@ -105,11 +122,7 @@ async fn ten_generations_on_a_slow_paid_worker_with_two_slots_and_a_two_second_a
     }
     // Redeliveries (if any) had their chance to call again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let per_key = server.calls_per_key();
-    let repeated: Vec<_> = per_key.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(repeated.is_empty(), "units of work called more than once: {repeated:?}");
-    assert_eq!(per_key.len(), 20, "one generate and one enhance per generation: {per_key:?}");
-    assert_eq!(server.calls(), 20, "exactly one provider call per (generation, variant, step)");
+    assert_called_once_per_unit(&server, 20);
 }
 
 #[tokio::test]
@@ -442,17 +455,7 @@ async fn connections_cut_again_and_again_under_an_agent_on_a_slow_paid_worker_st
     let server = WorkerServer::start().await;
     // Each paid call outlasts the gaps between cuts: cuts land mid-call.
     server.set_delay(Duration::from_millis(1200));
-    let router = Router::new(
-        vec![worker_with(
-            "slow",
-            &server.url,
-            vec![Capability::Generate, Capability::Enhance],
-            false,
-            Duration::from_secs(20),
-        )],
-        routes(&[(Capability::Generate, &["slow"]), (Capability::Enhance, &["slow"])]),
-        fast_policy(),
-    );
+    let router = slow_worker_router(&server);
     let compute = Compute::parts().await;
     // The agent and the process managers reach NATS only through the proxy.
     let proxy = TcpProxy::start(host_port(compute.nats.server.url())).await;
@@ -480,38 +483,24 @@ async fn connections_cut_again_and_again_under_an_agent_on_a_slow_paid_worker_st
     }
 
     // Cut every connection of the agent every 700 ms until all are finished.
-    let mut cuts = 0;
-    let cutting = async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            proxy.cut_all();
-            cuts += 1;
-        }
-    };
-    let finished = async {
-        for id in &ids {
-            let generation = compute.finished(id).await;
-            assert_eq!(
-                generation.status(),
-                Some(GenerationStatus::Completed),
-                "{id}: {:?}",
-                generation.failure()
-            );
-        }
-    };
-    tokio::select! {
-        () = finished => {}
-        () = cutting => unreachable!("the cutting never ends"),
-    }
+    let ((), cuts) = proxy
+        .cutting_every(Duration::from_millis(700), async {
+            for id in &ids {
+                let generation = compute.finished(id).await;
+                assert_eq!(
+                    generation.status(),
+                    Some(GenerationStatus::Completed),
+                    "{id}: {:?}",
+                    generation.failure()
+                );
+            }
+        })
+        .await;
     assert!(cuts >= 3, "the run was cut {cuts} times");
     assert!(proxy.connections() > 3, "the agent reconnected after the cuts");
     // Redeliveries (if any) had their chance to call again.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let per_key = server.calls_per_key();
-    let repeated: Vec<_> = per_key.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(repeated.is_empty(), "units of work called more than once: {repeated:?}");
-    assert_eq!(per_key.len(), 16, "one generate and one enhance per generation: {per_key:?}");
-    assert_eq!(server.calls(), 16, "exactly one provider call per (generation, variant, step)");
+    assert_called_once_per_unit(&server, 16);
     // The metrics of this process count the steps by provider and outcome.
     let metrics = gps_nats::metrics::metrics().render();
     for series in [

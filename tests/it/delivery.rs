@@ -842,23 +842,13 @@ async fn a_delivery_worker_whose_connections_are_cut_again_and_again_delivers_ea
         assert_status(&accepted, 201);
     }
     let proxy = rig.proxy.as_ref().expect("proxied");
-    let mut cuts = 0;
-    let cutting = async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            proxy.cut_all();
-            cuts += 1;
-        }
-    };
-    let completed = async {
-        for export in &exports {
-            rig.completed(export).await;
-        }
-    };
-    tokio::select! {
-        () = completed => {}
-        () = cutting => unreachable!("the cutting never ends"),
-    }
+    let ((), cuts) = proxy
+        .cutting_every(Duration::from_millis(400), async {
+            for export in &exports {
+                rig.completed(export).await;
+            }
+        })
+        .await;
     assert!(cuts >= 2, "the run was cut {cuts} times");
     assert!(proxy.connections() > 2, "the worker reconnected after the cuts");
     // Redeliveries (if any) had their chance to post again.

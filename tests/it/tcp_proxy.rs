@@ -100,6 +100,28 @@ impl TcpProxy {
         self.blocked.store(false, Ordering::SeqCst);
     }
 
+    /// Runs `work` while cutting every connection every `period`; returns
+    /// its output and how many cuts happened.
+    pub(crate) async fn cutting_every<T>(
+        &self,
+        period: std::time::Duration,
+        work: impl Future<Output = T>,
+    ) -> (T, u32) {
+        let mut cuts = 0;
+        let cutting = async {
+            loop {
+                tokio::time::sleep(period).await;
+                self.cut_all();
+                cuts += 1;
+            }
+        };
+        let output = tokio::select! {
+            output = work => output,
+            () = cutting => unreachable!("the cutting never ends"),
+        };
+        (output, cuts)
+    }
+
     /// How many connections the proxy has accepted.
     pub(crate) fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
