@@ -39,14 +39,18 @@ generated: they must be rejected whatever these hooks would do.
     real CSV of one product row.
   - A look the run created is addressed under its own shooting, and a launch
     addresses a shooting that has looks.
-  - Half the export requests name the approved prediction the stage seeded
-    (GPS_CONTRACT_APPROVED), with a built-in preset and no webhook: only
-    approved predictions can be exported, and a webhook must be public.
+  - Half the export requests (and every one naming a prediction the run saw
+    not approved) name the predictions approved now (the stage approved one,
+    GPS_CONTRACT_APPROVED; the run's reviews are followed), with a built-in
+    preset and no webhook: only approved predictions can be exported, and a
+    webhook must be public.
+  - Image ids given with an upload are new ones: an id names one image.
   - Members are people with an account: `add_member` names the second
     account the stage creates (GPS_CONTRACT_MEMBER_EMAIL), when there is one.
 """
 
 import datetime
+import json
 import os
 import struct
 import uuid
@@ -160,8 +164,55 @@ def _shootings_with_looks():
     return set(_SHOOTING_OF_LOOK.values())
 
 
+# The review state of each prediction the run has seen (the stage approved
+# one, GPS_CONTRACT_APPROVED): only approved predictions can be exported, and
+# a review in the run may have taken the approval back.
+_REVIEW_STATE = {os.environ["GPS_CONTRACT_APPROVED"]: "approved"} if os.environ.get("GPS_CONTRACT_APPROVED") else {}
+_REVIEWED_AS = {
+    "approve_prediction": "approved",
+    "reject_prediction": "rejected",
+    "reset_review": "pending",
+    "request_revision": "revision_requested",
+}
+
+
+def _approved():
+    return sorted(prediction for prediction, state in _REVIEW_STATE.items() if state == "approved")
+
+
+# What the run learned, kept across the stage's invocations (each phase of
+# each run is a process of its own) in GPS_CONTRACT_HOOK_STATE.
+_STATE_FILE = os.environ.get("GPS_CONTRACT_HOOK_STATE")
+
+
+def _load():
+    if not _STATE_FILE or not os.path.exists(_STATE_FILE):
+        return
+    with open(_STATE_FILE, encoding="utf-8") as file:
+        state = json.load(file)
+    _SHOOTING_OF_LOOK.clear()
+    _SHOOTING_OF_LOOK.update(state.get("shooting_of_look", {}))
+    _REVIEW_STATE.update(state.get("review_state", {}))
+
+
+def _save():
+    if _STATE_FILE:
+        with open(_STATE_FILE, "w", encoding="utf-8") as file:
+            json.dump({"shooting_of_look": _SHOOTING_OF_LOOK, "review_state": _REVIEW_STATE}, file)
+
+
+_load()
+
+
 @schemathesis.hook
 def after_call(context, case, response):
+    before = (dict(_SHOOTING_OF_LOOK), dict(_REVIEW_STATE))
+    _learn(case, response)
+    if before != (_SHOOTING_OF_LOOK, _REVIEW_STATE):
+        _save()
+
+
+def _learn(case, response):
     if _operation_id(case) == "create_look" and response.status_code in (200, 201):
         try:
             look = response.json().get("id")
@@ -172,6 +223,19 @@ def after_call(context, case, response):
             _SHOOTING_OF_LOOK[look] = shooting
     elif _operation_id(case) == "remove_look" and response.status_code == 200:
         _SHOOTING_OF_LOOK.pop((case.path_parameters or {}).get("look"), None)
+    elif _operation_id(case) in _REVIEWED_AS and response.status_code == 200:
+        prediction = (case.path_parameters or {}).get("prediction")
+        if isinstance(prediction, str):
+            _REVIEW_STATE[prediction] = _REVIEWED_AS[_operation_id(case)]
+    elif _operation_id(case) in ("list_predictions", "get_prediction") and response.status_code == 200:
+        try:
+            answer = response.json()
+        except Exception:  # not JSON: nothing to learn
+            return
+        items = answer.get("items", []) if isinstance(answer, dict) and "items" in answer else [answer]
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("prediction_id"), str):
+                _REVIEW_STATE[item["prediction_id"]] = item.get("review_state")
 
 
 @schemathesis.hook
@@ -189,8 +253,10 @@ def map_case(context, case):
         path["shooting"] = _SHOOTING_OF_LOOK[path["look"]]
     elif operation == "launch_shooting" and path.get("shooting") not in _shootings_with_looks():
         launchable = sorted(_shootings_with_looks())
-        if launchable:
-            path["shooting"] = launchable[os.urandom(1)[0] % len(launchable)]
+        # None left (the run removed them): a shooting that is not there (404).
+        path["shooting"] = (
+            launchable[os.urandom(1)[0] % len(launchable)] if launchable else f"ct{uuid.uuid4().hex[:20]}"
+        )
     if operation == "get_usage" and isinstance(case.query, dict):
         _usage_period(case.query)
     # Event types outside the aggregate filter could match nothing (400).
@@ -235,18 +301,28 @@ def map_case(context, case):
             gates["min_long_edge_px"] = min(int(minimum), 256)
     elif operation in ("upload_product_image", "upload_subject_image", "upload_style_reference"):
         body["file"] = _png(32, 32)
+        # An image id names one image of its subject or product: a new one.
+        if isinstance(body.get("image_id"), str):
+            body["image_id"] = f"ct{uuid.uuid4().hex[:20]}"
     elif operation == "start_import":
         sku = f"CT-{uuid.uuid4().hex[:12].upper()}"
         body["catalog"] = f"sku,name,category\n{sku},Contract test {sku},tops\n".encode()
         body["format"] = "csv"
         body.pop("images", None)
-    elif operation == "request_export" and os.environ.get("GPS_CONTRACT_APPROVED") and os.urandom(1)[0] < 128:
-        # Half the exports name the approved prediction the stage seeded, in
-        # a preset the brand has and to a destination that needs no network.
-        body["predictions"] = [os.environ["GPS_CONTRACT_APPROVED"]]
-        body["channel"] = "web-pdp"
-        if not isinstance(body.get("destination"), dict) or body["destination"].get("kind") == "webhook":
-            body["destination"] = {"kind": "zip_download"}
+    elif operation == "request_export":
+        approved = _approved()
+        named = body.get("predictions") if isinstance(body.get("predictions"), list) else []
+        known_unapproved = any(_REVIEW_STATE.get(p, "approved") != "approved" for p in named)
+        if approved and (known_unapproved or os.urandom(1)[0] < 128):
+            # Half the exports (and every one naming a prediction that is not
+            # approved now) name the approved predictions, in a preset the
+            # brand has and to a destination that needs no network.
+            body["predictions"] = approved[:1000]
+            body["channel"] = "web-pdp"
+            if not isinstance(body.get("destination"), dict) or body["destination"].get("kind") == "webhook":
+                body["destination"] = {"kind": "zip_download"}
+        elif known_unapproved:
+            body["predictions"] = [f"ct{uuid.uuid4().hex[:20]}"]
     elif operation == "add_member" and os.environ.get("GPS_CONTRACT_MEMBER_EMAIL"):
         body["email"] = os.environ["GPS_CONTRACT_MEMBER_EMAIL"]
     return case

@@ -242,18 +242,20 @@ include-operation-id = ["add_member", "change_role", "remove_member", "revoke_ap
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 TOML
 export SCHEMATHESIS_HOOKS="$PWD/scripts/api-contract-hooks.py"
+# What the hooks learn (looks' shootings, review states), across invocations.
+export GPS_CONTRACT_HOOK_STATE="$data_dir/hook-state.json"
 key_seconds=$((budget * 2 / 3))
 session_seconds=$((budget - key_seconds))
 echo "== schemathesis: seed $seed, $budget s in all (GPS_CONTRACT_SEED=$seed reproduces the inputs)"
 
 # One worker: with two, Hypothesis' lambda-source cache raced ("AST
 # constructor recursion depth mismatch", a runtime error of the tool).
-run() { # name seconds schemathesis-arguments...
-  local name=$1 seconds=$2
-  shift 2
-  echo "-- $name ($seconds s)"
+run() { # name seconds phases schemathesis-arguments...
+  local name=$1 seconds=$2 phases=$3
+  shift 3
+  echo "-- $name: $phases ($seconds s)"
   "$contract_tools/bin/schemathesis" --config-file "$data_dir/schemathesis.toml" run gateway/openapi.json \
-    --url "$base" --checks all --phases examples,coverage,fuzzing,stateful \
+    --url "$base" --checks all --phases "$phases" \
     --max-time "$seconds" --seed "$seed" --workers 1 --request-timeout 10 \
     --generation-database none --no-color --output-truncate true --max-redirects 0 \
     --exclude-operation-id live --exclude-checks ignored_auth --generation-allow-x00 false \
@@ -261,11 +263,20 @@ run() { # name seconds schemathesis-arguments...
     --report junit,vcr --report-junit-path "$report_dir/$name.xml" --report-vcr-path "$report_dir/$name.yaml" \
     "$@" || true
 }
+# Each run gives the stateful phase its own share, three eighths: within one
+# invocation the coverage and fuzzing phases take most of the budget.
+both() { # name seconds schemathesis-arguments...
+  local name=$1 seconds=$2
+  shift 2
+  local stateful=$((seconds * 3 / 8))
+  run "$name" "$((seconds - stateful))" examples,coverage,fuzzing "$@"
+  run "$name-stateful" "$stateful" stateful "$@"
+}
 # The producer key: every brand operation it may do, and the refusals of the rest.
-run producer-key "$key_seconds" --header "Authorization: Bearer $key" --exclude-operation-id sign_out
+both producer-key "$key_seconds" --header "Authorization: Bearer $key" --exclude-operation-id sign_out
 # The owner's session: what only people do (brands, members, keys), and
 # cookie writes with their CSRF token. Signing out would end the run's session.
-run owner-session "$session_seconds" --header "Cookie: $cookie" --header "x-csrf-token: $csrf" \
+both owner-session "$session_seconds" --header "Cookie: $cookie" --header "x-csrf-token: $csrf" \
   --exclude-operation-id sign_out --exclude-operation-id sign_in
 
 # Every check gates. An extra, unknown request header is not invalid data:

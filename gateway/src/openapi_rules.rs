@@ -218,6 +218,10 @@ fn declare_operation(path: &str, method: &str, operation: &mut Value, operations
             "`min_sequence` is beyond the end of the event log (`field` names it; the detail gives the last sequence)",
         );
     }
+    // `imports::ImportSlots`: a brand runs a few imports at once.
+    if id == "start_import" {
+        add("429", "The brand already runs the most imports at once; wait for one to finish or cancel one");
+    }
     if has_body {
         add("413", "The body (or one part of a multipart body) is over its limit; `field` names it");
     }
@@ -687,10 +691,12 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
                 "list_api_clients",
                 "list_channel_presets",
                 "list_events",
+                "list_activity",
+                "audit_trail",
             ] {
                 let name: String = link_names(&[(operation, vec![])]).keys().cloned().collect();
                 for (prefix, brand) in
-                    [("", "$response.body#/brands/*/brand"), ("Key", "$response.body#/brand")]
+                    [("", "$response.body#/brands/0/brand"), ("Key", "$response.body#/brand")]
                 {
                     links.insert(
                         format!("{prefix}{name}"),
@@ -788,21 +794,39 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
             }
         }
         "list_predictions" => {
-            let each = "$response.body#/items/*/prediction_id";
+            let first = "$response.body#/items/0/prediction_id";
             vec![
-                ("get_prediction", vec![("prediction", each)]),
-                ("approve_prediction", vec![("prediction", each)]),
-                ("reject_prediction", vec![("prediction", each)]),
-                ("reset_review", vec![("prediction", each)]),
-                ("request_revision", vec![("prediction", each)]),
-                ("request_video", vec![("prediction", each)]),
-                ("comment_on_prediction", vec![("prediction", each)]),
-                ("aggregate_history", vec![("aggregate_type", "prediction"), ("id", each)]),
+                ("get_prediction", vec![("prediction", first)]),
+                ("approve_prediction", vec![("prediction", first)]),
+                ("reject_prediction", vec![("prediction", first)]),
+                ("reset_review", vec![("prediction", first)]),
+                ("request_revision", vec![("prediction", first)]),
+                ("request_video", vec![("prediction", first)]),
+                ("comment_on_prediction", vec![("prediction", first)]),
+                ("aggregate_history", vec![("aggregate_type", "prediction"), ("id", first)]),
             ]
         }
-        "comment_on_prediction" | "approve_prediction" => {
-            let mut links =
-                link_names(&[("get_prediction", vec![("prediction", "$request.path.prediction")])]);
+        "comment_on_prediction"
+        | "approve_prediction"
+        | "reject_prediction"
+        | "request_revision"
+        | "reset_review" => {
+            let prediction = "$request.path.prediction";
+            let mut targets = vec![("get_prediction", vec![("prediction", prediction)])];
+            // A review can be reset, and a reset prediction reviewed again.
+            if operation_id == "reset_review" {
+                targets.push(("approve_prediction", vec![("prediction", prediction)]));
+                targets.push(("reject_prediction", vec![("prediction", prediction)]));
+            } else if operation_id != "comment_on_prediction" {
+                targets.push(("reset_review", vec![("prediction", prediction)]));
+            }
+            if operation_id == "approve_prediction" {
+                targets.push(("request_video", vec![("prediction", prediction)]));
+            }
+            let mut links = link_names(&targets);
+            for link in links.values_mut() {
+                link["parameters"]["brand"] = json!(brand);
+            }
             if operation_id == "approve_prediction" {
                 // An approved prediction can be exported: as a zip to
                 // download, formatted by a built-in preset.
@@ -817,13 +841,17 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
             }
             return Some(links);
         }
+        "archive_product" => vec![
+            ("restore_product", vec![("product", "$request.path.product")]),
+            ("get_product", vec![("product", "$request.path.product")]),
+        ],
         "list_generations" => {
-            let each = "$response.body#/items/*/generation_id";
+            let first = "$response.body#/items/0/generation_id";
             vec![
-                ("get_generation", vec![("generation", each)]),
-                ("cancel_generation", vec![("generation", each)]),
-                ("retry_generation", vec![("generation", each)]),
-                ("aggregate_history", vec![("aggregate_type", "generation"), ("id", each)]),
+                ("get_generation", vec![("generation", first)]),
+                ("cancel_generation", vec![("generation", first)]),
+                ("retry_generation", vec![("generation", first)]),
+                ("aggregate_history", vec![("aggregate_type", "generation"), ("id", first)]),
             ]
         }
         "request_export" => vec![
@@ -833,36 +861,36 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
             ("list_exports", vec![]),
         ],
         "list_products" => {
-            let each = "$response.body#/items/*/product_id";
+            let first = "$response.body#/items/0/product_id";
             vec![
-                ("get_product", vec![("product", each)]),
-                ("update_product", vec![("product", each)]),
-                ("list_product_deliveries", vec![("product", each)]),
+                ("get_product", vec![("product", first)]),
+                ("update_product", vec![("product", first)]),
+                ("list_product_deliveries", vec![("product", first)]),
             ]
         }
         "list_shootings" => {
-            let each = "$response.body#/items/*/shooting_id";
+            let first = "$response.body#/items/0/shooting_id";
             vec![
-                ("get_shooting", vec![("shooting", each)]),
-                ("list_looks", vec![("shooting", each)]),
-                ("create_look", vec![("shooting", each)]),
+                ("get_shooting", vec![("shooting", first)]),
+                ("list_looks", vec![("shooting", first)]),
+                ("create_look", vec![("shooting", first)]),
             ]
         }
         "list_looks" => {
             let shooting = "$request.path.shooting";
-            let each = "$response.body#/items/*/look_id";
+            let first = "$response.body#/items/0/look_id";
             vec![
-                ("get_look", vec![("shooting", shooting), ("look", each)]),
-                ("rename_look", vec![("shooting", shooting), ("look", each)]),
+                ("get_look", vec![("shooting", shooting), ("look", first)]),
+                ("rename_look", vec![("shooting", shooting), ("look", first)]),
                 ("launch_shooting", vec![("shooting", shooting)]),
             ]
         }
         "list_channel_presets" => {
-            vec![("remove_channel_preset", vec![("channel", "$response.body#/items/*/channel")])]
+            vec![("remove_channel_preset", vec![("channel", "$response.body#/items/0/channel")])]
         }
         "list_exports" => {
-            let each = "$response.body#/items/*/export_id";
-            vec![("get_export", vec![("export", each)]), ("download_export", vec![("export", each)])]
+            let first = "$response.body#/items/0/export_id";
+            vec![("get_export", vec![("export", first)]), ("download_export", vec![("export", first)])]
         }
         "start_import" => {
             let import = "$response.body#/import_id";
@@ -875,18 +903,18 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
             ]
         }
         "list_imports" => {
-            let each = "$response.body#/items/*/import_id";
+            let first = "$response.body#/items/0/import_id";
             vec![
-                ("get_import", vec![("import", each)]),
-                ("import_errors", vec![("import", each)]),
-                ("cancel_import", vec![("import", each)]),
+                ("get_import", vec![("import", first)]),
+                ("import_errors", vec![("import", first)]),
+                ("cancel_import", vec![("import", first)]),
             ]
         }
         "register_api_client" => {
             vec![("revoke_api_client", vec![("client", new_id)]), ("list_api_clients", vec![])]
         }
         "list_api_clients" => {
-            vec![("revoke_api_client", vec![("client", "$response.body#/items/*/api_client_id")])]
+            vec![("revoke_api_client", vec![("client", "$response.body#/items/0/api_client_id")])]
         }
         "add_member" => vec![
             ("change_role", vec![("member", new_id)]),
@@ -894,8 +922,8 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
             ("list_members", vec![]),
         ],
         "list_members" => {
-            let each = "$response.body#/items/*/member_id";
-            vec![("change_role", vec![("member", each)]), ("remove_member", vec![("member", each)])]
+            let first = "$response.body#/items/0/member_id";
+            vec![("change_role", vec![("member", first)]), ("remove_member", vec![("member", first)])]
         }
         "define_channel_preset" => vec![
             ("remove_channel_preset", vec![("channel", "$request.path.channel")]),
