@@ -46,6 +46,12 @@ pub(crate) struct Settings {
     /// `/readyz` reports a projection more than this many stream sequences
     /// behind the log. `readiness_max_lag`, `GPS_READINESS_MAX_LAG`.
     pub(crate) readiness_max_lag: u64,
+    /// The address people reach the gateway at, e.g. `https://gps.example.com`:
+    /// links in mail point there. `public_url`, `GPS_PUBLIC_URL`; unset = the
+    /// address each request was sent to (its `Host`).
+    pub(crate) public_url: Option<String>,
+    /// Mail to people (added to a brand, with a link to choose a password).
+    pub(crate) mail: MailConfig,
     /// Object storage.
     pub(crate) storage: StorageConfig,
     /// Uploads and CDN URLs.
@@ -68,6 +74,25 @@ pub(crate) struct StorageConfig {
     pub(crate) secret_access_key: Option<gps_storage::SecretKey>,
     /// `GPS_S3_PATH_STYLE`.
     pub(crate) path_style: bool,
+}
+
+/// Where mail goes. Today an outbox folder: one `.eml` file per message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MailConfig {
+    /// `mail_outbox_dir`, `GPS_MAIL_OUTBOX_DIR`; unset = `<data_dir>/outbox`.
+    pub(crate) outbox_dir: Option<PathBuf>,
+    /// The `From` of every mail. `mail_from`, `GPS_MAIL_FROM`.
+    pub(crate) from: String,
+    /// How long a mailed link to choose a password works.
+    /// `password_link_hours`, `GPS_PASSWORD_LINK_HOURS`.
+    pub(crate) password_link_hours: u64,
+}
+
+impl Settings {
+    /// The outbox folder mail is written to.
+    pub(crate) fn mail_outbox_dir(&self) -> PathBuf {
+        self.mail.outbox_dir.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
+    }
 }
 
 /// Upload limits and CDN URLs.
@@ -157,6 +182,12 @@ impl Default for Settings {
             metrics_addr: None,
             metrics_token: None,
             readiness_max_lag: 10_000,
+            public_url: None,
+            mail: MailConfig {
+                outbox_dir: None,
+                from: gps_gateway::mail::DEFAULT_FROM.into(),
+                password_link_hours: 72,
+            },
             storage: StorageConfig {
                 endpoint: None,
                 region: "us-east-1".into(),
@@ -195,6 +226,10 @@ struct FileSettings {
     brand_creation: Option<String>,
     metrics_addr: Option<String>,
     readiness_max_lag: Option<u64>,
+    public_url: Option<String>,
+    mail_outbox_dir: Option<PathBuf>,
+    mail_from: Option<String>,
+    password_link_hours: Option<u64>,
     #[serde(default)]
     nats: FileNats,
     #[serde(default)]
@@ -299,6 +334,18 @@ impl Settings {
         if let Some(addr) = file.metrics_addr {
             self.metrics_addr = Some(parse_addr("metrics_addr", &addr)?);
         }
+        if let Some(url) = file.public_url {
+            self.public_url = Some(url);
+        }
+        if let Some(dir) = file.mail_outbox_dir {
+            self.mail.outbox_dir = Some(dir);
+        }
+        if let Some(from) = file.mail_from {
+            self.mail.from = from;
+        }
+        if let Some(hours) = file.password_link_hours {
+            self.mail.password_link_hours = hours;
+        }
         let nats = file.nats;
         if let Some(url) = nats.url {
             self.nats.url = Some(url);
@@ -401,6 +448,18 @@ impl Settings {
         }
         if let Some(addr) = env("GPS_METRICS_ADDR") {
             self.metrics_addr = Some(parse_addr("GPS_METRICS_ADDR", &addr)?);
+        }
+        if let Some(url) = env("GPS_PUBLIC_URL") {
+            self.public_url = Some(url);
+        }
+        if let Some(dir) = env("GPS_MAIL_OUTBOX_DIR") {
+            self.mail.outbox_dir = Some(PathBuf::from(dir));
+        }
+        if let Some(from) = env("GPS_MAIL_FROM") {
+            self.mail.from = from;
+        }
+        if let Some(hours) = env("GPS_PASSWORD_LINK_HOURS") {
+            self.mail.password_link_hours = parse_number("GPS_PASSWORD_LINK_HOURS", &hours)?;
         }
         if let Some(token) = env("GPS_METRICS_TOKEN") {
             self.metrics_token = Some(gps_storage::SecretKey::new(token));
@@ -534,6 +593,20 @@ impl Settings {
         }
         if self.media.url_lifetime_secs < 60 {
             bail!("CDN URLs must live at least 60 seconds; {} was given", self.media.url_lifetime_secs);
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("the public URL {url:?} must start with http:// or https://, e.g. https://gps.example.com");
+        }
+        if !(1..=24 * 30).contains(&self.mail.password_link_hours) {
+            bail!(
+                "password links must work between 1 hour and 30 days (720 hours); {} was given",
+                self.mail.password_link_hours
+            );
+        }
+        if self.mail.from.contains(['\r', '\n']) || !self.mail.from.contains('@') {
+            bail!("mail_from {:?} must be one address, e.g. \"GPS <gps@example.com>\"", self.mail.from);
         }
         let base = &self.media.public_base_url;
         if !(base.is_empty() || base.starts_with("http://") || base.starts_with("https://")) {
@@ -672,6 +745,35 @@ mod tests {
         let error = Settings::default().apply_env(&env).expect_err("unknown policy");
         let message = format!("{error:#}");
         assert!(message.contains("GPS_BRAND_CREATION") && message.contains("any_person"), "{message}");
+    }
+
+    #[test]
+    fn mail_goes_to_the_data_folders_outbox_unless_a_folder_is_configured() {
+        let settings = Settings::default();
+        assert_eq!(settings.mail_outbox_dir(), PathBuf::from(".gps/outbox"));
+        assert_eq!(settings.mail.password_link_hours, 72);
+        assert_eq!(settings.public_url, None);
+        let mut settings = Settings::default();
+        settings
+            .apply_file(
+                "mail_outbox_dir = \"/var/spool/gps\"\npublic_url = \"https://gps.example.com\"\npassword_link_hours = 24\n",
+            )
+            .expect("valid file");
+        assert_eq!(settings.mail_outbox_dir(), PathBuf::from("/var/spool/gps"));
+        assert_eq!(settings.public_url.as_deref(), Some("https://gps.example.com"));
+        let env = |name: &str| match name {
+            "GPS_MAIL_OUTBOX_DIR" => Some("/srv/outbox".to_owned()),
+            "GPS_PASSWORD_LINK_HOURS" => Some("48".to_owned()),
+            _ => None,
+        };
+        settings.apply_env(&env).expect("valid env");
+        assert_eq!(settings.mail_outbox_dir(), PathBuf::from("/srv/outbox"));
+        assert_eq!(settings.mail.password_link_hours, 48);
+        let error =
+            Settings::default().apply_file("public_url = \"gps.example.com\"\n").expect_err("no scheme");
+        assert!(format!("{error:#}").contains("https://"), "{error:#}");
+        let env = |name: &str| (name == "GPS_PASSWORD_LINK_HOURS").then(|| "0".to_owned());
+        assert!(Settings::default().apply_env(&env).is_err());
     }
 
     #[test]

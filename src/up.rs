@@ -433,6 +433,9 @@ pub(crate) async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> 
     state.trusted_proxies = settings.trusted_proxies.clone();
     state.metrics_token = settings.metrics_token.as_ref().map(|token| token.expose().to_owned());
     state.brand_creation = settings.brand_creation;
+    state.mailer = gps_gateway::mail::Mailer::outbox(settings.mail_outbox_dir(), settings.mail.from.clone());
+    state.public_url = settings.public_url.clone();
+    state.password_link_lifetime = Duration::from_secs(settings.mail.password_link_hours * 3600);
     if !settings.cookie_secure && !settings.http_addr.ip().is_loopback() {
         tracing::warn!(
             addr = %settings.http_addr,

@@ -8,7 +8,8 @@
 //! credentials store: `auth.passwords` (argon2id hashes), `auth.sessions`,
 //! `auth.api_keys`, `auth.sign_in_failures`, `auth.platform_admins` (who
 //! may create brands, [`BrandCreation`]), and the vault's keys
-//! (`privacy.person_keys`). It is a database of its own
+//! (`privacy.person_keys`), and the one-time links to choose a password
+//! (`auth.password_tokens`, [`crate::invites`]). It is a database of its own
 //! ([`credentials_url_for`]: `gps_read` → `gps_credentials`), so the read
 //! database can be dropped and rebuilt from the log without losing anyone;
 //! `docs/operations.md` says how to back it up. [`connect_credentials`]
@@ -98,8 +99,52 @@ pub async fn create_person(
     wait: Option<Duration>,
 ) -> Result<Created, ApiError> {
     let NewPerson { user_id, email, display_name, password } = person;
-    let pool = credentials;
     let hash = hashed(password).await?;
+    register(commands, read, credentials, user_id, email, display_name, hash, actor, wait).await
+}
+
+/// The stored "hash" of a person who has no password yet (GPS created them
+/// when a brand owner added their address): no argon2id PHC string, so no
+/// password verifies against it, and sign-in treats it as no account at all
+/// (see [`crate::auth::sign_in`]). A one-time link lets them choose one.
+pub const NO_PASSWORD: &str = "!none";
+
+/// Whether a stored hash is a usable password (not [`NO_PASSWORD`], nor the
+/// marker of a forgotten legacy account).
+pub fn is_usable_hash(stored: &str) -> bool {
+    !stored.starts_with('!')
+}
+
+/// Creates a person who cannot sign in until they choose a password with a
+/// one-time link ([`crate::invites`]): the same person aggregate, vault
+/// sealing and one-account-per-address claim as [`create_person`], with
+/// [`NO_PASSWORD`] as the stored hash.
+pub async fn create_person_without_password(
+    commands: &CommandHandler,
+    read: &PgPool,
+    credentials: &PgPool,
+    user_id: &MemberId,
+    email: &Email,
+    display_name: &Name,
+    actor: Actor,
+) -> Result<Created, ApiError> {
+    register(commands, read, credentials, user_id, email, display_name, NO_PASSWORD.to_owned(), actor, None)
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn register(
+    commands: &CommandHandler,
+    read: &PgPool,
+    credentials: &PgPool,
+    user_id: &MemberId,
+    email: &Email,
+    display_name: &Name,
+    hash: String,
+    actor: Actor,
+    wait: Option<Duration>,
+) -> Result<Created, ApiError> {
+    let pool = credentials;
     let taken = || ApiError::Conflict(format!("a user with id {user_id} or email {email} already exists"));
     let legacy: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM auth.users WHERE user_id = $1 OR email = $2)")
@@ -236,6 +281,12 @@ pub async fn change_password(
         .bind(user_id.as_str())
         .execute(&mut *tx)
         .await?;
+    // A password once set ends every outstanding one-time link: a mail read
+    // later by someone else opens nothing.
+    sqlx::query("UPDATE auth.password_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(outcome.stream_sequence)
 }
@@ -290,6 +341,10 @@ pub async fn erase_person(
         .bind(user_id.as_str())
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM auth.password_tokens WHERE user_id = $1")
+        .bind(user_id.as_str())
+        .execute(&mut *tx)
+        .await?;
     let ended_sessions: Vec<String> =
         sqlx::query_scalar("DELETE FROM auth.sessions WHERE user_id = $1 RETURNING token_hash")
             .bind(user_id.as_str())
@@ -306,6 +361,34 @@ pub async fn erase_person(
     }
     let _ = client.flush().await;
     Ok(Erased { stream_sequence: outcome.stream_sequence, ended_sessions })
+}
+
+/// The user id that holds `email`'s account in the credentials store (one
+/// account per address, claimed before the person's event is appended), with
+/// or without a password. Unlike [`user_by_email`] it does not wait for the
+/// accounts read model, so it finds a person created a moment ago.
+pub async fn user_id_of_address(credentials: &PgPool, email: &Email) -> Result<Option<MemberId>, ApiError> {
+    let Some(vault_person) =
+        gps_projections::privacy::person_of_email(credentials, email).await.map_err(vault_error)?
+    else {
+        return Ok(None);
+    };
+    let user_id: Option<String> =
+        sqlx::query_scalar("SELECT user_id FROM auth.passwords WHERE vault_person_id = $1")
+            .bind(vault_person.as_str())
+            .fetch_optional(credentials)
+            .await?;
+    Ok(user_id.and_then(|id| MemberId::parse(id).ok()))
+}
+
+/// Whether `user_id` has a password they can sign in with.
+pub async fn has_password(credentials: &PgPool, user_id: &MemberId) -> Result<bool, ApiError> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM auth.passwords WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_optional(credentials)
+            .await?;
+    Ok(stored.is_some_and(|hash| is_usable_hash(&hash)))
 }
 
 /// The person with `user_id` as the accounts read model shows them, unless erased.

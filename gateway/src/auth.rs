@@ -216,11 +216,13 @@ pub async fn sign_in(
         }
         None => None,
     };
-    // Verify against a dummy hash when the user is unknown, so timing does not
-    // tell which emails have accounts.
+    // Verify against a dummy hash when the user is unknown, or has not chosen
+    // a password yet (a person created when a brand owner added their
+    // address), so neither the answer nor its timing tells which emails
+    // have accounts.
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let (user, stored) = match (user, stored) {
-        (Some(user), Some(hash)) => (Some(user), hash),
+        (Some(user), Some(hash)) if crate::accounts::is_usable_hash(&hash) => (Some(user), hash),
         _ => {
             let dummy = DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default());
             (None, dummy.clone())

@@ -2,7 +2,9 @@
 //!
 //! Layout: [`error`] (`ApiError`, problem documents), [`auth`] (sign-in,
 //! sessions, API keys, roles per brand), [`accounts`] (persons as events:
-//! create, change password, erase; the credentials store), [`access`] (what authorization
+//! create, change password, erase; the credentials store), [`invites`] (adding
+//! members by address without telling whether it had an account, one-time
+//! links to choose a password), [`mail`] (the mailer: an outbox folder), [`access`] (what authorization
 //! remembers between requests, kept current by brand events), `routes` (sessions, brands, members,
 //! API clients, products), `configure` (subjects, styles, shootings with
 //! launch, looks), `review` (approve, reject, revision, comments), `operate`
@@ -41,7 +43,9 @@ mod extract;
 mod idempotency;
 pub mod images;
 pub mod imports;
+pub mod invites;
 mod live;
+pub mod mail;
 pub mod media;
 pub mod metrics;
 pub mod openapi;
@@ -113,6 +117,13 @@ pub struct AppState {
     /// The bearer token that lets a caller from elsewhere read `/metrics`
     /// (`GPS_METRICS_TOKEN`); without one, only callers on this machine may.
     pub metrics_token: Option<String>,
+    /// Where mail to people goes (an outbox folder for `gps up`).
+    pub mailer: mail::Mailer,
+    /// The address people reach this gateway at (`public_url`,
+    /// `GPS_PUBLIC_URL`), for links in mail; unset, links use the request's.
+    pub public_url: Option<String>,
+    /// How long a mailed link to choose a password stays valid.
+    pub password_link_lifetime: std::time::Duration,
 }
 
 /// Why a gateway's state could not be prepared.
@@ -160,6 +171,9 @@ impl AppState {
             imports,
             brand_creation: accounts::BrandCreation::default(),
             metrics_token: None,
+            mailer: mail::Mailer::default(),
+            public_url: None,
+            password_link_lifetime: invites::TOKEN_LIFETIME,
         })
     }
 

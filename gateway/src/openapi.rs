@@ -27,6 +27,7 @@ use crate::{audit, configure, events, imports, live, operate, queries, review, u
         routes::sign_in,
         routes::sign_out,
         routes::me,
+        routes::set_password,
         routes::create_brand,
         routes::add_member,
         routes::change_role,

@@ -235,6 +235,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/session", post(sign_in).delete(sign_out))
         .route("/api/v1/me", axum::routing::get(me))
+        .route("/api/v1/password", post(set_password))
         .route("/api/v1/brands", post(create_brand))
         .route("/api/v1/brands/{brand}/members", post(add_member))
         .route("/api/v1/brands/{brand}/members/{member}", delete(remove_member))
@@ -433,6 +434,30 @@ pub(crate) async fn sign_out(
     Ok(response)
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetPassword {
+    /// The one-time token from the link in the mail.
+    token: String,
+    /// The new password (at least 12 characters).
+    password: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct PasswordSet {
+    /// The person whose password was set; they sign in with their address.
+    user_id: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/password", tag = "session", request_body = SetPassword, responses((status = 200, description = "Password set; the token is used up and every other link of the person ended; sign in with POST /api/v1/session", body = PasswordSet), (status = 400, description = "Invalid request; `field` names what is wrong: `password` (too short or too long; the token stays usable), or `token` (unknown, already used or expired: ask the brand owner to add you again, or an operator to run `gps admin set-password`)", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn set_password(
+    State(state): State<AppState>,
+    Body(body): Body<SetPassword>,
+) -> Result<Json<PasswordSet>, ApiError> {
+    let user_id = crate::invites::set_password_with_token(&state, &body.token, &body.password).await?;
+    Ok(Json(PasswordSet { user_id: user_id.to_string() }))
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Me {
     kind: &'static str,
@@ -518,15 +543,25 @@ fn parse_role(raw: &str) -> Result<Role, ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddMember {
+    /// The person's sign-in address. When no account uses it, GPS makes one
+    /// without a password; the mail to the person then carries a one-time
+    /// link to choose it. The answer is the same either way.
     email: String,
     role: String,
+    /// The name of the person if GPS has to make their account (default:
+    /// from the address, `anna.b@…` → "Anna B"); a person who already has an
+    /// account keeps their own name.
+    #[serde(default)]
+    display_name: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/brands/{brand}/members", tag = "members", params(("brand" = String, Path, description = "The brand id")), request_body = AddMember, responses((status = 201, description = "Member added", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/brands/{brand}/members", tag = "members", params(("brand" = String, Path, description = "The brand id")), request_body = AddMember, responses((status = 201, description = "Member added (whether or not the address had an account: the answer does not tell); the person is mailed, with a one-time link to choose a password if they have none", body = Accepted), (status = 400, description = "Invalid request; `field` names what is wrong", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Role does not allow it", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not visible to you)", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflicts with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Breaks a business rule", body = crate::error::Problem, content_type = "application/problem+json")), security(("session" = []), ("api_key" = [])))]
 pub(crate) async fn add_member(
     State(state): State<AppState>,
     principal: Principal,
+    peer: auth::Peer,
     headers: HeaderMap,
+    link_base: Option<axum::Extension<crate::invites::LinkBase>>,
     Path(brand): Path<String>,
     Body(body): Body<AddMember>,
 ) -> Result<Response, ApiError> {
@@ -534,21 +569,35 @@ pub(crate) async fn add_member(
     auth::authorize(&state, &principal, &brand, actions::ADD_MEMBER).await?;
     let email = parse("email", Email::parse(&body.email))?;
     let role = parse_role(&body.role)?;
-    let user =
-        crate::accounts::user_by_email(&state.db, &state.credentials, &email).await?.ok_or_else(|| {
-            ApiError::Unprocessable(format!(
-                "no account uses {email}; create one first (gps admin create-user), then add it"
-            ))
-        })?;
-    let member_id = parse("email", MemberId::parse(&user.user_id))?;
+    let display_name =
+        body.display_name.as_deref().map(|name| parse("display_name", Name::parse(name))).transpose()?;
+    // One path whether or not the address has an account: the person is
+    // found or made (without a password), then added and mailed.
+    let new_user_id = parse("email", MemberId::parse(generated_id(&principal, &headers, "person")))?;
+    let person = crate::invites::member_for_address(
+        &state,
+        &email,
+        display_name.as_ref(),
+        &new_user_id,
+        principal.actor(),
+    )
+    .await?;
+    let member_id = parse("email", MemberId::parse(&person.user.user_id))?;
     let command = BrandCommand::AddMember {
         member_id: member_id.clone(),
-        display_name: parse("display_name", Name::parse(&user.display_name))?,
+        display_name: parse("display_name", Name::parse(&person.user.display_name))?,
         email: seal(&state, &email).await?,
         role,
     };
     let id = brand.to_string();
-    let mut accepted = execute::<Brand>(&state, &principal, &headers, &brand, &id, command).await?;
+    let (mut accepted, brand_state) =
+        execute_for_state::<Brand>(&state, &principal, &headers, &brand, &id, command).await?;
+    if accepted.events > 0 && !accepted.already_applied {
+        let brand_name =
+            brand_state.details.as_ref().map_or_else(|| id.clone(), |details| details.name.to_string());
+        let base = crate::invites::link_base(&state, &peer, &headers, link_base.map(|e| e.0).as_ref());
+        crate::invites::notify(&state, &brand, &brand_name, role, &person, &base).await;
+    }
     accepted.id = member_id.to_string();
     Ok(accepted.respond(true))
 }

@@ -6,6 +6,10 @@
 //! - `GET /` → `/app`; `GET /app/sign-in` and `POST /app/sign-in` (a form: the
 //!   session cookie is HttpOnly, so only an HTTP response can set it);
 //!   `POST /app/sign-out`.
+//! - `GET /app/set-password?token=…` and `POST /app/set-password`: the page
+//!   behind the link mailed to a person added to a brand without a password
+//!   (a form, like sign-in; no session needed: the one-time token is the
+//!   credential, `invites::set_password_with_token`).
 //! - `GET /app` and `GET /app/{*path}`: the page, or a redirect to sign-in.
 //!   (The LiveView crate's own catch-all route does not match `/app` itself,
 //!   so both are routed here.)
@@ -44,6 +48,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/app") }))
         .route("/app/sign-in", get(sign_in_form).post(sign_in))
         .route("/app/sign-out", post(sign_out))
+        .route("/app/set-password", get(set_password_form).post(set_password))
         .route("/app/ws", get(socket))
         .route("/app", get(page))
         .route("/app/{*path}", get(page))
@@ -154,6 +159,66 @@ async fn sign_in(
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn set_password_form(Query(query): Query<TokenQuery>) -> Response {
+    let token = query.token.unwrap_or_default();
+    let problem = token.is_empty().then_some(
+        "This page needs the whole link from your mail; open it again, or copy all of it into the address bar.",
+    );
+    let mut response = html(StatusCode::OK, gps_ui::set_password_page(problem, &token));
+    // The address holds the token: never hand it to another site.
+    response.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct SetPasswordForm {
+    token: String,
+    password: String,
+    confirm: String,
+}
+
+async fn set_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SetPasswordForm>,
+) -> Response {
+    let page =
+        |status, problem: &str, token: &str| html(status, gps_ui::set_password_page(Some(problem), token));
+    if let Some(refusal) = foreign_origin(&headers) {
+        return page(StatusCode::FORBIDDEN, &refusal, &form.token);
+    }
+    if form.password != form.confirm {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "The two passwords differ; type the same one twice.",
+            &form.token,
+        );
+    }
+    match crate::invites::set_password_with_token(&state, &form.token, &form.password).await {
+        Ok(_) => html(StatusCode::OK, gps_ui::password_set_page()),
+        Err(ApiError::Validation { field, message }) => {
+            let problem = match field.as_str() {
+                "password" => format!("That password cannot be used: {message}."),
+                _ => format!("This link cannot be used: {message}."),
+            };
+            page(StatusCode::BAD_REQUEST, &problem, &form.token)
+        }
+        Err(error) => {
+            tracing::error!(%error, "setting a password with a mailed link failed");
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Setting the password is not possible right now; try again in a moment.",
+                &form.token,
+            )
+        }
+    }
+}
+
 async fn sign_out(State(state): State<AppState>, peer: auth::Peer, headers: HeaderMap) -> Response {
     if let Some(token) = session_token(&headers)
         && let Err(error) = auth::sign_out(&state, &token).await
@@ -192,6 +257,7 @@ struct SocketQuery {
 
 async fn socket(
     State(state): State<AppState>,
+    peer: auth::Peer,
     headers: HeaderMap,
     Query(query): Query<SocketQuery>,
     upgrade: WebSocketUpgrade,
@@ -202,6 +268,7 @@ async fn socket(
     let token = session_token(&headers)
         .ok_or_else(|| ApiError::Unauthenticated("sign in at /app/sign-in first".into()))?;
     let (_principal, csrf) = auth::session(&state, &token).await?;
+    let link_base = crate::invites::link_base(&state, &peer, &headers, None);
     let watcher = state.clone();
     let api = InProcessApi {
         runtime: tokio::runtime::Handle::current(),
@@ -209,6 +276,7 @@ async fn socket(
         cookie: HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}"))
             .map_err(|_| ApiError::Unauthenticated("the session cookie is not valid".into()))?,
         csrf: HeaderValue::from_str(&csrf).map_err(|e| ApiError::Internal(e.to_string()))?,
+        link_base: crate::invites::LinkBase(link_base),
     };
     let path = safe_next(query.path.as_deref());
     Ok(upgrade.on_upgrade(move |socket| async move {
@@ -238,6 +306,8 @@ struct InProcessApi {
     app: Router,
     cookie: HeaderValue,
     csrf: HeaderValue,
+    /// The address the browser reached the UI at, for links the API mails.
+    link_base: crate::invites::LinkBase,
 }
 
 impl InProcessApi {
@@ -250,6 +320,7 @@ impl InProcessApi {
             .header(header::COOKIE, self.cookie.clone())
             .header(CSRF_HEADER, self.csrf.clone())
             .extension(InProcessCall)
+            .extension(self.link_base.clone())
     }
 }
 

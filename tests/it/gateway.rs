@@ -22,6 +22,8 @@ pub(crate) struct TestGateway {
     /// under `<storage_dir>/gps/<key>`).
     pub(crate) storage_dir: std::path::PathBuf,
     _storage: (tempfile::TempDir, gps_storage::EmbeddedS3),
+    /// The mail outbox folder the gateway writes to.
+    outbox: tempfile::TempDir,
     pub(crate) nats: TestNats,
     _db: TestDb,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -112,12 +114,13 @@ impl TestGateway {
         let credentials = gps_gateway::accounts::connect_credentials(&credentials_url, None)
             .await
             .expect("credentials database");
-        let state = adjust(
-            AppState::new(log.clone(), CommandHandler::new(log), pool, false, media)
-                .await
-                .expect("gateway state")
-                .with_credentials(credentials),
-        );
+        let outbox = tempfile::tempdir().expect("outbox dir");
+        let mut state = AppState::new(log.clone(), CommandHandler::new(log), pool, false, media)
+            .await
+            .expect("gateway state")
+            .with_credentials(credentials);
+        state.mailer = gps_gateway::mail::Mailer::outbox(outbox.path(), gps_gateway::mail::DEFAULT_FROM);
+        let state = adjust(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -133,11 +136,22 @@ impl TestGateway {
             state,
             storage_dir: storage_dir.path().to_path_buf(),
             _storage: (storage_dir, storage_server),
+            outbox,
             nats,
             _db: db,
             _stop: stop,
             projector: Some(projector),
         }
+    }
+
+    /// The mails in the outbox (each `.eml` file's text), oldest first.
+    pub(crate) fn outbox_mails(&self) -> Vec<String> {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(self.outbox.path())
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|path| path.extension().is_some_and(|ext| ext == "eml"));
+        files.sort();
+        files.iter().map(|path| std::fs::read_to_string(path).expect("mail")).collect()
     }
 
     /// Where the embedded object store is served, with its credentials.
@@ -163,7 +177,7 @@ impl TestGateway {
     /// Another gateway process's worth of state (its own caches and
     /// subscriptions) on the same NATS and database, serving on its own port.
     pub(crate) async fn another_gateway(&self) -> (u16, tokio::sync::oneshot::Sender<()>) {
-        let state = AppState::new(
+        let mut state = AppState::new(
             self.state.log.clone(),
             CommandHandler::new(self.state.log.clone()),
             self.state.db.clone(),
@@ -173,6 +187,7 @@ impl TestGateway {
         .await
         .expect("second gateway state")
         .with_credentials(self.state.credentials.clone());
+        state.mailer = self.state.mailer.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -29,6 +29,7 @@ mod ingest_demo;
 mod ingest_import;
 mod ingest_support;
 mod ingest_uploads;
+mod invites;
 mod metrics;
 mod nats_config;
 mod production_api;

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use dioxus::prelude::VirtualDom;
 
 pub use api::{Api, ApiCall, ApiReply};
-pub use shell::{escape, page, sign_in_page};
+pub use shell::{escape, page, password_set_page, set_password_page, sign_in_page};
 
 /// The LiveView runtime of a gateway: one pool of threads running every
 /// connection's components.

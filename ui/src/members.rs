@@ -139,9 +139,13 @@ pub(crate) fn Members(brand: String, role: String) -> Element {
     }
 }
 
+/// Adds a person by address. The answer is the same whether or not the
+/// address has an account (GPS makes one without a password when it has
+/// none), so the screen says only that the person was added and mailed.
 #[component]
 fn Invite(brand: String) -> Element {
     let mut email = use_signal(String::new);
+    let mut name = use_signal(String::new);
     let mut role = use_signal(|| "reviewer".to_owned());
     let error = use_signal(|| None::<String>);
     let mut invited = use_signal(|| None::<String>);
@@ -149,9 +153,14 @@ fn Invite(brand: String) -> Element {
         div { class: "card", id: "invite-form",
             h2 { "Invite a member" }
             ProblemNote { problem: error() }
-            if let Some(who) = invited() { div { class: "notice ok", "{who} was added." } }
+            if let Some(who) = invited() {
+                div { class: "notice ok", id: "invite-sent",
+                    "{who} was added, and a mail was sent to them. Someone new to GPS finds a link in it to choose a password."
+                }
+            }
             div { class: "form",
                 label { "Email" input { r#type: "email", id: "invite-email", initial_value: "{email}", oninput: move |e| email.set(e.value()) } }
+                label { "Name (if new to GPS)" input { r#type: "text", id: "invite-name", placeholder: "from the address", initial_value: "{name}", oninput: move |e| name.set(e.value()) } }
                 label { "Role"
                     select { onchange: move |e| role.set(e.value()),
                         for r in ROLES { option { key: "{r}", value: "{r}", selected: role() == *r, "{r}" } }
@@ -161,9 +170,15 @@ fn Invite(brand: String) -> Element {
                     button { class: "primary", id: "invite",
                         onclick: move |_| {
                             let who = email().trim().to_owned();
-                            write("POST", format!("/api/v1/brands/{brand}/members"), Some(json!({"email": who, "role": role()})), error, move |_| {
+                            let display_name = name().trim().to_owned();
+                            let mut body = json!({"email": who, "role": role()});
+                            if !display_name.is_empty() {
+                                body["display_name"] = json!(display_name);
+                            }
+                            write("POST", format!("/api/v1/brands/{brand}/members"), Some(body), error, move |_| {
                                 invited.set(Some(who));
                                 email.set(String::new());
+                                name.set(String::new());
                                 clear_inputs("#invite-form");
                             });
                         },

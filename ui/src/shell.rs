@@ -1,6 +1,7 @@
 //! The HTML the gateway serves around the LiveView: the page that opens the
-//! socket, and the sign-in page (a plain form: the session cookie is HttpOnly,
-//! so only an HTTP response can set it).
+//! socket, the sign-in page (a plain form: the session cookie is HttpOnly,
+//! so only an HTTP response can set it), and the page where a person added
+//! by a brand owner chooses their password (a plain form too).
 
 const STYLE: &str = include_str!("../assets/gps.css");
 const SCRIPT: &str = include_str!("../assets/gps.js");
@@ -40,7 +41,49 @@ pub fn page(socket_path: &str, csrf_token: &str) -> String {
 /// The sign-in page; `problem` says why the last attempt failed.
 pub fn sign_in_page(problem: Option<&str>, email: &str, next: &str) -> String {
     let problem = problem.map(|p| format!(r#"<div class="notice error" role="alert">{}</div>"#, escape(p)));
+    sign_in_with(&problem.unwrap_or_default(), email, next)
+}
+
+/// The sign-in page after a password was chosen with a mailed link.
+pub fn password_set_page() -> String {
+    sign_in_with(
+        r#"<div class="notice ok" role="status">Your password is set. Sign in with your email address and it.</div>"#,
+        "",
+        "/app",
+    )
+}
+
+/// The page behind the link in a "you were added to a brand" mail: the
+/// person chooses their password (twice, so a typo does not lock them out).
+/// `token` is the link's one-time token, sent back with the form.
+pub fn set_password_page(problem: Option<&str>, token: &str) -> String {
+    let problem = problem.map(|p| format!(r#"<div class="notice error" role="alert">{}</div>"#, escape(p)));
     let problem = problem.unwrap_or_default();
+    let token = escape(token);
+    let head = head("Choose your password · GPS", "<meta name=\"referrer\" content=\"no-referrer\">\n");
+    format!(
+        r#"{head}
+<body>
+<main class="sign-in">
+<h1 style="margin-bottom:16px">GPS</h1>
+<div class="card">
+<h2>Choose your password</h2>
+{problem}
+<form method="post" action="/app/set-password">
+<input type="hidden" name="token" value="{token}">
+<label>New password<input type="password" name="password" minlength="12" autocomplete="new-password" required autofocus></label>
+<label>The same again<input type="password" name="confirm" minlength="12" autocomplete="new-password" required></label>
+<button class="primary" type="submit">Set password</button>
+</form>
+</div>
+<p class="muted small">At least 12 characters. The link in your mail works once; then you sign in with your email address.</p>
+</main>
+</body>
+</html>"#
+    )
+}
+
+fn sign_in_with(problem: &str, email: &str, next: &str) -> String {
     let email = escape(email);
     let next = escape(next);
     let head = head("Sign in · GPS", "");
@@ -93,6 +136,15 @@ mod tests {
         assert!(html.contains("a&quot;@b"));
         assert!(html.contains("/app/x?y=1&amp;z=2"));
         assert!(!html.contains("<b>no</b>"));
+    }
+
+    #[test]
+    fn the_set_password_page_sends_the_token_back_escaped_and_no_referrer() {
+        let html = set_password_page(Some("<i>expired</i>"), "ab\"c");
+        assert!(html.contains(r#"name="token" value="ab&quot;c""#));
+        assert!(html.contains("&lt;i&gt;expired&lt;/i&gt;"));
+        assert!(html.contains(r#"content="no-referrer""#));
+        assert!(password_set_page().contains("Your password is set"));
     }
 
     #[test]
