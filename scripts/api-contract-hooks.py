@@ -45,6 +45,10 @@ generated: they must be rejected whatever these hooks would do.
     preset and no webhook: only approved predictions can be exported, and a
     webhook must be public.
   - Image ids given with an upload are new ones: an id names one image.
+  - Half the downloads name the export the stage seeded
+    (GPS_CONTRACT_EXPORT), whose ZIP exists by then.
+  - Half the sign-ins are the second account's, with its password
+    (GPS_CONTRACT_MEMBER_PASSWORD): the run's own credentials stay in force.
   - Members are people with an account: `add_member` names the second
     account the stage creates (GPS_CONTRACT_MEMBER_EMAIL), when there is one.
 """
@@ -257,6 +261,10 @@ def map_case(context, case):
         path["shooting"] = (
             launchable[os.urandom(1)[0] % len(launchable)] if launchable else f"ct{uuid.uuid4().hex[:20]}"
         )
+    # Half the downloads name the export the stage seeded, whose ZIP is made
+    # by now (the run's own exports are usually still in progress: 409).
+    if operation == "download_export" and os.environ.get("GPS_CONTRACT_EXPORT") and os.urandom(1)[0] < 128:
+        path["export"] = os.environ["GPS_CONTRACT_EXPORT"]
     if operation == "get_usage" and isinstance(case.query, dict):
         _usage_period(case.query)
     # Event types outside the aggregate filter could match nothing (400).
@@ -323,6 +331,11 @@ def map_case(context, case):
                 body["destination"] = {"kind": "zip_download"}
         elif known_unapproved:
             body["predictions"] = [f"ct{uuid.uuid4().hex[:20]}"]
+    elif operation == "sign_in" and os.environ.get("GPS_CONTRACT_MEMBER_PASSWORD") and os.urandom(1)[0] < 128:
+        # Half the sign-ins are the second account's, with its password (the
+        # run's own credentials, a key or the owner's cookie, are unchanged).
+        body["email"] = os.environ["GPS_CONTRACT_MEMBER_EMAIL"]
+        body["password"] = os.environ["GPS_CONTRACT_MEMBER_PASSWORD"]
     elif operation == "add_member" and os.environ.get("GPS_CONTRACT_MEMBER_EMAIL"):
         body["email"] = os.environ["GPS_CONTRACT_MEMBER_EMAIL"]
     return case

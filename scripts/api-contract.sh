@@ -133,7 +133,7 @@ if GPS_DATA_DIR="$data_dir" GPS_NATS_PORT="$nats_port" NATS_URL='' GPS_CONFIG=''
   DATABASE_URL="postgres://postgres@127.0.0.1:5432/$read_database" \
   GPS_ADMIN_PASSWORD="contract member password" \
   "$gps_binary" admin create-user --email "$member_email" --name "Contract member" >"$data_dir/create-user.log" 2>&1; then
-  export GPS_CONTRACT_MEMBER_EMAIL="$member_email"
+  export GPS_CONTRACT_MEMBER_EMAIL="$member_email" GPS_CONTRACT_MEMBER_PASSWORD="contract member password"
 else
   echo "warning: no second account (gps admin create-user failed); add_member cannot succeed:" >&2
   tail -n 5 "$data_dir/create-user.log" >&2
@@ -175,6 +175,7 @@ clients=$(as_owner POST /api-clients '{"api_client_id": "contract-spare", "name"
 imports=$(curl -fsS -H "Authorization: Bearer $key" -F 'catalog=@-;filename=catalog.csv' "$base/api/v1/brands/demo/imports" \
   <<<$'sku,name,category\nCT-SEED-1,Contract seed,tops' | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["import_id"]))') || true
 [ -z "$first_prediction" ] || export GPS_CONTRACT_APPROVED="$first_prediction"
+[ -z "$exports" ] || export GPS_CONTRACT_EXPORT="contract-seed"
 # A draft shooting with a look, for the look's changes (a launched shooting's
 # looks are fixed).
 api POST /shootings '{"shooting_id": "contract-draft", "name": "Contract draft", "defaults": {"shot_types": ["front"],
@@ -263,14 +264,16 @@ run() { # name seconds phases schemathesis-arguments...
     --report junit,vcr --report-junit-path "$report_dir/$name.xml" --report-vcr-path "$report_dir/$name.yaml" \
     "$@" || true
 }
-# Each run gives the stateful phase its own share, three eighths: within one
-# invocation the coverage and fuzzing phases take most of the budget.
+# Each run gives the stateful phase its own half: within one invocation the
+# coverage and fuzzing phases take most of the budget. The stateful phase
+# generates valid data only: it is there to go deep (create → list → item →
+# change), and invalid data is what the other phases send everywhere.
 both() { # name seconds schemathesis-arguments...
   local name=$1 seconds=$2
   shift 2
-  local stateful=$((seconds * 3 / 8))
+  local stateful=$((seconds / 2))
   run "$name" "$((seconds - stateful))" examples,coverage,fuzzing "$@"
-  run "$name-stateful" "$stateful" stateful "$@"
+  run "$name-stateful" "$stateful" stateful --mode positive "$@"
 }
 # The producer key: every brand operation it may do, and the refusals of the rest.
 both producer-key "$key_seconds" --header "Authorization: Bearer $key" --exclude-operation-id sign_out

@@ -684,6 +684,8 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
                 "get_brand",
                 "list_products",
                 "list_shootings",
+                "list_subjects",
+                "list_styles",
                 "list_predictions",
                 "list_generations",
                 "list_exports",
@@ -929,6 +931,26 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
             ("remove_channel_preset", vec![("channel", "$request.path.channel")]),
             ("list_channel_presets", vec![]),
         ],
+        // Not on to archiving or retiring: the first item is often one the
+        // seeded shootings use.
+        "list_styles" => {
+            let first = "$response.body#/items/0/style_id";
+            vec![
+                ("get_style", vec![("style", first)]),
+                ("revise_style", vec![("style", first)]),
+                ("upload_style_reference", vec![("style", first)]),
+            ]
+        }
+        "list_subjects" => {
+            let first = "$response.body#/items/0/subject_id";
+            vec![
+                ("get_subject", vec![("subject", first)]),
+                ("update_subject", vec![("subject", first)]),
+                ("upload_subject_image", vec![("subject", first)]),
+            ]
+        }
+        // A session leads to who signed in (no brand in its path).
+        "sign_in" => return Some(link_names(&[("me", vec![])])),
         _ => return None,
     };
     let mut links = link_names(&targets);
