@@ -240,7 +240,20 @@ async fn no_event_holds_the_mailed_token_or_link() {
 
 #[tokio::test]
 async fn signing_in_as_a_person_added_without_an_account_fails_like_a_wrong_password_until_they_choose_one() {
-    let (gateway, _owner, _, _) = acme_with_zoe_and_a_newcomer_added().await;
+    let (gateway, _owner, _, added) = acme_with_zoe_and_a_newcomer_added().await;
+    assert_eq!(added.status, 201, "the newcomer is a person now: {}", added.body);
+    let user_id = added.json()["id"].as_str().expect("id").to_owned();
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM auth.passwords WHERE user_id = $1")
+            .bind(&user_id)
+            .fetch_optional(&gateway.state.credentials)
+            .await
+            .expect("stored hash");
+    assert_eq!(
+        stored.as_deref(),
+        Some(gps_gateway::accounts::NO_PASSWORD),
+        "an account without a usable password"
+    );
     let newcomer = sign_in(&gateway, "new.comer@example.com", PASSWORD).await;
     let wrong = sign_in(&gateway, "zoe@example.com", "not zoe's password").await;
     let nobody = sign_in(&gateway, "nobody@example.com", PASSWORD).await;
