@@ -592,7 +592,12 @@ pub(crate) async fn add_member(
     let id = brand.to_string();
     let (mut accepted, brand_state) =
         execute_for_state::<Brand>(&state, &principal, &headers, &brand, &id, command).await?;
-    if accepted.events > 0 && !accepted.already_applied {
+    // A new member is mailed. Adding again someone who is already a member
+    // with that role changes nothing, but mails a new link to a person still
+    // without a password: that is how an owner resends a lost or expired
+    // link (the answer is the same either way).
+    let newly_added = accepted.events > 0;
+    if !accepted.already_applied && (newly_added || person.needs_password) {
         let brand_name =
             brand_state.details.as_ref().map_or_else(|| id.clone(), |details| details.name.to_string());
         let base = crate::invites::link_base(&state, &peer, &headers, link_base.map(|e| e.0).as_ref());

@@ -102,7 +102,12 @@ async fn adding_an_address_without_an_account_answers_like_adding_one_with_an_ac
     assert_eq!(other_role_known.status, 422, "{}", other_role_known.body);
     assert_eq!(other_role_unknown.status, 422, "{}", other_role_unknown.body);
     assert_eq!(keys(&other_role_known.json()), keys(&other_role_unknown.json()));
-    assert_eq!(gateway.outbox_mails().len(), 2, "nothing new happened, so no new mail");
+    // Adding again resent a link to the person without a password (how an
+    // owner resends a lost one), and mailed nobody else.
+    assert_eq!(mails_to(&gateway, "zoe@example.com").len(), 1);
+    let resent = mails_to(&gateway, "new.comer@example.com");
+    assert_eq!(resent.len(), 2, "{:?}", gateway.outbox_mails());
+    assert_ne!(token_in(&resent[0]), token_in(&resent[1]), "a new link");
 }
 
 #[tokio::test]
