@@ -170,8 +170,9 @@ async fn set_password_form(Query(query): Query<TokenQuery>) -> Response {
         "This page needs the whole link from your mail; open it again, or copy all of it into the address bar.",
     );
     let mut response = html(StatusCode::OK, gps_ui::set_password_page(problem, &token));
-    // The address holds the token: never hand it to another site.
-    response.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // The address holds the token: never hand it to another site (`same-origin`,
+    // not `no-referrer`, which would make the form's own `Origin` `null`).
+    response.headers_mut().insert("referrer-policy", HeaderValue::from_static("same-origin"));
     response
 }
 

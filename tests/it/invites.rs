@@ -280,7 +280,7 @@ async fn the_page_behind_the_link_sets_the_password_with_a_form() {
     let page = gateway.call("GET", &format!("/app/set-password?token={token}"), &[], None).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains(&format!(r#"name="token" value="{token}""#)), "{}", page.body);
-    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("referrer-policy"), Some("same-origin"));
 
     let post = |password: &str, confirm: &str| {
         let form = format!(

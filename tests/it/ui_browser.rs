@@ -1,6 +1,7 @@
 //! The UI in a real browser (Debian's Chromium through chromedriver): a new
-//! user of `gps up` drives the whole production loop, and a member of brand B
-//! sees none of brand A. Each screen is saved as a screenshot under
+//! user of `gps up` drives the whole production loop, a member of brand B
+//! sees none of brand A, and a person an owner invites chooses a password
+//! from the mailed link and signs in. Each screen is saved as a screenshot under
 //! `GPS_SCREENSHOT_DIR` (default `target/ui-screenshots`); `.ci/run` keeps
 //! them. The screenshots are a record, not an assertion.
 
@@ -348,6 +349,51 @@ async fn a_member_of_brand_b_sees_nothing_of_brand_a() {
     };
     assert_eq!(status_of(gateway.port, &upgrade("http://evil.example")).await, 403);
     assert_eq!(status_of(gateway.port, &upgrade(&base)).await, 101, "the UI's own page may open it");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_owner_invites_someone_new_who_chooses_a_password_from_the_mailed_link_and_signs_in() {
+    let shots = screenshots("invite");
+    let gateway = TestGateway::start().await;
+    gateway.brand_with_owner("brand-b", "owner-b").await;
+    let base = format!("http://127.0.0.1:{}", gateway.port);
+    let browser = Browser::start().await;
+    sign_in(&browser, &base, "owner-b@example.com", "a long enough password").await;
+    browser.find(".sidebar a").await;
+    browser.goto(&format!("{base}/app/brand-b/members")).await;
+    browser.fill_in("#invite-email", "new.comer@example.com").await;
+    browser.click_on("#invite", None).await;
+    browser.find_with_text("#invite-sent", "a mail was sent").await;
+    browser.find_with_text("#members tbody tr", "New Comer").await;
+    snapshot(&browser, &shots.join("01-invited.png")).await;
+    let page = browser.execute("return document.body.innerText;", vec![]).await;
+    assert!(!page.to_string().contains("no account uses"), "{page}");
+
+    // The mail's link leads to the address the owner's browser used.
+    let mails = gateway.outbox_mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let link = mails[0]
+        .lines()
+        .find(|line| line.contains("/app/set-password?token="))
+        .expect("a link in the mail")
+        .trim()
+        .to_owned();
+    assert!(link.starts_with(&format!("{base}/app/set-password?token=")), "{link}");
+
+    browser.goto(&link).await;
+    browser.fill_in("input[name=password]", "my own new password").await;
+    browser.fill_in("input[name=confirm]", "my own new password").await;
+    snapshot(&browser, &shots.join("02-choose-password.png")).await;
+    browser.click_on("button[type=submit]", None).await;
+    browser.find_with_text(".notice.ok", "Your password is set").await;
+    browser.fill_in("input[name=email]", "new.comer@example.com").await;
+    browser.fill_in("input[name=password]", "my own new password").await;
+    browser.click_on("button[type=submit]", None).await;
+    // Their one brand opens at its catalog.
+    browser.find(".sidebar a").await;
+    assert_eq!(path_of(&browser.current_url().await), "/app/brand-b/catalog");
+    snapshot(&browser, &shots.join("03-signed-in.png")).await;
     browser.close().await;
 }
 

@@ -60,7 +60,7 @@ pub fn set_password_page(problem: Option<&str>, token: &str) -> String {
     let problem = problem.map(|p| format!(r#"<div class="notice error" role="alert">{}</div>"#, escape(p)));
     let problem = problem.unwrap_or_default();
     let token = escape(token);
-    let head = head("Choose your password · GPS", "<meta name=\"referrer\" content=\"no-referrer\">\n");
+    let head = head("Choose your password · GPS", "<meta name=\"referrer\" content=\"same-origin\">\n");
     format!(
         r#"{head}
 <body>
@@ -139,11 +139,11 @@ mod tests {
     }
 
     #[test]
-    fn the_set_password_page_sends_the_token_back_escaped_and_no_referrer() {
+    fn the_set_password_page_sends_the_token_back_escaped_and_no_referrer_beyond_the_site() {
         let html = set_password_page(Some("<i>expired</i>"), "ab\"c");
         assert!(html.contains(r#"name="token" value="ab&quot;c""#));
         assert!(html.contains("&lt;i&gt;expired&lt;/i&gt;"));
-        assert!(html.contains(r#"content="no-referrer""#));
+        assert!(html.contains(r#"content="same-origin""#));
         assert!(password_set_page().contains("Your password is set"));
     }
 
