@@ -178,6 +178,37 @@ async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
+
+    // Adding someone new mails them, into the data folder's outbox, a link
+    // that is written nowhere else.
+    let added = crate::http::request(
+        http_port,
+        "POST",
+        "/api/v1/brands/demo/members",
+        &[("Cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())],
+        Some(&serde_json::json!({"email": "new.comer@example.com", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    let mails: Vec<std::path::PathBuf> = std::fs::read_dir(data_dir.join("outbox"))
+        .expect("the outbox folder")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+        .collect();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&mails[0]).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the operator may read a mail");
+    }
+    let mail = std::fs::read_to_string(&mails[0]).expect("mail");
+    let token: String = mail
+        .split_once("/app/set-password?token=")
+        .map(|(_, rest)| rest.chars().take_while(char::is_ascii_hexdigit).collect())
+        .expect("a link in the mail");
+    assert_eq!(token.len(), 64, "{mail}");
+
     assert!(terminate(&mut child).await.success());
     let mut said = String::new();
     if let Some(mut stdout) = child.stdout.take() {
@@ -187,6 +218,7 @@ async fn gps_up_starts_its_own_nats_provisions_the_stream_and_serves_health() {
         let _ = stderr.read_to_string(&mut said).await;
     }
     assert!(!said.contains(&nats_password), "the NATS password must never be printed");
+    assert!(!said.contains(&token), "a mailed link must never be printed or logged");
 
     // A second start finds the accounts and seeds nothing new.
     let mut again = gps(&data_dir, http_port)
