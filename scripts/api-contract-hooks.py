@@ -39,23 +39,27 @@ generated: they must be rejected whatever these hooks would do.
     real CSV of one product row.
   - A look the run created is addressed under its own shooting, and a launch
     addresses a shooting that has looks.
-  - Half the export requests (and every one naming a prediction the run saw
-    not approved) name the predictions approved now (the stage approved one,
-    GPS_CONTRACT_APPROVED; the run's reviews are followed), with a built-in
+  - Seven export requests in eight (and every one naming a prediction the
+    run saw not approved) name the predictions approved now (the stage
+    approved the seeded shooting's, GPS_CONTRACT_APPROVED; the run's reviews are followed), with a built-in
     preset and no webhook: only approved predictions can be exported, and a
     webhook must be public.
   - Image ids given with an upload are new ones: an id names one image.
+  - Half the video requests name a prediction approved now.
   - Half the downloads name the export the stage seeded
     (GPS_CONTRACT_EXPORT), whose ZIP exists by then.
+  - Half the password choices use a set-password link gps up mailed to a
+    member the run added (GPS_CONTRACT_OUTBOX), each link once.
   - Half the sign-ins are the second account's, with its password
     (GPS_CONTRACT_MEMBER_PASSWORD): the run's own credentials stay in force.
-  - Members are people with an account: `add_member` names the second
-    account the stage creates (GPS_CONTRACT_MEMBER_EMAIL), when there is one.
+  - Half the additions of members name the second account the stage
+    creates (GPS_CONTRACT_MEMBER_EMAIL), when there is one.
 """
 
 import datetime
 import json
 import os
+import re
 import struct
 import uuid
 import zlib
@@ -169,9 +173,9 @@ def _shootings_with_looks():
 
 
 # The review state of each prediction the run has seen (the stage approved
-# one, GPS_CONTRACT_APPROVED): only approved predictions can be exported, and
+# all of the seeded shooting's, GPS_CONTRACT_APPROVED, comma-separated): only approved predictions can be exported, and
 # a review in the run may have taken the approval back.
-_REVIEW_STATE = {os.environ["GPS_CONTRACT_APPROVED"]: "approved"} if os.environ.get("GPS_CONTRACT_APPROVED") else {}
+_REVIEW_STATE = {p: "approved" for p in os.environ.get("GPS_CONTRACT_APPROVED", "").split(",") if p}
 _REVIEWED_AS = {
     "approve_prediction": "approved",
     "reject_prediction": "rejected",
@@ -189,6 +193,9 @@ def _approved():
 _STATE_FILE = os.environ.get("GPS_CONTRACT_HOOK_STATE")
 
 
+_USED_TOKENS = set()
+
+
 def _load():
     if not _STATE_FILE or not os.path.exists(_STATE_FILE):
         return
@@ -197,12 +204,20 @@ def _load():
     _SHOOTING_OF_LOOK.clear()
     _SHOOTING_OF_LOOK.update(state.get("shooting_of_look", {}))
     _REVIEW_STATE.update(state.get("review_state", {}))
+    _USED_TOKENS.update(state.get("used_tokens", []))
 
 
 def _save():
     if _STATE_FILE:
         with open(_STATE_FILE, "w", encoding="utf-8") as file:
-            json.dump({"shooting_of_look": _SHOOTING_OF_LOOK, "review_state": _REVIEW_STATE}, file)
+            json.dump(
+                {
+                    "shooting_of_look": _SHOOTING_OF_LOOK,
+                    "review_state": _REVIEW_STATE,
+                    "used_tokens": sorted(_USED_TOKENS),
+                },
+                file,
+            )
 
 
 _load()
@@ -242,6 +257,27 @@ def _learn(case, response):
                 _REVIEW_STATE[item["prediction_id"]] = item.get("review_state")
 
 
+def _unused_password_token():
+    """A set-password token from the newest mail of gps up's outbox
+    (GPS_CONTRACT_OUTBOX) not handed out before, or None."""
+    outbox = os.environ.get("GPS_CONTRACT_OUTBOX")
+    if not outbox or not os.path.isdir(outbox):
+        return None
+    mails = sorted(
+        (entry for entry in os.scandir(outbox) if entry.name.endswith(".eml")),
+        key=lambda entry: entry.stat().st_mtime,
+        reverse=True,
+    )
+    for mail in mails:
+        with open(mail.path, encoding="utf-8", errors="replace") as file:
+            found = re.search(r"set-password\?token=([A-Za-z0-9_\-]+)", file.read())
+        if found and found.group(1) not in _USED_TOKENS:
+            _USED_TOKENS.add(found.group(1))
+            _save()
+            return found.group(1)
+    return None
+
+
 @schemathesis.hook
 def map_case(context, case):
     if not _is_positive(case):
@@ -261,6 +297,10 @@ def map_case(context, case):
         path["shooting"] = (
             launchable[os.urandom(1)[0] % len(launchable)] if launchable else f"ct{uuid.uuid4().hex[:20]}"
         )
+    # Half the video requests name a prediction approved now (only those are
+    # animated).
+    if operation == "request_video" and _approved() and os.urandom(1)[0] < 128:
+        path["prediction"] = _approved()[os.urandom(1)[0] % len(_approved())]
     # Half the downloads name the export the stage seeded, whose ZIP is made
     # by now (the run's own exports are usually still in progress: 409).
     if operation == "download_export" and os.environ.get("GPS_CONTRACT_EXPORT") and os.urandom(1)[0] < 128:
@@ -321,7 +361,7 @@ def map_case(context, case):
         approved = _approved()
         named = body.get("predictions") if isinstance(body.get("predictions"), list) else []
         known_unapproved = any(_REVIEW_STATE.get(p, "approved") != "approved" for p in named)
-        if approved and (known_unapproved or os.urandom(1)[0] < 128):
+        if approved and (known_unapproved or os.urandom(1)[0] < 224):
             # Half the exports (and every one naming a prediction that is not
             # approved now) name the approved predictions, in a preset the
             # brand has and to a destination that needs no network.
@@ -336,6 +376,14 @@ def map_case(context, case):
         # run's own credentials, a key or the owner's cookie, are unchanged).
         body["email"] = os.environ["GPS_CONTRACT_MEMBER_EMAIL"]
         body["password"] = os.environ["GPS_CONTRACT_MEMBER_PASSWORD"]
-    elif operation == "add_member" and os.environ.get("GPS_CONTRACT_MEMBER_EMAIL"):
+    elif operation == "set_password" and os.urandom(1)[0] < 128:
+        # Half the password choices use a link the run's own additions of
+        # members mailed (gps up's outbox), each link once.
+        token = _unused_password_token()
+        if token:
+            body["token"] = token
+    elif operation == "add_member" and os.environ.get("GPS_CONTRACT_MEMBER_EMAIL") and os.urandom(1)[0] < 128:
+        # Half the additions name the second account; the others a generated
+        # address, for which gps up makes a person and mails a password link.
         body["email"] = os.environ["GPS_CONTRACT_MEMBER_EMAIL"]
     return case

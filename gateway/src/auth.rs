@@ -33,6 +33,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const SESSION_LIFETIME: Duration = Duration::days(7);
 /// The shortest accepted password.
 pub const MIN_PASSWORD_CHARS: usize = 12;
+/// The longest password accepted (argon2 hashes any length; this bounds the work).
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 /// Runs the gateway's migrations in the `auth` schema.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
@@ -85,8 +87,11 @@ pub fn check_new_password(password: &str) -> Result<(), ApiError> {
             format!("it is {chars} characters long; use at least {MIN_PASSWORD_CHARS}"),
         ));
     }
-    if chars > 1024 {
-        return Err(ApiError::field("password", "it is longer than 1024 characters"));
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(ApiError::field(
+            "password",
+            format!("it is longer than {MAX_PASSWORD_CHARS} characters"),
+        ));
     }
     Ok(())
 }

@@ -73,6 +73,14 @@ const WEBHOOK_URL_PATTERN: &str = concat!(
     "$"
 );
 /// `routes::command_meta`: 1 to 64 visible ASCII characters.
+/// `gps_domain::brand::Email`, narrowed to what a pattern without look-ahead
+/// can hold: a local part without dots (1 to 64 characters), a domain of 2 to
+/// 5 labels whose last starts with a letter (not an IP address).
+const EMAIL_PATTERN: &str = concat!(
+    "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,64}@",
+    "([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.){1,4}",
+    "[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+);
 const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,64}$";
 
 /// Applies every rule to `document`.
@@ -593,7 +601,17 @@ fn declare_properties(body: &str, properties: &mut Map<String, Value>) {
             n if n.ends_with("_id") || n == "subject" || n == "style" => json!({"pattern": ID_PATTERN}),
             "sku" => json!({"pattern": SKU_PATTERN}),
             "category" | "channel" => json!({"pattern": SLUG_PATTERN}),
-            "name" => json!({"pattern": TEXT_PATTERN, "maxLength": gps_domain::values::Name::MAX_CHARS}),
+            "name" | "display_name" => {
+                json!({"pattern": TEXT_PATTERN, "maxLength": gps_domain::values::Name::MAX_CHARS})
+            }
+            // A member is added by address (sign-in takes any text: a wrong
+            // address is a wrong credential there, not a malformed request).
+            "email" if body == "AddMember" => json!({"pattern": EMAIL_PATTERN, "maxLength": 254}),
+            // `auth::check_new_password`.
+            "password" if body == "SetPassword" => json!({
+                "minLength": crate::auth::MIN_PASSWORD_CHARS,
+                "maxLength": crate::auth::MAX_PASSWORD_CHARS
+            }),
             "reason" | "comment" | "text" | "description" => {
                 json!({"pattern": TEXT_PATTERN, "maxLength": gps_domain::values::Text::MAX_CHARS})
             }
@@ -780,10 +798,12 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
         }
         "launch_shooting" | "reopen_shooting" => {
             let shooting = "$request.path.shooting";
+            // Not on from a reopen to another launch: a generator going round
+            // that circle spends its run launching generations.
             if operation_id == "reopen_shooting" {
                 vec![
-                    ("launch_shooting", vec![("shooting", shooting)]),
                     ("get_shooting", vec![("shooting", shooting)]),
+                    ("list_looks", vec![("shooting", shooting)]),
                 ]
             } else {
                 vec![
@@ -792,6 +812,7 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
                     ("complete_shooting", vec![("shooting", shooting)]),
                     ("reopen_shooting", vec![("shooting", shooting)]),
                     ("list_generations", vec![]),
+                    ("list_predictions", vec![]),
                 ]
             }
         }
@@ -949,8 +970,10 @@ fn links_of(operation_id: &str) -> Option<Map<String, Value>> {
                 ("upload_subject_image", vec![("subject", first)]),
             ]
         }
-        // A session leads to who signed in (no brand in its path).
+        // A session leads to who signed in, a chosen password to signing in
+        // (neither has a brand in its path).
         "sign_in" => return Some(link_names(&[("me", vec![])])),
+        "set_password" => return Some(link_names(&[("sign_in", vec![])])),
         _ => return None,
     };
     let mut links = link_names(&targets);
