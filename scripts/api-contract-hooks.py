@@ -38,7 +38,9 @@ generated: they must be rejected whatever these hooks would do.
   - Image uploads carry a real (small, generated) PNG; catalog imports a
     real CSV of one product row.
   - A look the run created is addressed under its own shooting, and a launch
-    addresses a shooting that has looks.
+    addresses a shooting that has looks. Half the changes of a look whose
+    shooting cannot change now (launched, completed, archived) go to a look
+    of a draft shooting (GPS_CONTRACT_DRAFTS and what the run saw).
   - Seven export requests in eight (and every one naming a prediction the
     run saw not approved) name the predictions approved now (the stage
     approved the seeded shooting's, GPS_CONTRACT_APPROVED; the run's reviews are followed), with a built-in
@@ -172,6 +174,28 @@ def _shootings_with_looks():
     return set(_SHOOTING_OF_LOOK.values())
 
 
+# Shootings whose looks can change now (drafts: created or reopened, not
+# launched, completed or archived since); the stage's draft is one.
+_DRAFTS = set(os.environ.get("GPS_CONTRACT_DRAFTS", "").split(",")) - {""}
+_DRAFT_AFTER = {
+    "create_shooting": True,
+    "reopen_shooting": True,
+    "launch_shooting": False,
+    "complete_shooting": False,
+    "archive_shooting": False,
+    "cancel_shooting_launch": False,
+}
+_LOOK_CHANGES = (
+    "rename_look",
+    "remove_look",
+    "change_look_products",
+    "change_look_subject",
+    "change_look_style",
+    "set_look_guidelines",
+    "set_look_shot_types",
+)
+
+
 # The review state of each prediction the run has seen (the stage approved
 # all of the seeded shooting's, GPS_CONTRACT_APPROVED, comma-separated): only approved predictions can be exported, and
 # a review in the run may have taken the approval back.
@@ -205,6 +229,8 @@ def _load():
     _SHOOTING_OF_LOOK.update(state.get("shooting_of_look", {}))
     _REVIEW_STATE.update(state.get("review_state", {}))
     _USED_TOKENS.update(state.get("used_tokens", []))
+    _DRAFTS.clear()
+    _DRAFTS.update(state.get("drafts", sorted(_DRAFTS)))
 
 
 def _save():
@@ -215,6 +241,7 @@ def _save():
                     "shooting_of_look": _SHOOTING_OF_LOOK,
                     "review_state": _REVIEW_STATE,
                     "used_tokens": sorted(_USED_TOKENS),
+                    "drafts": sorted(_DRAFTS),
                 },
                 file,
             )
@@ -225,14 +252,26 @@ _load()
 
 @schemathesis.hook
 def after_call(context, case, response):
-    before = (dict(_SHOOTING_OF_LOOK), dict(_REVIEW_STATE))
+    before = (dict(_SHOOTING_OF_LOOK), dict(_REVIEW_STATE), set(_DRAFTS))
     _learn(case, response)
-    if before != (_SHOOTING_OF_LOOK, _REVIEW_STATE):
+    if before != (_SHOOTING_OF_LOOK, _REVIEW_STATE, _DRAFTS):
         _save()
 
 
 def _learn(case, response):
-    if _operation_id(case) == "create_look" and response.status_code in (200, 201):
+    if _operation_id(case) in _DRAFT_AFTER and response.status_code in (200, 201):
+        shooting = (case.path_parameters or {}).get("shooting")
+        if _operation_id(case) == "create_shooting":
+            try:
+                shooting = response.json().get("id")
+            except Exception:  # not JSON: nothing to learn
+                return
+        if isinstance(shooting, str):
+            if _DRAFT_AFTER[_operation_id(case)]:
+                _DRAFTS.add(shooting)
+            else:
+                _DRAFTS.discard(shooting)
+    elif _operation_id(case) == "create_look" and response.status_code in (200, 201):
         try:
             look = response.json().get("id")
         except Exception:  # not JSON: nothing to learn
@@ -289,6 +328,12 @@ def map_case(context, case):
     body = case.body if isinstance(case.body, dict) else None
     operation = _operation_id(case)
     path = case.path_parameters or {}
+    # Half the changes of a look that cannot change now (its shooting is
+    # launched, completed or archived) go to a look of a draft instead.
+    if operation in _LOOK_CHANGES and _SHOOTING_OF_LOOK.get(path.get("look")) not in _DRAFTS:
+        changeable = sorted(look for look, shooting in _SHOOTING_OF_LOOK.items() if shooting in _DRAFTS)
+        if changeable and os.urandom(1)[0] < 128:
+            path["look"] = changeable[os.urandom(1)[0] % len(changeable)]
     if path.get("look") in _SHOOTING_OF_LOOK and "shooting" in path:
         path["shooting"] = _SHOOTING_OF_LOOK[path["look"]]
     elif operation == "launch_shooting" and path.get("shooting") not in _shootings_with_looks():

@@ -24,7 +24,8 @@
 # Before the runs it gives the demo brand something of every kind (a shooting
 # launched with one look until its predictions exist, an approved prediction
 # and its export, a channel preset, a second account as a member, a spare API
-# client, an import), so that the stateful phase, which follows the
+# client, an import, people added without an account and so mailed a link to
+# choose a password), so that the stateful phase, which follows the
 # document's links from each create to its reads and changes, can reach
 # every operation. Generated paths name the demo brand nine times in ten and
 # a seeded id half the time (Schemathesis dictionaries);
@@ -185,7 +186,13 @@ imports=$(curl -fsS -H "Authorization: Bearer $key" -F 'catalog=@-;filename=cata
 api POST /shootings '{"shooting_id": "contract-draft", "name": "Contract draft", "defaults": {"shot_types": ["front"],
   "output": {"aspect_ratio": "4:5", "long_edge_px": 1024, "format": "jpeg"}}}' >/dev/null || true
 api POST /shootings/contract-draft/looks '{"look_id": "contract-draft", "name": "Draft look", "products": ["demo-dress-navy"]}' >/dev/null || true
-export GPS_CONTRACT_LOOKS="contract-seed=contract-seed,contract-draft=contract-draft"
+export GPS_CONTRACT_LOOKS="contract-seed=contract-seed,contract-draft=contract-draft" GPS_CONTRACT_DRAFTS="contract-draft"
+# People added without an account, each mailed a link to choose a password
+# (gps up's outbox), for the runs' password choices: the key's run adds none.
+for n in 1 2 3 4; do
+  as_owner POST /members "{\"email\": \"invited-$n@contract.example\", \"role\": \"viewer\"}" >/dev/null ||
+    echo "warning: adding invited-$n@contract.example failed; set_password has fewer links to use" >&2
+done
 # A dictionary needs a value; an id nothing has stands in for a seed that failed.
 for seeded in predictions generations exports members clients imports; do
   [ -n "${!seeded}" ] || printf -v "$seeded" '%s' '"none"'
